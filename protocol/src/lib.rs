@@ -1,1 +1,75 @@
-//! placeholder
+//! tickroom-protocol: everything a game client needs to talk to tickroom — the wire messages,
+//! the codec and stream framing, signed tokens, the anti-replay window and a sans-IO client
+//! session. The default build does no IO and reads no clock; the `tokio` feature adds ready
+//! QUIC and WebSocket connectors.
+
+pub mod codec;
+pub mod error;
+pub mod msg;
+pub mod replay;
+pub mod session;
+pub mod token;
+
+#[cfg(feature = "tokio")]
+pub mod connect;
+
+pub use codec::{DecodeError, EncodeError, FrameDecoder, FrameError};
+pub use error::ErrorCode;
+pub use msg::{ClientMsg, Secret, ServerMsg, SyncKind, Welcome};
+pub use replay::{ReplayError, ReplayWindow};
+pub use session::{ClientSession, SessionConfig, SessionEvent, SessionState};
+pub use token::{JoinTicket, KeyRing, SessionClaims, SessionToken, TicketClaims, TokenError};
+
+/// The protocol version carried in `Hello`; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// ALPN protocol id for QUIC connections.
+pub const ALPN: &[u8] = b"tickroom/1";
+
+/// A hash over the message schema, computed from the encodings of one sample of every message:
+/// a changed field, type or variant order changes it, so mismatched builds refuse each other.
+pub fn protocol_hash() -> u64 {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| {
+        let (client, server) = msg::samples();
+        let mut buf = Vec::new();
+        let mut h = Fnv64::new();
+        for m in &client {
+            codec::encode_client(m, &mut buf).expect("samples encode");
+            h.write(&buf);
+        }
+        for m in &server {
+            codec::encode_server(m, &mut buf).expect("samples encode");
+            h.write(&buf);
+        }
+        h.finish()
+    })
+}
+
+/// FNV-1a 64: a tiny stable hash for schema and checksums (not for security).
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64::new()
+    }
+}
+
+impl Fnv64 {
+    /// The FNV-1a offset basis.
+    pub fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    /// Mixes bytes in.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}

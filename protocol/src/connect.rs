@@ -1,0 +1,1 @@
+//! placeholder: QUIC and WebSocket connectors (tokio feature).
