@@ -2,5 +2,6 @@
 //! so that integration tests and benches (in `tests/` and `benches/`) reach them by one name.
 
 pub use tickroom_game as game;
+pub use tickroom_gateway as gateway;
 pub use tickroom_protocol as protocol;
 pub use tickroom_server as server;

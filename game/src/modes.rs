@@ -1,0 +1,199 @@
+//! Game modes: the parsed form of `assets/modes.toml`, the single source of modes for gateways
+//! and room servers. Pure parsing: the caller passes the text in.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The modes file built into every binary, used when no `--modes` file is given.
+pub const EMBEDDED_MODES_TOML: &str = include_str!("../../assets/modes.toml");
+
+/// How a mode keeps players in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSync {
+    /// Server-authoritative simulation with snapshots.
+    State,
+    /// Input relay per frame, clients simulate.
+    Lockstep,
+}
+
+/// One game mode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeConfig {
+    /// The name players queue for.
+    pub name: String,
+    /// Which built-in game runs it: `arena` (state) or `arena-lockstep` (lockstep).
+    pub game: String,
+    /// State sync or lockstep.
+    pub sync: ModeSync,
+    /// Ticks (state) or frames (lockstep) per second.
+    pub tick_rate_hz: u16,
+    /// Room size: matchmaking fills rooms of this many players.
+    pub players: u8,
+    /// Fewest players a match may start with once `matchmaking_wait_s` has passed.
+    #[serde(default = "one")]
+    pub min_players: u8,
+    /// How long matchmaking waits for a full room before starting with `min_players`.
+    #[serde(default = "ten")]
+    pub matchmaking_wait_s: u32,
+    /// A room starts when full or this long after it was created.
+    #[serde(default = "ten")]
+    pub start_timeout_s: u32,
+    /// A match ends after this long.
+    #[serde(default = "six_hundred")]
+    pub match_duration_s: u32,
+    /// How long a dropped player's slot is kept for a resume.
+    #[serde(default = "thirty")]
+    pub grace_s: u32,
+    /// State sync: how many unacknowledged inputs each client message repeats.
+    #[serde(default = "eight")]
+    pub input_redundancy: u8,
+    /// Lockstep: clients send a checksum every this many frames.
+    #[serde(default = "ten")]
+    pub checksum_interval_frames: u32,
+}
+
+fn one() -> u8 {
+    1
+}
+fn eight() -> u8 {
+    8
+}
+fn ten() -> u32 {
+    10
+}
+fn thirty() -> u32 {
+    30
+}
+fn six_hundred() -> u32 {
+    600
+}
+
+impl ModeConfig {
+    /// The fixed time between two ticks.
+    pub fn tick_interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.tick_rate_hz))
+    }
+}
+
+/// Why a modes file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModesError {
+    /// The TOML does not parse or has unknown fields.
+    #[error("modes file does not parse: {0}")]
+    Parse(String),
+    /// A mode has an impossible value.
+    #[error("mode {mode}: {problem}")]
+    Invalid { mode: String, problem: &'static str },
+}
+
+/// All modes, looked up by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modes {
+    modes: Vec<ModeConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModesFile {
+    mode: Vec<ModeConfig>,
+}
+
+/// Built-in games a mode may name.
+const KNOWN_GAMES: &[(&str, ModeSync)] = &[
+    ("arena", ModeSync::State),
+    ("arena-lockstep", ModeSync::Lockstep),
+];
+
+impl Modes {
+    /// Parses and checks a modes file.
+    pub fn parse(text: &str) -> Result<Modes, ModesError> {
+        let file: ModesFile = toml::from_str(text).map_err(|e| ModesError::Parse(e.to_string()))?;
+        for m in &file.mode {
+            let invalid = |problem| ModesError::Invalid {
+                mode: m.name.clone(),
+                problem,
+            };
+            if !KNOWN_GAMES.contains(&(m.game.as_str(), m.sync)) {
+                return Err(invalid(
+                    "unknown game, or a game run with the wrong sync kind",
+                ));
+            }
+            if m.tick_rate_hz == 0 || m.tick_rate_hz > 240 {
+                return Err(invalid("tick_rate_hz must be 1..=240"));
+            }
+            if m.players == 0 || m.players > 64 {
+                return Err(invalid("players must be 1..=64"));
+            }
+            if m.min_players == 0 || m.min_players > m.players {
+                return Err(invalid("min_players must be 1..=players"));
+            }
+            if m.checksum_interval_frames == 0 {
+                return Err(invalid("checksum_interval_frames must be at least 1"));
+            }
+        }
+        if file
+            .mode
+            .iter()
+            .enumerate()
+            .any(|(i, m)| file.mode[..i].iter().any(|o| o.name == m.name))
+        {
+            return Err(ModesError::Invalid {
+                mode: String::new(),
+                problem: "two modes share a name",
+            });
+        }
+        Ok(Modes { modes: file.mode })
+    }
+
+    /// The modes built into the binary.
+    pub fn embedded() -> Modes {
+        Modes::parse(EMBEDDED_MODES_TOML).expect("the embedded modes file is valid")
+    }
+
+    /// The mode called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&ModeConfig> {
+        self.modes.iter().find(|m| m.name == name)
+    }
+
+    /// Every mode.
+    pub fn iter(&self) -> impl Iterator<Item = &ModeConfig> {
+        self.modes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_modes_parse() {
+        let modes = Modes::embedded();
+        let arena = modes.by_name("arena").unwrap();
+        assert_eq!(arena.sync, ModeSync::State);
+        assert_eq!(arena.players, 10);
+        assert_eq!(
+            modes.by_name("arena-lockstep").unwrap().sync,
+            ModeSync::Lockstep
+        );
+        assert!(modes.by_name("nope").is_none());
+    }
+
+    #[test]
+    fn bad_modes_are_refused() {
+        let base = |extra: &str| {
+            format!(
+                "[[mode]]\nname='a'\ngame='arena'\nsync='state'\ntick_rate_hz=30\nplayers=4\n{extra}"
+            )
+        };
+        assert!(Modes::parse(&base("")).is_ok());
+        assert!(Modes::parse(&base("min_players=5")).is_err());
+        assert!(Modes::parse(&base("bogus=1")).is_err());
+        assert!(Modes::parse(&base("").replace("'arena'", "'chess'")).is_err());
+        assert!(Modes::parse(&base("").replace("tick_rate_hz=30", "tick_rate_hz=0")).is_err());
+        let twice = format!("{}\n{}", base(""), base(""));
+        assert!(Modes::parse(&twice).is_err());
+    }
+}
