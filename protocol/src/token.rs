@@ -346,7 +346,7 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 
 /// Bytes from hex (either case); `None` for odd length or a non-hex digit.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
