@@ -1,1 +1,186 @@
-//! placeholder
+//! tickroom-server: the room server (rooms on worker threads behind QUIC and WebSocket), the
+//! HTTP endpoints (`/metrics`, `/healthz`) and the process roles the `tickroom` binary runs:
+//! all-in-one (gateway + room server + in-memory directory), `gateway` and `room`.
+
+pub mod app;
+pub mod conn;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod room;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tickroom_game::modes::{ModeConfig, Modes};
+use tickroom_protocol::{KeyRing, ReplayWindow, Secret};
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+use crate::room::{RoomId, RoomPool, SessionId};
+
+/// Room-server limits and timeouts; `Default` documents each default.
+#[derive(Debug, Clone)]
+pub struct RoomServerConfig {
+    /// This server's id; join tickets must name it.
+    pub server_id: String,
+    /// Room worker threads (default: one per core).
+    pub workers: usize,
+    /// Messages each worker's queue holds before inputs are dropped (default 65,536).
+    pub room_queue_len: usize,
+    /// Rooms this server runs at most before answering `ServerBusy` (default 5,000).
+    pub max_rooms: usize,
+    /// Connections accepted at most, over both transports (default 20,000).
+    pub max_connections: usize,
+    /// Time allowed from accept to `Welcome` (default 5 s).
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (default 15 s).
+    pub idle_timeout: Duration,
+    /// Tolerated clock difference with the gateway that signed tickets (default 5 s).
+    pub clock_skew: Duration,
+    /// Unsent reliable bytes per connection before it is a slow consumer (default 1 MiB).
+    pub max_reliable_queue_bytes: usize,
+    /// Replayed messages in a row before the connection is closed (default 32).
+    pub max_consecutive_replays: u32,
+    /// Anti-replay window size in sequence numbers (default 64).
+    pub replay_window: u32,
+}
+
+impl Default for RoomServerConfig {
+    fn default() -> Self {
+        RoomServerConfig {
+            server_id: "room-1".into(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            room_queue_len: 65_536,
+            max_rooms: 5_000,
+            max_connections: 20_000,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            clock_skew: Duration::from_secs(5),
+            max_reliable_queue_bytes: outbox::DEFAULT_MAX_RELIABLE_QUEUE_BYTES,
+            max_consecutive_replays: 32,
+            replay_window: tickroom_protocol::replay::DEFAULT_REPLAY_WINDOW,
+        }
+    }
+}
+
+/// A player's session on this server: it outlives connections (resume) and owns the
+/// anti-replay window, so a reconnect continues the window instead of resetting it.
+#[derive(Debug)]
+pub struct SessionRecord {
+    pub session_id: SessionId,
+    pub player_id: u64,
+    pub room_id: RoomId,
+    /// Key for the next resume's challenge; rotated on every resume.
+    pub resume_secret: Mutex<Secret>,
+    pub window: Mutex<ReplayWindow>,
+}
+
+/// State shared by connections and room workers.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: RoomServerConfig,
+    pub keys: KeyRing,
+    pub modes: HashMap<String, Arc<ModeConfig>>,
+    pub sessions: DashMap<SessionId, Arc<SessionRecord>>,
+    /// Join-ticket nonces in use or used, with their expiry (unix ms), until they expire.
+    used_tickets: Mutex<HashMap<[u8; 16], u64>>,
+    pub room_count: AtomicUsize,
+    pub metrics: Metrics,
+    pub started: Instant,
+}
+
+/// Used-ticket count past which expired entries are swept on insert.
+const USED_TICKETS_SWEEP_AT: usize = 4096;
+
+impl Shared {
+    /// Takes a room slot if the server is under its room limit.
+    pub fn admit_room(&self) -> bool {
+        self.room_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.max_rooms).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Reserves a ticket nonce; false when it was already used (or is being used).
+    pub fn reserve_ticket(&self, nonce: [u8; 16], expires_ms: u64) -> bool {
+        let now = unix_ms();
+        let mut used = self.used_tickets.lock();
+        if used.len() >= USED_TICKETS_SWEEP_AT {
+            let skew = self.config.clock_skew.as_millis() as u64;
+            used.retain(|_, exp| exp.saturating_add(skew) >= now);
+        }
+        used.insert(nonce, expires_ms).is_none()
+    }
+
+    /// Releases a reservation whose join failed, so the holder can retry with the same ticket.
+    pub fn release_ticket(&self, nonce: &[u8; 16]) {
+        self.used_tickets.lock().remove(nonce);
+    }
+
+    /// Used-ticket entries held (bounded by ticket lifetime × join rate).
+    pub fn used_ticket_count(&self) -> usize {
+        self.used_tickets.lock().len()
+    }
+}
+
+/// The room server: shared state plus the worker pool and the connection limit.
+#[derive(Debug)]
+pub struct RoomServer {
+    pub shared: Arc<Shared>,
+    pub pool: RoomPool,
+    /// Taken before each accept, so a full server stops accepting instead of growing.
+    pub connection_slots: Arc<Semaphore>,
+}
+
+impl RoomServer {
+    /// Starts the worker threads.
+    pub fn new(config: RoomServerConfig, keys: KeyRing, modes: &Modes) -> Arc<RoomServer> {
+        let modes = modes
+            .iter()
+            .map(|m| (m.name.clone(), Arc::new(m.clone())))
+            .collect();
+        let workers = config.workers.max(1);
+        let queue_len = config.room_queue_len;
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let shared = Arc::new(Shared {
+            config,
+            keys,
+            modes,
+            sessions: DashMap::new(),
+            used_tickets: Mutex::new(HashMap::new()),
+            room_count: AtomicUsize::new(0),
+            metrics: Metrics::new(workers),
+            started: Instant::now(),
+        });
+        let pool = RoomPool::start(shared.clone(), workers, queue_len);
+        Arc::new(RoomServer {
+            shared,
+            pool,
+            connection_slots: slots,
+        })
+    }
+
+    /// Prometheus text of this server's metrics.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.shared.metrics.render(out, &self.pool.queue_depths());
+    }
+
+    /// Current load for placement: players seated or in grace.
+    pub fn load(&self) -> u32 {
+        self.shared.sessions.len() as u32
+    }
+}
+
+/// Wall-clock unix milliseconds (tokens carry wall-clock times).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,145 @@
+//! Process roles: starting a room server's transports and HTTP endpoint on given addresses
+//! (port 0 allowed), the ready-file, and graceful shutdown. `main.rs` only parses flags.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::http::{ops_router, MetricsSource};
+use crate::transport::quic::{self, CertAndKey};
+use crate::transport::ws;
+use crate::RoomServer;
+
+/// How long shutdown waits for connections to flush their last messages.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+
+/// Where a running process listens; written as the ready-file JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct ReadyInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
+}
+
+/// A started room server's listeners.
+pub struct RunningRoomServer {
+    pub server: Arc<RoomServer>,
+    pub ws_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub cert_fingerprint: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Why a role could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A TCP listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The QUIC endpoint could not start.
+    #[error(transparent)]
+    Quic(#[from] quic::QuicSetupError),
+}
+
+/// Binds a TCP listener, naming the address on failure.
+pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl RunningRoomServer {
+    /// Starts WebSocket and QUIC listeners for `server`.
+    pub async fn start(
+        server: Arc<RoomServer>,
+        ws_addr: SocketAddr,
+        quic_addr: SocketAddr,
+        cert: CertAndKey,
+    ) -> Result<RunningRoomServer, StartError> {
+        let (shutdown, rx) = watch::channel(false);
+        let listener = bind_tcp(ws_addr).await?;
+        let ws_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: ws_addr, source })?;
+        let cert_fingerprint = cert.fingerprint();
+        let endpoint = quic::bind(quic_addr, cert)?;
+        let quic_addr = endpoint
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: quic_addr, source })?;
+        let tasks = vec![
+            tokio::spawn(ws::run(listener, server.clone(), rx.clone())),
+            tokio::spawn(quic::run(endpoint, server.clone(), rx)),
+        ];
+        info!(%ws_addr, %quic_addr, fingerprint = %cert_fingerprint, "room server listening (ws, quic)");
+        Ok(RunningRoomServer {
+            server,
+            ws_addr,
+            quic_addr,
+            cert_fingerprint,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The room server's metrics as a source for `/metrics`.
+    pub fn metrics_source(&self) -> MetricsSource {
+        let server = self.server.clone();
+        Arc::new(move |out: &mut String| server.render_metrics(out))
+    }
+
+    /// Stops accepting, tells every player (`Kicked{ServerShutdown}`), and waits up to
+    /// `SHUTDOWN_DRAIN` for connections to flush.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let server = self.server.clone();
+        let _ = tokio::task::spawn_blocking(move || server.pool.shutdown()).await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+        while self.server.shared.sessions.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` (plus `extra` routes) on `addr`; returns the bound address.
+pub async fn serve_http(
+    addr: SocketAddr,
+    sources: Vec<MetricsSource>,
+    extra: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
+    let listener = bind_tcp(addr).await?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let app = ops_router(sources).merge(extra);
+    let task = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    });
+    Ok((bound, task))
+}
+
+/// Writes the ready-file atomically (temp file + rename), so readers never see half of it.
+pub fn write_ready_file(path: &std::path::Path, info: &ReadyInfo) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(info).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, path)
+}

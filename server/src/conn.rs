@@ -1,0 +1,422 @@
+//! One player connection, above the transport: the handshake (Hello or Resume → Challenge →
+//! ChallengeResponse → Welcome, under a timeout), then the play loop that checks every
+//! message's sequence number against the session's replay window and forwards it to the room.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::TrySendError;
+use parking_lot::Mutex;
+use rand::Rng;
+use tickroom_protocol::{
+    codec, protocol_hash, token, ClientMsg, ErrorCode, ReplayWindow, Secret, ServerMsg,
+    TokenError, PROTOCOL_VERSION,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, instrument};
+
+use crate::outbox::Outbox;
+use crate::room::{RoomInput, Seated, Seating};
+use crate::transport::{Reader, TransportKind};
+use crate::{unix_ms, RoomServer, SessionRecord};
+
+/// A refusal: the code and a line for the client.
+type Refusal = (ErrorCode, String);
+
+/// How the play loop ended.
+enum End {
+    /// The player sent `Leave`.
+    Left,
+    /// The transport closed or failed; the seat is kept for the grace period.
+    Dropped,
+    /// The server closes the connection with this code.
+    Closed(ErrorCode),
+}
+
+/// Runs one connection from the first message to the end. Always closes `outbox` on return.
+#[instrument(skip_all, fields(peer = %peer, transport = ?kind))]
+pub async fn serve_connection(
+    server: Arc<RoomServer>,
+    mut reader: Reader,
+    outbox: Arc<Outbox>,
+    kind: TransportKind,
+    peer: SocketAddr,
+) {
+    let metrics = &server.shared.metrics;
+    let gauge = match kind {
+        TransportKind::Ws => &metrics.connections_ws,
+        TransportKind::Quic => &metrics.connections_quic,
+    };
+    gauge.add(1);
+    let timeout = server.shared.config.handshake_timeout;
+    let session = match tokio::time::timeout(timeout, handshake(&server, &mut reader, &outbox)).await {
+        Ok(Ok(session)) => Some(session),
+        Ok(Err((code, detail))) => {
+            refuse(&server, &outbox, code, detail);
+            None
+        }
+        Err(_) => {
+            refuse(&server, &outbox, ErrorCode::HandshakeTimeout, "handshake took too long".into());
+            None
+        }
+    };
+    if let Some(session) = session {
+        let end = play(&server, &session, &mut reader, &outbox).await;
+        debug!(session = session.session_id, "connection ended");
+        match end {
+            End::Left => outbox.close(ErrorCode::RoomClosed),
+            End::Dropped => detach(&server, &session, &outbox),
+            End::Closed(code) => {
+                send(&server, &outbox, &ServerMsg::Kicked { code });
+                outbox.close(code);
+                detach(&server, &session, &outbox);
+            }
+        }
+    }
+    gauge.add(-1);
+}
+
+fn detach(server: &RoomServer, session: &SessionRecord, outbox: &Arc<Outbox>) {
+    let _ = server.pool.try_send(
+        session.room_id,
+        RoomInput::Detach {
+            room_id: session.room_id,
+            session_id: session.session_id,
+            outbox: outbox.clone(),
+        },
+    );
+    outbox.close(ErrorCode::Kicked);
+}
+
+fn refuse(server: &RoomServer, outbox: &Outbox, code: ErrorCode, detail: String) {
+    server.shared.metrics.handshake_failures.inc();
+    debug!(%code, %detail, "handshake refused");
+    send(server, outbox, &ServerMsg::Error { code, detail });
+    outbox.close(code);
+}
+
+/// Encodes and queues a reliable message from the connection itself.
+fn send(server: &RoomServer, outbox: &Outbox, msg: &ServerMsg) {
+    let mut buf = Vec::new();
+    if codec::encode_server(msg, &mut buf).is_ok() && !outbox.push_reliable(buf.into()) {
+        server.shared.metrics.slow_consumers.inc();
+    }
+}
+
+async fn recv(reader: &mut Reader, server: &RoomServer) -> Result<ClientMsg, Refusal> {
+    match reader.recv().await {
+        Ok(Some((msg, len))) => {
+            server.shared.metrics.messages_in.inc();
+            server.shared.metrics.bytes_in.add(len as u64);
+            Ok(msg)
+        }
+        Ok(None) => Err((ErrorCode::Unknown, "connection closed".into())),
+        Err(code) => Err((code, code.to_string())),
+    }
+}
+
+async fn handshake(
+    server: &RoomServer,
+    reader: &mut Reader,
+    outbox: &Arc<Outbox>,
+) -> Result<Arc<SessionRecord>, Refusal> {
+    match recv(reader, server).await? {
+        ClientMsg::Hello {
+            protocol_version,
+            protocol_hash: hash,
+            ticket,
+        } => {
+            check_version(protocol_version, hash)?;
+            join(server, reader, outbox, &ticket).await
+        }
+        ClientMsg::Resume {
+            protocol_version,
+            protocol_hash: hash,
+            session_id,
+            last_frame,
+        } => {
+            check_version(protocol_version, hash)?;
+            resume(server, reader, outbox, session_id, last_frame).await
+        }
+        other => Err((
+            ErrorCode::UnexpectedMessage,
+            format!("expected Hello or Resume, got {}", other.kind()),
+        )),
+    }
+}
+
+fn check_version(version: u16, hash: u64) -> Result<(), Refusal> {
+    if version != PROTOCOL_VERSION || hash != protocol_hash() {
+        return Err((
+            ErrorCode::VersionMismatch,
+            format!(
+                "server speaks protocol {PROTOCOL_VERSION} (schema {:016x}); client sent {version} ({hash:016x})",
+                protocol_hash()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends a fresh challenge and checks the answer against `secret`.
+async fn challenge(
+    server: &RoomServer,
+    reader: &mut Reader,
+    outbox: &Outbox,
+    secret: &Secret,
+) -> Result<(), Refusal> {
+    let nonce: Secret = rand::rng().random();
+    send(server, outbox, &ServerMsg::Challenge { nonce });
+    match recv(reader, server).await? {
+        ClientMsg::ChallengeResponse { mac } if token::verify_challenge_mac(secret, &nonce, &mac) => Ok(()),
+        ClientMsg::ChallengeResponse { .. } => Err((ErrorCode::AuthFailed, "challenge response is wrong".into())),
+        other => Err((
+            ErrorCode::UnexpectedMessage,
+            format!("expected ChallengeResponse, got {}", other.kind()),
+        )),
+    }
+}
+
+async fn join(
+    server: &RoomServer,
+    reader: &mut Reader,
+    outbox: &Arc<Outbox>,
+    ticket: &str,
+) -> Result<Arc<SessionRecord>, Refusal> {
+    let shared = &server.shared;
+    let skew = shared.config.clock_skew.as_millis() as u64;
+    let ticket = shared
+        .keys
+        .verify_ticket(ticket, unix_ms(), skew)
+        .map_err(|e| match e {
+            TokenError::Expired => (ErrorCode::TicketExpired, "ask the gateway for a new ticket".to_string()),
+            other => (ErrorCode::TicketInvalid, other.to_string()),
+        })?;
+    let claims = ticket.claims().clone();
+    if claims.server_id != shared.config.server_id {
+        return Err((
+            ErrorCode::WrongServer,
+            format!("ticket is for server {}, this is {}", claims.server_id, shared.config.server_id),
+        ));
+    }
+    let mode = shared
+        .modes
+        .get(&claims.mode)
+        .cloned()
+        .ok_or((ErrorCode::UnknownMode, format!("no mode {}", claims.mode)))?;
+    challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
+    // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
+    if !shared.reserve_ticket(claims.nonce, claims.expires_ms) {
+        return Err((ErrorCode::TicketReused, "this ticket was already used".into()));
+    }
+    let session_id = loop {
+        let id: u64 = rand::rng().random();
+        if id != 0 && !shared.sessions.contains_key(&id) {
+            break id;
+        }
+    };
+    let record = Arc::new(SessionRecord {
+        session_id,
+        player_id: claims.player_id,
+        room_id: claims.room_id,
+        resume_secret: Mutex::new(rand::rng().random()),
+        window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
+    });
+    shared.sessions.insert(session_id, record.clone());
+    shared.metrics.sessions.add(1);
+    let seating = Seating {
+        session_id,
+        player_id: claims.player_id,
+        resume_secret: *record.resume_secret.lock(),
+        next_seq: 1,
+    };
+    let (reply, answer) = oneshot::channel();
+    let msg = RoomInput::Join {
+        room_id: claims.room_id,
+        mode,
+        seating,
+        outbox: outbox.clone(),
+        reply,
+    };
+    match seat(server, claims.room_id, msg, answer).await {
+        Ok(_) => {
+            shared.metrics.joins.inc();
+            Ok(record)
+        }
+        Err(code) => {
+            if shared.sessions.remove(&session_id).is_some() {
+                shared.metrics.sessions.add(-1);
+            }
+            shared.release_ticket(&claims.nonce);
+            Err((code, code.to_string()))
+        }
+    }
+}
+
+async fn resume(
+    server: &RoomServer,
+    reader: &mut Reader,
+    outbox: &Arc<Outbox>,
+    session_id: u64,
+    last_frame: u64,
+) -> Result<Arc<SessionRecord>, Refusal> {
+    let shared = &server.shared;
+    let expired = || (ErrorCode::SessionExpired, "rejoin through the gateway".to_string());
+    let record = shared.sessions.get(&session_id).map(|r| r.clone()).ok_or_else(expired)?;
+    let secret = *record.resume_secret.lock();
+    challenge(server, reader, outbox, &secret).await?;
+    // Rotate: a captured resume exchange can never be used again.
+    let next_secret: Secret = rand::rng().random();
+    {
+        let mut current = record.resume_secret.lock();
+        if *current != secret {
+            return Err((ErrorCode::AuthFailed, "a concurrent resume won".into()));
+        }
+        *current = next_secret;
+    }
+    let seating = Seating {
+        session_id,
+        player_id: record.player_id,
+        resume_secret: next_secret,
+        next_seq: record.window.lock().highest() + 1,
+    };
+    let (reply, answer) = oneshot::channel();
+    let msg = RoomInput::Resume {
+        room_id: record.room_id,
+        seating,
+        last_frame,
+        outbox: outbox.clone(),
+        reply,
+    };
+    seat(server, record.room_id, msg, answer)
+        .await
+        .map_err(|code| (code, code.to_string()))?;
+    shared.metrics.resumes.inc();
+    Ok(record)
+}
+
+async fn seat(
+    server: &RoomServer,
+    room_id: u64,
+    msg: RoomInput,
+    answer: oneshot::Receiver<Result<Seated, ErrorCode>>,
+) -> Result<Seated, ErrorCode> {
+    if server.pool.try_send(room_id, msg).is_err() {
+        server.shared.metrics.server_busy.inc();
+        return Err(ErrorCode::ServerBusy);
+    }
+    answer.await.unwrap_or(Err(ErrorCode::ServerShutdown))
+}
+
+async fn play(
+    server: &RoomServer,
+    session: &SessionRecord,
+    reader: &mut Reader,
+    outbox: &Outbox,
+) -> End {
+    let shared = &server.shared;
+    let idle = shared.config.idle_timeout;
+    let room_id = session.room_id;
+    let session_id = session.session_id;
+    let mut replays_in_a_row = 0;
+    loop {
+        let msg = match tokio::time::timeout(idle, reader.recv()).await {
+            Err(_) => return End::Closed(ErrorCode::IdleTimeout),
+            Ok(Err(code)) => return End::Closed(code),
+            Ok(Ok(None)) => return End::Dropped,
+            Ok(Ok(Some((msg, len)))) => {
+                shared.metrics.messages_in.inc();
+                shared.metrics.bytes_in.add(len as u64);
+                msg
+            }
+        };
+        if outbox.is_closed() {
+            // Replaced by a newer connection of the same session, or kicked.
+            return End::Dropped;
+        }
+        let Some(seq) = msg.seq() else {
+            return End::Closed(ErrorCode::UnexpectedMessage);
+        };
+        if session.window.lock().check(seq).is_err() {
+            shared.metrics.replayed_messages.inc();
+            replays_in_a_row += 1;
+            if replays_in_a_row > shared.config.max_consecutive_replays {
+                return End::Closed(ErrorCode::Replay);
+            }
+            continue;
+        }
+        replays_in_a_row = 0;
+        let forwarded = match msg {
+            ClientMsg::Input {
+                tick,
+                ack_tick,
+                inputs,
+                ..
+            } => {
+                let input = RoomInput::Input {
+                    room_id,
+                    session_id,
+                    tick,
+                    ack_tick,
+                    inputs,
+                };
+                // Unreliable input: on a full queue it is dropped; redundancy covers it.
+                if let Err(TrySendError::Full(_)) = server.pool.try_send(room_id, input) {
+                    shared.metrics.dropped_inputs.inc();
+                }
+                true
+            }
+            ClientMsg::FrameInput { frame, input, .. } => server
+                .pool
+                .try_send(
+                    room_id,
+                    RoomInput::FrameInput {
+                        room_id,
+                        session_id,
+                        frame,
+                        input,
+                    },
+                )
+                .is_ok(),
+            ClientMsg::Checksum { frame, hash, .. } => server
+                .pool
+                .try_send(
+                    room_id,
+                    RoomInput::Checksum {
+                        room_id,
+                        session_id,
+                        frame,
+                        hash,
+                    },
+                )
+                .is_ok(),
+            ClientMsg::Ping { client_time_us, .. } => {
+                let server_time_us = Instant::now().duration_since(shared.started).as_micros() as u64;
+                send(
+                    server,
+                    outbox,
+                    &ServerMsg::Pong {
+                        client_time_us,
+                        server_time_us,
+                    },
+                );
+                true
+            }
+            ClientMsg::Leave { .. } => {
+                session.window.lock().commit(seq);
+                let _ = server.pool.try_send(room_id, RoomInput::Leave { room_id, session_id });
+                return End::Left;
+            }
+            ClientMsg::Hello { .. } | ClientMsg::ChallengeResponse { .. } | ClientMsg::Resume { .. } => {
+                return End::Closed(ErrorCode::UnexpectedMessage);
+            }
+        };
+        if !forwarded {
+            // Reliable traffic cannot be dropped silently: the room is overloaded.
+            shared.metrics.server_busy.inc();
+            return End::Closed(ErrorCode::ServerBusy);
+        }
+        session.window.lock().commit(seq);
+    }
+}

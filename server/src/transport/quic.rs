@@ -1,0 +1,233 @@
+//! QUIC transport (quinn): a self-signed certificate by default (its SHA-256 fingerprint is
+//! served so clients pin it), ALPN `tickroom/1`, 0-RTT disabled, one bidirectional stream of
+//! length-prefixed messages for reliable traffic, datagrams for inputs and snapshots that fit.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+use tickroom_protocol::codec::{FrameDecoder, MAX_CLIENT_MSG_BYTES};
+use tickroom_protocol::{token, ClientMsg, ErrorCode, ALPN};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::{decode, Reader, TransportKind};
+use crate::conn::serve_connection;
+use crate::outbox::{OutItem, Outbox};
+use crate::RoomServer;
+
+/// How long a closing connection waits for its last stream bytes to be acknowledged.
+const CLOSE_LINGER: Duration = Duration::from_millis(250);
+/// Read buffer per connection, in bytes.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// QUIC idle timeout (the transport's own, below the room server's idle timeout).
+const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Datagram receive buffer per connection, in bytes.
+const DATAGRAM_RECV_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Why the QUIC endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicSetupError {
+    /// The certificate or key could not be made or read.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// rustls or quinn refused the configuration.
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A certificate chain and its key.
+pub struct CertAndKey {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl CertAndKey {
+    /// A fresh self-signed certificate for `localhost`.
+    pub fn self_signed() -> Result<CertAndKey, QuicSetupError> {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .map_err(|e| QuicSetupError::Certificate(e.to_string()))?;
+        Ok(CertAndKey {
+            chain: vec![ck.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der())),
+        })
+    }
+
+    /// Loads a PEM certificate chain and key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<CertAndKey, QuicSetupError> {
+        let bad = |e: rustls::pki_types::pem::Error| QuicSetupError::Certificate(e.to_string());
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(bad)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(bad)?;
+        Ok(CertAndKey { chain, key })
+    }
+
+    /// Lower-case hex SHA-256 of the leaf certificate: what clients pin.
+    pub fn fingerprint(&self) -> String {
+        self.chain
+            .first()
+            .map(|c| token::encode_hex(&Sha256::digest(c.as_ref())))
+            .unwrap_or_default()
+    }
+}
+
+/// Binds a QUIC server endpoint.
+pub fn bind(addr: SocketAddr, cert: CertAndKey) -> Result<Endpoint, QuicSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| QuicSetupError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(cert.chain, cert.key)
+        .map_err(|e| QuicSetupError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // 0-RTT data can be replayed by an attacker: never accept it.
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| QuicSetupError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(1))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECV_BUFFER_BYTES))
+        .max_idle_timeout(QUIC_IDLE_TIMEOUT.try_into().ok());
+    config.transport_config(Arc::new(transport));
+    Endpoint::server(config, addr).map_err(|source| QuicSetupError::Bind { addr, source })
+}
+
+/// The receiving half of a QUIC connection: the stream's frames and the datagrams.
+pub struct QuicReader {
+    conn: Connection,
+    recv: RecvStream,
+    frames: FrameDecoder,
+    chunk: Vec<u8>,
+}
+
+impl QuicReader {
+    pub(super) async fn recv(&mut self) -> Result<Option<(ClientMsg, usize)>, ErrorCode> {
+        loop {
+            match self.frames.next_frame() {
+                Err(_) => return Err(ErrorCode::MessageTooLarge),
+                Ok(Some(frame)) => return decode(frame),
+                Ok(None) => {}
+            }
+            tokio::select! {
+                read = self.recv.read(&mut self.chunk) => match read {
+                    Ok(Some(n)) => self.frames.push(&self.chunk[..n]),
+                    Ok(None) | Err(_) => return Ok(None),
+                },
+                datagram = self.conn.read_datagram() => match datagram {
+                    Ok(bytes) => return decode(&bytes),
+                    Err(_) => return Ok(None),
+                },
+            }
+        }
+    }
+}
+
+/// Accepts QUIC connections until `shutdown` turns true.
+pub async fn run(endpoint: Endpoint, server: Arc<RoomServer>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let permit = tokio::select! {
+            p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => break,
+        };
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            handle(server, incoming).await;
+        });
+    }
+    endpoint.close(VarInt::from_u32(u32::from(ErrorCode::ServerShutdown.as_u16())), b"server_shutdown");
+}
+
+async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming) {
+    let peer = incoming.remote_address();
+    let timeout = server.shared.config.handshake_timeout;
+    let conn = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "quic handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Ok(Ok(pair)) => pair,
+        _ => {
+            conn.close(VarInt::from_u32(u32::from(ErrorCode::HandshakeTimeout.as_u16())), b"handshake_timeout");
+            return;
+        }
+    };
+    let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
+    let writer = tokio::spawn(write_loop(conn.clone(), send, outbox.clone(), server.clone()));
+    let reader = QuicReader {
+        conn,
+        recv,
+        frames: FrameDecoder::new(MAX_CLIENT_MSG_BYTES),
+        chunk: vec![0; READ_CHUNK_BYTES],
+    };
+    serve_connection(server, Reader::Quic(reader), outbox, TransportKind::Quic, peer).await;
+    let _ = writer.await;
+}
+
+async fn write_loop(conn: Connection, mut send: SendStream, outbox: Arc<Outbox>, server: Arc<RoomServer>) {
+    let metrics = &server.shared.metrics;
+    loop {
+        let item = outbox.next().await;
+        let result = match item {
+            OutItem::Reliable(bytes) => write_framed(&mut send, &bytes).await.map(|_| bytes.len()),
+            OutItem::Unreliable(bytes) => {
+                let len = bytes.len();
+                if conn.max_datagram_size().is_some_and(|max| len <= max) {
+                    // A full datagram buffer drops the oldest: snapshots conflate here too.
+                    conn.send_datagram(bytes).map(|_| len).map_err(|_| ())
+                } else {
+                    write_framed(&mut send, &bytes).await.map(|_| len)
+                }
+            }
+            OutItem::Close(code) => {
+                let _ = send.finish();
+                let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+                conn.close(VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
+                return;
+            }
+        };
+        match result {
+            Ok(len) => {
+                metrics.messages_out.inc();
+                metrics.bytes_out.add(len as u64);
+            }
+            Err(()) => {
+                warn!("quic write failed; closing");
+                outbox.close(ErrorCode::Kicked);
+                conn.close(VarInt::from_u32(0), b"");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_framed(send: &mut SendStream, body: &[u8]) -> Result<(), ()> {
+    let len = (body.len() as u32).to_le_bytes();
+    send.write_all(&len).await.map_err(|_| ())?;
+    send.write_all(body).await.map_err(|_| ())
+}

@@ -1,0 +1,149 @@
+//! WebSocket transport (tokio-tungstenite): binary messages on path `/`, explicit message,
+//! frame and write-buffer limits; the writer batches queued messages and flushes once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tickroom_protocol::codec::MAX_CLIENT_MSG_BYTES;
+use tickroom_protocol::ErrorCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use super::{decode, Reader, TransportKind};
+use crate::conn::serve_connection;
+use crate::outbox::{OutItem, Outbox};
+use crate::RoomServer;
+
+/// Bytes tungstenite buffers before writing to the socket.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes tungstenite may hold unwritten before a write fails (a stuck peer).
+const MAX_WRITE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+/// WebSocket close codes for tickroom reasons start here (4000-4999 is for applications).
+pub const CLOSE_CODE_BASE: u16 = 4000;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The receiving half of a WebSocket connection.
+pub struct WsReader {
+    stream: SplitStream<Ws>,
+}
+
+impl WsReader {
+    pub(super) async fn recv(&mut self) -> Result<Option<(tickroom_protocol::ClientMsg, usize)>, ErrorCode> {
+        loop {
+            match self.stream.next().await {
+                None => return Ok(None),
+                Some(Ok(Message::Binary(bytes))) => return decode(&bytes),
+                Some(Ok(Message::Text(_))) => return Err(ErrorCode::BadMessage),
+                Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(_)) => continue,
+                Some(Err(WsError::Capacity(_))) => return Err(ErrorCode::MessageTooLarge),
+                Some(Err(WsError::Protocol(_))) => return Err(ErrorCode::BadMessage),
+                Some(Err(_)) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// The limits every WebSocket connection runs with.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_CLIENT_MSG_BYTES))
+        .max_frame_size(Some(MAX_CLIENT_MSG_BYTES))
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
+
+/// Accepts WebSocket connections until `shutdown` turns true.
+pub async fn run(listener: TcpListener, server: Arc<RoomServer>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let permit = tokio::select! {
+            p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { warn!(error = %e, "websocket accept failed"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            handle(server, stream, peer).await;
+        });
+    }
+}
+
+async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let only_root = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == "/" {
+            Ok(resp)
+        } else {
+            let mut not_found = ErrorResponse::new(Some("not found: the WebSocket endpoint is /".into()));
+            *not_found.status_mut() = http::StatusCode::NOT_FOUND;
+            Err(not_found)
+        }
+    };
+    let timeout = server.shared.config.handshake_timeout;
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
+    let ws = match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (sink, stream) = ws.split();
+    let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), server.clone()));
+    serve_connection(server, Reader::Ws(WsReader { stream }), outbox, TransportKind::Ws, peer).await;
+    let _ = writer.await;
+}
+
+async fn write_loop(mut sink: SplitSink<Ws, Message>, outbox: Arc<Outbox>, server: Arc<RoomServer>) {
+    let metrics = &server.shared.metrics;
+    let mut item = outbox.next().await;
+    loop {
+        match item {
+            OutItem::Reliable(bytes) | OutItem::Unreliable(bytes) => {
+                metrics.messages_out.inc();
+                metrics.bytes_out.add(bytes.len() as u64);
+                if sink.feed(Message::Binary(bytes)).await.is_err() {
+                    break;
+                }
+            }
+            OutItem::Close(code) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(CLOSE_CODE_BASE + code.as_u16()),
+                    reason: code.name().into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        }
+        // Batch what is already queued into one flush.
+        item = match outbox.try_next() {
+            Some(next) => next,
+            None => {
+                if sink.flush().await.is_err() {
+                    break;
+                }
+                outbox.next().await
+            }
+        };
+    }
+    outbox.close(ErrorCode::Kicked);
+}
