@@ -1,1 +1,824 @@
-//! placeholder: QUIC and WebSocket connectors (tokio feature).
+//! Ready connectors (feature `tokio`): log in and queue through the gateway over HTTP, then
+//! join the room over QUIC (certificate pinned by fingerprint) or WebSocket, driving the sans-IO
+//! `ClientSession` on a task. The game gets a typed event stream and a handle to send inputs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use quinn::VarInt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::codec::{self, FrameDecoder, MAX_SERVER_MSG_BYTES};
+use crate::session::{ClientSession, SessionConfig, SessionEvent};
+use crate::token::{decode_hex, encode_hex};
+use crate::{ClientMsg, ErrorCode, Secret, ServerMsg, ALPN};
+
+/// Capacity of the event channel from the session task to the game.
+pub const EVENT_QUEUE_LEN: usize = 1024;
+/// Capacity of the command channel from the game to the session task.
+pub const COMMAND_QUEUE_LEN: usize = 1024;
+/// WebSocket close codes for tickroom reasons start here.
+const WS_CLOSE_CODE_BASE: u16 = 4000;
+/// Time allowed to open a transport connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read buffer for QUIC streams, in bytes.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Why connecting or talking to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The gateway answered with an error (`code`/`message` from its JSON).
+    #[error("gateway refused ({status}): {message}")]
+    Gateway {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    /// HTTP failed below the gateway's answer.
+    #[error("http: {0}")]
+    Http(String),
+    /// The transport could not be opened or failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The certificate fingerprint from the match result is not valid hex of 32 bytes.
+    #[error("bad certificate fingerprint")]
+    BadFingerprint,
+    /// The server closed the session with this code.
+    #[error("closed by server: {0}")]
+    Closed(ErrorCode),
+    /// Timed out waiting.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+}
+
+/// Which transport to join over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// QUIC (datagrams for inputs and snapshots).
+    Quic,
+    /// WebSocket.
+    Ws,
+}
+
+/// How a QUIC client checks the server's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertCheck {
+    /// Accept only a leaf certificate whose SHA-256 is this (from the match result).
+    Pinned([u8; 32]),
+    /// DEVELOPMENT ONLY: accept any certificate. Never ship a client with this.
+    InsecureAcceptAnyCertificate,
+}
+
+impl CertCheck {
+    /// Pins the lower-case hex fingerprint the gateway returned.
+    pub fn pinned_hex(hex: &str) -> Result<CertCheck, ConnectError> {
+        let bytes = decode_hex(hex).ok_or(ConnectError::BadFingerprint)?;
+        let pin: [u8; 32] = bytes.try_into().map_err(|_| ConnectError::BadFingerprint)?;
+        Ok(CertCheck::Pinned(pin))
+    }
+}
+
+/// Where a room lives and how to get in: the gateway's match result.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MatchResult {
+    pub room_id: u64,
+    pub mode: String,
+    pub server_id: String,
+    pub quic_addr: String,
+    pub ws_addr: String,
+    pub cert_fingerprint: String,
+    pub join_ticket: String,
+    /// Hex of the secret that answers the join challenge.
+    pub join_secret: String,
+}
+
+impl MatchResult {
+    /// The join secret as bytes.
+    pub fn join_secret(&self) -> Result<Secret, ConnectError> {
+        decode_hex(&self.join_secret)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ConnectError::Transport(
+                "bad join secret in match result".into(),
+            ))
+    }
+}
+
+/// A login answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Login {
+    pub player_id: u64,
+    pub session_token: String,
+    pub expires_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct GatewayErrorBody {
+    code: u16,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct QueuedBody {
+    ticket_id: String,
+}
+
+/// A small HTTP client for the gateway's `/v1` API.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GatewayClient {
+    /// A client for the gateway at `base` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(base: &str) -> GatewayClient {
+        GatewayClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `POST /v1/auth/device`.
+    pub async fn login_device(&self, device_id: &str) -> Result<Login, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/auth/device", self.base))
+            .json(&serde_json::json!({ "device_id": device_id }));
+        parse(req.send().await).await
+    }
+
+    /// `POST /v1/matchmaking`: returns the matchmaking ticket id.
+    pub async fn queue(&self, token: &str, mode: &str) -> Result<String, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/matchmaking", self.base))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "mode": mode }));
+        parse::<QueuedBody>(req.send().await)
+            .await
+            .map(|b| b.ticket_id)
+    }
+
+    /// Long-polls `GET /v1/matchmaking/{id}` until matched or `deadline` passes.
+    pub async fn wait_match(
+        &self,
+        token: &str,
+        ticket_id: &str,
+        deadline: Duration,
+    ) -> Result<MatchResult, ConnectError> {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConnectError::Timeout("matchmaking"));
+            }
+            let req = self
+                .http
+                .get(format!("{}/v1/matchmaking/{ticket_id}", self.base))
+                .query(&[("wait_ms", left.as_millis().min(20_000).to_string())])
+                .bearer_auth(token);
+            let value: serde_json::Value = parse(req.send().await).await?;
+            if value.get("join_ticket").is_some() {
+                return serde_json::from_value(value)
+                    .map_err(|e| ConnectError::Http(e.to_string()));
+            }
+        }
+    }
+
+    /// `DELETE /v1/matchmaking/{id}`.
+    pub async fn cancel(&self, token: &str, ticket_id: &str) -> Result<(), ConnectError> {
+        let req = self
+            .http
+            .delete(format!("{}/v1/matchmaking/{ticket_id}", self.base))
+            .bearer_auth(token);
+        parse::<serde_json::Value>(req.send().await)
+            .await
+            .map(|_| ())
+    }
+
+    /// Login with a device id, queue for `mode`, and wait for the match.
+    pub async fn find_match(
+        &self,
+        device_id: &str,
+        mode: &str,
+        deadline: Duration,
+    ) -> Result<MatchResult, ConnectError> {
+        let login = self.login_device(device_id).await?;
+        let ticket = self.queue(&login.session_token, mode).await?;
+        self.wait_match(&login.session_token, &ticket, deadline)
+            .await
+    }
+}
+
+async fn parse<T: serde::de::DeserializeOwned>(
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ConnectError> {
+    let resp = resp.map_err(|e| ConnectError::Http(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ConnectError::Http(e.to_string()))?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&body).map_err(|e| ConnectError::Http(e.to_string()));
+    }
+    let err: Option<GatewayErrorBody> = serde_json::from_slice(&body).ok();
+    Err(ConnectError::Gateway {
+        status,
+        code: err
+            .as_ref()
+            .map_or(ErrorCode::Unknown, |e| ErrorCode::from(e.code)),
+        message: err.map_or_else(
+            || String::from_utf8_lossy(&body).into_owned(),
+            |e| e.message,
+        ),
+    })
+}
+
+/// A shared QUIC client endpoint (one UDP socket for many connections).
+#[derive(Debug, Clone)]
+pub struct QuicClient {
+    endpoint: quinn::Endpoint,
+}
+
+impl QuicClient {
+    /// Binds a client endpoint on an ephemeral loopback-or-any port matching `family_of`.
+    pub fn new(family_of: SocketAddr) -> Result<QuicClient, ConnectError> {
+        let bind: SocketAddr = if family_of.is_ipv6() {
+            "[::]:0".parse().expect("valid")
+        } else {
+            "0.0.0.0:0".parse().expect("valid")
+        };
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ConnectError::Transport(e.to_string()))?;
+        Ok(QuicClient { endpoint })
+    }
+
+    fn config(check: &CertCheck) -> Result<quinn::ClientConfig, ConnectError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinVerifier {
+            pin: match check {
+                CertCheck::Pinned(p) => Some(*p),
+                CertCheck::InsecureAcceptAnyCertificate => None,
+            },
+            provider: provider.clone(),
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Transport(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.enable_early_data = false;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        config.transport_config(Arc::new(transport));
+        Ok(config)
+    }
+}
+
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Option<[u8; 32]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.pin {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pin) if Sha256::digest(end_entity.as_ref()).as_slice() == pin => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Some(_) => Err(rustls::Error::General(
+                "server certificate does not match the pinned fingerprint".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A raw connection to a room server: encoded messages out, decoded messages in. Used by the
+/// session driver, and directly by tests that need to send exactly what they want.
+pub struct RawConn {
+    inner: Raw,
+    buf: Vec<u8>,
+    /// Bytes sent and received (payload), for bandwidth reports.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+enum Raw {
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    Quic {
+        conn: quinn::Connection,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        frames: FrameDecoder,
+        chunk: Vec<u8>,
+    },
+}
+
+impl RawConn {
+    /// Opens a WebSocket to `addr` (`host:port`), path `/`.
+    pub async fn open_ws(addr: &str) -> Result<RawConn, ConnectError> {
+        let url = format!("ws://{addr}/");
+        let open = tokio_tungstenite::connect_async(url);
+        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, open)
+            .await
+            .map_err(|_| ConnectError::Timeout("websocket connect"))?
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            let _ = s.set_nodelay(true);
+        }
+        Ok(RawConn::new(Raw::Ws(Box::new(ws))))
+    }
+
+    /// Opens a QUIC connection to `addr` checking the certificate with `check`.
+    pub async fn open_quic(
+        client: &QuicClient,
+        addr: SocketAddr,
+        check: &CertCheck,
+    ) -> Result<RawConn, ConnectError> {
+        let config = QuicClient::config(check)?;
+        let connecting = client
+            .endpoint
+            .connect_with(config, addr, "localhost")
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| ConnectError::Timeout("quic connect"))?
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        Ok(RawConn::new(Raw::Quic {
+            conn,
+            send,
+            recv,
+            frames: FrameDecoder::new(MAX_SERVER_MSG_BYTES),
+            chunk: vec![0; READ_CHUNK_BYTES],
+        }))
+    }
+
+    fn new(inner: Raw) -> RawConn {
+        RawConn {
+            inner,
+            buf: Vec::with_capacity(256),
+            bytes_out: 0,
+            bytes_in: 0,
+        }
+    }
+
+    /// Sends a message: inputs as QUIC datagrams when they fit, everything else reliably.
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ConnectError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        codec::encode_client(msg, &mut buf).map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let unreliable = matches!(msg, ClientMsg::Input { .. });
+        let result = self.send_bytes(&buf, unreliable).await;
+        self.buf = buf;
+        result
+    }
+
+    /// Sends already-encoded bytes as one message (tests use it to send garbage or replays).
+    pub async fn send_bytes(&mut self, bytes: &[u8], unreliable: bool) -> Result<(), ConnectError> {
+        self.bytes_out += bytes.len() as u64;
+        let err = |e: String| ConnectError::Transport(e);
+        match &mut self.inner {
+            Raw::Ws(ws) => ws
+                .send(Message::Binary(bytes.to_vec().into()))
+                .await
+                .map_err(|e| err(e.to_string())),
+            Raw::Quic { conn, send, .. } => {
+                if unreliable && conn.max_datagram_size().is_some_and(|m| bytes.len() <= m) {
+                    return conn
+                        .send_datagram(bytes::Bytes::copy_from_slice(bytes))
+                        .map_err(|e| err(e.to_string()));
+                }
+                send.write_all(&(bytes.len() as u32).to_le_bytes())
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                send.write_all(bytes).await.map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+
+    /// The next message; `Ok(None)` when the server closed (see `close_code`).
+    pub async fn recv(&mut self) -> Result<Option<ServerMsg>, ConnectError> {
+        let decode = |b: &[u8]| {
+            codec::decode_server(b)
+                .map(Some)
+                .map_err(|e| ConnectError::Transport(e.to_string()))
+        };
+        loop {
+            match &mut self.inner {
+                Raw::Ws(ws) => match ws.next().await {
+                    None | Some(Ok(Message::Close(_))) => return Ok(None),
+                    Some(Ok(Message::Binary(b))) => {
+                        self.bytes_in += b.len() as u64;
+                        return decode(&b);
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(ConnectError::Transport(e.to_string())),
+                },
+                Raw::Quic {
+                    conn,
+                    recv,
+                    frames,
+                    chunk,
+                    ..
+                } => {
+                    match frames.next_frame() {
+                        Err(e) => return Err(ConnectError::Transport(e.to_string())),
+                        Ok(Some(frame)) => {
+                            self.bytes_in += frame.len() as u64;
+                            return decode(frame);
+                        }
+                        Ok(None) => {}
+                    }
+                    tokio::select! {
+                        read = recv.read(chunk) => match read {
+                            Ok(Some(n)) => frames.push(&chunk[..n]),
+                            Ok(None) => return Ok(None),
+                            Err(e) => return Err(ConnectError::Transport(e.to_string())),
+                        },
+                        dg = conn.read_datagram() => match dg {
+                            Ok(b) => {
+                                self.bytes_in += b.len() as u64;
+                                return decode(&b);
+                            }
+                            Err(e) => return Err(ConnectError::Transport(e.to_string())),
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tickroom code the server closed the transport with, when it said one.
+    pub fn close_code(&self) -> Option<ErrorCode> {
+        match &self.inner {
+            Raw::Ws(_) => None,
+            Raw::Quic { conn, .. } => match conn.close_reason()? {
+                quinn::ConnectionError::ApplicationClosed(c) => {
+                    u16::try_from(c.error_code.into_inner())
+                        .ok()
+                        .map(ErrorCode::from)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Closes the transport.
+    pub async fn close(&mut self) {
+        match &mut self.inner {
+            Raw::Ws(ws) => {
+                let _ = ws.close(None).await;
+            }
+            Raw::Quic { conn, send, .. } => {
+                let _ = send.finish();
+                conn.close(VarInt::from_u32(0), b"bye");
+            }
+        }
+    }
+}
+
+/// Maps a WebSocket close code back to a tickroom code.
+pub fn ws_close_to_code(code: CloseCode) -> Option<ErrorCode> {
+    let n = u16::from(code);
+    n.checked_sub(WS_CLOSE_CODE_BASE).map(ErrorCode::from)
+}
+
+/// Where and how to (re)connect.
+#[derive(Debug, Clone)]
+pub struct JoinTarget {
+    pub transport: TransportKind,
+    pub ws_addr: String,
+    pub quic_addr: String,
+    pub cert: CertCheck,
+}
+
+impl JoinTarget {
+    /// The target named by a match result, with the certificate pinned.
+    pub fn from_match(
+        m: &MatchResult,
+        transport: TransportKind,
+    ) -> Result<JoinTarget, ConnectError> {
+        Ok(JoinTarget {
+            transport,
+            ws_addr: m.ws_addr.clone(),
+            quic_addr: m.quic_addr.clone(),
+            cert: CertCheck::pinned_hex(&m.cert_fingerprint)?,
+        })
+    }
+
+    async fn open(&self, quic: &Option<QuicClient>) -> Result<RawConn, ConnectError> {
+        match self.transport {
+            TransportKind::Ws => RawConn::open_ws(&self.ws_addr).await,
+            TransportKind::Quic => {
+                let addr: SocketAddr = self.quic_addr.parse().map_err(|_| {
+                    ConnectError::Transport(format!("bad quic address {}", self.quic_addr))
+                })?;
+                let owned;
+                let client = match quic {
+                    Some(c) => c,
+                    None => {
+                        owned = QuicClient::new(addr)?;
+                        &owned
+                    }
+                };
+                RawConn::open_quic(client, addr, &self.cert).await
+            }
+        }
+    }
+}
+
+/// What the game sends through a running session.
+#[derive(Debug)]
+enum Command {
+    Input(Vec<u8>),
+    FrameInput(u64, Vec<u8>),
+    Checksum(u64, u64),
+    Leave,
+    /// Drop the transport without leaving (chaos testing of the resume path).
+    DropConnection,
+    /// Reconnect over this transport from now on.
+    SwitchTransport(TransportKind),
+}
+
+/// Sends inputs into a running session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SessionHandle {
+    /// State sync: one input (the session adds redundancy).
+    pub async fn input(&self, bytes: Vec<u8>) -> bool {
+        self.tx.send(Command::Input(bytes)).await.is_ok()
+    }
+    /// Lockstep: the input for `frame`.
+    pub async fn frame_input(&self, frame: u64, bytes: Vec<u8>) -> bool {
+        self.tx
+            .send(Command::FrameInput(frame, bytes))
+            .await
+            .is_ok()
+    }
+    /// Lockstep: the state hash after `frame`.
+    pub async fn checksum(&self, frame: u64, hash: u64) -> bool {
+        self.tx.send(Command::Checksum(frame, hash)).await.is_ok()
+    }
+    /// Leaves the room; the event stream ends with `Closed`.
+    pub async fn leave(&self) -> bool {
+        self.tx.send(Command::Leave).await.is_ok()
+    }
+    /// Drops the transport as if the network failed; the session resumes by itself.
+    pub async fn drop_connection(&self) -> bool {
+        self.tx.send(Command::DropConnection).await.is_ok()
+    }
+    /// Uses `transport` for the next reconnect.
+    pub async fn switch_transport(&self, transport: TransportKind) -> bool {
+        self.tx
+            .send(Command::SwitchTransport(transport))
+            .await
+            .is_ok()
+    }
+}
+
+/// Traffic counters of a finished session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub reconnects: u32,
+}
+
+/// A running session: events out, a handle in, and the task (its result is the stats).
+pub struct Session {
+    pub events: mpsc::Receiver<SessionEvent>,
+    pub handle: SessionHandle,
+    pub task: JoinHandle<SessionStats>,
+}
+
+/// Joins the room in `m` over `transport` and drives the session on a task.
+pub async fn join(
+    m: &MatchResult,
+    transport: TransportKind,
+    config: SessionConfig,
+    quic: Option<QuicClient>,
+) -> Result<Session, ConnectError> {
+    let target = JoinTarget::from_match(m, transport)?;
+    join_target(
+        target,
+        m.join_ticket.clone(),
+        m.join_secret()?,
+        config,
+        quic,
+    )
+    .await
+}
+
+/// Joins with an explicit target (for example with `CertCheck::InsecureAcceptAnyCertificate`).
+pub async fn join_target(
+    target: JoinTarget,
+    ticket: String,
+    join_secret: Secret,
+    config: SessionConfig,
+    quic: Option<QuicClient>,
+) -> Result<Session, ConnectError> {
+    let conn = target.open(&quic).await?;
+    let (event_tx, events) = mpsc::channel(EVENT_QUEUE_LEN);
+    let (tx, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
+    let session = ClientSession::new(config, ticket, join_secret, Instant::now());
+    let task = tokio::spawn(drive(session, target, quic, Some(conn), commands, event_tx));
+    Ok(Session {
+        events,
+        handle: SessionHandle { tx },
+        task,
+    })
+}
+
+/// Login, queue and join in one call (WebSocket).
+pub async fn connect_ws(
+    gateway: &GatewayClient,
+    device_id: &str,
+    mode: &str,
+) -> Result<Session, ConnectError> {
+    let m = gateway
+        .find_match(device_id, mode, Duration::from_secs(60))
+        .await?;
+    join(&m, TransportKind::Ws, SessionConfig::default(), None).await
+}
+
+/// Login, queue and join in one call (QUIC, certificate pinned from the match result).
+pub async fn connect_quic(
+    gateway: &GatewayClient,
+    device_id: &str,
+    mode: &str,
+) -> Result<Session, ConnectError> {
+    let m = gateway
+        .find_match(device_id, mode, Duration::from_secs(60))
+        .await?;
+    join(&m, TransportKind::Quic, SessionConfig::default(), None).await
+}
+
+async fn drive(
+    mut session: ClientSession,
+    mut target: JoinTarget,
+    quic: Option<QuicClient>,
+    mut conn: Option<RawConn>,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SessionEvent>,
+) -> SessionStats {
+    let mut stats = SessionStats::default();
+    session.connected(Instant::now());
+    loop {
+        // Hand out everything the session produced.
+        while let Some(msg) = session.poll_transmit() {
+            let Some(c) = conn.as_mut() else { break };
+            if c.send(&msg).await.is_err() {
+                lose(&mut session, &mut conn, &mut stats, None).await;
+                break;
+            }
+        }
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::Reconnect { .. } => match target.open(&quic).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        session.connected(Instant::now());
+                    }
+                    Err(_) => session.connection_lost(Instant::now(), None),
+                },
+                SessionEvent::Closed { code } => {
+                    if let Some(c) = conn.as_mut() {
+                        // Flush a final Leave, then close.
+                        while let Some(msg) = session.poll_transmit() {
+                            let _ = c.send(&msg).await;
+                        }
+                    }
+                    lose(&mut session, &mut conn, &mut stats, None).await;
+                    let _ = events.send(SessionEvent::Closed { code }).await;
+                    stats.reconnects = session.reconnects();
+                    return stats;
+                }
+                other => {
+                    if events.send(other).await.is_err() {
+                        // Nobody listens any more: leave.
+                        session.leave();
+                    }
+                }
+            }
+        }
+        let wake = session.poll_timeout();
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = async { conn.as_mut().expect("guarded").recv().await }, if conn.is_some() => match msg {
+                Ok(Some(m)) => session.handle_message(Instant::now(), m),
+                Ok(None) | Err(_) => {
+                    let code = conn.as_ref().and_then(RawConn::close_code);
+                    lose(&mut session, &mut conn, &mut stats, code).await;
+                }
+            },
+            cmd = commands.recv() => match cmd {
+                Some(Command::Input(b)) => { session.send_input(Instant::now(), b); }
+                Some(Command::FrameInput(f, b)) => session.send_frame_input(f, b),
+                Some(Command::Checksum(f, h)) => session.send_checksum(f, h),
+                Some(Command::Leave) | None => session.leave(),
+                Some(Command::DropConnection) => {
+                    if let Some(mut c) = conn.take() {
+                        stats.bytes_out += c.bytes_out;
+                        stats.bytes_in += c.bytes_in;
+                        c.close().await;
+                        session.connection_lost(Instant::now(), None);
+                    }
+                }
+                Some(Command::SwitchTransport(t)) => target.transport = t,
+            },
+            _ = sleep => session.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+async fn lose(
+    session: &mut ClientSession,
+    conn: &mut Option<RawConn>,
+    stats: &mut SessionStats,
+    code: Option<ErrorCode>,
+) {
+    if let Some(mut c) = conn.take() {
+        stats.bytes_out += c.bytes_out;
+        stats.bytes_in += c.bytes_in;
+        c.close().await;
+        session.connection_lost(Instant::now(), code);
+    }
+}
+
+/// Lower-case hex of a fingerprint (for logs and flags).
+pub fn fingerprint_hex(pin: &[u8; 32]) -> String {
+    encode_hex(pin)
+}
