@@ -7,6 +7,7 @@ pub mod conn;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
+pub mod roles;
 pub mod room;
 pub mod transport;
 

@@ -1,0 +1,172 @@
+//! The three process roles behind the `tickroom` binary: all-in-one (gateway + room server +
+//! in-memory directory), `room` (room server alone) and `gateway` (gateway alone). Each binds
+//! its listeners (port 0 allowed), writes the ready-file, logs where it listens, and shuts down
+//! gracefully when `shutdown` fires.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tickroom_game::modes::Modes;
+use tickroom_gateway::{Directory, Gateway, GatewayConfig, InMemoryDirectory, RoomServerInfo};
+use tickroom_protocol::KeyRing;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
+use crate::http::MetricsSource;
+use crate::transport::quic::CertAndKey;
+use crate::{RoomServer, RoomServerConfig};
+
+/// How often a room server refreshes its directory entry.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a directory entry lives without a heartbeat.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+
+/// Everything a role needs, resolved from flags by `main.rs`.
+pub struct RoleConfig {
+    pub http: SocketAddr,
+    pub ws: SocketAddr,
+    pub quic: SocketAddr,
+    /// Host clients should use to reach this machine; default: the bound address.
+    pub public_host: Option<String>,
+    pub ready_file: Option<PathBuf>,
+    pub keys: KeyRing,
+    pub modes: Modes,
+    pub room: RoomServerConfig,
+    pub cert: Option<CertAndKey>,
+    /// Per-IP gateway request rate (requests/s) and burst.
+    pub gateway_rate_per_ip_per_s: u32,
+    pub gateway_rate_burst: u32,
+}
+
+/// A fresh random key ring (all-in-one without configured keys).
+pub fn random_key_ring() -> KeyRing {
+    KeyRing::single(1, rand::rng().random())
+}
+
+fn advertised(public_host: &Option<String>, bound: SocketAddr) -> String {
+    match public_host {
+        Some(host) => format!("{host}:{}", bound.port()),
+        None => bound.to_string(),
+    }
+}
+
+/// Runs the all-in-one server (or the room role alone when `with_gateway` is false) until
+/// `shutdown` fires.
+pub async fn run_server(cfg: RoleConfig, with_gateway: bool, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+    let cert = match cfg.cert {
+        Some(c) => c,
+        None => CertAndKey::self_signed()?,
+    };
+    let room = RoomServer::new(cfg.room.clone(), cfg.keys.clone(), &cfg.modes);
+    let running = RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert).await?;
+    let info = RoomServerInfo {
+        server_id: cfg.room.server_id.clone(),
+        quic_addr: advertised(&cfg.public_host, running.quic_addr),
+        ws_addr: advertised(&cfg.public_host, running.ws_addr),
+        cert_fingerprint: running.cert_fingerprint.clone(),
+        capacity: cfg.room.max_connections as u32,
+        load: 0,
+        draining: false,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sources: Vec<MetricsSource> = vec![running.metrics_source()];
+    let mut routes = axum::Router::new();
+    let mut background = Vec::new();
+    if with_gateway {
+        let directory = InMemoryDirectory::new();
+        let dir: Arc<dyn Directory> = directory.clone();
+        let _ = dir.register_server(info.clone(), HEARTBEAT_TTL).await;
+        background.push(tokio::spawn(heartbeat(dir.clone(), info.clone(), room.clone(), stop_rx.clone())));
+        let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
+        gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
+        gw_config.rate_burst = cfg.gateway_rate_burst;
+        let gateway = Gateway::new(gw_config, dir);
+        background.push(tokio::spawn(tickroom_gateway::run_matchmaker(gateway.clone(), stop_rx.clone())));
+        let gw = gateway.clone();
+        sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
+        routes = tickroom_gateway::router(gateway);
+    }
+    let (http_addr, http_task) = serve_http(cfg.http, sources, routes, stop_rx).await?;
+    let ready = ReadyInfo {
+        http: Some(http_addr.to_string()),
+        ws: Some(running.ws_addr.to_string()),
+        quic: Some(running.quic_addr.to_string()),
+        cert_fingerprint: Some(running.cert_fingerprint.clone()),
+    };
+    if with_gateway {
+        info!(
+            gateway = %format!("http://{http_addr}"),
+            ws = %format!("ws://{}/", running.ws_addr),
+            quic = %running.quic_addr,
+            cert_fingerprint = %running.cert_fingerprint,
+            "tickroom all-in-one ready: log in at POST http://{http_addr}/v1/auth/device, metrics at http://{http_addr}/metrics"
+        );
+    } else {
+        info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, "tickroom room server ready");
+    }
+    if let Some(path) = &cfg.ready_file {
+        if let Err(e) = write_ready_file(path, &ready) {
+            warn!(path = %path.display(), error = %e, "cannot write the ready file");
+        }
+    }
+    let _ = shutdown.changed().await;
+    info!("shutting down: refusing new connections, telling players, draining");
+    let _ = stop_tx.send(true);
+    running.shutdown().await;
+    for t in background {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Runs the gateway alone (its in-memory directory only knows room servers in this process,
+/// so without a shared directory it can log players in but place nobody).
+pub async fn run_gateway(cfg: RoleConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+    warn!("gateway without a shared directory: no room server can register with it (use the all-in-one default)");
+    let dir: Arc<dyn Directory> = InMemoryDirectory::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
+    gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
+    gw_config.rate_burst = cfg.gateway_rate_burst;
+    let gateway = Gateway::new(gw_config, dir);
+    let matcher = tokio::spawn(tickroom_gateway::run_matchmaker(gateway.clone(), stop_rx.clone()));
+    let gw = gateway.clone();
+    let sources: Vec<MetricsSource> = vec![Arc::new(move |out: &mut String| gw.render_metrics(out))];
+    let (http_addr, http_task) = serve_http(cfg.http, sources, tickroom_gateway::router(gateway), stop_rx).await?;
+    info!(http = %http_addr, "tickroom gateway ready");
+    if let Some(path) = &cfg.ready_file {
+        let ready = ReadyInfo {
+            http: Some(http_addr.to_string()),
+            ..ReadyInfo::default()
+        };
+        if let Err(e) = write_ready_file(path, &ready) {
+            warn!(path = %path.display(), error = %e, "cannot write the ready file");
+        }
+    }
+    let _ = shutdown.changed().await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), matcher).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    Ok(())
+}
+
+async fn heartbeat(dir: Arc<dyn Directory>, mut info: RoomServerInfo, room: Arc<RoomServer>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                info.load = room.load();
+                if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
+                    warn!(error = %e, "directory heartbeat failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
