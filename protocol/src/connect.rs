@@ -373,6 +373,8 @@ enum Raw {
         recv: quinn::RecvStream,
         frames: FrameDecoder,
         chunk: Vec<u8>,
+        /// Set once datagrams failed (connection closing): only the stream is read then.
+        datagrams_done: bool,
     },
 }
 
@@ -416,6 +418,7 @@ impl RawConn {
             recv,
             frames: FrameDecoder::new(MAX_SERVER_MSG_BYTES),
             chunk: vec![0; READ_CHUNK_BYTES],
+            datagrams_done: false,
         }))
     }
 
@@ -461,6 +464,21 @@ impl RawConn {
         }
     }
 
+    /// Writes bytes as they are, without framing: on QUIC onto the stream, on WebSocket as one
+    /// binary message. For tests of hostile peers (partial headers, garbage).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnectError> {
+        match &mut self.inner {
+            Raw::Ws(ws) => ws
+                .send(Message::Binary(bytes.to_vec().into()))
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string())),
+            Raw::Quic { send, .. } => send
+                .write_all(bytes)
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string())),
+        }
+    }
+
     /// The next message; `Ok(None)` when the server closed (see `close_code`).
     pub async fn recv(&mut self) -> Result<Option<ServerMsg>, ConnectError> {
         let decode = |b: &[u8]| {
@@ -484,6 +502,7 @@ impl RawConn {
                     recv,
                     frames,
                     chunk,
+                    datagrams_done,
                     ..
                 } => {
                     match frames.next_frame() {
@@ -500,12 +519,13 @@ impl RawConn {
                             Ok(None) => return Ok(None),
                             Err(e) => return Err(ConnectError::Transport(e.to_string())),
                         },
-                        dg = conn.read_datagram() => match dg {
+                        dg = conn.read_datagram(), if !*datagrams_done => match dg {
                             Ok(b) => {
                                 self.bytes_in += b.len() as u64;
                                 return decode(&b);
                             }
-                            Err(e) => return Err(ConnectError::Transport(e.to_string())),
+                            // The stream may still hold a final Error: read it out first.
+                            Err(_) => *datagrams_done = true,
                         },
                     }
                 }
@@ -532,7 +552,7 @@ impl RawConn {
     pub async fn close(&mut self) {
         match &mut self.inner {
             Raw::Ws(ws) => {
-                let _ = ws.close(None).await;
+                let _ = WebSocketStream::close(ws.as_mut(), None).await;
             }
             Raw::Quic { conn, send, .. } => {
                 let _ = send.finish();

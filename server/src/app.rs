@@ -73,12 +73,16 @@ impl RunningRoomServer {
     ) -> Result<RunningRoomServer, StartError> {
         let (shutdown, rx) = watch::channel(false);
         let listener = bind_tcp(ws_addr).await?;
-        let ws_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: ws_addr, source })?;
+        let ws_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: ws_addr,
+            source,
+        })?;
         let cert_fingerprint = cert.fingerprint();
         let endpoint = quic::bind(quic_addr, cert)?;
-        let quic_addr = endpoint
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: quic_addr, source })?;
+        let quic_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+            addr: quic_addr,
+            source,
+        })?;
         let tasks = vec![
             tokio::spawn(ws::run(listener, server.clone(), rx.clone())),
             tokio::spawn(quic::run(endpoint, server.clone(), rx)),
@@ -124,7 +128,9 @@ pub async fn serve_http(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
     let listener = bind_tcp(addr).await?;
-    let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
     let app = ops_router(sources).merge(extra);
     let task = tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -140,6 +146,9 @@ pub async fn serve_http(
 /// Writes the ready-file atomically (temp file + rename), so readers never see half of it.
 pub fn write_ready_file(path: &std::path::Path, info: &ReadyInfo) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(info).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(info).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, path)
 }

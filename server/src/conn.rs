@@ -10,8 +10,8 @@ use crossbeam_channel::TrySendError;
 use parking_lot::Mutex;
 use rand::Rng;
 use tickroom_protocol::{
-    codec, protocol_hash, token, ClientMsg, ErrorCode, ReplayWindow, Secret, ServerMsg,
-    TokenError, PROTOCOL_VERSION,
+    codec, protocol_hash, token, ClientMsg, ErrorCode, ReplayWindow, Secret, ServerMsg, TokenError,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, instrument};
@@ -50,17 +50,23 @@ pub async fn serve_connection(
     };
     gauge.add(1);
     let timeout = server.shared.config.handshake_timeout;
-    let session = match tokio::time::timeout(timeout, handshake(&server, &mut reader, &outbox)).await {
-        Ok(Ok(session)) => Some(session),
-        Ok(Err((code, detail))) => {
-            refuse(&server, &outbox, code, detail);
-            None
-        }
-        Err(_) => {
-            refuse(&server, &outbox, ErrorCode::HandshakeTimeout, "handshake took too long".into());
-            None
-        }
-    };
+    let session =
+        match tokio::time::timeout(timeout, handshake(&server, &mut reader, &outbox)).await {
+            Ok(Ok(session)) => Some(session),
+            Ok(Err((code, detail))) => {
+                refuse(&server, &outbox, code, detail);
+                None
+            }
+            Err(_) => {
+                refuse(
+                    &server,
+                    &outbox,
+                    ErrorCode::HandshakeTimeout,
+                    "handshake took too long".into(),
+                );
+                None
+            }
+        };
     if let Some(session) = session {
         let end = play(&server, &session, &mut reader, &outbox).await;
         debug!(session = session.session_id, "connection ended");
@@ -169,8 +175,14 @@ async fn challenge(
     let nonce: Secret = rand::rng().random();
     send(server, outbox, &ServerMsg::Challenge { nonce });
     match recv(reader, server).await? {
-        ClientMsg::ChallengeResponse { mac } if token::verify_challenge_mac(secret, &nonce, &mac) => Ok(()),
-        ClientMsg::ChallengeResponse { .. } => Err((ErrorCode::AuthFailed, "challenge response is wrong".into())),
+        ClientMsg::ChallengeResponse { mac }
+            if token::verify_challenge_mac(secret, &nonce, &mac) =>
+        {
+            Ok(())
+        }
+        ClientMsg::ChallengeResponse { .. } => {
+            Err((ErrorCode::AuthFailed, "challenge response is wrong".into()))
+        }
         other => Err((
             ErrorCode::UnexpectedMessage,
             format!("expected ChallengeResponse, got {}", other.kind()),
@@ -190,14 +202,20 @@ async fn join(
         .keys
         .verify_ticket(ticket, unix_ms(), skew)
         .map_err(|e| match e {
-            TokenError::Expired => (ErrorCode::TicketExpired, "ask the gateway for a new ticket".to_string()),
+            TokenError::Expired => (
+                ErrorCode::TicketExpired,
+                "ask the gateway for a new ticket".to_string(),
+            ),
             other => (ErrorCode::TicketInvalid, other.to_string()),
         })?;
     let claims = ticket.claims().clone();
     if claims.server_id != shared.config.server_id {
         return Err((
             ErrorCode::WrongServer,
-            format!("ticket is for server {}, this is {}", claims.server_id, shared.config.server_id),
+            format!(
+                "ticket is for server {}, this is {}",
+                claims.server_id, shared.config.server_id
+            ),
         ));
     }
     let mode = shared
@@ -208,7 +226,10 @@ async fn join(
     challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
     // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
     if !shared.reserve_ticket(claims.nonce, claims.expires_ms) {
-        return Err((ErrorCode::TicketReused, "this ticket was already used".into()));
+        return Err((
+            ErrorCode::TicketReused,
+            "this ticket was already used".into(),
+        ));
     }
     let session_id = loop {
         let id: u64 = rand::rng().random();
@@ -262,8 +283,17 @@ async fn resume(
     last_frame: u64,
 ) -> Result<Arc<SessionRecord>, Refusal> {
     let shared = &server.shared;
-    let expired = || (ErrorCode::SessionExpired, "rejoin through the gateway".to_string());
-    let record = shared.sessions.get(&session_id).map(|r| r.clone()).ok_or_else(expired)?;
+    let expired = || {
+        (
+            ErrorCode::SessionExpired,
+            "rejoin through the gateway".to_string(),
+        )
+    };
+    let record = shared
+        .sessions
+        .get(&session_id)
+        .map(|r| r.clone())
+        .ok_or_else(expired)?;
     let secret = *record.resume_secret.lock();
     challenge(server, reader, outbox, &secret).await?;
     // Rotate: a captured resume exchange can never be used again.
@@ -392,7 +422,8 @@ async fn play(
                 )
                 .is_ok(),
             ClientMsg::Ping { client_time_us, .. } => {
-                let server_time_us = Instant::now().duration_since(shared.started).as_micros() as u64;
+                let server_time_us =
+                    Instant::now().duration_since(shared.started).as_micros() as u64;
                 send(
                     server,
                     outbox,
@@ -405,10 +436,18 @@ async fn play(
             }
             ClientMsg::Leave { .. } => {
                 session.window.lock().commit(seq);
-                let _ = server.pool.try_send(room_id, RoomInput::Leave { room_id, session_id });
+                let _ = server.pool.try_send(
+                    room_id,
+                    RoomInput::Leave {
+                        room_id,
+                        session_id,
+                    },
+                );
                 return End::Left;
             }
-            ClientMsg::Hello { .. } | ClientMsg::ChallengeResponse { .. } | ClientMsg::Resume { .. } => {
+            ClientMsg::Hello { .. }
+            | ClientMsg::ChallengeResponse { .. }
+            | ClientMsg::Resume { .. } => {
                 return End::Closed(ErrorCode::UnexpectedMessage);
             }
         };

@@ -106,7 +106,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tickroom: cannot start the runtime: {e}");
@@ -137,19 +140,27 @@ fn main() -> ExitCode {
 fn resolve(role: &str, o: Opts) -> Result<RoleConfig, String> {
     let modes = match &o.modes {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             Modes::parse(&text).map_err(|e| e.to_string())?
         }
         None => Modes::embedded(),
     };
     let keys_text = match &o.keys_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
         None => std::env::var("TICKROOM_KEYS").ok(),
     };
     let keys = match keys_text {
         Some(text) => KeyRing::parse(&text).map_err(|e| format!("bad key ring: {e}"))?,
         None if role == "all-in-one" => random_key_ring(),
-        None => return Err(format!("the {role} role needs a key ring: --keys-file or TICKROOM_KEYS")),
+        None => {
+            return Err(format!(
+                "the {role} role needs a key ring: --keys-file or TICKROOM_KEYS"
+            ))
+        }
     };
     let cert = match (&o.cert, &o.key) {
         (Some(c), Some(k)) => Some(CertAndKey::from_pem_files(c, k).map_err(|e| e.to_string())?),

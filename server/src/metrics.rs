@@ -97,7 +97,9 @@ impl Metrics {
     /// Metrics for `workers` worker threads.
     pub fn new(workers: usize) -> Self {
         Metrics {
-            tick_stats: (0..workers).map(|_| Mutex::new(TickStats::default())).collect(),
+            tick_stats: (0..workers)
+                .map(|_| Mutex::new(TickStats::default()))
+                .collect(),
             ..Metrics::default()
         }
     }
@@ -114,32 +116,96 @@ impl Metrics {
     /// Renders Prometheus text exposition; `extra` lines (queue depths) are appended.
     pub fn render(&self, out: &mut String, queue_depths: &[usize]) {
         let counters: [(&str, &str, &Counter); 17] = [
-            ("tickroom_rooms_created_total", "rooms created", &self.rooms_created),
+            (
+                "tickroom_rooms_created_total",
+                "rooms created",
+                &self.rooms_created,
+            ),
             ("tickroom_joins_total", "players joined", &self.joins),
             ("tickroom_resumes_total", "sessions resumed", &self.resumes),
-            ("tickroom_handshake_failures_total", "handshakes refused", &self.handshake_failures),
-            ("tickroom_messages_in_total", "client messages received", &self.messages_in),
-            ("tickroom_messages_out_total", "server messages sent", &self.messages_out),
+            (
+                "tickroom_handshake_failures_total",
+                "handshakes refused",
+                &self.handshake_failures,
+            ),
+            (
+                "tickroom_messages_in_total",
+                "client messages received",
+                &self.messages_in,
+            ),
+            (
+                "tickroom_messages_out_total",
+                "server messages sent",
+                &self.messages_out,
+            ),
             ("tickroom_bytes_in_total", "bytes received", &self.bytes_in),
             ("tickroom_bytes_out_total", "bytes sent", &self.bytes_out),
-            ("tickroom_dropped_messages_total", "inputs dropped on a full room queue", &self.dropped_inputs),
-            ("tickroom_conflated_snapshots_total", "unsent snapshots replaced by newer ones", &self.conflated_snapshots),
-            ("tickroom_replayed_messages_total", "messages refused by the replay window", &self.replayed_messages),
-            ("tickroom_late_frame_inputs_total", "lockstep inputs that missed their frame", &self.late_frame_inputs),
-            ("tickroom_desyncs_total", "lockstep checksum mismatches", &self.desyncs),
-            ("tickroom_tick_overruns_total", "ticks skipped because a room fell behind", &self.tick_overruns),
+            (
+                "tickroom_dropped_messages_total",
+                "inputs dropped on a full room queue",
+                &self.dropped_inputs,
+            ),
+            (
+                "tickroom_conflated_snapshots_total",
+                "unsent snapshots replaced by newer ones",
+                &self.conflated_snapshots,
+            ),
+            (
+                "tickroom_replayed_messages_total",
+                "messages refused by the replay window",
+                &self.replayed_messages,
+            ),
+            (
+                "tickroom_late_frame_inputs_total",
+                "lockstep inputs that missed their frame",
+                &self.late_frame_inputs,
+            ),
+            (
+                "tickroom_desyncs_total",
+                "lockstep checksum mismatches",
+                &self.desyncs,
+            ),
+            (
+                "tickroom_tick_overruns_total",
+                "ticks skipped because a room fell behind",
+                &self.tick_overruns,
+            ),
             ("tickroom_ticks_total", "room ticks run", &self.ticks),
-            ("tickroom_slow_consumers_total", "connections closed for falling behind", &self.slow_consumers),
-            ("tickroom_server_busy_total", "joins refused with ServerBusy", &self.server_busy),
+            (
+                "tickroom_slow_consumers_total",
+                "connections closed for falling behind",
+                &self.slow_consumers,
+            ),
+            (
+                "tickroom_server_busy_total",
+                "joins refused with ServerBusy",
+                &self.server_busy,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.value());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.value()
+            );
         }
         let gauges: [(&str, &str, i64); 4] = [
             ("tickroom_rooms", "rooms open", self.rooms.value()),
-            ("tickroom_sessions", "player sessions (connected or in grace)", self.sessions.value()),
-            ("tickroom_connections_ws", "open WebSocket connections", self.connections_ws.value()),
-            ("tickroom_connections_quic", "open QUIC connections", self.connections_quic.value()),
+            (
+                "tickroom_sessions",
+                "player sessions (connected or in grace)",
+                self.sessions.value(),
+            ),
+            (
+                "tickroom_connections_ws",
+                "open WebSocket connections",
+                self.connections_ws.value(),
+            ),
+            (
+                "tickroom_connections_quic",
+                "open QUIC connections",
+                self.connections_quic.value(),
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

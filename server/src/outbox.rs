@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tickroom_protocol::ErrorCode;
+use tokio::sync::Notify;
 
 /// Default bound of queued reliable bytes per connection before it counts as a slow consumer.
 pub const DEFAULT_MAX_RELIABLE_QUEUE_BYTES: usize = 1024 * 1024;

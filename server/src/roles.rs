@@ -56,7 +56,11 @@ fn advertised(public_host: &Option<String>, bound: SocketAddr) -> String {
 
 /// Runs the all-in-one server (or the room role alone when `with_gateway` is false) until
 /// `shutdown` fires.
-pub async fn run_server(cfg: RoleConfig, with_gateway: bool, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+pub async fn run_server(
+    cfg: RoleConfig,
+    with_gateway: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StartError> {
     let cert = match cfg.cert {
         Some(c) => c,
         None => CertAndKey::self_signed()?,
@@ -80,12 +84,20 @@ pub async fn run_server(cfg: RoleConfig, with_gateway: bool, mut shutdown: watch
         let directory = InMemoryDirectory::new();
         let dir: Arc<dyn Directory> = directory.clone();
         let _ = dir.register_server(info.clone(), HEARTBEAT_TTL).await;
-        background.push(tokio::spawn(heartbeat(dir.clone(), info.clone(), room.clone(), stop_rx.clone())));
+        background.push(tokio::spawn(heartbeat(
+            dir.clone(),
+            info.clone(),
+            room.clone(),
+            stop_rx.clone(),
+        )));
         let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
         gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
         gw_config.rate_burst = cfg.gateway_rate_burst;
         let gateway = Gateway::new(gw_config, dir);
-        background.push(tokio::spawn(tickroom_gateway::run_matchmaker(gateway.clone(), stop_rx.clone())));
+        background.push(tokio::spawn(tickroom_gateway::run_matchmaker(
+            gateway.clone(),
+            stop_rx.clone(),
+        )));
         let gw = gateway.clone();
         sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
         routes = tickroom_gateway::router(gateway);
@@ -127,7 +139,10 @@ pub async fn run_server(cfg: RoleConfig, with_gateway: bool, mut shutdown: watch
 
 /// Runs the gateway alone (its in-memory directory only knows room servers in this process,
 /// so without a shared directory it can log players in but place nobody).
-pub async fn run_gateway(cfg: RoleConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+pub async fn run_gateway(
+    cfg: RoleConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StartError> {
     warn!("gateway without a shared directory: no room server can register with it (use the all-in-one default)");
     let dir: Arc<dyn Directory> = InMemoryDirectory::new();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -135,10 +150,20 @@ pub async fn run_gateway(cfg: RoleConfig, mut shutdown: watch::Receiver<bool>) -
     gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
     gw_config.rate_burst = cfg.gateway_rate_burst;
     let gateway = Gateway::new(gw_config, dir);
-    let matcher = tokio::spawn(tickroom_gateway::run_matchmaker(gateway.clone(), stop_rx.clone()));
+    let matcher = tokio::spawn(tickroom_gateway::run_matchmaker(
+        gateway.clone(),
+        stop_rx.clone(),
+    ));
     let gw = gateway.clone();
-    let sources: Vec<MetricsSource> = vec![Arc::new(move |out: &mut String| gw.render_metrics(out))];
-    let (http_addr, http_task) = serve_http(cfg.http, sources, tickroom_gateway::router(gateway), stop_rx).await?;
+    let sources: Vec<MetricsSource> =
+        vec![Arc::new(move |out: &mut String| gw.render_metrics(out))];
+    let (http_addr, http_task) = serve_http(
+        cfg.http,
+        sources,
+        tickroom_gateway::router(gateway),
+        stop_rx,
+    )
+    .await?;
     info!(http = %http_addr, "tickroom gateway ready");
     if let Some(path) = &cfg.ready_file {
         let ready = ReadyInfo {
@@ -156,7 +181,12 @@ pub async fn run_gateway(cfg: RoleConfig, mut shutdown: watch::Receiver<bool>) -
     Ok(())
 }
 
-async fn heartbeat(dir: Arc<dyn Directory>, mut info: RoomServerInfo, room: Arc<RoomServer>, mut stop: watch::Receiver<bool>) {
+async fn heartbeat(
+    dir: Arc<dyn Directory>,
+    mut info: RoomServerInfo,
+    room: Arc<RoomServer>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tokio::select! {

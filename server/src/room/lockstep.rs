@@ -53,7 +53,13 @@ impl LockstepSim {
     }
 
     /// Stores a player's input for an upcoming frame; late or far-future inputs are dropped.
-    pub fn input(room: &mut Room, session_id: SessionId, frame: u64, input: Vec<u8>, shared: &Shared) {
+    pub fn input(
+        room: &mut Room,
+        session_id: SessionId,
+        frame: u64,
+        input: Vec<u8>,
+        shared: &Shared,
+    ) {
         let Room { seats, sim, .. } = room;
         let Sim::Lockstep(sim) = sim else { return };
         let Some(slot) = seats
@@ -79,7 +85,9 @@ impl LockstepSim {
 
     /// Closes the open frame and broadcasts it.
     pub fn run_tick(room: &mut Room, shared: &Shared) {
-        let Room { seats, sim, buf, .. } = room;
+        let Room {
+            seats, sim, buf, ..
+        } = room;
         let Sim::Lockstep(sim) = sim else { return };
         let frame = sim.next_frame;
         let inputs = sim
@@ -90,7 +98,9 @@ impl LockstepSim {
                     queue.pop_front();
                 }
                 match queue.front() {
-                    Some((f, _)) if *f == frame => ByteBuf::from(queue.pop_front().map(|(_, i)| i).unwrap_or_default()),
+                    Some((f, _)) if *f == frame => {
+                        ByteBuf::from(queue.pop_front().map(|(_, i)| i).unwrap_or_default())
+                    }
                     _ => ByteBuf::new(),
                 }
             })
@@ -112,16 +122,28 @@ impl LockstepSim {
 
     /// Sends every logged frame after `last_frame` (a resume or a late joiner from 0).
     pub fn catch_up(room: &mut Room, outbox: &Arc<Outbox>, last_frame: u64, shared: &Shared) {
-        let Sim::Lockstep(sim) = &room.sim else { return };
+        let Sim::Lockstep(sim) = &room.sim else {
+            return;
+        };
         let closed = sim.next_frame - 1;
         for n in last_frame.saturating_add(1)..=closed {
             let (start, end) = (sim.offsets[(n - 1) as usize], sim.offsets[n as usize]);
-            push_reliable(outbox, bytes::Bytes::copy_from_slice(&sim.log[start..end]), shared);
+            push_reliable(
+                outbox,
+                bytes::Bytes::copy_from_slice(&sim.log[start..end]),
+                shared,
+            );
         }
     }
 
     /// Compares a player's checksum for a closed frame with the first one reported.
-    pub fn checksum(room: &mut Room, session_id: SessionId, frame: u64, hash: u64, shared: &Shared) {
+    pub fn checksum(
+        room: &mut Room,
+        session_id: SessionId,
+        frame: u64,
+        hash: u64,
+        shared: &Shared,
+    ) {
         let room_id = room.id;
         let Some(slot) = room
             .seats
@@ -130,7 +152,9 @@ impl LockstepSim {
         else {
             return;
         };
-        let Sim::Lockstep(sim) = &mut room.sim else { return };
+        let Sim::Lockstep(sim) = &mut room.sim else {
+            return;
+        };
         if frame == 0 || frame >= sim.next_frame {
             return;
         }
@@ -145,12 +169,22 @@ impl LockstepSim {
             }
             Some((first, first_slot, reported)) if *first != hash && !*reported => {
                 *reported = true;
-                warn!(room = room_id, frame, slot, other_slot = *first_slot, "lockstep desync");
+                warn!(
+                    room = room_id,
+                    frame,
+                    slot,
+                    other_slot = *first_slot,
+                    "lockstep desync"
+                );
                 true
             }
             Some(_) => false,
         };
-        while sim.checksums.first_key_value().is_some_and(|(f, _)| *f < floor) {
+        while sim
+            .checksums
+            .first_key_value()
+            .is_some_and(|(f, _)| *f < floor)
+        {
             sim.checksums.pop_first();
         }
         if desync {

@@ -60,7 +60,13 @@ impl StateSim {
 
     /// Applies the inputs the room has not seen yet (redundant copies are skipped) and records
     /// the client's snapshot acknowledgement.
-    pub fn input(room: &mut Room, session_id: SessionId, tick: u64, ack_tick: u64, inputs: &[ByteBuf]) {
+    pub fn input(
+        room: &mut Room,
+        session_id: SessionId,
+        tick: u64,
+        ack_tick: u64,
+        inputs: &[ByteBuf],
+    ) {
         let Room { seats, sim, .. } = room;
         let Sim::State(sim) = sim else { return };
         let Some((slot, seat)) = seats.iter_mut().enumerate().find_map(|(i, s)| match s {
@@ -91,7 +97,9 @@ impl StateSim {
 
     /// Steps the game and sends each connected player its snapshot.
     pub fn run_tick(room: &mut Room, shared: &Shared) {
-        let Room { seats, sim, buf, .. } = room;
+        let Room {
+            seats, sim, buf, ..
+        } = room;
         let Sim::State(sim) = sim else { return };
         sim.game.step(sim.dt_s);
         sim.tick += 1;

@@ -347,7 +347,11 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
             outbox,
         } => {
             if let Some((_, seat)) = rooms.get_mut(&room_id).and_then(|r| r.seat_of(session_id)) {
-                if seat.outbox.as_ref().is_some_and(|o| Arc::ptr_eq(o, &outbox)) {
+                if seat
+                    .outbox
+                    .as_ref()
+                    .is_some_and(|o| Arc::ptr_eq(o, &outbox))
+                {
                     seat.outbox = None;
                     seat.detached_at = Some(Instant::now());
                 }

@@ -21,8 +21,8 @@ use crate::conn::serve_connection;
 use crate::outbox::{OutItem, Outbox};
 use crate::RoomServer;
 
-/// How long a closing connection waits for its last stream bytes to be acknowledged.
-const CLOSE_LINGER: Duration = Duration::from_millis(250);
+/// How long a closing connection waits for the peer to read its last message and close.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Read buffer per connection, in bytes.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// QUIC idle timeout (the transport's own, below the room server's idle timeout).
@@ -156,7 +156,10 @@ pub async fn run(endpoint: Endpoint, server: Arc<RoomServer>, mut shutdown: watc
             handle(server, incoming).await;
         });
     }
-    endpoint.close(VarInt::from_u32(u32::from(ErrorCode::ServerShutdown.as_u16())), b"server_shutdown");
+    endpoint.close(
+        VarInt::from_u32(u32::from(ErrorCode::ServerShutdown.as_u16())),
+        b"server_shutdown",
+    );
 }
 
 async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming) {
@@ -173,23 +176,43 @@ async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming) {
     let (send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(pair)) => pair,
         _ => {
-            conn.close(VarInt::from_u32(u32::from(ErrorCode::HandshakeTimeout.as_u16())), b"handshake_timeout");
+            conn.close(
+                VarInt::from_u32(u32::from(ErrorCode::HandshakeTimeout.as_u16())),
+                b"handshake_timeout",
+            );
             return;
         }
     };
     let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
-    let writer = tokio::spawn(write_loop(conn.clone(), send, outbox.clone(), server.clone()));
+    let writer = tokio::spawn(write_loop(
+        conn.clone(),
+        send,
+        outbox.clone(),
+        server.clone(),
+    ));
     let reader = QuicReader {
         conn,
         recv,
         frames: FrameDecoder::new(MAX_CLIENT_MSG_BYTES),
         chunk: vec![0; READ_CHUNK_BYTES],
     };
-    serve_connection(server, Reader::Quic(reader), outbox, TransportKind::Quic, peer).await;
+    serve_connection(
+        server,
+        Reader::Quic(reader),
+        outbox,
+        TransportKind::Quic,
+        peer,
+    )
+    .await;
     let _ = writer.await;
 }
 
-async fn write_loop(conn: Connection, mut send: SendStream, outbox: Arc<Outbox>, server: Arc<RoomServer>) {
+async fn write_loop(
+    conn: Connection,
+    mut send: SendStream,
+    outbox: Arc<Outbox>,
+    server: Arc<RoomServer>,
+) {
     let metrics = &server.shared.metrics;
     loop {
         let item = outbox.next().await;
@@ -205,9 +228,14 @@ async fn write_loop(conn: Connection, mut send: SendStream, outbox: Arc<Outbox>,
                 }
             }
             OutItem::Close(code) => {
+                // Closing at once would discard the final Error/Kicked the peer has not read:
+                // finish the stream and give the peer time to read it and close first.
                 let _ = send.finish();
-                let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
-                conn.close(VarInt::from_u32(u32::from(code.as_u16())), code.name().as_bytes());
+                let _ = tokio::time::timeout(CLOSE_LINGER, conn.closed()).await;
+                conn.close(
+                    VarInt::from_u32(u32::from(code.as_u16())),
+                    code.name().as_bytes(),
+                );
                 return;
             }
         };

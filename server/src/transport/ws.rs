@@ -38,7 +38,9 @@ pub struct WsReader {
 }
 
 impl WsReader {
-    pub(super) async fn recv(&mut self) -> Result<Option<(tickroom_protocol::ClientMsg, usize)>, ErrorCode> {
+    pub(super) async fn recv(
+        &mut self,
+    ) -> Result<Option<(tickroom_protocol::ClientMsg, usize)>, ErrorCode> {
         loop {
             match self.stream.next().await {
                 None => return Ok(None),
@@ -64,7 +66,11 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 /// Accepts WebSocket connections until `shutdown` turns true.
-pub async fn run(listener: TcpListener, server: Arc<RoomServer>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<RoomServer>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let permit = tokio::select! {
             p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -91,13 +97,15 @@ async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr) {
         if req.uri().path() == "/" {
             Ok(resp)
         } else {
-            let mut not_found = ErrorResponse::new(Some("not found: the WebSocket endpoint is /".into()));
+            let mut not_found =
+                ErrorResponse::new(Some("not found: the WebSocket endpoint is /".into()));
             *not_found.status_mut() = http::StatusCode::NOT_FOUND;
             Err(not_found)
         }
     };
     let timeout = server.shared.config.handshake_timeout;
-    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
+    let accept =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
     let ws = match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -109,11 +117,22 @@ async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr) {
     let (sink, stream) = ws.split();
     let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
     let writer = tokio::spawn(write_loop(sink, outbox.clone(), server.clone()));
-    serve_connection(server, Reader::Ws(WsReader { stream }), outbox, TransportKind::Ws, peer).await;
+    serve_connection(
+        server,
+        Reader::Ws(WsReader { stream }),
+        outbox,
+        TransportKind::Ws,
+        peer,
+    )
+    .await;
     let _ = writer.await;
 }
 
-async fn write_loop(mut sink: SplitSink<Ws, Message>, outbox: Arc<Outbox>, server: Arc<RoomServer>) {
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    outbox: Arc<Outbox>,
+    server: Arc<RoomServer>,
+) {
     let metrics = &server.shared.metrics;
     let mut item = outbox.next().await;
     loop {
