@@ -1,0 +1,425 @@
+//! The `Directory`: the shared state behind stateless gateways and room servers — the
+//! room-server registry, the matchmaking queues, ticket status and room records — as one
+//! async, object-safe trait, plus the power-of-two-choices placement every implementation uses.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How often the default `Directory::await_ticket` re-reads a ticket while waiting, in ms.
+pub const TICKET_POLL_INTERVAL_MS: u64 = 25;
+/// Room ids stay below 2^53 so every JSON number implementation holds them exactly.
+pub const ROOM_ID_MASK: u64 = (1 << 53) - 1;
+
+/// One room server as registered in the directory. `capacity` and `load` are counted in the
+/// same unit (player seats): placement adds a match's player count to `load` until the
+/// server's next heartbeat reports its real load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomServerInfo {
+    /// Unique id of the room server process; join tickets name it.
+    pub server_id: String,
+    /// Address clients reach its QUIC endpoint on.
+    pub quic_addr: String,
+    /// Address clients reach its WebSocket endpoint on.
+    pub ws_addr: String,
+    /// Hex SHA-256 of its (self-signed) certificate, for clients to pin.
+    pub cert_fingerprint: String,
+    /// Seats it accepts in total.
+    pub capacity: u32,
+    /// Seats in use (or promised by placement since the last heartbeat).
+    pub load: u32,
+    /// A draining server keeps its rooms but gets no new ones.
+    pub draining: bool,
+}
+
+/// Why the directory could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// The backing store is unreachable or failed; the request may be retried.
+    #[error("directory unavailable: {0}")]
+    Unavailable(String),
+    /// A bounded table (queue, rooms) is full; the request may be retried later.
+    #[error("directory is full: {0}")]
+    Full(&'static str),
+}
+
+/// A matchmaking ticket id: 128 random bits, written as 32 lower-case hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TicketId(pub u128);
+
+/// Why a string is not a ticket id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a ticket id is 32 hex digits")]
+pub struct TicketIdError;
+
+impl TicketId {
+    /// A fresh random ticket id.
+    pub fn random() -> TicketId {
+        TicketId(rand::random())
+    }
+}
+
+impl fmt::Display for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl FromStr for TicketId {
+    type Err = TicketIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TicketIdError);
+        }
+        u128::from_str_radix(s, 16)
+            .map(TicketId)
+            .map_err(|_| TicketIdError)
+    }
+}
+
+/// A player joining a mode's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// The ticket the player polls.
+    pub ticket_id: TicketId,
+    /// Who is queued (from the session token).
+    pub player_id: u64,
+    /// The mode queued for.
+    pub mode: String,
+    /// When the player queued, unix ms.
+    pub enqueued_ms: u64,
+}
+
+/// Where a matched ticket's player must go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The room to join.
+    pub room_id: u64,
+    /// The room's mode.
+    pub mode: String,
+    /// The room server hosting it, as it was registered at placement.
+    pub server: RoomServerInfo,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TicketStatus {
+    /// Still waiting in the queue.
+    Queued,
+    /// Placed in a room.
+    Matched(Assignment),
+}
+
+/// A ticket as the directory holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// The ticket's id.
+    pub ticket_id: TicketId,
+    /// Its owner.
+    pub player_id: u64,
+    /// The mode queued for.
+    pub mode: String,
+    /// When it was queued, unix ms.
+    pub enqueued_ms: u64,
+    /// Queued or matched.
+    pub status: TicketStatus,
+}
+
+/// The result of `Directory::enqueue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// The ticket is in the queue.
+    Queued,
+    /// The player already waits in a queue under this ticket; nothing changed.
+    AlreadyQueued(TicketId),
+}
+
+/// The result of `Directory::cancel_ticket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The ticket left the queue.
+    Cancelled,
+    /// Too late: the ticket was already placed in a room.
+    AlreadyMatched,
+    /// No such ticket for this player.
+    NotFound,
+}
+
+/// One atomic match-formation pass over one mode's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchRequest {
+    /// The mode whose queue is drained.
+    pub mode: String,
+    /// Room size: a full match takes this many players.
+    pub players: usize,
+    /// Fewest players a match may start with once the oldest has waited `wait_ms`.
+    pub min_players: usize,
+    /// How long the oldest player waits for a full room before `min_players` suffices, in ms.
+    pub wait_ms: u64,
+    /// A queued ticket not polled for this long is dropped (its client went away), in ms.
+    pub abandon_after_ms: u64,
+    /// The caller's clock, unix ms.
+    pub now_ms: u64,
+    /// At most this many matches are formed by this pass.
+    pub max_matches: usize,
+    /// Seeds the placement choices and room ids of this pass.
+    pub seed: u64,
+}
+
+/// One player placed by a formation pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedPlayer {
+    /// The player's ticket.
+    pub ticket_id: TicketId,
+    /// The player.
+    pub player_id: u64,
+    /// When they queued, unix ms (for queue-time metrics).
+    pub enqueued_ms: u64,
+}
+
+/// A match a formation pass created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormedMatch {
+    /// The fresh room's id.
+    pub room_id: u64,
+    /// The room server chosen for it.
+    pub server_id: String,
+    /// Who is in it, oldest first.
+    pub players: Vec<MatchedPlayer>,
+}
+
+/// What a formation pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Formation {
+    /// The matches created, in order.
+    pub matches: Vec<FormedMatch>,
+    /// Players left in the mode's queue afterwards.
+    pub still_queued: usize,
+}
+
+/// A room as recorded at placement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The room's id.
+    pub room_id: u64,
+    /// Its mode.
+    pub mode: String,
+    /// The room server it was placed on.
+    pub server: RoomServerInfo,
+    /// The players placed in it.
+    pub players: Vec<u64>,
+    /// When it was placed, unix ms.
+    pub created_ms: u64,
+}
+
+/// The shared state of a tickroom deployment. Every method is one atomic step, so any number
+/// of gateways and room servers over one directory behave as one.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Upsert + heartbeat: the entry lives for `ttl` unless refreshed.
+    async fn register_server(
+        &self,
+        info: RoomServerInfo,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError>;
+
+    /// Removes a room server at once (clean shutdown).
+    async fn deregister_server(&self, server_id: &str) -> Result<(), DirectoryError>;
+
+    /// Every room server whose registration has not expired, ordered by `server_id`.
+    async fn live_servers(&self) -> Result<Vec<RoomServerInfo>, DirectoryError>;
+
+    /// Puts a player in a mode's queue, unless they already wait in one.
+    async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError>;
+
+    /// Reads a ticket without side effects. `None` once it is unknown, cancelled, abandoned,
+    /// matched longer ago than the retention, or its room was closed.
+    async fn ticket(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, DirectoryError>;
+
+    /// Reads a ticket and records that its owner is still waiting at `now_ms` (so it is not
+    /// dropped as abandoned).
+    async fn touch_ticket(
+        &self,
+        ticket_id: TicketId,
+        now_ms: u64,
+    ) -> Result<Option<TicketRecord>, DirectoryError>;
+
+    /// Waits up to `max_wait` for a queued ticket to leave the queue, then returns its state
+    /// (`None` once it is gone). The default re-reads every `TICKET_POLL_INTERVAL_MS`.
+    async fn await_ticket(
+        &self,
+        ticket_id: TicketId,
+        max_wait: Duration,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let record = self.ticket(ticket_id).await?;
+            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            let next = tokio::time::Instant::now() + Duration::from_millis(TICKET_POLL_INTERVAL_MS);
+            tokio::time::sleep_until(next.min(deadline)).await;
+        }
+    }
+
+    /// Removes a queued ticket owned by `player_id`.
+    async fn cancel_ticket(
+        &self,
+        ticket_id: TicketId,
+        player_id: u64,
+    ) -> Result<CancelOutcome, DirectoryError>;
+
+    /// The atomic formation step: pops full matches (or one of at least `min_players` once
+    /// the oldest waited long enough), places each on a live server by `pick_server`, records
+    /// the room and every ticket's assignment. No player is ever placed twice, whatever the
+    /// number of callers.
+    async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError>;
+
+    /// The record of a room, if it still exists.
+    async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError>;
+
+    /// Forgets a room (its match ended).
+    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError>;
+}
+
+/// Power of two choices: among servers that are not draining and have headroom
+/// (`load < capacity`), draws two at random and returns the index (into `servers`) of the one
+/// with the lower `load / capacity`, the first drawn on a tie. `None` if no server qualifies.
+pub fn pick_server<R: Rng + ?Sized>(servers: &[RoomServerInfo], rng: &mut R) -> Option<usize> {
+    let eligible = |s: &RoomServerInfo| !s.draining && s.load < s.capacity;
+    let count = servers.iter().filter(|s| eligible(s)).count();
+    let nth = |n: usize| {
+        servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| eligible(s))
+            .nth(n)
+            .map(|(i, _)| i)
+    };
+    match count {
+        0 => None,
+        1 => nth(0),
+        _ => {
+            let a = rng.random_range(0..count);
+            let mut b = rng.random_range(0..count - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (nth(a)?, nth(b)?);
+            Some(if less_loaded(&servers[b], &servers[a]) {
+                b
+            } else {
+                a
+            })
+        }
+    }
+}
+
+/// `x.load / x.capacity < y.load / y.capacity`, in integers.
+fn less_loaded(x: &RoomServerInfo, y: &RoomServerInfo) -> bool {
+    u64::from(x.load) * u64::from(y.capacity) < u64::from(y.load) * u64::from(x.capacity)
+}
+
+/// A fresh room id: random, non-zero, below 2^53.
+pub fn random_room_id<R: Rng + ?Sized>(rng: &mut R) -> u64 {
+    (rng.random::<u64>() & ROOM_ID_MASK).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn server(id: &str, load: u32, capacity: u32) -> RoomServerInfo {
+        RoomServerInfo {
+            server_id: id.into(),
+            quic_addr: String::new(),
+            ws_addr: String::new(),
+            cert_fingerprint: String::new(),
+            capacity,
+            load,
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn two_servers_always_pick_the_less_loaded() {
+        let servers = [server("a", 90, 100), server("b", 10, 100)];
+        for seed in 0..100 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            assert_eq!(pick_server(&servers, &mut rng), Some(1));
+        }
+    }
+
+    #[test]
+    fn load_is_relative_to_capacity() {
+        // 50/1000 is lighter than 10/20 even though its absolute load is higher.
+        let servers = [server("small", 10, 20), server("big", 50, 1000)];
+        let mut rng = StdRng::seed_from_u64(7);
+        assert_eq!(pick_server(&servers, &mut rng), Some(1));
+    }
+
+    #[test]
+    fn the_most_loaded_of_many_is_never_picked_and_the_least_is_favoured() {
+        let servers = [
+            server("a", 10, 100),
+            server("b", 50, 100),
+            server("c", 60, 100),
+            server("d", 95, 100),
+        ];
+        let mut rng = StdRng::seed_from_u64(42);
+        let mut picks = [0u32; 4];
+        for _ in 0..4000 {
+            picks[pick_server(&servers, &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(picks[3], 0);
+        // The least loaded wins every pair it is drawn in: half of all draws (3 of 6 pairs).
+        assert!(picks[0] > 1800, "{picks:?}");
+        assert!(picks[0] > picks[1] && picks[1] > picks[2], "{picks:?}");
+    }
+
+    #[test]
+    fn draining_and_full_servers_are_skipped() {
+        let mut drained = server("a", 0, 100);
+        drained.draining = true;
+        let servers = [drained, server("full", 100, 100), server("ok", 99, 100)];
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(pick_server(&servers, &mut rng), Some(2));
+        assert_eq!(pick_server(&servers[..2], &mut rng), None);
+        assert_eq!(pick_server(&[], &mut rng), None);
+    }
+
+    #[test]
+    fn ticket_ids_round_trip_and_reject_junk() {
+        let id = TicketId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let text = id.to_string();
+        assert_eq!(text, "0123456789abcdef0011223344556677");
+        assert_eq!(text.parse::<TicketId>(), Ok(id));
+        for bad in [
+            "",
+            "abc",
+            "+123456789abcdef0011223344556677",
+            &"g".repeat(32),
+        ] {
+            assert_eq!(bad.parse::<TicketId>(), Err(TicketIdError), "{bad}");
+        }
+        assert_eq!(TicketId(1).to_string().len(), 32);
+    }
+
+    #[test]
+    fn room_ids_are_non_zero_and_53_bit() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..1000 {
+            let id = random_room_id(&mut rng);
+            assert!((1..=ROOM_ID_MASK).contains(&id));
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The HTTP JSON API under `/v1`: login, matchmaking and the JSON error body. Request and
+//! response types are public so clients (the bot) can share them.
+//!
+//! Every error is `{"code": <ErrorCode number>, "error": "<ErrorCode name>", "message": "..."}`.
+//! An unknown mode is `400` with code `UnknownMode` (the request names a mode that is not
+//! served); an unknown, cancelled or foreign ticket is `404` `NotFound`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use governor::clock::Clock;
+use serde::{Deserialize, Serialize};
+use tickroom_protocol::token::encode_hex;
+use tickroom_protocol::{ErrorCode, TicketClaims};
+
+use crate::auth::{
+    self, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL, MAX_DEVICE_ID_CHARS,
+};
+use crate::directory::{
+    Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, QueueEntry, TicketId, TicketRecord,
+    TicketStatus,
+};
+use crate::metrics::LoginMethod;
+use crate::{millis, now_ms, Gateway};
+
+/// `Retry-After` sent with `503 ServerBusy`, in seconds.
+pub const BUSY_RETRY_AFTER_S: u64 = 1;
+
+/// All `/v1` routes of a gateway. Serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the per-IP rate limit sees peers.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let body_limit = gw.config.max_body_bytes;
+    Router::new()
+        .route("/v1/auth/device", post(device_login))
+        .route("/v1/auth/custom", post(custom_login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/matchmaking", post(enqueue))
+        .route("/v1/matchmaking/{ticket_id}", get(poll).delete(cancel))
+        .route("/v1/{*rest}", any(unknown_route))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(gw.clone(), rate_limit))
+        .with_state(gw)
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The stable `ErrorCode` number.
+    pub code: u16,
+    /// The `ErrorCode` name, e.g. `"rate_limited"`.
+    pub error: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// `POST /v1/auth/device` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLogin {
+    /// A stable id of the device, 1..=128 characters.
+    pub device_id: String,
+}
+
+/// `POST /v1/auth/custom` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomLogin {
+    /// The studio-signed account token (see `auth`).
+    pub token: String,
+}
+
+/// `POST /v1/matchmaking` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueueRequest {
+    /// The mode to queue for.
+    pub mode: String,
+}
+
+/// `POST /v1/matchmaking` answer (status 202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueueResponse {
+    /// The ticket to poll or cancel.
+    pub ticket_id: String,
+    /// The mode queued for.
+    pub mode: String,
+}
+
+/// `GET /v1/matchmaking/{ticket_id}` query.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct PollQuery {
+    /// Hold the poll at most this long, in ms (capped by `long_poll_max`).
+    pub wait_ms: Option<u64>,
+}
+
+/// `GET /v1/matchmaking/{ticket_id}` answer, tagged by `"status"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum PollResponse {
+    /// Still waiting: poll again.
+    Queued {
+        /// The ticket polled.
+        ticket_id: String,
+        /// How long it has waited so far, in ms.
+        queued_ms: u64,
+    },
+    /// Placed: join the room with the ticket.
+    Matched(MatchedResponse),
+}
+
+/// Where to play, with a join ticket signed at response time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedResponse {
+    /// The room to join.
+    pub room_id: u64,
+    /// Its mode.
+    pub mode: String,
+    /// The room server hosting it (the ticket names it).
+    pub server_id: String,
+    /// QUIC address of the room server.
+    pub quic_addr: String,
+    /// WebSocket address of the room server.
+    pub ws_addr: String,
+    /// Hex SHA-256 of the room server's certificate.
+    pub cert_fingerprint: String,
+    /// The signed join ticket to send in `Hello`.
+    pub join_ticket: String,
+    /// Hex of the secret that answers the join challenge.
+    pub join_secret: String,
+    /// When the join ticket expires, unix ms.
+    pub expires_ms: u64,
+}
+
+/// `DELETE /v1/matchmaking/{ticket_id}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    /// The ticket cancelled.
+    pub ticket_id: String,
+    /// Always `"cancelled"`.
+    pub status: String,
+}
+
+/// An error answer: status, stable code, message and an optional `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable error code.
+    pub code: ErrorCode,
+    /// Human-readable text (never a secret).
+    pub message: String,
+    /// `Retry-After` in seconds, if any.
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    /// An error without `Retry-After`.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{what} not found"),
+        )
+    }
+
+    fn unauthorized(e: &BearerError) -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            e.to_string(),
+        )
+    }
+
+    fn json(rejection: &JsonRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::MessageTooLarge,
+                "request body is larger than allowed",
+            );
+        }
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> ApiError {
+        tracing::warn!(error = %e, "directory call failed");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::ServerBusy,
+            message: format!("matchmaking is temporarily unavailable: {e}"),
+            retry_after_s: Some(BUSY_RETRY_AFTER_S),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.as_u16(),
+            error: self.code.name().to_owned(),
+            message: self.message,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_s {
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// Per-IP GCRA in front of every route.
+async fn rate_limit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    match gw.limiter.check_key(&ip) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let wait = not_until.wait_time_from(gw.limiter.clock().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: ErrorCode::RateLimited,
+                message: "too many requests from this address; retry later".into(),
+                retry_after_s: Some(secs.max(1)),
+            }
+            .into_response()
+        }
+    }
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("route")
+}
+
+impl Gateway {
+    fn skew_ms(&self) -> u64 {
+        millis(self.config.clock_skew)
+    }
+
+    fn session(&self, player_id: u64, method: LoginMethod) -> Json<Session> {
+        self.metrics.login(method);
+        tracing::debug!(player_id, ?method, "session issued");
+        let ttl_ms = millis(self.config.session_ttl);
+        Json(auth::issue_session(
+            &self.config.keys,
+            player_id,
+            now_ms(),
+            ttl_ms,
+        ))
+    }
+
+    fn rejected_login(&self, error: ApiError) -> ApiError {
+        self.metrics.logins_rejected.fetch_add(1, Ordering::Relaxed);
+        error
+    }
+
+    fn player(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        auth::bearer_player(&self.config.keys, header, now_ms(), self.skew_ms())
+            .map_err(|e| ApiError::unauthorized(&e))
+    }
+
+    /// The matched answer with a join ticket signed now.
+    fn matched(&self, player_id: u64, a: Assignment) -> Result<MatchedResponse, ApiError> {
+        let now = now_ms();
+        let claims = TicketClaims {
+            player_id,
+            room_id: a.room_id,
+            mode: a.mode.clone(),
+            server_id: a.server.server_id.clone(),
+            issued_ms: now,
+            expires_ms: now.saturating_add(millis(self.config.ticket_ttl)),
+            nonce: rand::random(),
+        };
+        let join_ticket = self.config.keys.sign_ticket(&claims);
+        let verified = self
+            .config
+            .keys
+            .verify_ticket(&join_ticket, now, self.skew_ms())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    e.to_string(),
+                )
+            })?;
+        let join_secret = encode_hex(&self.config.keys.join_secret(&verified));
+        Ok(MatchedResponse {
+            room_id: a.room_id,
+            mode: a.mode,
+            server_id: a.server.server_id,
+            quic_addr: a.server.quic_addr,
+            ws_addr: a.server.ws_addr,
+            cert_fingerprint: a.server.cert_fingerprint,
+            join_ticket,
+            join_secret,
+            expires_ms: claims.expires_ms,
+        })
+    }
+
+    fn poll_answer(&self, record: TicketRecord) -> Result<PollResponse, ApiError> {
+        match record.status {
+            TicketStatus::Queued => Ok(PollResponse::Queued {
+                ticket_id: record.ticket_id.to_string(),
+                queued_ms: now_ms().saturating_sub(record.enqueued_ms),
+            }),
+            TicketStatus::Matched(a) => {
+                Ok(PollResponse::Matched(self.matched(record.player_id, a)?))
+            }
+        }
+    }
+}
+
+async fn device_login(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<DeviceLogin>, JsonRejection>,
+) -> Result<Json<Session>, ApiError> {
+    let Json(body) = body.map_err(|e| gw.rejected_login(ApiError::json(&e)))?;
+    let chars = body.device_id.chars().count();
+    if chars == 0 || chars > MAX_DEVICE_ID_CHARS {
+        return Err(gw.rejected_login(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("device_id must be 1..={MAX_DEVICE_ID_CHARS} characters"),
+        )));
+    }
+    let player_id = gw
+        .config
+        .keys
+        .derive_id(DEVICE_ID_LABEL, body.device_id.as_bytes());
+    Ok(gw.session(player_id, LoginMethod::Device))
+}
+
+async fn custom_login(
+    State(gw): State<Arc<Gateway>>,
+    body: Result<Json<CustomLogin>, JsonRejection>,
+) -> Result<Json<Session>, ApiError> {
+    let Some(key) = gw.config.custom_auth_key.as_deref() else {
+        return Err(gw.rejected_login(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "custom auth is not configured on this gateway",
+        )));
+    };
+    let Json(body) = body.map_err(|e| gw.rejected_login(ApiError::json(&e)))?;
+    let subject =
+        auth::verify_custom_token(key, &body.token, now_ms(), gw.skew_ms()).map_err(|e| {
+            gw.rejected_login(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                e.to_string(),
+            ))
+        })?;
+    let player_id = gw
+        .config
+        .keys
+        .derive_id(CUSTOM_ID_LABEL, subject.as_bytes());
+    Ok(gw.session(player_id, LoginMethod::Custom))
+}
+
+async fn refresh(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Session>, ApiError> {
+    let player_id = gw.player(&headers).map_err(|e| gw.rejected_login(e))?;
+    Ok(gw.session(player_id, LoginMethod::Refresh))
+}
+
+async fn enqueue(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<EnqueueRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    let player_id = gw.player(&headers)?;
+    let Json(body) = body.map_err(|e| ApiError::json(&e))?;
+    let Some(mode) = gw.config.modes.by_name(&body.mode) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnknownMode,
+            "no such game mode",
+        ));
+    };
+    let ticket_id = TicketId::random();
+    let entry = QueueEntry {
+        ticket_id,
+        player_id,
+        mode: mode.name.clone(),
+        enqueued_ms: now_ms(),
+    };
+    match gw.directory.enqueue(entry).await? {
+        EnqueueOutcome::Queued => {
+            gw.metrics.tickets.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(player_id, mode = %mode.name, "queued");
+            let answer = EnqueueResponse {
+                ticket_id: ticket_id.to_string(),
+                mode: mode.name.clone(),
+            };
+            Ok((StatusCode::ACCEPTED, Json(answer)))
+        }
+        EnqueueOutcome::AlreadyQueued(existing) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("player is already queued with ticket {existing}"),
+        )),
+    }
+}
+
+/// Parses a path ticket id; anything malformed is simply not found.
+fn ticket_id(path: Result<Path<String>, PathRejection>) -> Result<TicketId, ApiError> {
+    let Path(text) = path.map_err(|_| ApiError::not_found("ticket"))?;
+    text.parse().map_err(|_| ApiError::not_found("ticket"))
+}
+
+async fn poll(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PollQuery>, QueryRejection>,
+) -> Result<Json<PollResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let id = ticket_id(path)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            e.body_text(),
+        )
+    })?;
+    let record = gw
+        .directory
+        .touch_ticket(id, now_ms())
+        .await?
+        .filter(|r| r.player_id == player_id)
+        .ok_or_else(|| ApiError::not_found("ticket"))?;
+    if record.status != TicketStatus::Queued {
+        return gw.poll_answer(record).map(Json);
+    }
+    let max = gw.config.long_poll_max;
+    let wait = query
+        .wait_ms
+        .map_or(max, |ms| Duration::from_millis(ms).min(max));
+    let record = gw
+        .directory
+        .await_ticket(id, wait)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ticket"))?;
+    gw.poll_answer(record).map(Json)
+}
+
+async fn cancel(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let id = ticket_id(path)?;
+    match gw.directory.cancel_ticket(id, player_id).await? {
+        CancelOutcome::Cancelled => {
+            gw.metrics.cancels.fetch_add(1, Ordering::Relaxed);
+            Ok(Json(CancelResponse {
+                ticket_id: id.to_string(),
+                status: "cancelled".into(),
+            }))
+        }
+        CancelOutcome::AlreadyMatched => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the ticket was already matched; join the room or leave it",
+        )),
+        CancelOutcome::NotFound => Err(ApiError::not_found("ticket")),
+    }
+}

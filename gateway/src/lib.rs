@@ -1,0 +1,183 @@
+//! tickroom-gateway: the stateless front door — login and matchmaking over HTTP JSON, handing
+//! each player to a room server with a signed join ticket. Everything shared (room servers,
+//! queues, tickets, rooms) lives behind the `Directory` trait; identity lives in signed tokens.
+//!
+//! Architecture invariant: a `Gateway` holds no per-player state; two gateways over one
+//! directory behave as one.
+//!
+//! Wiring it up (what the `tickroom` binary does):
+//!
+//! ```no_run
+//! # async fn wire() -> std::io::Result<()> {
+//! use std::{net::SocketAddr, sync::Arc, time::Duration};
+//! use tickroom_gateway::*;
+//!
+//! let keys = tickroom_protocol::KeyRing::single(1, [7; 32]);
+//! let modes = tickroom_game::modes::Modes::embedded();
+//! let directory = InMemoryDirectory::new();
+//! // A room server registers itself and heartbeats before the TTL runs out.
+//! let info = RoomServerInfo {
+//!     server_id: "room-1".into(),
+//!     quic_addr: "127.0.0.1:4433".into(),
+//!     ws_addr: "127.0.0.1:8080".into(),
+//!     cert_fingerprint: "ab".repeat(32),
+//!     capacity: 2_000,
+//!     load: 0,
+//!     draining: false,
+//! };
+//! directory.register_server(info, Duration::from_secs(5)).await.ok();
+//!
+//! let gw = Gateway::new(GatewayConfig::new(keys, modes), directory.clone());
+//! let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+//! tokio::spawn(run_matchmaker(gw.clone(), stop_rx));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let app = router(gw).into_make_service_with_connect_info::<SocketAddr>();
+//! axum::serve(listener, app).await?;
+//! let _ = stop_tx.send(true);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+pub mod directory;
+pub mod http;
+pub mod matchmaker;
+pub mod memory;
+mod metrics;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tickroom_game::modes::Modes;
+use tickroom_protocol::KeyRing;
+
+pub use directory::{
+    pick_server, Assignment, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
+    FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, RoomRecord, RoomServerInfo, TicketId,
+    TicketRecord, TicketStatus,
+};
+pub use http::router;
+pub use matchmaker::run_matchmaker;
+pub use memory::InMemoryDirectory;
+
+use crate::metrics::Metrics;
+
+/// Default lifetime of a session token.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(60 * 60);
+/// Default lifetime of a join ticket.
+pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(10);
+/// Default longest a matchmaking long poll is held open.
+pub const DEFAULT_LONG_POLL_MAX: Duration = Duration::from_secs(20);
+/// Default tolerated clock difference when verifying tokens.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
+/// Default largest request body, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024;
+/// Default sustained requests per second per client IP.
+pub const DEFAULT_RATE_PER_IP_PER_S: u32 = 50;
+/// Default burst of requests per client IP.
+pub const DEFAULT_RATE_BURST: u32 = 100;
+/// A queued ticket whose owner has not polled for `long_poll_max` plus this long is dropped.
+pub const QUEUE_ABANDON_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything a gateway is configured with; `GatewayConfig::new` documents the defaults.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Signs sessions and join tickets; derives player ids.
+    pub keys: KeyRing,
+    /// The modes players may queue for.
+    pub modes: Modes,
+    /// Lifetime of a session token (default 1 h).
+    pub session_ttl: Duration,
+    /// Lifetime of a join ticket (default 10 s).
+    pub ticket_ttl: Duration,
+    /// Longest a `GET /v1/matchmaking/{ticket}` is held open (default 20 s).
+    pub long_poll_max: Duration,
+    /// Tolerated clock difference when verifying tokens (default 5 s).
+    pub clock_skew: Duration,
+    /// Largest request body in bytes; larger ones get 413 (default 4 KiB).
+    pub max_body_bytes: usize,
+    /// Sustained requests per second per client IP (default 50; 0 is treated as 1).
+    pub rate_per_ip_per_s: u32,
+    /// Requests per client IP allowed in a burst (default 100; 0 is treated as 1).
+    pub rate_burst: u32,
+    /// Key of the studio's custom account tokens; `None` disables `/v1/auth/custom` (default).
+    pub custom_auth_key: Option<Vec<u8>>,
+}
+
+impl GatewayConfig {
+    /// A config with the `DEFAULT_*` values above and custom auth disabled.
+    pub fn new(keys: KeyRing, modes: Modes) -> Self {
+        GatewayConfig {
+            keys,
+            modes,
+            session_ttl: DEFAULT_SESSION_TTL,
+            ticket_ttl: DEFAULT_TICKET_TTL,
+            long_poll_max: DEFAULT_LONG_POLL_MAX,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_per_ip_per_s: DEFAULT_RATE_PER_IP_PER_S,
+            rate_burst: DEFAULT_RATE_BURST,
+            custom_auth_key: None,
+        }
+    }
+}
+
+/// One gateway: config, the shared directory, metrics and the per-IP rate limiter.
+pub struct Gateway {
+    config: GatewayConfig,
+    directory: Arc<dyn Directory>,
+    metrics: Metrics,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Gateway {
+    /// A gateway over `directory`; serve it with `router` and run `run_matchmaker` beside it.
+    pub fn new(config: GatewayConfig, directory: Arc<dyn Directory>) -> Arc<Gateway> {
+        let rate = NonZeroU32::new(config.rate_per_ip_per_s.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.rate_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
+        let metrics = Metrics::new(config.modes.iter().map(|m| m.name.as_str()));
+        Arc::new(Gateway {
+            config,
+            directory,
+            metrics,
+            limiter,
+        })
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The shared directory.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    /// Appends the gateway's metrics in Prometheus text format: `tickroom_gateway_logins_total`,
+    /// `..._queue_length{mode=..}`, `..._queue_time_ms{quantile=..}` and other counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out);
+    }
+
+    /// How long a queued ticket may go unpolled before the directory drops it.
+    fn abandon_after(&self) -> Duration {
+        self.config.long_poll_max + QUEUE_ABANDON_GRACE
+    }
+}
+
+/// The wall clock as unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

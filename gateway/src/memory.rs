@@ -1,0 +1,433 @@
+//! `InMemoryDirectory`: the `Directory` of the all-in-one server — every table behind one
+//! mutex, so each trait method is trivially atomic, and a watch channel that wakes
+//! long-polling gateways when tickets change.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::directory::{
+    pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
+    EnqueueOutcome, Formation, FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, RoomRecord,
+    RoomServerInfo, TicketId, TicketRecord, TicketStatus,
+};
+
+/// Most tickets (queued or recently matched) held at once.
+pub const MAX_TICKETS: usize = 1_000_000;
+/// Most room records held at once.
+pub const MAX_ROOMS: usize = 1_000_000;
+/// Most room servers registered at once.
+pub const MAX_SERVERS: usize = 10_000;
+/// A matched ticket stays readable this long after placement, in ms, so its owner can fetch it.
+pub const MATCHED_TICKET_RETENTION_MS: u64 = 60_000;
+/// A room record not closed by its server is forgotten after this long, in ms.
+pub const ROOM_RECORD_MAX_AGE_MS: u64 = 6 * 60 * 60 * 1000;
+/// Housekeeping (abandoned tickets, old matches and rooms) runs at most this often, in ms.
+pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// The in-process directory used by the all-in-one server and tests.
+pub struct InMemoryDirectory {
+    state: Mutex<State>,
+    /// Bumped whenever a ticket leaves the queue; long pollers wait on it.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    servers: HashMap<String, (RoomServerInfo, Instant)>,
+    /// Ticket ids in queue order per mode; cancelled ids stay as tombstones until popped.
+    queues: HashMap<String, VecDeque<TicketId>>,
+    /// Live (non-tombstone) entries per mode.
+    queued: HashMap<String, usize>,
+    tickets: HashMap<TicketId, Ticket>,
+    queued_players: HashMap<u64, TicketId>,
+    rooms: HashMap<u64, RoomRecord>,
+    last_sweep_ms: u64,
+}
+
+struct Ticket {
+    player_id: u64,
+    mode: String,
+    enqueued_ms: u64,
+    last_seen_ms: u64,
+    state: TicketState,
+}
+
+#[derive(Clone, Copy)]
+enum TicketState {
+    Queued,
+    Matched { room_id: u64, matched_ms: u64 },
+}
+
+impl InMemoryDirectory {
+    /// An empty directory.
+    pub fn new() -> Arc<Self> {
+        Arc::new(InMemoryDirectory {
+            state: Mutex::new(State::default()),
+            changed: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// The synchronous formation step behind `Directory::form_matches` (also used by benches).
+    pub fn form_matches_now(&self, request: &MatchRequest) -> Formation {
+        let formation = self.state.lock().form(request, Instant::now());
+        if !formation.matches.is_empty() {
+            self.changed.send_modify(|g| *g = g.wrapping_add(1));
+        }
+        formation
+    }
+
+    /// The synchronous form of `Directory::enqueue` (also used by benches).
+    pub fn enqueue_now(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
+        self.state.lock().enqueue(entry)
+    }
+
+    /// The synchronous form of `Directory::register_server` (also used by benches).
+    pub fn register_server_now(
+        &self,
+        info: RoomServerInfo,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        if !state.servers.contains_key(&info.server_id) && state.servers.len() >= MAX_SERVERS {
+            state.servers.retain(|_, (_, expires)| *expires > now);
+            if state.servers.len() >= MAX_SERVERS {
+                return Err(DirectoryError::Full("room servers"));
+            }
+        }
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        state
+            .servers
+            .insert(info.server_id.clone(), (info, expires));
+        Ok(())
+    }
+
+    fn record(&self, ticket_id: TicketId, touch_ms: Option<u64>) -> Option<TicketRecord> {
+        let mut state = self.state.lock();
+        let ticket = state.tickets.get_mut(&ticket_id)?;
+        if let Some(now_ms) = touch_ms {
+            ticket.last_seen_ms = ticket.last_seen_ms.max(now_ms);
+        }
+        let state = &*state;
+        let ticket = state.tickets.get(&ticket_id)?;
+        let status = match ticket.state {
+            TicketState::Queued => TicketStatus::Queued,
+            TicketState::Matched { room_id, .. } => {
+                let room = state.rooms.get(&room_id)?;
+                TicketStatus::Matched(Assignment {
+                    room_id,
+                    mode: room.mode.clone(),
+                    server: room.server.clone(),
+                })
+            }
+        };
+        Some(TicketRecord {
+            ticket_id,
+            player_id: ticket.player_id,
+            mode: ticket.mode.clone(),
+            enqueued_ms: ticket.enqueued_ms,
+            status,
+        })
+    }
+}
+
+impl State {
+    fn enqueue(&mut self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
+        if let Some(existing) = self.queued_players.get(&entry.player_id) {
+            return Ok(EnqueueOutcome::AlreadyQueued(*existing));
+        }
+        if self.tickets.len() >= MAX_TICKETS {
+            return Err(DirectoryError::Full("matchmaking tickets"));
+        }
+        if self.tickets.contains_key(&entry.ticket_id) {
+            return Err(DirectoryError::Unavailable("ticket id collision".into()));
+        }
+        self.queues
+            .entry(entry.mode.clone())
+            .or_default()
+            .push_back(entry.ticket_id);
+        *self.queued.entry(entry.mode.clone()).or_default() += 1;
+        self.queued_players.insert(entry.player_id, entry.ticket_id);
+        self.tickets.insert(
+            entry.ticket_id,
+            Ticket {
+                player_id: entry.player_id,
+                mode: entry.mode,
+                enqueued_ms: entry.enqueued_ms,
+                last_seen_ms: entry.enqueued_ms,
+                state: TicketState::Queued,
+            },
+        );
+        Ok(EnqueueOutcome::Queued)
+    }
+
+    fn cancel(&mut self, ticket_id: TicketId, player_id: u64) -> CancelOutcome {
+        let Some(ticket) = self.tickets.get(&ticket_id) else {
+            return CancelOutcome::NotFound;
+        };
+        if ticket.player_id != player_id {
+            return CancelOutcome::NotFound;
+        }
+        if let TicketState::Matched { .. } = ticket.state {
+            return CancelOutcome::AlreadyMatched;
+        }
+        if let Some(ticket) = self.tickets.remove(&ticket_id) {
+            self.queued_players.remove(&ticket.player_id);
+            if let Some(n) = self.queued.get_mut(&ticket.mode) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        CancelOutcome::Cancelled
+    }
+
+    fn form(&mut self, request: &MatchRequest, now: Instant) -> Formation {
+        if request.now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
+            self.sweep(request, now);
+        }
+        let mut formation = Formation::default();
+        let wanted = request.players.max(1);
+        let min = request.min_players.clamp(1, wanted);
+        let mut live: Vec<RoomServerInfo> = self
+            .servers
+            .values()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(info, _)| info.clone())
+            .collect();
+        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        let mut rng = StdRng::seed_from_u64(request.seed);
+
+        while formation.matches.len() < request.max_matches {
+            let count = self.queued.get(&request.mode).copied().unwrap_or(0);
+            let Some(oldest_ms) = self.front_enqueued_ms(&request.mode) else {
+                break;
+            };
+            let waited_ms = request.now_ms.saturating_sub(oldest_ms);
+            let take = if count >= wanted {
+                wanted
+            } else if count >= min && waited_ms >= request.wait_ms {
+                count
+            } else {
+                break;
+            };
+            let Some(server_index) = pick_server(&live, &mut rng) else {
+                break;
+            };
+            if self.rooms.len() >= MAX_ROOMS {
+                break;
+            }
+            let mut room_id = random_room_id(&mut rng);
+            while self.rooms.contains_key(&room_id) {
+                room_id = random_room_id(&mut rng);
+            }
+            let players = self.pop(&request.mode, take, room_id, request.now_ms);
+            let server = &mut live[server_index];
+            server.load = server
+                .load
+                .saturating_add(u32::try_from(players.len()).unwrap_or(u32::MAX));
+            if let Some((registered, _)) = self.servers.get_mut(&server.server_id) {
+                registered.load = server.load;
+            }
+            self.rooms.insert(
+                room_id,
+                RoomRecord {
+                    room_id,
+                    mode: request.mode.clone(),
+                    server: server.clone(),
+                    players: players.iter().map(|p| p.player_id).collect(),
+                    created_ms: request.now_ms,
+                },
+            );
+            formation.matches.push(FormedMatch {
+                room_id,
+                server_id: server.server_id.clone(),
+                players,
+            });
+        }
+        formation.still_queued = self.queued.get(&request.mode).copied().unwrap_or(0);
+        formation
+    }
+
+    /// When the first live entry of a mode's queue was enqueued; drops tombstones on the way.
+    fn front_enqueued_ms(&mut self, mode: &str) -> Option<u64> {
+        let queue = self.queues.get_mut(mode)?;
+        while let Some(id) = queue.front() {
+            match self.tickets.get(id) {
+                Some(t) if matches!(t.state, TicketState::Queued) => return Some(t.enqueued_ms),
+                _ => {
+                    queue.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// Pops `take` live entries (the caller checked they exist) and marks them matched.
+    fn pop(&mut self, mode: &str, take: usize, room_id: u64, now_ms: u64) -> Vec<MatchedPlayer> {
+        let mut players = Vec::with_capacity(take);
+        let Some(queue) = self.queues.get_mut(mode) else {
+            return players;
+        };
+        while players.len() < take {
+            let Some(id) = queue.pop_front() else {
+                break;
+            };
+            let Some(ticket) = self.tickets.get_mut(&id) else {
+                continue;
+            };
+            if !matches!(ticket.state, TicketState::Queued) {
+                continue;
+            }
+            ticket.state = TicketState::Matched {
+                room_id,
+                matched_ms: now_ms,
+            };
+            self.queued_players.remove(&ticket.player_id);
+            players.push(MatchedPlayer {
+                ticket_id: id,
+                player_id: ticket.player_id,
+                enqueued_ms: ticket.enqueued_ms,
+            });
+        }
+        if let Some(n) = self.queued.get_mut(mode) {
+            *n = n.saturating_sub(players.len());
+        }
+        players
+    }
+
+    /// Drops abandoned queued tickets, long-matched tickets, stale rooms and expired servers.
+    fn sweep(&mut self, request: &MatchRequest, now: Instant) {
+        let now_ms = request.now_ms;
+        self.last_sweep_ms = now_ms;
+        let queued_players = &mut self.queued_players;
+        let queued = &mut self.queued;
+        self.tickets.retain(|_, t| {
+            let keep = match t.state {
+                TicketState::Queued => {
+                    now_ms.saturating_sub(t.last_seen_ms) <= request.abandon_after_ms
+                }
+                TicketState::Matched { matched_ms, .. } => {
+                    now_ms.saturating_sub(matched_ms) <= MATCHED_TICKET_RETENTION_MS
+                }
+            };
+            if !keep && matches!(t.state, TicketState::Queued) {
+                queued_players.remove(&t.player_id);
+                if let Some(n) = queued.get_mut(&t.mode) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            keep
+        });
+        let tickets = &self.tickets;
+        for queue in self.queues.values_mut() {
+            queue.retain(|id| {
+                tickets
+                    .get(id)
+                    .is_some_and(|t| matches!(t.state, TicketState::Queued))
+            });
+        }
+        self.rooms
+            .retain(|_, r| now_ms.saturating_sub(r.created_ms) <= ROOM_RECORD_MAX_AGE_MS);
+        self.servers.retain(|_, (_, expires)| *expires > now);
+    }
+}
+
+#[async_trait]
+impl Directory for InMemoryDirectory {
+    async fn register_server(
+        &self,
+        info: RoomServerInfo,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        self.register_server_now(info, ttl)
+    }
+
+    async fn deregister_server(&self, server_id: &str) -> Result<(), DirectoryError> {
+        self.state.lock().servers.remove(server_id);
+        Ok(())
+    }
+
+    async fn live_servers(&self) -> Result<Vec<RoomServerInfo>, DirectoryError> {
+        let now = Instant::now();
+        let mut live: Vec<RoomServerInfo> = self
+            .state
+            .lock()
+            .servers
+            .values()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(info, _)| info.clone())
+            .collect();
+        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        Ok(live)
+    }
+
+    async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
+        self.enqueue_now(entry)
+    }
+
+    async fn ticket(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, DirectoryError> {
+        Ok(self.record(ticket_id, None))
+    }
+
+    async fn touch_ticket(
+        &self,
+        ticket_id: TicketId,
+        now_ms: u64,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        Ok(self.record(ticket_id, Some(now_ms)))
+    }
+
+    async fn await_ticket(
+        &self,
+        ticket_id: TicketId,
+        max_wait: Duration,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        // Subscribe before reading, so a change between the read and the wait still wakes us.
+        let mut changes = self.changed.subscribe();
+        loop {
+            let record = self.record(ticket_id, None);
+            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            if let Ok(Err(_)) = tokio::time::timeout_at(deadline, changes.changed()).await {
+                // The sender lives as long as `self`; this cannot happen, but never spin.
+                return Ok(record);
+            }
+        }
+    }
+
+    async fn cancel_ticket(
+        &self,
+        ticket_id: TicketId,
+        player_id: u64,
+    ) -> Result<CancelOutcome, DirectoryError> {
+        let outcome = self.state.lock().cancel(ticket_id, player_id);
+        if outcome == CancelOutcome::Cancelled {
+            self.changed.send_modify(|g| *g = g.wrapping_add(1));
+        }
+        Ok(outcome)
+    }
+
+    async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {
+        Ok(self.form_matches_now(&request))
+    }
+
+    async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {
+        Ok(self.state.lock().rooms.get(&room_id).cloned())
+    }
+
+    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
+        self.state.lock().rooms.remove(&room_id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! Unit tests of `InMemoryDirectory`: formation rules, placement, cancellation, sweeping and
+//! concurrent formation.
+
+use super::*;
+
+const NOW: u64 = 1_700_000_000_000;
+const TTL: Duration = Duration::from_secs(60);
+
+fn server(id: &str, load: u32) -> RoomServerInfo {
+    RoomServerInfo {
+        server_id: id.into(),
+        quic_addr: format!("{id}:1"),
+        ws_addr: format!("{id}:2"),
+        cert_fingerprint: "ff".into(),
+        capacity: 1000,
+        load,
+        draining: false,
+    }
+}
+
+fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> MatchRequest {
+    MatchRequest {
+        mode: "m".into(),
+        players,
+        min_players,
+        wait_ms,
+        abandon_after_ms: 30_000,
+        now_ms,
+        max_matches: usize::MAX,
+        seed: 9,
+    }
+}
+
+fn queue(dir: &InMemoryDirectory, players: std::ops::Range<u64>, at_ms: u64) -> Vec<TicketId> {
+    players
+        .map(|p| {
+            let id = TicketId(u128::from(p) + 1000);
+            let entry = QueueEntry {
+                ticket_id: id,
+                player_id: p,
+                mode: "m".into(),
+                enqueued_ms: at_ms,
+            };
+            assert_eq!(dir.enqueue_now(entry), Ok(EnqueueOutcome::Queued));
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn full_matches_form_and_the_rest_waits() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    queue(&dir, 0..7, NOW);
+    let f = dir.form_matches_now(&request(3, 3, 10_000, NOW));
+    assert_eq!(f.matches.len(), 2);
+    assert_eq!(f.still_queued, 1);
+    let ids: Vec<u64> = f
+        .matches
+        .iter()
+        .flat_map(|m| m.players.iter().map(|p| p.player_id))
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
+    let room = dir.state.lock().rooms[&f.matches[0].room_id].clone();
+    assert_eq!(room.players, vec![0, 1, 2]);
+    assert_eq!(room.server.server_id, "s1");
+}
+
+#[test]
+fn min_players_start_only_after_the_wait() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    queue(&dir, 0..2, NOW);
+    assert!(dir
+        .form_matches_now(&request(4, 2, 1000, NOW + 999))
+        .matches
+        .is_empty());
+    let f = dir.form_matches_now(&request(4, 2, 1000, NOW + 1000));
+    assert_eq!(f.matches.len(), 1);
+    assert_eq!(f.matches[0].players.len(), 2);
+}
+
+#[test]
+fn no_live_server_leaves_players_queued() {
+    let dir = InMemoryDirectory::new();
+    queue(&dir, 0..3, NOW);
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW));
+    assert!(f.matches.is_empty());
+    assert_eq!(f.still_queued, 3);
+    dir.register_server_now(server("gone", 0), Duration::ZERO)
+        .unwrap();
+    assert!(dir
+        .form_matches_now(&request(3, 3, 0, NOW))
+        .matches
+        .is_empty());
+}
+
+#[test]
+fn cancelled_tickets_are_skipped_and_players_queue_once() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    let ids = queue(&dir, 0..3, NOW);
+    let again = QueueEntry {
+        ticket_id: TicketId(1),
+        player_id: 1,
+        mode: "m".into(),
+        enqueued_ms: NOW,
+    };
+    assert_eq!(
+        dir.enqueue_now(again),
+        Ok(EnqueueOutcome::AlreadyQueued(ids[1]))
+    );
+    assert_eq!(
+        dir.state.lock().cancel(ids[1], 999),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(dir.state.lock().cancel(ids[1], 1), CancelOutcome::Cancelled);
+    assert!(dir
+        .form_matches_now(&request(3, 3, 0, NOW))
+        .matches
+        .is_empty());
+    queue(&dir, 3..4, NOW);
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW));
+    let ids: Vec<u64> = f.matches[0].players.iter().map(|p| p.player_id).collect();
+    assert_eq!(ids, vec![0, 2, 3]);
+    assert_eq!(
+        dir.state
+            .lock()
+            .cancel(f.matches[0].players[0].ticket_id, 0),
+        CancelOutcome::AlreadyMatched
+    );
+}
+
+#[test]
+fn placement_load_spreads_matches_over_servers() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("a", 0), TTL).unwrap();
+    dir.register_server_now(server("b", 0), TTL).unwrap();
+    queue(&dir, 0..40, NOW);
+    let f = dir.form_matches_now(&request(4, 4, 0, NOW));
+    let on_a = f.matches.iter().filter(|m| m.server_id == "a").count();
+    assert_eq!(f.matches.len(), 10);
+    assert!((4..=6).contains(&on_a), "{on_a} of 10 on a");
+}
+
+#[test]
+fn concurrent_formation_never_places_a_player_twice() {
+    const PLAYERS: u64 = 4_000;
+    let dir = InMemoryDirectory::new();
+    for id in ["s1", "s2"] {
+        let big = RoomServerInfo {
+            capacity: 1_000_000,
+            ..server(id, 0)
+        };
+        dir.register_server_now(big, TTL).unwrap();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let formed: Vec<FormedMatch> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let (dir, done) = (&dir, &done);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                        let mut r = request(5, 5, u64::MAX, NOW);
+                        r.seed = w;
+                        mine.extend(dir.form_matches_now(&r).matches);
+                        if finished {
+                            return mine;
+                        }
+                    }
+                })
+            })
+            .collect();
+        queue(&dir, 0..PLAYERS, NOW);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut seen = std::collections::HashSet::new();
+    for m in &formed {
+        assert_eq!(m.players.len(), 5);
+        for p in &m.players {
+            assert!(
+                seen.insert(p.player_id),
+                "player {} placed twice",
+                p.player_id
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, PLAYERS);
+    let rooms: std::collections::HashSet<u64> = formed.iter().map(|m| m.room_id).collect();
+    assert_eq!(rooms.len() as u64, PLAYERS / 5);
+}
+
+#[test]
+fn full_servers_get_no_more_rooms() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 994), TTL).unwrap();
+    queue(&dir, 0..9, NOW);
+    // 994 + 3 + 3 = 1000 seats: the third match finds no server with headroom.
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW));
+    assert_eq!(f.matches.len(), 2);
+    assert_eq!(f.still_queued, 3);
+}
+
+#[test]
+fn sweep_drops_abandoned_queued_tickets() {
+    let dir = InMemoryDirectory::new();
+    queue(&dir, 0..2, NOW);
+    dir.state
+        .lock()
+        .tickets
+        .get_mut(&TicketId(1000))
+        .unwrap()
+        .last_seen_ms = NOW + 40_000;
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW + 35_000));
+    assert_eq!(f.still_queued, 1);
+    assert!(dir.record(TicketId(1001), None).is_none());
+    assert!(dir.record(TicketId(1000), None).is_some());
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: format check, clippy with warnings denied, a build of every binary
+# (the end-to-end tests start the real `tickroom` and `tickroom-bot`), then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+cargo test --workspace
