@@ -1,0 +1,412 @@
+//! End-to-end tests against the real `tickroom` binary: start it on port 0 with a ready-file,
+//! log in over HTTP, queue, get a ticket, join over WebSocket and QUIC, play in both modes; and
+//! the gateway's refusals (expired token, tampered/reused ticket, cancelled ticket, unknown
+//! mode, oversize body). Only loopback traffic; the child is killed by its own handle.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tickroom_protocol::connect::{self, GatewayClient, MatchResult, RawConn, TransportKind};
+use tickroom_protocol::session::{SessionConfig, SessionEvent};
+use tickroom_protocol::{protocol_hash, token, ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
+
+/// Longest a single wait may take.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The running binary; killed (by its own handle) when dropped.
+struct Server {
+    child: Child,
+    ready: Value,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Server {
+        let dir =
+            std::env::temp_dir().join(format!("tickroom-e2e-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready_file = dir.join("ready.json");
+        let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--ws",
+                "127.0.0.1:0",
+                "--quic",
+                "127.0.0.1:0",
+                "--ready-file",
+            ])
+            .arg(&ready_file)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the tickroom binary");
+        // Poll for the ready file with a deadline (it is written once, atomically).
+        let deadline = Instant::now() + WAIT;
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        let ready = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                break serde_json::from_str::<Value>(&text).expect("ready file is JSON");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not write its ready file"
+            );
+            poll.tick().await;
+        };
+        Server { child, ready, dir }
+    }
+
+    fn http(&self) -> String {
+        format!("http://{}", self.ready["http"].as_str().unwrap())
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn next<T>(
+    s: &mut connect::Session,
+    what: &str,
+    mut pick: impl FnMut(&SessionEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = s
+                .events
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("events ended waiting for {what}"));
+            if let Some(v) = pick(&e) {
+                return v;
+            }
+            if let SessionEvent::Closed { code } = e {
+                panic!("closed with {code:?} waiting for {what}");
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Logs `n` players in, queues them for `mode` concurrently and returns their match results.
+async fn match_players(gw: &GatewayClient, mode: &str, n: usize, tag: &str) -> Vec<MatchResult> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let gw = gw.clone();
+        let mode = mode.to_string();
+        let device = format!("{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            gw.find_match(&device, &mode, WAIT).await.unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_file_names_every_listener_and_health_answers() {
+    let server = Server::start(&[]).await;
+    for key in ["http", "ws", "quic", "cert_fingerprint"] {
+        assert!(
+            server.ready[key].as_str().is_some_and(|v| !v.is_empty()),
+            "ready file lacks {key}"
+        );
+    }
+    let health = reqwest::get(format!("{}/healthz", server.http()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", server.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tickroom_rooms "));
+    assert!(metrics.contains("tickroom_gateway_logins_total"));
+}
+
+/// The whole flow in state sync: two players (duel) over WebSocket and QUIC in one room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_queue_join_and_play_state_sync_over_both_transports() {
+    let server = Server::start(&[]).await;
+    let gw = GatewayClient::new(&server.http());
+    let matches = match_players(&gw, "duel", 2, "state").await;
+    assert_eq!(
+        matches[0].room_id, matches[1].room_id,
+        "both players in one room"
+    );
+    assert_eq!(
+        matches[0].cert_fingerprint,
+        server.ready["cert_fingerprint"].as_str().unwrap()
+    );
+    let mut a = connect::join(
+        &matches[0],
+        TransportKind::Ws,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut b = connect::join(
+        &matches[1],
+        TransportKind::Quic,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    for s in [&mut a, &mut b] {
+        next(s, "joined", |e| {
+            matches!(e, SessionEvent::Joined(_)).then_some(())
+        })
+        .await;
+        next(s, "started", |e| {
+            matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())
+        })
+        .await;
+    }
+    for s in [&mut a, &mut b] {
+        let mut sent = 0;
+        let ack = tokio::time::timeout(WAIT, async {
+            loop {
+                match s.events.recv().await.unwrap() {
+                    SessionEvent::Snapshot { ack_seq, .. } if ack_seq >= 5 => return ack_seq,
+                    SessionEvent::Snapshot { .. } => {
+                        sent += 1;
+                        s.handle.input(vec![100, 0, 0]).await;
+                    }
+                    SessionEvent::Closed { code } => panic!("closed {code:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(ack >= 5 && ack <= sent);
+    }
+    a.handle.leave().await;
+    b.handle.leave().await;
+    let stats = tokio::time::timeout(WAIT, a.task).await.unwrap().unwrap();
+    assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
+}
+
+/// Lockstep through the whole flow: eight players (both transports) get identical frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_queue_join_and_play_lockstep() {
+    let server = Server::start(&[]).await;
+    let gw = GatewayClient::new(&server.http());
+    let matches = match_players(&gw, "arena-lockstep", 8, "lock").await;
+    assert!(matches.iter().all(|m| m.room_id == matches[0].room_id));
+    let mut sessions = Vec::new();
+    for (i, m) in matches.iter().enumerate() {
+        let t = if i % 2 == 0 {
+            TransportKind::Ws
+        } else {
+            TransportKind::Quic
+        };
+        sessions.push(
+            connect::join(m, t, SessionConfig::default(), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seen = Vec::new();
+    for s in &mut sessions {
+        let mut frames = Vec::new();
+        while frames.len() < 10 {
+            frames.push(
+                next(s, "frame", |e| match e {
+                    SessionEvent::Frame { n, inputs } => Some((*n, inputs.clone())),
+                    _ => None,
+                })
+                .await,
+            );
+        }
+        seen.push(frames);
+    }
+    assert!(
+        seen.iter().all(|f| f == &seen[0]),
+        "identical frames for everyone"
+    );
+    assert_eq!(seen[0][0].0, 1);
+}
+
+async fn post(url: String, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refusals_are_typed() {
+    let server = Server::start(&[]).await;
+    let base = server.http();
+    let gw = GatewayClient::new(&base);
+    // Unknown mode.
+    let login = gw.login_device("refusals").await.unwrap();
+    let err = gw
+        .queue(&login.session_token, "no-such-mode")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            connect::ConnectError::Gateway {
+                code: ErrorCode::UnknownMode,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Expired / tampered session token.
+    let mut tampered = login.session_token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let err = gw.queue(&tampered, "duel").await.unwrap_err();
+    assert!(
+        matches!(err, connect::ConnectError::Gateway { status: 401, .. }),
+        "{err:?}"
+    );
+    // Oversize body.
+    let (status, body) = post(
+        format!("{base}/v1/auth/device"),
+        None,
+        vec![b' '; 64 * 1024],
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(body.get("code").is_some());
+    // Cancelled ticket: polling it afterwards is 404.
+    let ticket = gw.queue(&login.session_token, "duel").await.unwrap();
+    gw.cancel(&login.session_token, &ticket).await.unwrap();
+    let err = gw
+        .wait_match(&login.session_token, &ticket, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, connect::ConnectError::Gateway { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+/// A join ticket from the gateway works once; a reused or tampered one is refused by the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_refuses_reused_and_tampered_tickets() {
+    let server = Server::start(&[]).await;
+    let gw = GatewayClient::new(&server.http());
+    let matches = match_players(&gw, "duel", 2, "tickets").await;
+    let m = &matches[0];
+    let secret = m.join_secret().unwrap();
+    let hello = |ticket: String| ClientMsg::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        protocol_hash: protocol_hash(),
+        ticket,
+    };
+    let attempt = |ticket: String| {
+        let addr = m.ws_addr.clone();
+        let msg = hello(ticket);
+        async move {
+            let mut conn = RawConn::open_ws(&addr).await.unwrap();
+            conn.send(&msg).await.unwrap();
+            let reply = conn.recv().await.unwrap().unwrap();
+            let ServerMsg::Challenge { nonce } = reply else {
+                return reply;
+            };
+            conn.send(&ClientMsg::ChallengeResponse {
+                mac: token::challenge_mac(&secret, &nonce),
+            })
+            .await
+            .unwrap();
+            conn.recv().await.unwrap().unwrap()
+        }
+    };
+    let first = attempt(m.join_ticket.clone()).await;
+    assert!(matches!(first, ServerMsg::Welcome(_)), "{first:?}");
+    let again = attempt(m.join_ticket.clone()).await;
+    assert!(
+        matches!(
+            again,
+            ServerMsg::Error {
+                code: ErrorCode::TicketReused,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    let mut bad = m.join_ticket.clone();
+    bad.insert(10, 'x');
+    let tampered = attempt(bad).await;
+    assert!(
+        matches!(
+            tampered,
+            ServerMsg::Error {
+                code: ErrorCode::TicketInvalid,
+                ..
+            }
+        ),
+        "{tampered:?}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_with_usage_code_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .arg("--http")
+        .arg("not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .arg("room")
+        .env_remove("TICKROOM_KEYS")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "room role without keys is a usage error"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--http",
+        "--ws",
+        "--quic",
+        "--ready-file",
+        "--modes",
+        "--keys-file",
+    ] {
+        assert!(text.contains(flag), "--help explains {flag}");
+    }
+}
