@@ -156,8 +156,8 @@ async fn lockstep_players_receive_identical_frames() {
     }
     // Frames closed after every input arrived carry each slot's own input.
     let (_, last) = &logs[0][29];
-    for slot in 0..8 {
-        assert_eq!(last[slot], vec![slot as u8 + 1, 0, 0]);
+    for (slot, input) in last.iter().enumerate() {
+        assert_eq!(input, &vec![slot as u8 + 1, 0, 0]);
     }
 }
 
@@ -475,9 +475,8 @@ async fn redundancy_covers_lost_inputs() {
         raw_join(&server, TransportKind::Ws, &server.ticket(1, 9000, "arena")).await;
     assert!(matches!(w, ServerMsg::Welcome(_)));
     let mut history: Vec<Vec<u8>> = Vec::new();
-    let mut seq = 1;
     let mut last_ack = 0;
-    for tick in 1..=20u64 {
+    for (seq, tick) in (1..).zip(1..=20u64) {
         history.push(input((tick % 100) as i8, 0));
         let inputs = history
             .iter()
@@ -492,7 +491,6 @@ async fn redundancy_covers_lost_inputs() {
             ack_tick: 0,
             inputs,
         };
-        seq += 1;
         if tick % 2 == 0 {
             continue; // lost on the link
         }

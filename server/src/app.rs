@@ -111,7 +111,7 @@ impl RunningRoomServer {
         let server = self.server.clone();
         let _ = tokio::task::spawn_blocking(move || server.pool.shutdown()).await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
-        while self.server.shared.sessions.len() > 0 && tokio::time::Instant::now() < deadline {
+        while !self.server.shared.sessions.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for t in self.tasks {

@@ -411,16 +411,18 @@ fn join(
     shared: &Shared,
 ) -> Result<Seated, ErrorCode> {
     let now = Instant::now();
-    if !rooms.contains_key(&room_id) {
-        if !shared.admit_room() {
-            shared.metrics.server_busy.inc();
-            return Err(ErrorCode::ServerBusy);
+    let room = match rooms.entry(room_id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            if !shared.admit_room() {
+                shared.metrics.server_busy.inc();
+                return Err(ErrorCode::ServerBusy);
+            }
+            shared.metrics.rooms.add(1);
+            shared.metrics.rooms_created.inc();
+            e.insert(Room::new(room_id, mode.clone(), now))
         }
-        shared.metrics.rooms.add(1);
-        shared.metrics.rooms_created.inc();
-        rooms.insert(room_id, Room::new(room_id, mode.clone(), now));
-    }
-    let room = rooms.get_mut(&room_id).expect("inserted above");
+    };
     if room.mode.name != mode.name {
         return Err(ErrorCode::TicketInvalid);
     }
