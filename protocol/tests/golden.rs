@@ -8,7 +8,10 @@ use tickroom_protocol::token::encode_hex;
 /// `(message kind, hex of its encoding)`, in the order of `samples()`.
 const CLIENT: &[(&str, &str)] = &[
     ("hello", "0001fd08070605040302010674312e616263"),
-    ("challenge_response", "010707070707070707070707070707070707070707070707070707070707070707"),
+    (
+        "challenge_response",
+        "010707070707070707070707070707070707070707070707070707070707070707",
+    ),
     ("resume", "020109fb2c0129"),
     ("input", "03050403020301020303040506"),
     ("frame_input", "04060a037f8101"),
@@ -32,7 +35,11 @@ const SERVER: &[&str] = &[
 #[test]
 fn client_messages_match_golden_bytes() {
     let (client, _) = samples();
-    assert_eq!(client.len(), CLIENT.len(), "a message was added or removed: add its vector");
+    assert_eq!(
+        client.len(),
+        CLIENT.len(),
+        "a message was added or removed: add its vector"
+    );
     let mut buf = Vec::new();
     for (msg, (kind, hex)) in client.iter().zip(CLIENT) {
         encode_client(msg, &mut buf).unwrap();
@@ -44,17 +51,29 @@ fn client_messages_match_golden_bytes() {
 #[test]
 fn server_messages_match_golden_bytes() {
     let (_, server) = samples();
-    assert_eq!(server.len(), SERVER.len(), "a message was added or removed: add its vector");
+    assert_eq!(
+        server.len(),
+        SERVER.len(),
+        "a message was added or removed: add its vector"
+    );
     let mut buf = Vec::new();
     for (i, (msg, hex)) in server.iter().zip(SERVER).enumerate() {
         encode_server(msg, &mut buf).unwrap();
-        assert_eq!(encode_hex(&buf), *hex, "wire format of server message {i} ({msg:?}) changed");
+        assert_eq!(
+            encode_hex(&buf),
+            *hex,
+            "wire format of server message {i} ({msg:?}) changed"
+        );
     }
 }
 
 #[test]
 fn protocol_hash_is_pinned() {
-    assert_eq!(tickroom_protocol::protocol_hash(), PROTOCOL_HASH, "schema changed: bump PROTOCOL_VERSION");
+    assert_eq!(
+        tickroom_protocol::protocol_hash(),
+        PROTOCOL_HASH,
+        "schema changed: bump PROTOCOL_VERSION"
+    );
     assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 1);
 }
 

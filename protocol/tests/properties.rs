@@ -7,10 +7,13 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;
 use tickroom_protocol::codec::{
-    decode_client, decode_server, encode_client, encode_server, frame_client, FrameDecoder, MAX_CLIENT_MSG_BYTES,
+    decode_client, decode_server, encode_client, encode_server, frame_client, FrameDecoder,
+    MAX_CLIENT_MSG_BYTES,
 };
 use tickroom_protocol::msg::samples;
-use tickroom_protocol::{ClientMsg, ErrorCode, KeyRing, ReplayWindow, ServerMsg, TicketClaims, TokenError};
+use tickroom_protocol::{
+    ClientMsg, ErrorCode, KeyRing, ReplayWindow, ServerMsg, TicketClaims, TokenError,
+};
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..64)
@@ -24,18 +27,36 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             ticket: t
         }),
         any::<[u8; 32]>().prop_map(|mac| ClientMsg::ChallengeResponse { mac }),
-        (any::<u16>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(v, h, s, f)| ClientMsg::Resume {
-            protocol_version: v,
-            protocol_hash: h,
-            session_id: s,
-            last_frame: f
+        (any::<u16>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(v, h, s, f)| {
+            ClientMsg::Resume {
+                protocol_version: v,
+                protocol_hash: h,
+                session_id: s,
+                last_frame: f,
+            }
         }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), proptest::collection::vec(bytes(), 0..8)).prop_map(|(seq, tick, ack_tick, i)| {
-            ClientMsg::Input { seq, tick, ack_tick, inputs: i.into_iter().map(ByteBuf::from).collect() }
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(bytes(), 0..8)
+        )
+            .prop_map(|(seq, tick, ack_tick, i)| {
+                ClientMsg::Input {
+                    seq,
+                    tick,
+                    ack_tick,
+                    inputs: i.into_iter().map(ByteBuf::from).collect(),
+                }
+            }),
+        (any::<u64>(), any::<u64>(), bytes())
+            .prop_map(|(seq, frame, input)| ClientMsg::FrameInput { seq, frame, input }),
+        (any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(seq, frame, hash)| ClientMsg::Checksum { seq, frame, hash }),
+        (any::<u64>(), any::<u64>()).prop_map(|(seq, t)| ClientMsg::Ping {
+            seq,
+            client_time_us: t
         }),
-        (any::<u64>(), any::<u64>(), bytes()).prop_map(|(seq, frame, input)| ClientMsg::FrameInput { seq, frame, input }),
-        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, frame, hash)| ClientMsg::Checksum { seq, frame, hash }),
-        (any::<u64>(), any::<u64>()).prop_map(|(seq, t)| ClientMsg::Ping { seq, client_time_us: t }),
         any::<u64>().prop_map(|seq| ClientMsg::Leave { seq }),
     ]
 }
@@ -43,15 +64,33 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
 fn server_msg() -> impl Strategy<Value = ServerMsg> {
     prop_oneof![
         any::<[u8; 32]>().prop_map(|nonce| ServerMsg::Challenge { nonce }),
-        (any::<u16>(), ".{0,40}").prop_map(|(c, d)| ServerMsg::Error { code: ErrorCode::from(c), detail: d }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), bytes()).prop_map(|(tick, ack_seq, baseline, payload)| {
-            ServerMsg::Snapshot { tick, ack_seq, baseline, payload }
+        (any::<u16>(), ".{0,40}").prop_map(|(c, d)| ServerMsg::Error {
+            code: ErrorCode::from(c),
+            detail: d
         }),
-        (any::<u64>(), proptest::collection::vec(bytes(), 0..10))
-            .prop_map(|(n, i)| ServerMsg::Frame { n, inputs: i.into_iter().map(ByteBuf::from).collect() }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), bytes()).prop_map(
+            |(tick, ack_seq, baseline, payload)| {
+                ServerMsg::Snapshot {
+                    tick,
+                    ack_seq,
+                    baseline,
+                    payload,
+                }
+            }
+        ),
+        (any::<u64>(), proptest::collection::vec(bytes(), 0..10)).prop_map(|(n, i)| {
+            ServerMsg::Frame {
+                n,
+                inputs: i.into_iter().map(ByteBuf::from).collect(),
+            }
+        }),
         any::<u64>().prop_map(|frame| ServerMsg::Desync { frame }),
-        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| ServerMsg::Pong { client_time_us: a, server_time_us: b }),
-        (any::<u64>(), any::<u8>()).prop_map(|(tick, players)| ServerMsg::Started { tick, players }),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| ServerMsg::Pong {
+            client_time_us: a,
+            server_time_us: b
+        }),
+        (any::<u64>(), any::<u8>())
+            .prop_map(|(tick, players)| ServerMsg::Started { tick, players }),
     ]
 }
 
@@ -207,5 +246,8 @@ fn claims() -> TicketClaims {
 fn wrong_key_id_is_rejected() {
     let token = KeyRing::single(3, [9; 32]).sign_ticket(&claims());
     let other = KeyRing::single(4, [9; 32]);
-    assert_eq!(other.verify_ticket(&token, NOW, 0), Err(TokenError::UnknownKey(3)));
+    assert_eq!(
+        other.verify_ticket(&token, NOW, 0),
+        Err(TokenError::UnknownKey(3))
+    );
 }
