@@ -13,7 +13,9 @@ use tickroom_protocol::SyncKind;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let gateway = args.next().unwrap_or_else(|| "http://127.0.0.1:7700".into());
+    let gateway = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:7700".into());
     let mode = args.next().unwrap_or_else(|| "arena".into());
     let transport = match args.next().as_deref() {
         Some("ws") => TransportKind::Ws,
@@ -23,7 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Login + matchmaking over HTTP: the match result names the room server and carries a
     //    signed single-use join ticket and the certificate fingerprint to pin.
     let gw = GatewayClient::new(&gateway);
-    let found = gw.find_match("example-device", &mode, Duration::from_secs(30)).await?;
+    let found = gw
+        .find_match("example-device", &mode, Duration::from_secs(30))
+        .await?;
     println!("matched into room {} on {}", found.room_id, found.server_id);
 
     // 2. Join: the session runs on a task; we get events and a handle to send inputs.
@@ -39,14 +43,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match event {
             SessionEvent::Joined(w) => {
                 sync = w.sync;
-                println!("joined slot {} of {} ({:?}, {} Hz)", w.slot, w.max_players, w.sync, w.tick_rate_hz);
+                println!(
+                    "joined slot {} of {} ({:?}, {} Hz)",
+                    w.slot, w.max_players, w.sync, w.tick_rate_hz
+                );
             }
-            SessionEvent::Snapshot { tick, ack_seq, payload, .. } => {
+            SessionEvent::Snapshot {
+                tick,
+                ack_seq,
+                payload,
+                ..
+            } => {
                 // One input per snapshot: a 3-byte arena input (move x, move y, buttons).
                 step = step.wrapping_add(1);
                 session.handle.input(vec![step, 64, 0]).await;
                 if tick % 30 == 0 {
-                    println!("snapshot tick {tick}: {} bytes, input {ack_seq} acknowledged", payload.len());
+                    println!(
+                        "snapshot tick {tick}: {} bytes, input {ack_seq} acknowledged",
+                        payload.len()
+                    );
                 }
             }
             SessionEvent::Frame { n, inputs } => {
@@ -67,6 +82,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let stats = session.task.await?;
-    println!("sent {} bytes, received {} bytes", stats.bytes_out, stats.bytes_in);
+    println!(
+        "sent {} bytes, received {} bytes",
+        stats.bytes_out, stats.bytes_in
+    );
     Ok(())
 }

@@ -752,41 +752,50 @@ async fn drive(
     let mut stats = SessionStats::default();
     session.connected(Instant::now());
     loop {
-        // Hand out everything the session produced.
-        while let Some(msg) = session.poll_transmit() {
-            let Some(c) = conn.as_mut() else { break };
-            if c.send(&msg).await.is_err() {
-                lose(&mut session, &mut conn, &mut stats, None).await;
-                break;
+        // Hand out everything the session produced; handling an event (a reconnect) can
+        // produce messages again, so repeat until both queues are empty.
+        loop {
+            let mut progressed = false;
+            while let Some(msg) = session.poll_transmit() {
+                progressed = true;
+                let Some(c) = conn.as_mut() else { break };
+                if c.send(&msg).await.is_err() {
+                    lose(&mut session, &mut conn, &mut stats, None).await;
+                    break;
+                }
             }
-        }
-        while let Some(event) = session.poll_event() {
-            match event {
-                SessionEvent::Reconnect { .. } => match target.open(&quic).await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        session.connected(Instant::now());
+            while let Some(event) = session.poll_event() {
+                progressed = true;
+                match event {
+                    SessionEvent::Reconnect { .. } => match target.open(&quic).await {
+                        Ok(c) => {
+                            conn = Some(c);
+                            session.connected(Instant::now());
+                        }
+                        Err(_) => session.connection_lost(Instant::now(), None),
+                    },
+                    SessionEvent::Closed { code } => {
+                        if let Some(c) = conn.as_mut() {
+                            // Flush a final Leave, then close.
+                            while let Some(msg) = session.poll_transmit() {
+                                let _ = c.send(&msg).await;
+                            }
+                        }
+                        lose(&mut session, &mut conn, &mut stats, None).await;
+                        let _ = events.send(SessionEvent::Closed { code }).await;
+                        stats.reconnects = session.reconnects();
+                        return stats;
                     }
-                    Err(_) => session.connection_lost(Instant::now(), None),
-                },
-                SessionEvent::Closed { code } => {
-                    if let Some(c) = conn.as_mut() {
-                        // Flush a final Leave, then close.
-                        while let Some(msg) = session.poll_transmit() {
-                            let _ = c.send(&msg).await;
+                    other => {
+                        if events.send(other).await.is_err() {
+                            // Nobody listens any more: leave.
+                            session.leave();
                         }
                     }
-                    lose(&mut session, &mut conn, &mut stats, None).await;
-                    let _ = events.send(SessionEvent::Closed { code }).await;
-                    stats.reconnects = session.reconnects();
-                    return stats;
                 }
-                other => {
-                    if events.send(other).await.is_err() {
-                        // Nobody listens any more: leave.
-                        session.leave();
-                    }
-                }
+            }
+            if !progressed {
+                break;
             }
         }
         let wake = session.poll_timeout();

@@ -16,6 +16,7 @@ use tickroom_protocol::{
 use tokio::sync::oneshot;
 use tracing::{debug, instrument};
 
+use crate::limits::{self, IpGuard};
 use crate::outbox::Outbox;
 use crate::room::{RoomInput, Seated, Seating};
 use crate::transport::{Reader, TransportKind};
@@ -42,6 +43,7 @@ pub async fn serve_connection(
     outbox: Arc<Outbox>,
     kind: TransportKind,
     peer: SocketAddr,
+    ip: IpGuard,
 ) {
     let metrics = &server.shared.metrics;
     let gauge = match kind {
@@ -68,7 +70,7 @@ pub async fn serve_connection(
             }
         };
     if let Some(session) = session {
-        let end = play(&server, &session, &mut reader, &outbox).await;
+        let end = play(&server, &session, &mut reader, &outbox, &ip).await;
         debug!(session = session.session_id, "connection ended");
         match end {
             End::Left => outbox.close(ErrorCode::RoomClosed),
@@ -344,12 +346,19 @@ async fn play(
     session: &SessionRecord,
     reader: &mut Reader,
     outbox: &Outbox,
+    ip: &IpGuard,
 ) -> End {
     let shared = &server.shared;
-    let idle = shared.config.idle_timeout;
+    let config = &shared.config;
+    let idle = config.idle_timeout;
     let room_id = session.room_id;
     let session_id = session.session_id;
+    let session_rate = limits::limiter(
+        config.session_message_rate_per_s,
+        config.session_message_burst,
+    );
     let mut replays_in_a_row = 0;
+    let mut limited_in_a_row = 0;
     loop {
         let msg = match tokio::time::timeout(idle, reader.recv()).await {
             Err(_) => return End::Closed(ErrorCode::IdleTimeout),
@@ -368,6 +377,16 @@ async fn play(
         let Some(seq) = msg.seq() else {
             return End::Closed(ErrorCode::UnexpectedMessage);
         };
+        // Both limits are checked; a flood is dropped before it costs the room anything.
+        if session_rate.check().is_err() || ip.limiter.check().is_err() {
+            shared.metrics.rate_limited.inc();
+            limited_in_a_row += 1;
+            if limited_in_a_row > config.max_rate_limited_in_a_row {
+                return End::Closed(ErrorCode::RateLimited);
+            }
+            continue;
+        }
+        limited_in_a_row = 0;
         if session.window.lock().check(seq).is_err() {
             shared.metrics.replayed_messages.inc();
             replays_in_a_row += 1;

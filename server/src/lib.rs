@@ -5,6 +5,7 @@
 pub mod app;
 pub mod conn;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod roles;
@@ -22,6 +23,7 @@ use tickroom_game::modes::{ModeConfig, Modes};
 use tickroom_protocol::{KeyRing, ReplayWindow, Secret};
 use tokio::sync::Semaphore;
 
+use crate::limits::{Admission, IpLimits};
 use crate::metrics::Metrics;
 use crate::room::{RoomId, RoomPool, SessionId};
 
@@ -50,6 +52,18 @@ pub struct RoomServerConfig {
     pub max_consecutive_replays: u32,
     /// Anti-replay window size in sequence numbers (default 64).
     pub replay_window: u32,
+    /// Connections one client IP may hold (default 10,000: load tests run from one address).
+    pub max_connections_per_ip: usize,
+    /// Messages per second one client IP may send, sustained (default 100,000) and burst.
+    pub ip_message_rate_per_s: u32,
+    pub ip_message_burst: u32,
+    /// Messages per second one session may send, sustained (default 120) and burst (240).
+    pub session_message_rate_per_s: u32,
+    pub session_message_burst: u32,
+    /// Rate-limited messages in a row before the connection is closed (default 256).
+    pub max_rate_limited_in_a_row: u32,
+    /// New rooms are refused while the last second's tick p99 exceeds this, in ms (default 10).
+    pub max_tick_p99_ms: f64,
 }
 
 impl Default for RoomServerConfig {
@@ -66,6 +80,13 @@ impl Default for RoomServerConfig {
             max_reliable_queue_bytes: outbox::DEFAULT_MAX_RELIABLE_QUEUE_BYTES,
             max_consecutive_replays: 32,
             replay_window: tickroom_protocol::replay::DEFAULT_REPLAY_WINDOW,
+            max_connections_per_ip: 10_000,
+            ip_message_rate_per_s: 100_000,
+            ip_message_burst: 200_000,
+            session_message_rate_per_s: 120,
+            session_message_burst: 240,
+            max_rate_limited_in_a_row: 256,
+            max_tick_p99_ms: 10.0,
         }
     }
 }
@@ -94,6 +115,8 @@ pub struct Shared {
     pub room_count: AtomicUsize,
     pub metrics: Metrics,
     pub started: Instant,
+    pub ip_limits: Arc<IpLimits>,
+    pub admission: Admission,
 }
 
 /// Used-ticket count past which expired entries are swept on insert.
@@ -102,6 +125,9 @@ const USED_TICKETS_SWEEP_AT: usize = 4096;
 impl Shared {
     /// Takes a room slot if the server is under its room limit.
     pub fn admit_room(&self) -> bool {
+        if self.admission.overloaded() {
+            return false;
+        }
         self.room_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.config.max_rooms).then_some(n + 1)
@@ -151,7 +177,6 @@ impl RoomServer {
         let queue_len = config.room_queue_len;
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let shared = Arc::new(Shared {
-            config,
             keys,
             modes,
             sessions: DashMap::new(),
@@ -159,7 +184,15 @@ impl RoomServer {
             room_count: AtomicUsize::new(0),
             metrics: Metrics::new(workers),
             started: Instant::now(),
+            ip_limits: IpLimits::new(
+                config.max_connections_per_ip,
+                config.ip_message_rate_per_s,
+                config.ip_message_burst,
+            ),
+            admission: Admission::default(),
+            config,
         });
+        spawn_admission_monitor(Arc::downgrade(&shared));
         let pool = RoomPool::start(shared.clone(), workers, queue_len);
         Arc::new(RoomServer {
             shared,
@@ -177,6 +210,32 @@ impl RoomServer {
     pub fn load(&self) -> u32 {
         self.shared.sessions.len() as u32
     }
+}
+
+/// How often admission control looks at the recent tick p99.
+pub const ADMISSION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A thread that flags the server overloaded while the last interval's tick p99 is over
+/// budget; it ends when the server is dropped.
+fn spawn_admission_monitor(shared: std::sync::Weak<Shared>) {
+    let _ = std::thread::Builder::new()
+        .name("admission".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(ADMISSION_CHECK_INTERVAL);
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let p99 = shared.metrics.take_recent_tick_p99_ms();
+            let over = p99.is_some_and(|p| p > shared.config.max_tick_p99_ms);
+            if over != shared.admission.overloaded() {
+                tracing::warn!(tick_p99_ms = ?p99, overloaded = over, "admission control changed");
+            }
+            shared.admission.set_overloaded(over);
+            shared
+                .metrics
+                .overloaded
+                .add(i64::from(over) - shared.metrics.overloaded.value());
+        });
 }
 
 /// Wall-clock unix milliseconds (tokens carry wall-clock times).

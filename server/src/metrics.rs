@@ -53,6 +53,8 @@ pub struct TickStats {
     pub duration_us: Histogram<u64>,
     /// How late a tick started against its schedule, µs.
     pub lateness_us: Histogram<u64>,
+    /// Tick durations since the admission monitor last looked, µs.
+    pub recent_us: Histogram<u64>,
 }
 
 impl Default for TickStats {
@@ -61,6 +63,7 @@ impl Default for TickStats {
         TickStats {
             duration_us: h(),
             lateness_us: h(),
+            recent_us: h(),
         }
     }
 }
@@ -89,6 +92,10 @@ pub struct Metrics {
     pub ticks: Counter,
     pub slow_consumers: Counter,
     pub server_busy: Counter,
+    pub rate_limited: Counter,
+    pub refused_connections: Counter,
+    /// 1 while admission control refuses new rooms.
+    pub overloaded: Gauge,
     /// One per worker thread.
     pub tick_stats: Vec<Mutex<TickStats>>,
 }
@@ -113,9 +120,20 @@ impl Metrics {
         (!all.is_empty()).then(|| all.value_at_quantile(q) as f64 / 1000.0)
     }
 
+    /// p99 of tick durations since the last call, in ms, and resets that window.
+    pub fn take_recent_tick_p99_ms(&self) -> Option<f64> {
+        let mut all = Histogram::<u64>::new_with_max(MAX_TRACKED_TICK_US, 3).ok()?;
+        for w in &self.tick_stats {
+            let mut w = w.lock();
+            let _ = all.add(&w.recent_us);
+            w.recent_us.reset();
+        }
+        (!all.is_empty()).then(|| all.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
     /// Renders Prometheus text exposition; `extra` lines (queue depths) are appended.
     pub fn render(&self, out: &mut String, queue_depths: &[usize]) {
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 19] = [
             (
                 "tickroom_rooms_created_total",
                 "rooms created",
@@ -181,6 +199,16 @@ impl Metrics {
                 "joins refused with ServerBusy",
                 &self.server_busy,
             ),
+            (
+                "tickroom_rate_limited_messages_total",
+                "messages dropped by rate limits",
+                &self.rate_limited,
+            ),
+            (
+                "tickroom_refused_connections_total",
+                "connections refused by the per-IP limit",
+                &self.refused_connections,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -189,7 +217,12 @@ impl Metrics {
                 c.value()
             );
         }
-        let gauges: [(&str, &str, i64); 4] = [
+        let gauges: [(&str, &str, i64); 5] = [
+            (
+                "tickroom_overloaded",
+                "1 while new rooms are refused (tick p99 over budget)",
+                self.overloaded.value(),
+            ),
             ("tickroom_rooms", "rooms open", self.rooms.value()),
             (
                 "tickroom_sessions",

@@ -192,6 +192,8 @@ async fn heartbeat(
         tokio::select! {
             _ = every.tick() => {
                 info.load = room.load();
+                // An overloaded server takes no new rooms: placement skips it like a draining one.
+                info.draining = room.shared.admission.overloaded();
                 if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
                     warn!(error = %e, "directory heartbeat failed");
                 }

@@ -29,14 +29,21 @@ impl TestServer {
         TestServer::start_with_modes(config, Modes::embedded()).await
     }
 
-    /// Starts a server whose rooms start as soon as one player is in (start timeout 0).
+    /// Starts a server whose rooms start as soon as one player is in (start timeout 0) and
+    /// whose dropped players keep their seat for 1 s.
     pub async fn quick() -> TestServer {
-        let text = tickroom::game::modes::EMBEDDED_MODES_TOML
-            .replace("start_timeout_s = 10", "start_timeout_s = 0");
-        let config = RoomServerConfig {
+        TestServer::quick_with(RoomServerConfig {
             workers: 2,
             ..RoomServerConfig::default()
-        };
+        })
+        .await
+    }
+
+    /// `quick()` with an explicit server config.
+    pub async fn quick_with(config: RoomServerConfig) -> TestServer {
+        let text = tickroom::game::modes::EMBEDDED_MODES_TOML
+            .replace("start_timeout_s = 10", "start_timeout_s = 0")
+            .replace("grace_s = 30", "grace_s = 1");
         TestServer::start_with_modes(config, Modes::parse(&text).unwrap()).await
     }
 

@@ -285,6 +285,7 @@ fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shar
             let end = room.tick(now, shared);
             let took = started.elapsed();
             let _ = stats.duration_us.record(took.as_micros() as u64);
+            let _ = stats.recent_us.record(took.as_micros() as u64);
             let _ = stats.lateness_us.record(late.as_micros() as u64);
             shared.metrics.ticks.inc();
             room.next_tick_at += room.interval;

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::{decode, Reader, TransportKind};
 use crate::conn::serve_connection;
+use crate::limits::IpGuard;
 use crate::outbox::{OutItem, Outbox};
 use crate::RoomServer;
 
@@ -150,10 +151,19 @@ pub async fn run(endpoint: Endpoint, server: Arc<RoomServer>, mut shutdown: watc
             i = endpoint.accept() => match i { Some(i) => i, None => break },
             _ = shutdown.changed() => break,
         };
+        let Some(ip) = server
+            .shared
+            .ip_limits
+            .admit(incoming.remote_address().ip())
+        else {
+            server.shared.metrics.refused_connections.inc();
+            incoming.refuse();
+            continue;
+        };
         let server = server.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            handle(server, incoming).await;
+            handle(server, incoming, ip).await;
         });
     }
     endpoint.close(
@@ -162,7 +172,7 @@ pub async fn run(endpoint: Endpoint, server: Arc<RoomServer>, mut shutdown: watc
     );
 }
 
-async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming) {
+async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming, ip: IpGuard) {
     let peer = incoming.remote_address();
     let timeout = server.shared.config.handshake_timeout;
     let conn = match tokio::time::timeout(timeout, incoming).await {
@@ -202,6 +212,7 @@ async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming) {
         outbox,
         TransportKind::Quic,
         peer,
+        ip,
     )
     .await;
     let _ = writer.await;

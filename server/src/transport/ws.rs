@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::{decode, Reader, TransportKind};
 use crate::conn::serve_connection;
+use crate::limits::IpGuard;
 use crate::outbox::{OutItem, Outbox};
 use crate::RoomServer;
 
@@ -83,17 +84,21 @@ pub async fn run(
             },
             _ = shutdown.changed() => return,
         };
+        let Some(ip) = server.shared.ip_limits.admit(peer.ip()) else {
+            server.shared.metrics.refused_connections.inc();
+            continue;
+        };
         let server = server.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            handle(server, stream, peer).await;
+            handle(server, stream, peer, ip).await;
         });
     }
 }
 
 // tungstenite's callback signature fixes the error type; it is built once per refused upgrade.
 #[allow(clippy::result_large_err)]
-async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr) {
+async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr, ip: IpGuard) {
     let _ = stream.set_nodelay(true);
     let only_root = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == "/" {
@@ -125,6 +130,7 @@ async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr) {
         outbox,
         TransportKind::Ws,
         peer,
+        ip,
     )
     .await;
     let _ = writer.await;
