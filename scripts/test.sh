@@ -15,6 +15,11 @@ for component in rustfmt clippy; do
 done
 
 cargo fmt --all -- --check
+# Architecture invariant: the protocol crate's default build has no tokio (no IO).
+if cargo tree -p tickroom-protocol -e normal --prefix none | grep -q '^tokio '; then
+  echo "tickroom-protocol must not depend on tokio in its default build" >&2
+  exit 1
+fi
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace

@@ -111,7 +111,7 @@ pub struct Shared {
     pub modes: HashMap<String, Arc<ModeConfig>>,
     pub sessions: DashMap<SessionId, Arc<SessionRecord>>,
     /// Join-ticket nonces in use or used, with their expiry (unix ms), until they expire.
-    used_tickets: Mutex<HashMap<[u8; 16], u64>>,
+    used_tickets: Mutex<UsedTickets>,
     pub room_count: AtomicUsize,
     pub metrics: Metrics,
     pub started: Instant,
@@ -119,8 +119,25 @@ pub struct Shared {
     pub admission: Admission,
 }
 
-/// Used-ticket count past which expired entries are swept on insert.
+/// Used-ticket count past which expired entries are first swept.
 const USED_TICKETS_SWEEP_AT: usize = 4096;
+
+/// Used join-ticket nonces with their expiry; swept when the map doubles, so inserts stay
+/// amortised O(1) and memory is bounded by ticket lifetime × join rate.
+#[derive(Debug)]
+struct UsedTickets {
+    expiry_ms: HashMap<[u8; 16], u64>,
+    sweep_at: usize,
+}
+
+impl Default for UsedTickets {
+    fn default() -> Self {
+        UsedTickets {
+            expiry_ms: HashMap::new(),
+            sweep_at: USED_TICKETS_SWEEP_AT,
+        }
+    }
+}
 
 impl Shared {
     /// Takes a room slot if the server is under its room limit.
@@ -139,21 +156,22 @@ impl Shared {
     pub fn reserve_ticket(&self, nonce: [u8; 16], expires_ms: u64) -> bool {
         let now = unix_ms();
         let mut used = self.used_tickets.lock();
-        if used.len() >= USED_TICKETS_SWEEP_AT {
+        if used.expiry_ms.len() >= used.sweep_at {
             let skew = self.config.clock_skew.as_millis() as u64;
-            used.retain(|_, exp| exp.saturating_add(skew) >= now);
+            used.expiry_ms.retain(|_, exp| exp.saturating_add(skew) >= now);
+            used.sweep_at = (used.expiry_ms.len() * 2).max(USED_TICKETS_SWEEP_AT);
         }
-        used.insert(nonce, expires_ms).is_none()
+        used.expiry_ms.insert(nonce, expires_ms).is_none()
     }
 
     /// Releases a reservation whose join failed, so the holder can retry with the same ticket.
     pub fn release_ticket(&self, nonce: &[u8; 16]) {
-        self.used_tickets.lock().remove(nonce);
+        self.used_tickets.lock().expiry_ms.remove(nonce);
     }
 
     /// Used-ticket entries held (bounded by ticket lifetime × join rate).
     pub fn used_ticket_count(&self) -> usize {
-        self.used_tickets.lock().len()
+        self.used_tickets.lock().expiry_ms.len()
     }
 }
 
@@ -180,7 +198,7 @@ impl RoomServer {
             keys,
             modes,
             sessions: DashMap::new(),
-            used_tickets: Mutex::new(HashMap::new()),
+            used_tickets: Mutex::new(UsedTickets::default()),
             room_count: AtomicUsize::new(0),
             metrics: Metrics::new(workers),
             started: Instant::now(),
