@@ -1,0 +1,305 @@
+//! Command-line flags of `tickroom-bot` (`play`, `swarm`) and the parsers for durations
+//! (`10s`, `500ms`, `2m`), percentages (`2%`) and drop rates (`1%/min`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tickroom_protocol::connect::TransportKind;
+
+/// tickroom-bot: headless tickroom clients for playing and load testing.
+#[derive(Debug, Parser)]
+#[command(name = "tickroom-bot", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Trace every session event (RUST_LOG overrides the filter).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One bot: log in, queue, join, play random-walk inputs, leave and print what it saw.
+    Play(PlayArgs),
+    /// Many bots on one runtime: ramp up, play, leave, print a table and write a JSON report.
+    Swarm(SwarmArgs),
+}
+
+/// Flags of `play`.
+#[derive(Debug, Clone, Args)]
+pub struct PlayArgs {
+    /// Gateway base URL, e.g. http://127.0.0.1:7700.
+    #[arg(long)]
+    pub server: String,
+    /// Game mode to queue for.
+    #[arg(long, default_value = "arena")]
+    pub mode: String,
+    /// Transport to the room server.
+    #[arg(long, value_enum, default_value_t = TransportArg::Ws)]
+    pub transport: TransportArg,
+    /// How long to play once the match started (e.g. 10s, 500ms, 2m).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Device id to log in with (default: a random one).
+    #[arg(long)]
+    pub device_id: Option<String>,
+}
+
+/// Flags of `swarm`.
+#[derive(Debug, Clone, Args)]
+pub struct SwarmArgs {
+    /// Gateway base URL, e.g. http://127.0.0.1:7700.
+    #[arg(long)]
+    pub server: String,
+    /// Number of bots.
+    #[arg(long, default_value_t = 10)]
+    pub bots: usize,
+    /// Bots start evenly spread over this time.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub ramp: Duration,
+    /// How long each bot plays once its match started.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Transport: every bot over QUIC, over WebSocket, or alternating.
+    #[arg(long, value_enum, default_value_t = SwarmTransport::Quic)]
+    pub transport: SwarmTransport,
+    /// Game mode to queue for.
+    #[arg(long, default_value = "arena")]
+    pub mode: String,
+    /// State-sync inputs per second (default: the room's tick rate); lockstep sends one per frame.
+    #[arg(long)]
+    pub input_hz: Option<u32>,
+    /// One-way latency added in each direction.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub latency: Duration,
+    /// Uniform jitter (±) added to the latency.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub jitter: Duration,
+    /// Average loss of unreliable traffic (bursty, Gilbert–Elliott), e.g. 2%.
+    #[arg(long, value_parser = parse_percent, default_value = "0%")]
+    pub loss: f64,
+    /// Chaos: the chance per minute that each bot drops its connection, e.g. 1%/min.
+    #[arg(long, value_parser = parse_drop_rate, default_value = "0%/min")]
+    pub drop_rate: DropRate,
+    /// Exit 1 when more errors than this happened.
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Server metrics to scrape at the end (default: <server>/metrics).
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// No progress bar (it is also off when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seed for the bots' inputs, link conditioners and chaos (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// A single-transport choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// WebSocket.
+    Ws,
+    /// QUIC.
+    Quic,
+}
+
+impl From<TransportArg> for TransportKind {
+    fn from(t: TransportArg) -> TransportKind {
+        match t {
+            TransportArg::Ws => TransportKind::Ws,
+            TransportArg::Quic => TransportKind::Quic,
+        }
+    }
+}
+
+/// The swarm's transport choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SwarmTransport {
+    /// Every bot over QUIC.
+    Quic,
+    /// Every bot over WebSocket.
+    Ws,
+    /// Even bots over QUIC, odd bots over WebSocket.
+    Mixed,
+}
+
+impl SwarmTransport {
+    /// The transport of bot number `index`.
+    pub fn for_bot(self, index: usize) -> TransportKind {
+        match self {
+            SwarmTransport::Quic => TransportKind::Quic,
+            SwarmTransport::Ws => TransportKind::Ws,
+            SwarmTransport::Mixed if index.is_multiple_of(2) => TransportKind::Quic,
+            SwarmTransport::Mixed => TransportKind::Ws,
+        }
+    }
+
+    /// The name used in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            SwarmTransport::Quic => "quic",
+            SwarmTransport::Ws => "ws",
+            SwarmTransport::Mixed => "mixed",
+        }
+    }
+}
+
+/// How often each bot drops its connection on purpose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropRate {
+    /// Probability per bot per second.
+    pub per_second: f64,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `1.5s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{text}` needs a unit: us, ms, s, m or h"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration"))?;
+    let seconds_per_unit = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use us, ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("`{text}` is out of range"))
+}
+
+/// Parses `2%` or `0.5%` into a fraction (0.02, 0.005); 0–100 % only.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("`{text}` needs a % sign, e.g. 2%"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("`{text}` is not between 0% and 100%"));
+    }
+    Ok(value / 100.0)
+}
+
+/// Parses `1%/min` or `0.1%/s` into a probability per second. Rates per minute or hour may
+/// exceed 100 % (several drops per period on average) as long as the chance per second is ≤ 1.
+pub fn parse_drop_rate(text: &str) -> Result<DropRate, String> {
+    let (percent, per) = text
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` needs a period, e.g. 1%/min"))?;
+    let number = percent
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("`{text}` needs a % sign, e.g. 1%/min"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a drop rate"))?;
+    let seconds = match per.trim() {
+        "s" | "sec" => 1.0,
+        "min" | "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown period `{other}` (use s, min or h)")),
+    };
+    let per_second = value / 100.0 / seconds;
+    if !(0.0..=1.0).contains(&per_second) {
+        return Err(format!("`{text}` is not between 0 and 100%/s"));
+    }
+    Ok(DropRate { per_second })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_duration(text: &str, expect: Option<Duration>) {
+        assert_eq!(parse_duration(text).ok(), expect, "{text}");
+    }
+
+    #[test]
+    fn durations() {
+        check_duration("10s", Some(Duration::from_secs(10)));
+        check_duration("500ms", Some(Duration::from_millis(500)));
+        check_duration("2m", Some(Duration::from_secs(120)));
+        check_duration("1h", Some(Duration::from_secs(3600)));
+        check_duration("1.5s", Some(Duration::from_millis(1500)));
+        check_duration("250us", Some(Duration::from_micros(250)));
+        check_duration("0ms", Some(Duration::ZERO));
+        check_duration("10", None);
+        check_duration("s", None);
+        check_duration("10 parsecs", None);
+        check_duration("-1s", None);
+    }
+
+    #[test]
+    fn percents() {
+        assert_eq!(parse_percent("2%"), Ok(0.02));
+        assert_eq!(parse_percent("0%"), Ok(0.0));
+        assert_eq!(parse_percent("100%"), Ok(1.0));
+        assert!((parse_percent("0.5%").unwrap() - 0.005).abs() < 1e-12);
+        assert!(parse_percent("2").is_err());
+        assert!(parse_percent("101%").is_err());
+        assert!(parse_percent("-1%").is_err());
+        assert!(parse_percent("x%").is_err());
+    }
+
+    #[test]
+    fn drop_rates() {
+        let per_min = parse_drop_rate("1%/min").unwrap().per_second;
+        assert!((per_min - 0.01 / 60.0).abs() < 1e-15);
+        assert_eq!(parse_drop_rate("6%/s").unwrap().per_second, 0.06);
+        assert!(parse_drop_rate("1%").is_err());
+        assert!(parse_drop_rate("1%/week").is_err());
+        assert!((parse_drop_rate("300%/min").unwrap().per_second - 0.05).abs() < 1e-12);
+        assert!(parse_drop_rate("101%/s").is_err());
+        assert!(parse_drop_rate("-1%/s").is_err());
+    }
+
+    #[test]
+    fn mixed_alternates() {
+        assert_eq!(SwarmTransport::Mixed.for_bot(0), TransportKind::Quic);
+        assert_eq!(SwarmTransport::Mixed.for_bot(1), TransportKind::Ws);
+        assert_eq!(SwarmTransport::Ws.for_bot(0), TransportKind::Ws);
+    }
+
+    #[test]
+    fn cli_parses_a_swarm() {
+        let cli = Cli::try_parse_from([
+            "tickroom-bot",
+            "swarm",
+            "--server",
+            "http://127.0.0.1:1",
+            "--bots",
+            "5",
+            "--latency",
+            "50ms",
+            "--loss",
+            "2%",
+            "--drop-rate",
+            "1%/min",
+        ])
+        .unwrap();
+        let Command::Swarm(s) = cli.command else {
+            panic!("not a swarm")
+        };
+        assert_eq!(s.bots, 5);
+        assert_eq!(s.latency, Duration::from_millis(50));
+        assert_eq!(s.loss, 0.02);
+    }
+}

@@ -1,0 +1,399 @@
+//! The swarm report: the JSON object of the operator contract (figures not measured are `null`,
+//! never a made-up zero), its readable table, the scrape of the server's `/metrics`, and this
+//! process's CPU time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stats::{count_errors, max_ms, quantile_ms, BotOutcome, Measurements};
+
+/// Time allowed for the `/metrics` scrape.
+pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+/// Bytes in a MiB.
+const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
+
+/// The swarm report (`--report PATH`); keys and nesting are a contract.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub transport: String,
+    pub mode: String,
+    pub bots: usize,
+    pub joined: usize,
+    pub failed: usize,
+    pub rooms: usize,
+    pub duration_s: f64,
+    pub errors: u64,
+    pub errors_by_code: BTreeMap<String, u64>,
+    pub reconnects: u64,
+    pub rtt_ms: RttMs,
+    pub resume_ms: ResumeMs,
+    pub interval_jitter_ms: JitterMs,
+    pub bytes_per_bot_s: BytesPerBotS,
+    pub server: ServerFigures,
+    pub bot_cpu_ms_per_bot_s: Option<f64>,
+}
+
+/// Input→ack RTT (state) or frame delivery latency (lockstep), in ms.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct RttMs {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Connection loss → resumed, in ms.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ResumeMs {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// |snapshot/frame interval − nominal|, in ms.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct JitterMs {
+    pub p99: Option<f64>,
+}
+
+/// Transport bytes per bot per second in the room.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct BytesPerBotS {
+    pub up: Option<f64>,
+    pub down: Option<f64>,
+}
+
+/// Figures scraped from the server's `/metrics` at the end.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ServerFigures {
+    pub tick_p99_ms: Option<f64>,
+    pub overruns: Option<u64>,
+    pub rss_mb: Option<f64>,
+}
+
+/// What the report is built from.
+#[derive(Debug)]
+pub struct ReportInputs<'a> {
+    /// `quic`, `ws` or `mixed`.
+    pub transport: &'a str,
+    /// The mode name.
+    pub mode: &'a str,
+    /// Bots asked for.
+    pub bots: usize,
+    /// Requested play duration.
+    pub duration: Duration,
+    /// Every bot's outcome (aborted bots included, with error `aborted`).
+    pub outcomes: &'a [BotOutcome],
+    /// CPU time this process used during the swarm, when readable.
+    pub cpu: Option<Duration>,
+    /// Server figures (all `None` when the scrape failed).
+    pub server: ServerFigures,
+}
+
+impl Report {
+    /// Builds the report; every figure without a sample is `None`.
+    pub fn build(inputs: ReportInputs<'_>) -> Report {
+        let mut all = Measurements::default();
+        for o in inputs.outcomes {
+            all.merge(&o.measurements);
+        }
+        let joined = inputs.outcomes.iter().filter(|o| o.joined).count();
+        let rooms: HashSet<u64> = inputs.outcomes.iter().filter_map(|o| o.room_id).collect();
+        let errors_by_code =
+            count_errors(inputs.outcomes.iter().filter_map(|o| o.error.as_deref()));
+        let errors = errors_by_code.values().sum();
+        let per_bot_s = |total: u64| (all.played_s > 0.0).then(|| total as f64 / all.played_s);
+        let cpu_ms_per_bot_s = inputs
+            .cpu
+            .filter(|_| all.played_s > 0.0)
+            .map(|cpu| cpu.as_secs_f64() * 1e3 / all.played_s);
+        Report {
+            transport: inputs.transport.to_string(),
+            mode: inputs.mode.to_string(),
+            bots: inputs.bots,
+            joined,
+            failed: inputs.bots.saturating_sub(joined),
+            rooms: rooms.len(),
+            duration_s: inputs.duration.as_secs_f64(),
+            errors,
+            errors_by_code,
+            reconnects: all.reconnects,
+            rtt_ms: RttMs {
+                p50: quantile_ms(&all.rtt, 0.5),
+                p90: quantile_ms(&all.rtt, 0.9),
+                p99: quantile_ms(&all.rtt, 0.99),
+                p999: quantile_ms(&all.rtt, 0.999),
+                max: max_ms(&all.rtt),
+            },
+            resume_ms: ResumeMs {
+                p50: quantile_ms(&all.resume, 0.5),
+                p99: quantile_ms(&all.resume, 0.99),
+            },
+            interval_jitter_ms: JitterMs {
+                p99: quantile_ms(&all.jitter, 0.99),
+            },
+            bytes_per_bot_s: BytesPerBotS {
+                up: per_bot_s(all.bytes_out),
+                down: per_bot_s(all.bytes_in),
+            },
+            server: inputs.server,
+            bot_cpu_ms_per_bot_s: cpu_ms_per_bot_s,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+/// Formats an optional figure: `-` when not measured.
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.rtt_ms;
+        writeln!(
+            f,
+            "swarm: {} bots, mode {}, transport {}, {:.0} s each",
+            self.bots, self.mode, self.transport, self.duration_s
+        )?;
+        writeln!(
+            f,
+            "  joined        {:>10}   failed {}   rooms {}",
+            self.joined, self.failed, self.rooms
+        )?;
+        let by_code: Vec<String> = self
+            .errors_by_code
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(
+            f,
+            "  errors        {:>10}   {}",
+            self.errors,
+            by_code.join(" ")
+        )?;
+        writeln!(f, "  reconnects    {:>10}", self.reconnects)?;
+        writeln!(
+            f,
+            "  rtt ms        p50 {}  p90 {}  p99 {}  p999 {}  max {}",
+            opt(r.p50, 2),
+            opt(r.p90, 2),
+            opt(r.p99, 2),
+            opt(r.p999, 2),
+            opt(r.max, 2)
+        )?;
+        writeln!(
+            f,
+            "  resume ms     p50 {}  p99 {}",
+            opt(self.resume_ms.p50, 1),
+            opt(self.resume_ms.p99, 1)
+        )?;
+        writeln!(
+            f,
+            "  jitter ms     p99 {}",
+            opt(self.interval_jitter_ms.p99, 2)
+        )?;
+        writeln!(
+            f,
+            "  bytes/bot/s   up {}  down {}",
+            opt(self.bytes_per_bot_s.up, 0),
+            opt(self.bytes_per_bot_s.down, 0)
+        )?;
+        writeln!(
+            f,
+            "  server        tick p99 {} ms  overruns {}  rss {} MB",
+            opt(self.server.tick_p99_ms, 3),
+            self.server
+                .overruns
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+            opt(self.server.rss_mb, 1)
+        )?;
+        write!(
+            f,
+            "  bot cpu       {} ms per bot-second",
+            opt(self.bot_cpu_ms_per_bot_s, 3)
+        )
+    }
+}
+
+/// Reads the server figures from Prometheus text; a missing line gives `None`.
+pub fn parse_metrics(text: &str) -> ServerFigures {
+    let mut figures = ServerFigures::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.rsplit_once(char::is_whitespace) else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if !value.is_finite() {
+            continue;
+        }
+        match name.trim() {
+            "tickroom_tick_duration_ms{quantile=\"0.99\"}" => figures.tick_p99_ms = Some(value),
+            "tickroom_tick_overruns_total" => figures.overruns = Some(value.max(0.0) as u64),
+            "tickroom_process_rss_bytes" => figures.rss_mb = Some(value / BYTES_PER_MB),
+            _ => {}
+        }
+    }
+    figures
+}
+
+/// Scrapes `url`; all `None` when the server cannot be reached.
+pub async fn scrape_metrics(url: &str) -> ServerFigures {
+    let fetch = async {
+        let resp = reqwest::Client::new().get(url).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.text().await.ok()
+    };
+    match tokio::time::timeout(METRICS_TIMEOUT, fetch).await {
+        Ok(Some(text)) => parse_metrics(&text),
+        _ => ServerFigures::default(),
+    }
+}
+
+/// CPU time (user + system) this process used so far, from `/proc/self/stat`.
+pub fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_proc_stat_cpu(&stat)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line.
+fn parse_proc_stat_cpu(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may contain spaces; fields after it start past the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state), so field n is at index n - 3.
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Duration::try_from_secs_f64((utime + stime) as f64 / USER_HZ).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::record;
+
+    const KEYS: [&str; 16] = [
+        "transport",
+        "mode",
+        "bots",
+        "joined",
+        "failed",
+        "rooms",
+        "duration_s",
+        "errors",
+        "errors_by_code",
+        "reconnects",
+        "rtt_ms",
+        "resume_ms",
+        "interval_jitter_ms",
+        "bytes_per_bot_s",
+        "server",
+        "bot_cpu_ms_per_bot_s",
+    ];
+
+    fn build(outcomes: &[BotOutcome], cpu: Option<Duration>) -> serde_json::Value {
+        let report = Report::build(ReportInputs {
+            transport: "ws",
+            mode: "arena",
+            bots: 2,
+            duration: Duration::from_secs(3),
+            outcomes,
+            cpu,
+            server: ServerFigures::default(),
+        });
+        serde_json::from_str(&report.to_json()).unwrap()
+    }
+
+    #[test]
+    fn unmeasured_figures_are_null() {
+        let v = build(&[], None);
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), KEYS.len());
+        for key in KEYS {
+            assert!(obj.contains_key(key), "missing {key}");
+        }
+        for key in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(v["rtt_ms"][key].is_null(), "rtt_ms.{key}");
+        }
+        assert!(v["resume_ms"]["p50"].is_null() && v["resume_ms"]["p99"].is_null());
+        assert!(v["interval_jitter_ms"]["p99"].is_null());
+        assert!(v["bytes_per_bot_s"]["up"].is_null() && v["bytes_per_bot_s"]["down"].is_null());
+        for key in ["tick_p99_ms", "overruns", "rss_mb"] {
+            assert!(v["server"][key].is_null(), "server.{key}");
+        }
+        assert!(v["bot_cpu_ms_per_bot_s"].is_null());
+        assert_eq!(v["failed"], 2);
+        assert_eq!(v["errors_by_code"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn measured_figures_are_filled() {
+        let mut ok = BotOutcome {
+            joined: true,
+            room_id: Some(7),
+            ..BotOutcome::default()
+        };
+        record(&mut ok.measurements.rtt, Duration::from_millis(10));
+        record(&mut ok.measurements.jitter, Duration::from_millis(2));
+        ok.measurements.played_s = 2.0;
+        ok.measurements.bytes_out = 1000;
+        ok.measurements.bytes_in = 4000;
+        let bad = BotOutcome {
+            error: Some("room_full".into()),
+            ..BotOutcome::default()
+        };
+        let v = build(&[ok, bad], Some(Duration::from_millis(100)));
+        assert_eq!(v["joined"], 1);
+        assert_eq!(v["failed"], 1);
+        assert_eq!(v["rooms"], 1);
+        assert_eq!(v["errors"], 1);
+        assert_eq!(v["errors_by_code"]["room_full"], 1);
+        assert!((v["rtt_ms"]["p99"].as_f64().unwrap() - 10.0).abs() < 0.1);
+        assert_eq!(v["bytes_per_bot_s"]["up"], 500.0);
+        assert_eq!(v["bytes_per_bot_s"]["down"], 2000.0);
+        assert_eq!(v["bot_cpu_ms_per_bot_s"], 50.0);
+        assert!(v["resume_ms"]["p50"].is_null());
+    }
+
+    #[test]
+    fn metrics_text_is_parsed() {
+        let text = "# HELP x\n\
+            tickroom_tick_duration_ms{quantile=\"0.5\"} 0.100\n\
+            tickroom_tick_duration_ms{quantile=\"0.99\"} 1.250\n\
+            tickroom_tick_overruns_total 3\n\
+            tickroom_process_rss_bytes 52428800\n";
+        let f = parse_metrics(text);
+        assert_eq!(f.tick_p99_ms, Some(1.25));
+        assert_eq!(f.overruns, Some(3));
+        assert_eq!(f.rss_mb, Some(50.0));
+        assert_eq!(
+            parse_metrics("garbage\n{}\nx NaN"),
+            ServerFigures::default()
+        );
+    }
+
+    #[test]
+    fn proc_stat_is_parsed() {
+        let line = "1234 (tick room) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0";
+        assert_eq!(parse_proc_stat_cpu(line), Some(Duration::from_secs(2)));
+        assert_eq!(parse_proc_stat_cpu("nonsense"), None);
+        assert!(process_cpu_time().is_some());
+    }
+}

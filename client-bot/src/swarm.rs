@@ -1,0 +1,271 @@
+//! `swarm`: many bots on one multi-threaded runtime (a task per bot), started evenly over the
+//! ramp, each playing for the duration; a progress bar while they run, a hard deadline after
+//! which stragglers are aborted, then the report.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tickroom_protocol::connect::{GatewayClient, QuicClient, TransportKind};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bot::{run_bot, BotConfig, BotContext};
+use crate::cli::{SwarmArgs, SwarmTransport};
+use crate::link::{LinkConfig, DEFAULT_MEAN_BURST_LEN};
+use crate::report::{process_cpu_time, scrape_metrics, Report, ReportInputs};
+use crate::stats::{BotOutcome, LiveStats, Measurements};
+
+/// Slack after ramp + duration before the swarm aborts whatever still runs.
+pub const HARD_DEADLINE_SLACK: Duration = Duration::from_secs(30);
+/// Bots give up by themselves this long before the hard deadline, so they report cleanly.
+const BOT_GIVE_UP_MARGIN: Duration = Duration::from_secs(5);
+/// How often the progress bar refreshes.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(500);
+
+/// The swarm's result.
+#[derive(Debug)]
+pub struct SwarmResult {
+    /// The report (also written to `--report`).
+    pub report: Report,
+    /// True when errors ≤ `--max-errors` and at least one bot joined.
+    pub ok: bool,
+    /// Every bot's measurements merged (for the counters the report has no key for).
+    pub totals: Measurements,
+}
+
+impl SwarmResult {
+    /// One line of the counters outside the report: chaos drops, desyncs, link losses.
+    pub fn counters_line(&self) -> String {
+        let t = &self.totals;
+        format!(
+            "  also          chaos drops {}  desyncs {}  late frame inputs {}  link-dropped {}  bad data {}  snapshots {}  frames {}",
+            t.drops, t.desyncs, t.late_inputs, t.link_dropped, t.bad_data, t.snapshots, t.frames
+        )
+    }
+}
+
+/// Runs the swarm described by `args`.
+pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
+    anyhow::ensure!(args.bots > 0, "--bots must be at least 1");
+    let started = Instant::now();
+    let cpu_at_start = process_cpu_time();
+    let hard_deadline = started + args.ramp + args.duration + HARD_DEADLINE_SLACK;
+    let give_up_at = hard_deadline
+        .checked_sub(BOT_GIVE_UP_MARGIN)
+        .unwrap_or(hard_deadline);
+    let base_seed = args.seed.unwrap_or_else(rand::random);
+    let quic = match args.transport {
+        SwarmTransport::Ws => None,
+        SwarmTransport::Quic | SwarmTransport::Mixed => {
+            Some(QuicClient::new(family_of(&args.server))?)
+        }
+    };
+    let live = Arc::new(LiveStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let ctx = BotContext {
+        gateway: GatewayClient::new(&args.server),
+        quic,
+        live: live.clone(),
+        stop: stop_rx.clone(),
+    };
+    let link = LinkConfig {
+        latency: args.latency,
+        jitter: args.jitter,
+        loss: args.loss,
+        mean_burst_len: DEFAULT_MEAN_BURST_LEN,
+    };
+    let progress = show_progress(args).then(|| Progress::start(args.bots, live.clone()));
+
+    let mut set = JoinSet::new();
+    for index in 0..args.bots {
+        let at = started + args.ramp.mul_f64(index as f64 / args.bots as f64);
+        tokio::time::sleep_until(at.into()).await;
+        if *stop_rx.borrow() {
+            break;
+        }
+        let config = BotConfig {
+            index,
+            device_id: format!("swarm-{base_seed:016x}-{index}"),
+            mode: args.mode.clone(),
+            transport: args.transport.for_bot(index),
+            input_hz: args.input_hz,
+            play_for: args.duration,
+            link,
+            drop_per_s: args.drop_rate.per_second,
+            seed: split_mix(base_seed.wrapping_add(index as u64)),
+            give_up_at,
+        };
+        set.spawn(run_bot(config, ctx.clone()));
+    }
+
+    let mut outcomes = Vec::with_capacity(args.bots);
+    loop {
+        tokio::select! {
+            next = set.join_next() => match next {
+                Some(Ok(outcome)) => outcomes.push(outcome),
+                Some(Err(e)) => outcomes.push(lost_outcome(if e.is_panic() { "panic" } else { "aborted" })),
+                None => break,
+            },
+            () = tokio::time::sleep_until(hard_deadline.into()) => break,
+        }
+    }
+    let aborted = set.len();
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    outcomes.extend((0..aborted).map(|_| lost_outcome("aborted")));
+    live.errors.fetch_add(aborted as u64, Ordering::Relaxed);
+    ctrl_c.abort();
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+
+    let cpu = match (cpu_at_start, process_cpu_time()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let metrics_url = args
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/metrics", args.server.trim_end_matches('/')));
+    let server = scrape_metrics(&metrics_url).await;
+    let report = Report::build(ReportInputs {
+        transport: args.transport.name(),
+        mode: &args.mode,
+        bots: args.bots,
+        duration: args.duration,
+        outcomes: &outcomes,
+        cpu,
+        server,
+    });
+    if let Some(path) = &args.report {
+        std::fs::write(path, report.to_json() + "\n")
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    let ok = report.errors <= args.max_errors && report.joined > 0;
+    let mut totals = Measurements::default();
+    for o in &outcomes {
+        totals.merge(&o.measurements);
+    }
+    Ok(SwarmResult { report, ok, totals })
+}
+
+/// The outcome of a bot whose task did not return (aborted at the deadline or panicked).
+fn lost_outcome(reason: &str) -> BotOutcome {
+    BotOutcome {
+        error: Some(reason.to_string()),
+        ..BotOutcome::default()
+    }
+}
+
+fn show_progress(args: &SwarmArgs) -> bool {
+    !args.no_progress && std::io::stderr().is_terminal()
+}
+
+/// An address of the server's family, for binding the shared QUIC endpoint.
+fn family_of(server_url: &str) -> SocketAddr {
+    let host = server_url
+        .split_once("://")
+        .map_or(server_url, |(_, rest)| rest);
+    let v4: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let v6: SocketAddr = SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0));
+    if host.starts_with('[') {
+        v6
+    } else {
+        v4
+    }
+}
+
+/// SplitMix64 finaliser: turns consecutive seeds into unrelated ones.
+fn split_mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The progress bar and the task refreshing it.
+struct Progress {
+    bar: ProgressBar,
+    done: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(bots: usize, live: Arc<LiveStats>) -> Progress {
+        let bar = ProgressBar::new(bots as u64);
+        let style =
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} started  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        let (done, mut done_rx) = watch::channel(false);
+        let shown = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            let mut timer = tokio::time::interval(PROGRESS_PERIOD);
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => {}
+                    _ = done_rx.changed() => break,
+                }
+                let now = Instant::now();
+                let messages = live.messages.load(Ordering::Relaxed);
+                let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                let rate = messages.saturating_sub(last.1) as f64 / secs;
+                last = (now, messages);
+                let p99 = live
+                    .take_window_p99_ms()
+                    .map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+                shown.set_position(live.started.load(Ordering::Relaxed) as u64);
+                shown.set_message(format!(
+                    "live {}  {:.0} msg/s  p99 {} ms  errors {}",
+                    live.in_room.load(Ordering::Relaxed),
+                    rate,
+                    p99,
+                    live.errors.load(Ordering::Relaxed)
+                ));
+            }
+        });
+        Progress { bar, done, task }
+    }
+
+    async fn finish(self) {
+        let _ = self.done.send(true);
+        let _ = self.task.await;
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The transport of every bot when not mixed (for logs).
+pub fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Quic => "quic",
+        TransportKind::Ws => "ws",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_follows_the_url() {
+        assert!(family_of("http://127.0.0.1:7700").is_ipv4());
+        assert!(family_of("http://[::1]:7700").is_ipv6());
+        assert!(family_of("localhost:1").is_ipv4());
+    }
+
+    #[test]
+    fn seeds_differ() {
+        assert_ne!(split_mix(1), split_mix(2));
+    }
+}

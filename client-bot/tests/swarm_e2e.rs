@@ -1,0 +1,188 @@
+//! End to end: the real `tickroom` server binary on port 0 and four `tickroom-bot swarm` runs
+//! against it at once — (ws, quic) × (arena, arena-lockstep) — each checked through its JSON
+//! report. Needs the workspace built (`cargo build --workspace`) for the server binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long the server gets to write its ready file.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one swarm run may take before it is killed (its own hard deadline is ~34 s).
+const SWARM_TIMEOUT: Duration = Duration::from_secs(50);
+/// Poll period while waiting for a file or a process.
+const POLL_PERIOD: Duration = Duration::from_millis(20);
+/// Bots per run.
+const BOTS: u64 = 20;
+
+/// Kills and reaps the server when the test ends, pass or fail.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn server_binary() -> PathBuf {
+    let bot = PathBuf::from(env!("CARGO_BIN_EXE_tickroom-bot"));
+    let dir = bot.parent().expect("the bot binary has a directory");
+    let server = dir.join(format!("tickroom{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        server.exists(),
+        "server binary {} not found: build the workspace first (cargo build --workspace)",
+        server.display()
+    );
+    server
+}
+
+fn unique_temp_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("tickroom-bot-e2e-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Waits for the ready file to hold a complete JSON object; returns the HTTP address.
+fn wait_ready(path: &Path, server: &mut Child) -> String {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(http) = v["http"].as_str() {
+                    return http.to_string();
+                }
+            }
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!("server exited before it was ready: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server not ready after {READY_TIMEOUT:?}"
+        );
+        std::thread::sleep(POLL_PERIOD);
+    }
+}
+
+/// Runs a swarm to its end (killed after `SWARM_TIMEOUT`); returns (exit code, report, output).
+fn run_swarm(
+    http: &str,
+    transport: &str,
+    mode: &str,
+    dir: &Path,
+) -> (i32, serde_json::Value, String) {
+    let report = dir.join(format!("report-{transport}-{mode}.json"));
+    let log = dir.join(format!("bot-{transport}-{mode}.log"));
+    let log_file = std::fs::File::create(&log).expect("create log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
+        .args(["swarm", "--server", &format!("http://{http}")])
+        .args([
+            "--bots",
+            &BOTS.to_string(),
+            "--ramp",
+            "1s",
+            "--duration",
+            "3s",
+        ])
+        .args(["--transport", transport, "--mode", mode, "--no-progress"])
+        .arg("--report")
+        .arg(&report)
+        .stdout(log_file.try_clone().expect("clone log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("start tickroom-bot");
+    let deadline = Instant::now() + SWARM_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tickroom-bot") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("swarm {transport}/{mode} still running after {SWARM_TIMEOUT:?}");
+        }
+        std::thread::sleep(POLL_PERIOD);
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report from {transport}/{mode} ({e}); output:\n{output}"));
+    let value = serde_json::from_str(&text).expect("report is JSON");
+    (status.code().unwrap_or(-1), value, output)
+}
+
+#[test]
+fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
+    let server_bin = server_binary();
+    let dir = unique_temp_dir();
+    let ready = dir.join("ready.json");
+    let server_log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    let child = Command::new(&server_bin)
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(server_log)
+        .spawn()
+        .expect("start tickroom");
+    let mut server = ChildGuard(child);
+    let http = wait_ready(&ready, &mut server.0);
+
+    // All four at once: 40 bots per mode fill whole rooms (10 per arena room, 8 per lockstep
+    // room), so no bot waits for a partial room's start timeout, and the test stays short.
+    let runs = [
+        ("ws", "arena"),
+        ("quic", "arena"),
+        ("ws", "arena-lockstep"),
+        ("quic", "arena-lockstep"),
+    ];
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|&(transport, mode)| {
+                let (http, dir) = (&http, &dir);
+                s.spawn(move || (transport, mode, run_swarm(http, transport, mode, dir)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("swarm thread"))
+            .collect()
+    });
+
+    for (transport, mode, (code, report, output)) in results {
+        let what = format!("{transport}/{mode}: {report:#}\n{output}");
+        assert_eq!(code, 0, "exit code, {what}");
+        assert_eq!(report["transport"], transport, "{what}");
+        assert_eq!(report["mode"], mode, "{what}");
+        assert_eq!(report["bots"], BOTS, "{what}");
+        assert_eq!(report["joined"], BOTS, "joined, {what}");
+        assert_eq!(report["failed"], 0, "failed, {what}");
+        assert_eq!(report["errors"], 0, "errors, {what}");
+        assert!(report["rtt_ms"]["p99"].is_f64(), "rtt p99, {what}");
+        assert!(
+            report["interval_jitter_ms"]["p99"].is_f64(),
+            "jitter, {what}"
+        );
+        assert!(report["bytes_per_bot_s"]["down"].is_f64(), "bytes, {what}");
+        assert!(
+            report["server"]["rss_mb"].is_f64(),
+            "server metrics, {what}"
+        );
+        // Nothing dropped on purpose, so nothing to resume.
+        assert!(report["resume_ms"]["p50"].is_null(), "resume, {what}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
