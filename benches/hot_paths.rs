@@ -17,7 +17,14 @@ fn ten_player_arena() -> Arena {
     let mut game = Arena::new(10, 42);
     for slot in 0..10 {
         game.add_player(slot);
-        game.apply_input(slot, &ArenaInput { move_x: (slot as i8 * 13) - 60, move_y: 40, buttons: 0 });
+        game.apply_input(
+            slot,
+            &ArenaInput {
+                move_x: (slot as i8 * 13) - 60,
+                move_y: 40,
+                buttons: 0,
+            },
+        );
     }
     for _ in 0..30 {
         game.step(1.0 / 30.0);
@@ -29,7 +36,12 @@ fn snapshot_codec(c: &mut Criterion) {
     let game = ten_player_arena();
     let mut payload = Vec::new();
     Arena::encode_full(&game.snapshot(), &mut payload);
-    let msg = ServerMsg::Snapshot { tick: 1000, ack_seq: 999, baseline: 0, payload };
+    let msg = ServerMsg::Snapshot {
+        tick: 1000,
+        ack_seq: 999,
+        baseline: 0,
+        payload,
+    };
     let mut buf = Vec::with_capacity(512);
     c.bench_function("codec/snapshot_10_players_encode_decode", |b| {
         b.iter(|| {
@@ -53,7 +65,9 @@ fn replay_window(c: &mut Criterion) {
             ok
         })
     });
-    c.bench_function("replay/check_duplicate", |b| b.iter(|| w.check(black_box(seq - 3)).is_err()));
+    c.bench_function("replay/check_duplicate", |b| {
+        b.iter(|| w.check(black_box(seq - 3)).is_err())
+    });
 }
 
 fn ticket_verify(c: &mut Criterion) {
@@ -68,12 +82,16 @@ fn ticket_verify(c: &mut Criterion) {
         expires_ms: now + 10_000,
         nonce: [3; 16],
     });
-    c.bench_function("token/ticket_verify", |b| b.iter(|| ring.verify_ticket(black_box(&token), now, 0).unwrap()));
+    c.bench_function("token/ticket_verify", |b| {
+        b.iter(|| ring.verify_ticket(black_box(&token), now, 0).unwrap())
+    });
 }
 
 fn arena(c: &mut Criterion) {
     let mut game = ten_player_arena();
-    c.bench_function("game/arena_step_10_players", |b| b.iter(|| game.step(black_box(1.0 / 30.0))));
+    c.bench_function("game/arena_step_10_players", |b| {
+        b.iter(|| game.step(black_box(1.0 / 30.0)))
+    });
 
     // What a state-sync room does each tick: step, snapshot, a delta per player, encode.
     let mut game = ten_player_arena();
@@ -90,7 +108,12 @@ fn arena(c: &mut Criterion) {
             for _ in 0..10 {
                 payload.clear();
                 Arena::encode_delta(base, &current, &mut payload);
-                let msg = ServerMsg::Snapshot { tick, ack_seq: tick, baseline: tick - 1, payload: std::mem::take(&mut payload) };
+                let msg = ServerMsg::Snapshot {
+                    tick,
+                    ack_seq: tick,
+                    baseline: tick - 1,
+                    payload: std::mem::take(&mut payload),
+                };
                 encode_server(&msg, &mut buf).unwrap();
                 black_box(bytes::Bytes::copy_from_slice(&buf));
                 if let ServerMsg::Snapshot { payload: p, .. } = msg {
@@ -114,7 +137,12 @@ fn arena(c: &mut Criterion) {
         let cur = game.snapshot();
         payload.clear();
         Arena::encode_delta(&prev, &cur, &mut payload);
-        let msg = ServerMsg::Snapshot { tick: t, ack_seq: t, baseline: t.saturating_sub(1), payload: payload.clone() };
+        let msg = ServerMsg::Snapshot {
+            tick: t,
+            ack_seq: t,
+            baseline: t.saturating_sub(1),
+            payload: payload.clone(),
+        };
         encode_server(&msg, &mut buf).unwrap();
         total += buf.len();
         prev = cur;
@@ -132,12 +160,22 @@ fn lockstep_frame(c: &mut Criterion) {
     c.bench_function("room/lockstep_frame_assembly_encode_8_players", |b| {
         b.iter(|| {
             n += 1;
-            let frame = ServerMsg::Frame { n, inputs: inputs.iter().map(|i| ByteBuf::from(i.clone())).collect() };
+            let frame = ServerMsg::Frame {
+                n,
+                inputs: inputs.iter().map(|i| ByteBuf::from(i.clone())).collect(),
+            };
             encode_server(&frame, &mut buf).unwrap();
             black_box(bytes::Bytes::copy_from_slice(&buf))
         })
     });
 }
 
-criterion_group!(benches, snapshot_codec, replay_window, ticket_verify, arena, lockstep_frame);
+criterion_group!(
+    benches,
+    snapshot_codec,
+    replay_window,
+    ticket_verify,
+    arena,
+    lockstep_frame
+);
 criterion_main!(benches);

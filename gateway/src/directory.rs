@@ -215,6 +215,34 @@ pub struct RoomRecord {
     pub players: Vec<u64>,
     /// When it was placed, unix ms.
     pub created_ms: u64,
+    /// Ownership generation: 1 at placement, +1 on every reassignment. Writes that name an
+    /// older epoch are refused (fencing), so a stale owner after a split changes nothing.
+    pub epoch: u64,
+}
+
+/// A room record and whether its owner is still registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomStatus {
+    /// The room as recorded.
+    pub record: RoomRecord,
+    /// `true` while the owning room server's registration has not expired.
+    pub owner_alive: bool,
+}
+
+/// The result of `Directory::reassign_room`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReassignOutcome {
+    /// The room now belongs to the new server under the returned (incremented) epoch.
+    Reassigned(RoomRecord),
+    /// The room's epoch moved on (someone else reassigned it first); nothing changed.
+    StaleEpoch {
+        /// The epoch the room is at now.
+        current: u64,
+    },
+    /// The new server is not live; nothing changed.
+    ServerNotLive,
+    /// No such room.
+    NotFound,
 }
 
 /// The shared state of a tickroom deployment. Every method is one atomic step, so any number
@@ -286,6 +314,39 @@ pub trait Directory: Send + Sync + 'static {
 
     /// Forgets a room (its match ended).
     async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError>;
+
+    /// Forgets a room only if it is still at `epoch` (a fenced close by its owner); `false`
+    /// when the room is gone or its epoch moved on.
+    async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError>;
+
+    /// Compare-and-set of a room's owner: moves the room to `new_server_id` and increments
+    /// its epoch, only if the epoch is still `expected_epoch` and the new server is live.
+    async fn reassign_room(
+        &self,
+        room_id: u64,
+        expected_epoch: u64,
+        new_server_id: &str,
+    ) -> Result<ReassignOutcome, DirectoryError>;
+
+    /// The ids of the rooms a server owns (at their current epoch), in no particular order.
+    async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError>;
+
+    /// A room and whether its owner is alive ("where is my room"). The default reads the
+    /// room, then the live servers.
+    async fn room_status(&self, room_id: u64) -> Result<Option<RoomStatus>, DirectoryError> {
+        let Some(record) = self.room(room_id).await? else {
+            return Ok(None);
+        };
+        let owner_alive = self
+            .live_servers()
+            .await?
+            .iter()
+            .any(|s| s.server_id == record.server.server_id);
+        Ok(Some(RoomStatus {
+            record,
+            owner_alive,
+        }))
+    }
 }
 
 /// Power of two choices: among servers that are not draining and have headroom

@@ -45,6 +45,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/matchmaking", post(enqueue))
         .route("/v1/matchmaking/{ticket_id}", get(poll).delete(cancel))
+        .route("/v1/rooms/{room_id}", get(room))
         .route("/v1/{*rest}", any(unknown_route))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(gw.clone(), rate_limit))
@@ -144,6 +145,20 @@ pub struct CancelResponse {
     pub ticket_id: String,
     /// Always `"cancelled"`.
     pub status: String,
+}
+
+/// `GET /v1/rooms/{room_id}` answer: where a player's room is and whether its server lives.
+/// A player whose room's server is not `alive` queues again (`POST /v1/matchmaking`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomResponse {
+    /// The room asked about.
+    pub room_id: u64,
+    /// The room server that owns it now.
+    pub server_id: String,
+    /// `true` while that server's registration has not expired.
+    pub alive: bool,
+    /// The room's ownership epoch (1 at placement, +1 per reassignment).
+    pub epoch: u64,
 }
 
 /// An error answer: status, stable code, message and an optional `Retry-After`.
@@ -497,4 +512,27 @@ async fn cancel(
         )),
         CancelOutcome::NotFound => Err(ApiError::not_found("ticket")),
     }
+}
+
+/// A room is only shown to its players; anyone else (and an unknown or closed room) gets 404.
+async fn room(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RoomResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let Path(text) = path.map_err(|_| ApiError::not_found("room"))?;
+    let room_id: u64 = text.parse().map_err(|_| ApiError::not_found("room"))?;
+    let status = gw
+        .directory
+        .room_status(room_id)
+        .await?
+        .filter(|s| s.record.players.contains(&player_id))
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    Ok(Json(RoomResponse {
+        room_id,
+        server_id: status.record.server.server_id,
+        alive: status.owner_alive,
+        epoch: status.record.epoch,
+    }))
 }

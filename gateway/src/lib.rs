@@ -44,6 +44,7 @@ pub mod http;
 pub mod matchmaker;
 pub mod memory;
 mod metrics;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -54,10 +55,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tickroom_game::modes::Modes;
 use tickroom_protocol::KeyRing;
 
+pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use directory::{
     pick_server, Assignment, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
-    FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, RoomRecord, RoomServerInfo, TicketId,
-    TicketRecord, TicketStatus,
+    FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, ReassignOutcome, RoomRecord,
+    RoomServerInfo, RoomStatus, TicketId, TicketRecord, TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;

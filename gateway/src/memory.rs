@@ -13,8 +13,8 @@ use rand::SeedableRng;
 
 use crate::directory::{
     pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
-    EnqueueOutcome, Formation, FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, RoomRecord,
-    RoomServerInfo, TicketId, TicketRecord, TicketStatus,
+    EnqueueOutcome, Formation, FormedMatch, MatchRequest, MatchedPlayer, QueueEntry,
+    ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
 };
 
 /// Most tickets (queued or recently matched) held at once.
@@ -241,6 +241,7 @@ impl State {
                     server: server.clone(),
                     players: players.iter().map(|p| p.player_id).collect(),
                     created_ms: request.now_ms,
+                    epoch: 1,
                 },
             );
             formation.matches.push(FormedMatch {
@@ -426,6 +427,55 @@ impl Directory for InMemoryDirectory {
     async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
         self.state.lock().rooms.remove(&room_id);
         Ok(())
+    }
+
+    async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError> {
+        let mut state = self.state.lock();
+        if state.rooms.get(&room_id).is_some_and(|r| r.epoch == epoch) {
+            state.rooms.remove(&room_id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn reassign_room(
+        &self,
+        room_id: u64,
+        expected_epoch: u64,
+        new_server_id: &str,
+    ) -> Result<ReassignOutcome, DirectoryError> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let live = state
+            .servers
+            .get(new_server_id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(info, _)| info.clone());
+        let Some(room) = state.rooms.get_mut(&room_id) else {
+            return Ok(ReassignOutcome::NotFound);
+        };
+        if room.epoch != expected_epoch {
+            return Ok(ReassignOutcome::StaleEpoch {
+                current: room.epoch,
+            });
+        }
+        let Some(server) = live else {
+            return Ok(ReassignOutcome::ServerNotLive);
+        };
+        room.server = server;
+        room.epoch += 1;
+        Ok(ReassignOutcome::Reassigned(room.clone()))
+    }
+
+    async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError> {
+        Ok(self
+            .state
+            .lock()
+            .rooms
+            .values()
+            .filter(|r| r.server.server_id == server_id)
+            .map(|r| r.room_id)
+            .collect())
     }
 }
 

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
     now_ms, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation, InMemoryDirectory,
-    MatchRequest, QueueEntry, RoomRecord, RoomServerInfo, TicketId, TicketRecord,
+    MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord,
 };
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::ErrorCode;
 
-use common::{config, expect_error, keys, server, start, TestGateway};
+use common::{config, expect_error, keys, scenarios, server, start, TestGateway};
 
 const SERVER_TTL: Duration = Duration::from_secs(600);
 
@@ -353,6 +353,20 @@ impl Directory for DownDirectory {
     async fn close_room(&self, _: u64) -> Result<(), DirectoryError> {
         Err(down())
     }
+    async fn close_room_at(&self, _: u64, _: u64) -> Result<bool, DirectoryError> {
+        Err(down())
+    }
+    async fn reassign_room(
+        &self,
+        _: u64,
+        _: u64,
+        _: &str,
+    ) -> Result<ReassignOutcome, DirectoryError> {
+        Err(down())
+    }
+    async fn rooms_on_server(&self, _: &str) -> Result<Vec<u64>, DirectoryError> {
+        Err(down())
+    }
 }
 
 fn down() -> DirectoryError {
@@ -371,4 +385,9 @@ async fn a_failing_directory_answers_503_with_retry_after() {
     let r = t.poll_raw(&token, &TicketId(5).to_string(), 0).await;
     expect_error(r, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerBusy).await;
     assert_eq!(t.gw.match_pass().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_route_reports_a_dead_owner_and_its_players_queue_again() {
+    scenarios::dead_owner_is_reported_and_players_queue_again(InMemoryDirectory::new()).await;
 }

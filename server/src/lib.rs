@@ -158,7 +158,8 @@ impl Shared {
         let mut used = self.used_tickets.lock();
         if used.expiry_ms.len() >= used.sweep_at {
             let skew = self.config.clock_skew.as_millis() as u64;
-            used.expiry_ms.retain(|_, exp| exp.saturating_add(skew) >= now);
+            used.expiry_ms
+                .retain(|_, exp| exp.saturating_add(skew) >= now);
             used.sweep_at = (used.expiry_ms.len() * 2).max(USED_TICKETS_SWEEP_AT);
         }
         used.expiry_ms.insert(nonce, expires_ms).is_none()

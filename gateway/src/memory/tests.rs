@@ -222,3 +222,61 @@ fn sweep_drops_abandoned_queued_tickets() {
     assert!(dir.record(TicketId(1001), None).is_none());
     assert!(dir.record(TicketId(1000), None).is_some());
 }
+
+#[tokio::test]
+async fn reassign_and_close_are_fenced_by_the_epoch() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    queue(&dir, 0..3, NOW);
+    let room_id = dir.form_matches_now(&request(3, 3, 0, NOW)).matches[0].room_id;
+    assert_eq!(dir.room(room_id).await.unwrap().unwrap().epoch, 1);
+    dir.register_server_now(server("s2", 0), TTL).unwrap();
+    let moved = match dir.reassign_room(room_id, 1, "s2").await.unwrap() {
+        ReassignOutcome::Reassigned(record) => record,
+        other => panic!("not reassigned: {other:?}"),
+    };
+    assert_eq!((moved.epoch, moved.server.server_id.as_str()), (2, "s2"));
+    assert_eq!(
+        dir.reassign_room(room_id, 1, "s1").await.unwrap(),
+        ReassignOutcome::StaleEpoch { current: 2 }
+    );
+    assert_eq!(
+        dir.reassign_room(room_id, 2, "nobody").await.unwrap(),
+        ReassignOutcome::ServerNotLive
+    );
+    assert_eq!(
+        dir.reassign_room(room_id + 1, 2, "s1").await.unwrap(),
+        ReassignOutcome::NotFound
+    );
+    assert!(dir.rooms_on_server("s1").await.unwrap().is_empty());
+    assert_eq!(dir.rooms_on_server("s2").await.unwrap(), vec![room_id]);
+    match dir.record(TicketId(1000), None).unwrap().status {
+        TicketStatus::Matched(a) => assert_eq!(a.server.server_id, "s2"),
+        TicketStatus::Queued => panic!("not matched"),
+    }
+    let status = dir.room_status(room_id).await.unwrap().unwrap();
+    assert!(status.owner_alive);
+    dir.deregister_server("s2").await.unwrap();
+    assert!(!dir.room_status(room_id).await.unwrap().unwrap().owner_alive);
+    assert!(!dir.close_room_at(room_id, 1).await.unwrap());
+    assert!(dir.close_room_at(room_id, 2).await.unwrap());
+    assert_eq!(dir.room(room_id).await.unwrap(), None);
+}
+
+#[test]
+fn a_matched_player_may_queue_again() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    queue(&dir, 0..3, NOW);
+    assert_eq!(
+        dir.form_matches_now(&request(3, 3, 0, NOW)).matches.len(),
+        1
+    );
+    let again = QueueEntry {
+        ticket_id: TicketId(7),
+        player_id: 0,
+        mode: "m".into(),
+        enqueued_ms: NOW,
+    };
+    assert_eq!(dir.enqueue_now(again), Ok(EnqueueOutcome::Queued));
+}

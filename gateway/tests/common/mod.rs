@@ -2,6 +2,9 @@
 //! helpers over reqwest.
 #![allow(dead_code)]
 
+pub mod redis_server;
+pub mod scenarios;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,8 +150,9 @@ impl TestGateway {
         let r = self
             .post_json("/v1/matchmaking", json!({"mode": mode}), Some(token))
             .await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let status = r.status();
         let v: Value = r.json().await.expect("json");
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
         v["ticket_id"].as_str().expect("ticket_id").to_owned()
     }
 
@@ -166,8 +170,10 @@ impl TestGateway {
         let deadline = tokio::time::Instant::now() + TEST_DEADLINE;
         loop {
             let r = self.poll_raw(token, ticket, 2_000).await;
-            assert_eq!(r.status(), StatusCode::OK);
-            let answer: PollResponse = r.json().await.expect("poll json");
+            let status = r.status();
+            let text = r.text().await.expect("poll body");
+            assert_eq!(status, StatusCode::OK, "{text}");
+            let answer: PollResponse = serde_json::from_str(&text).expect("poll json");
             if matches!(answer, PollResponse::Matched(_)) {
                 return answer;
             }
