@@ -193,12 +193,10 @@ async fn send(conn: &mut RawConn, msg: &ClientMsg, capture: &mut Vec<Vec<u8>>) {
 
 async fn challenge(conn: &mut RawConn) -> Secret {
     within("challenge", async {
-        loop {
-            match conn.recv().await.unwrap() {
-                Some(ServerMsg::Challenge { nonce }) => return nonce,
-                Some(other) => panic!("expected a challenge, got {other:?}"),
-                None => panic!("closed before the challenge"),
-            }
+        match conn.recv().await.unwrap() {
+            Some(ServerMsg::Challenge { nonce }) => nonce,
+            Some(other) => panic!("expected a challenge, got {other:?}"),
+            None => panic!("closed before the challenge"),
         }
     })
     .await

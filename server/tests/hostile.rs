@@ -164,12 +164,7 @@ async fn gigabyte_quic_length_header_closes_without_memory_growth() {
         // The server answers with Error{MessageTooLarge} and closes.
         let closed = tokio::time::timeout(WAIT, async {
             let mut buf = vec![0; 4096];
-            loop {
-                match recv.read(&mut buf).await {
-                    Ok(Some(_)) => continue,
-                    _ => break,
-                }
-            }
+            while let Ok(Some(_)) = recv.read(&mut buf).await {}
             conn.closed().await
         })
         .await
