@@ -37,6 +37,21 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With `--redis URL` the same wiring takes a shared directory instead, so any number of
+//! gateway and room-server processes cooperate (room servers heartbeat `register_server`,
+//! `deregister_server` on clean shutdown, and `close_room_at(room_id, epoch)` when a match ends):
+//!
+//! ```no_run
+//! # async fn wire() -> Result<(), tickroom_gateway::DirectoryError> {
+//! use std::sync::Arc;
+//! use tickroom_gateway::{Directory, RedisDirectory};
+//!
+//! let directory: Arc<dyn Directory> =
+//!     RedisDirectory::connect("redis://127.0.0.1:6379", "tickroom:").await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod auth;
 pub mod directory;

@@ -34,6 +34,8 @@ pub const COMMAND_QUEUE_LEN: usize = 1024;
 const WS_CLOSE_CODE_BASE: u16 = 4000;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// WebSocket read buffer, in bytes.
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Read buffer for QUIC streams, in bytes.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
@@ -382,7 +384,12 @@ impl RawConn {
     /// Opens a WebSocket to `addr` (`host:port`), path `/`.
     pub async fn open_ws(addr: &str) -> Result<RawConn, ConnectError> {
         let url = format!("ws://{addr}/");
-        let open = tokio_tungstenite::connect_async(url);
+        // tungstenite zero-fills its whole read buffer before every read: keep it small.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER_BYTES)
+            .max_message_size(Some(MAX_SERVER_MSG_BYTES))
+            .max_frame_size(Some(MAX_SERVER_MSG_BYTES));
+        let open = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
         let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .map_err(|_| ConnectError::Timeout("websocket connect"))?

@@ -1,0 +1,468 @@
+//! `RedisDirectory`: the `Directory` served by Redis, so any number of gateways and room
+//! servers share one registry, queue and room table (horizontal room sharding). Every
+//! multi-key step is one Lua script (`src/redis/*.lua`), so Redis is the only arbiter.
+//!
+//! Key layout, every key under the caller's prefix `P`:
+//!
+//! | key                   | type   | holds                                              |
+//! |-----------------------|--------|----------------------------------------------------|
+//! | `P servers`           | set    | ids of registered room servers (dead ids pruned)   |
+//! | `P server:{id}`       | string | `RoomServerInfo` JSON, `PX` = heartbeat TTL         |
+//! | `P server_rooms:{id}` | set    | room ids placed on the server                      |
+//! | `P queue:{mode}`      | zset   | queued ticket ids scored by enqueue ms             |
+//! | `P seen:{mode}`       | zset   | queued ticket ids scored by last poll ms           |
+//! | `P ticket:{id}`       | hash   | `player`, `mode`, `enq`, and `room` once matched    |
+//! | `P player:{id}`       | string | the player's queued ticket id                      |
+//! | `P room:{id}`         | hash   | `server_id`, `server` JSON, `epoch`, `mode`, `created_ms`, `players` |
+//!
+//! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
+//! doubles.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{FromRedisValue, RedisResult, Script};
+use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::directory::{
+    random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
+    MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketId,
+    TicketRecord, TicketStatus,
+};
+use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
+use crate::millis;
+use reply::{malformed, parse_formation, room_record, ticket_record};
+
+mod reply;
+
+/// Default for `RedisConfig::response_timeout`, in ms.
+pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 500;
+/// Default for `RedisConfig::connect_timeout`, in ms.
+pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 500;
+/// Default for `RedisConfig::call_timeout`, in ms.
+pub const DIRECTORY_CALL_TIMEOUT_MS: u64 = 1_000;
+/// Default key prefix.
+pub const DEFAULT_REDIS_PREFIX: &str = "tickroom:";
+/// Reconnect attempts per outage episode before the next call starts a fresh episode.
+pub const REDIS_RECONNECT_RETRIES: usize = 2;
+/// Longest pause between two reconnect attempts.
+pub const REDIS_RECONNECT_MAX_DELAY_MS: u64 = 500;
+/// Most matches one formation script forms: bounds how long one script blocks Redis.
+pub const MATCHES_PER_SCRIPT: usize = 64;
+/// Most abandoned tickets one formation script drops.
+pub const SWEEP_LIMIT_PER_SCRIPT: usize = 256;
+/// A queued ticket (and its player's queue slot) that nobody polls expires after this long.
+pub const QUEUED_TICKET_TTL_MS: u64 = 10 * 60 * 1000;
+/// Most tickets waiting in one mode's queue; more get `DirectoryError::Full`.
+pub const MAX_QUEUED_PER_MODE: usize = 1_000_000;
+/// How often `await_ticket` re-reads a waiting ticket from Redis, in ms.
+pub const REDIS_TICKET_POLL_INTERVAL_MS: u64 = 50;
+
+/// How a `RedisDirectory` talks to Redis; `RedisConfig::default()` holds the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Every key starts with this, so deployments and tests can share one Redis
+    /// (default `DEFAULT_REDIS_PREFIX`, `"tickroom:"`).
+    pub prefix: String,
+    /// A command not answered within this long fails (default 500 ms).
+    pub response_timeout: Duration,
+    /// A connection attempt gives up after this long (default 500 ms).
+    pub connect_timeout: Duration,
+    /// Upper bound of one directory call, including waiting for a reconnect in progress;
+    /// beyond it the call is `Unavailable` (default 1 s).
+    pub call_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            response_timeout: Duration::from_millis(REDIS_RESPONSE_TIMEOUT_MS),
+            connect_timeout: Duration::from_millis(REDIS_CONNECT_TIMEOUT_MS),
+            call_timeout: Duration::from_millis(DIRECTORY_CALL_TIMEOUT_MS),
+        }
+    }
+}
+
+/// The Redis-backed directory; cheap to share (`Arc`), one multiplexed connection that
+/// reconnects by itself.
+pub struct RedisDirectory {
+    conn: ConnectionManager,
+    prefix: String,
+    call_timeout: Duration,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    form_matches: Script,
+    enqueue: Script,
+    ticket: Script,
+    cancel: Script,
+    live_servers: Script,
+    room: Script,
+    reassign_room: Script,
+    close_room: Script,
+    rooms_on_server: Script,
+}
+
+impl Scripts {
+    fn load() -> Scripts {
+        Scripts {
+            form_matches: Script::new(include_str!("redis/form_matches.lua")),
+            enqueue: Script::new(include_str!("redis/enqueue.lua")),
+            ticket: Script::new(include_str!("redis/ticket.lua")),
+            cancel: Script::new(include_str!("redis/cancel.lua")),
+            live_servers: Script::new(include_str!("redis/live_servers.lua")),
+            room: Script::new(include_str!("redis/room.lua")),
+            reassign_room: Script::new(include_str!("redis/reassign_room.lua")),
+            close_room: Script::new(include_str!("redis/close_room.lua")),
+            rooms_on_server: Script::new(include_str!("redis/rooms_on_server.lua")),
+        }
+    }
+}
+
+impl RedisDirectory {
+    /// Connects to `url` (`redis://host:port/db`) with the default timeouts and checks that
+    /// Redis answers. Every key is written under `prefix` (e.g. `"tickroom:"`).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<RedisDirectory>, DirectoryError> {
+        let config = RedisConfig {
+            prefix: prefix.to_owned(),
+            ..RedisConfig::default()
+        };
+        RedisDirectory::connect_with(url, config).await
+    }
+
+    /// `connect` with explicit timeouts.
+    pub async fn connect_with(
+        url: &str,
+        config: RedisConfig,
+    ) -> Result<Arc<RedisDirectory>, DirectoryError> {
+        let client = ::redis::Client::open(url).map_err(unavailable)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_number_of_retries(REDIS_RECONNECT_RETRIES)
+            .set_max_delay(Duration::from_millis(REDIS_RECONNECT_MAX_DELAY_MS));
+        let call_timeout = config.call_timeout;
+        let conn = bounded(
+            call_timeout,
+            ConnectionManager::new_with_config(client, manager),
+        )
+        .await?;
+        let directory = RedisDirectory {
+            conn,
+            prefix: config.prefix,
+            call_timeout,
+            scripts: Scripts::load(),
+        };
+        let mut conn = directory.conn.clone();
+        let ping = ::redis::cmd("PING");
+        bounded(call_timeout, ping.query_async::<String>(&mut conn)).await?;
+        Ok(Arc::new(directory))
+    }
+
+    /// The key prefix every key of this directory starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs a script with the prefix as `ARGV[1]` followed by `args`.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[String],
+    ) -> Result<T, DirectoryError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, invocation.invoke_async(&mut conn)).await
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}{id}", self.prefix)
+    }
+
+    async fn read_ticket(
+        &self,
+        ticket_id: TicketId,
+        touch_ms: Option<u64>,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        let args = [
+            ticket_id.to_string(),
+            touch_ms.map_or_else(String::new, |ms| ms.to_string()),
+            QUEUED_TICKET_TTL_MS.to_string(),
+        ];
+        let reply: Option<Vec<String>> = self.run(&self.scripts.ticket, &args).await?;
+        reply
+            .map(|fields| ticket_record(ticket_id, &fields))
+            .transpose()
+    }
+
+    /// One formation script: at most `slots` matches.
+    async fn form_batch(
+        &self,
+        request: &MatchRequest,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Formation, DirectoryError> {
+        let wanted = request.players.max(1);
+        let min = request.min_players.clamp(1, wanted);
+        let mut args = vec![
+            request.mode.clone(),
+            wanted.to_string(),
+            min.to_string(),
+            request.wait_ms.to_string(),
+            request
+                .now_ms
+                .saturating_sub(request.abandon_after_ms)
+                .to_string(),
+            request.now_ms.to_string(),
+            MATCHED_TICKET_RETENTION_MS.to_string(),
+            ROOM_RECORD_MAX_AGE_MS.to_string(),
+            SWEEP_LIMIT_PER_SCRIPT.to_string(),
+        ];
+        for _ in 0..slots {
+            // Room ids must differ across passes and gateways whatever their seeds, so they
+            // come from the thread rng; a taken id (`EXISTS` in the script) only skips a slot.
+            args.push(random_room_id(&mut rand::rng()).to_string());
+            args.push(rng.random::<u32>().to_string());
+            args.push(rng.random::<u32>().to_string());
+        }
+        let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
+        parse_formation(&reply)
+    }
+}
+
+#[async_trait]
+impl Directory for RedisDirectory {
+    async fn register_server(
+        &self,
+        info: RoomServerInfo,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        let json = serde_json::to_string(&info).map_err(|e| malformed(&e))?;
+        let key = self.key("server:", &info.server_id);
+        let servers = self.key("servers", "");
+        let ttl_ms = millis(ttl);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        if ttl_ms == 0 {
+            // An entry that is already expired: the same as deregistering.
+            pipe.cmd("DEL").arg(&key).ignore();
+            pipe.cmd("SREM").arg(&servers).arg(&info.server_id).ignore();
+        } else {
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(json)
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
+            pipe.cmd("SADD").arg(&servers).arg(&info.server_id).ignore();
+        }
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn deregister_server(&self, server_id: &str) -> Result<(), DirectoryError> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        pipe.cmd("DEL").arg(self.key("server:", server_id)).ignore();
+        pipe.cmd("SREM")
+            .arg(self.key("servers", ""))
+            .arg(server_id)
+            .ignore();
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn live_servers(&self) -> Result<Vec<RoomServerInfo>, DirectoryError> {
+        let reply: Vec<String> = self.run(&self.scripts.live_servers, &[]).await?;
+        let mut live = reply
+            .iter()
+            .map(|raw| serde_json::from_str::<RoomServerInfo>(raw).map_err(|e| malformed(&e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        Ok(live)
+    }
+
+    async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
+        let args = [
+            entry.ticket_id.to_string(),
+            entry.player_id.to_string(),
+            entry.mode,
+            entry.enqueued_ms.to_string(),
+            QUEUED_TICKET_TTL_MS.to_string(),
+            MAX_QUEUED_PER_MODE.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.enqueue, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("queued") => Ok(EnqueueOutcome::Queued),
+            Some("already") => {
+                let existing = reply.get(1).and_then(|t| t.parse().ok());
+                existing
+                    .map(EnqueueOutcome::AlreadyQueued)
+                    .ok_or_else(|| malformed(&"enqueue reply"))
+            }
+            Some("full") => Err(DirectoryError::Full("matchmaking queue")),
+            Some("collision") => Err(DirectoryError::Unavailable("ticket id collision".into())),
+            _ => Err(malformed(&"enqueue reply")),
+        }
+    }
+
+    async fn ticket(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, DirectoryError> {
+        self.read_ticket(ticket_id, None).await
+    }
+
+    async fn touch_ticket(
+        &self,
+        ticket_id: TicketId,
+        now_ms: u64,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        self.read_ticket(ticket_id, Some(now_ms)).await
+    }
+
+    async fn await_ticket(
+        &self,
+        ticket_id: TicketId,
+        max_wait: Duration,
+    ) -> Result<Option<TicketRecord>, DirectoryError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let every = Duration::from_millis(REDIS_TICKET_POLL_INTERVAL_MS);
+        loop {
+            let record = self.read_ticket(ticket_id, None).await?;
+            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            tokio::time::sleep_until((tokio::time::Instant::now() + every).min(deadline)).await;
+        }
+    }
+
+    async fn cancel_ticket(
+        &self,
+        ticket_id: TicketId,
+        player_id: u64,
+    ) -> Result<CancelOutcome, DirectoryError> {
+        let args = [ticket_id.to_string(), player_id.to_string()];
+        let reply: String = self.run(&self.scripts.cancel, &args).await?;
+        match reply.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "matched" => Ok(CancelOutcome::AlreadyMatched),
+            "not_found" => Ok(CancelOutcome::NotFound),
+            _ => Err(malformed(&"cancel reply")),
+        }
+    }
+
+    /// Runs the formation script in batches of `MATCHES_PER_SCRIPT`; each batch is atomic,
+    /// so no player is ever placed twice whatever the number of gateways. The seed drives the
+    /// placement draws; room ids are always fresh.
+    async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {
+        let mut rng = StdRng::seed_from_u64(request.seed);
+        let mut formation = Formation::default();
+        loop {
+            let left = request.max_matches - formation.matches.len();
+            let slots = left.min(MATCHES_PER_SCRIPT);
+            let batch = self.form_batch(&request, slots, &mut rng).await?;
+            let formed = batch.matches.len();
+            formation.matches.extend(batch.matches);
+            formation.still_queued = batch.still_queued;
+            if formed < slots || formed == left {
+                return Ok(formation);
+            }
+        }
+    }
+
+    async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {
+        Ok(self.room_status(room_id).await?.map(|s| s.record))
+    }
+
+    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
+        let args = [room_id.to_string(), String::new()];
+        self.run::<i64>(&self.scripts.close_room, &args).await?;
+        Ok(())
+    }
+
+    async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError> {
+        let args = [room_id.to_string(), epoch.to_string()];
+        let closed: i64 = self.run(&self.scripts.close_room, &args).await?;
+        Ok(closed == 1)
+    }
+
+    async fn reassign_room(
+        &self,
+        room_id: u64,
+        expected_epoch: u64,
+        new_server_id: &str,
+    ) -> Result<ReassignOutcome, DirectoryError> {
+        let args = [
+            room_id.to_string(),
+            expected_epoch.to_string(),
+            new_server_id.to_owned(),
+            ROOM_RECORD_MAX_AGE_MS.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.reassign_room, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(ReassignOutcome::Reassigned(room_record(
+                room_id,
+                &reply[1..],
+            )?)),
+            Some("stale") => {
+                let current = reply.get(1).and_then(|e| e.parse().ok());
+                let current = current.ok_or_else(|| malformed(&"reassign reply"))?;
+                Ok(ReassignOutcome::StaleEpoch { current })
+            }
+            Some("no_server") => Ok(ReassignOutcome::ServerNotLive),
+            Some("not_found") => Ok(ReassignOutcome::NotFound),
+            _ => Err(malformed(&"reassign reply")),
+        }
+    }
+
+    async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError> {
+        let reply: Vec<String> = self
+            .run(&self.scripts.rooms_on_server, &[server_id.to_owned()])
+            .await?;
+        reply
+            .iter()
+            .map(|id| id.parse().map_err(|e| malformed(&e)))
+            .collect()
+    }
+
+    async fn room_status(&self, room_id: u64) -> Result<Option<RoomStatus>, DirectoryError> {
+        let reply: Option<Vec<String>> =
+            self.run(&self.scripts.room, &[room_id.to_string()]).await?;
+        let Some(fields) = reply else {
+            return Ok(None);
+        };
+        let record = room_record(room_id, &fields)?;
+        let owner_alive = fields.get(6).is_some_and(|alive| alive == "1");
+        Ok(Some(RoomStatus {
+            record,
+            owner_alive,
+        }))
+    }
+}
+
+/// Bounds a Redis future by `limit` and maps every failure to `Unavailable`.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = RedisResult<T>>,
+) -> Result<T, DirectoryError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(DirectoryError::Unavailable(format!(
+            "redis did not answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+fn unavailable(e: ::redis::RedisError) -> DirectoryError {
+    DirectoryError::Unavailable(format!("redis: {e}"))
+}

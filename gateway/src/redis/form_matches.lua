@@ -1,0 +1,151 @@
+-- One atomic match-formation step over one mode's queue (key layout: see redis.rs).
+-- ARGV: prefix, mode, players, min_players, wait_ms, abandon_before_ms, now_ms,
+--       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, then per match slot:
+--       room_id, r1, r2 (random u32s for the power-of-two-choices draw).
+-- Replies (all strings): still_queued, then per match formed:
+--       room_id, server_id, n, then n times (ticket, player, enqueued_ms).
+local p = ARGV[1]
+local mode = ARGV[2]
+local wanted = tonumber(ARGV[3])
+local min = tonumber(ARGV[4])
+local wait_ms = tonumber(ARGV[5])
+local abandon_before = ARGV[6]
+local now = tonumber(ARGV[7])
+local matched_ttl = ARGV[8]
+local room_ttl = ARGV[9]
+local sweep_limit = ARGV[10]
+local first_slot = 11
+local slots = math.floor((#ARGV - first_slot + 1) / 3)
+
+local qk = p .. 'queue:' .. mode
+local sk = p .. 'seen:' .. mode
+
+-- Abandoned tickets (not polled since abandon_before) leave the queue for good.
+local stale = redis.call('ZRANGEBYSCORE', sk, '-inf', '(' .. abandon_before, 'LIMIT', 0, sweep_limit)
+for _, t in ipairs(stale) do
+  local tk = p .. 'ticket:' .. t
+  local player = redis.call('HGET', tk, 'player')
+  redis.call('ZREM', qk, t)
+  redis.call('ZREM', sk, t)
+  redis.call('DEL', tk)
+  if player and redis.call('GET', p .. 'player:' .. player) == t then
+    redis.call('DEL', p .. 'player:' .. player)
+  end
+end
+
+-- Live servers (expired registrations are pruned from the set), ordered by id.
+local servers = {}
+for _, id in ipairs(redis.call('SMEMBERS', p .. 'servers')) do
+  local raw = redis.call('GET', p .. 'server:' .. id)
+  if raw then
+    local info = cjson.decode(raw)
+    if not info.draining then
+      servers[#servers + 1] = { id = id, info = info }
+    end
+  else
+    redis.call('SREM', p .. 'servers', id)
+  end
+end
+table.sort(servers, function(a, b) return a.id < b.id end)
+
+-- Power of two choices among servers with headroom; the first drawn wins a tie.
+local function pick(r1, r2)
+  local eligible = {}
+  for i, s in ipairs(servers) do
+    if s.info.load < s.info.capacity then eligible[#eligible + 1] = i end
+  end
+  local n = #eligible
+  if n == 0 then return nil end
+  if n == 1 then return eligible[1] end
+  local a = r1 % n
+  local b = r2 % (n - 1)
+  if b >= a then b = b + 1 end
+  local x, y = servers[eligible[a + 1]].info, servers[eligible[b + 1]].info
+  if y.load * x.capacity < x.load * y.capacity then return eligible[b + 1] end
+  return eligible[a + 1]
+end
+
+-- Enqueue time of the oldest ticket that still exists (ghosts of expired tickets are dropped).
+local function oldest_ms()
+  while true do
+    local head = redis.call('ZRANGE', qk, 0, 0, 'WITHSCORES')
+    if #head == 0 then return nil end
+    if redis.call('EXISTS', p .. 'ticket:' .. head[1]) == 1 then return tonumber(head[2]) end
+    redis.call('ZREM', qk, head[1])
+    redis.call('ZREM', sk, head[1])
+  end
+end
+
+-- Pops `take` existing tickets, oldest first; on a shortfall puts them back and returns nil.
+local function collect(take)
+  local got = {}
+  local popped = redis.call('ZPOPMIN', qk, take)
+  for i = 1, #popped, 2 do
+    local t = popped[i]
+    local f = redis.call('HMGET', p .. 'ticket:' .. t, 'player', 'enq')
+    if f[1] then
+      got[#got + 1] = { t, f[1], f[2], popped[i + 1] }
+    else
+      redis.call('ZREM', sk, t)
+    end
+  end
+  if #got < take then
+    for _, g in ipairs(got) do redis.call('ZADD', qk, g[4], g[1]) end
+    return nil
+  end
+  return got
+end
+
+local out = {}
+local slot = 0
+while slot < slots do
+  local oldest = oldest_ms()
+  if not oldest then break end
+  local count = redis.call('ZCARD', qk)
+  local take
+  if count >= wanted then
+    take = wanted
+  elseif count >= min and now - oldest >= wait_ms then
+    take = count
+  else
+    break
+  end
+  local base = first_slot + slot * 3
+  local chosen = pick(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]))
+  if not chosen then break end
+  local room_id = ARGV[base]
+  local rk = p .. 'room:' .. room_id
+  slot = slot + 1
+  local got = nil
+  if redis.call('EXISTS', rk) == 0 then got = collect(take) end
+  if got then
+    local s = servers[chosen]
+    s.info.load = s.info.load + #got
+    local raw = cjson.encode(s.info)
+    redis.call('SET', p .. 'server:' .. s.id, raw, 'KEEPTTL')
+    out[#out + 1] = room_id
+    out[#out + 1] = s.id
+    out[#out + 1] = tostring(#got)
+    local players = {}
+    for _, g in ipairs(got) do
+      local tk = p .. 'ticket:' .. g[1]
+      redis.call('HSET', tk, 'room', room_id)
+      redis.call('PEXPIRE', tk, matched_ttl)
+      redis.call('ZREM', sk, g[1])
+      local pk = p .. 'player:' .. g[2]
+      if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
+      players[#players + 1] = g[2]
+      out[#out + 1] = g[1]
+      out[#out + 1] = g[2]
+      out[#out + 1] = g[3]
+    end
+    redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
+      'created_ms', ARGV[7], 'players', table.concat(players, ','))
+    redis.call('PEXPIRE', rk, room_ttl)
+    local ok = p .. 'server_rooms:' .. s.id
+    redis.call('SADD', ok, room_id)
+    redis.call('PEXPIRE', ok, room_ttl)
+  end
+end
+table.insert(out, 1, tostring(redis.call('ZCARD', qk)))
+return out

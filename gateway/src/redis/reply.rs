@@ -1,0 +1,146 @@
+//! Parsing the replies of the directory's Lua scripts into directory types. Ids that may
+//! exceed 2^53 arrive as decimal strings.
+
+use crate::directory::{
+    Assignment, DirectoryError, Formation, FormedMatch, MatchedPlayer, RoomRecord, TicketId,
+    TicketRecord, TicketStatus,
+};
+
+/// Data in Redis that is not what the scripts write.
+pub(super) fn malformed(what: &dyn std::fmt::Display) -> DirectoryError {
+    DirectoryError::Unavailable(format!("malformed directory data in redis: {what}"))
+}
+
+fn number<T: std::str::FromStr>(field: Option<&String>) -> Result<T, DirectoryError> {
+    field
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| malformed(&"expected a number"))
+}
+
+/// `{player, mode, enq}` (queued) or `{player, mode, enq, room_id, server_json, room_mode}`.
+pub(super) fn ticket_record(
+    ticket_id: TicketId,
+    fields: &[String],
+) -> Result<TicketRecord, DirectoryError> {
+    let status = if fields.len() >= 6 {
+        TicketStatus::Matched(Assignment {
+            room_id: number(fields.get(3))?,
+            mode: fields[5].clone(),
+            server: serde_json::from_str(&fields[4]).map_err(|e| malformed(&e))?,
+        })
+    } else {
+        TicketStatus::Queued
+    };
+    Ok(TicketRecord {
+        ticket_id,
+        player_id: number(fields.first())?,
+        mode: fields.get(1).cloned().unwrap_or_default(),
+        enqueued_ms: number(fields.get(2))?,
+        status,
+    })
+}
+
+/// `{server_id, server_json, epoch, mode, created_ms, players, ..}`.
+pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord, DirectoryError> {
+    if fields.len() < 6 {
+        return Err(malformed(&"room record"));
+    }
+    let players = fields[5]
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map_err(|e| malformed(&e)))
+        .collect::<Result<Vec<u64>, _>>()?;
+    Ok(RoomRecord {
+        room_id,
+        mode: fields[3].clone(),
+        server: serde_json::from_str(&fields[1]).map_err(|e| malformed(&e))?,
+        players,
+        created_ms: number(fields.get(4))?,
+        epoch: number(fields.get(2))?,
+    })
+}
+
+/// `still_queued`, then per match `room_id, server_id, n, n × (ticket, player, enqueued_ms)`.
+pub(super) fn parse_formation(reply: &[String]) -> Result<Formation, DirectoryError> {
+    let mut fields = reply.iter();
+    let mut formation = Formation {
+        matches: Vec::new(),
+        still_queued: number(fields.next())?,
+    };
+    while let Some(room_id) = fields.next() {
+        let room_id = number(Some(room_id))?;
+        let server_id = fields.next().cloned().unwrap_or_default();
+        let count: usize = number(fields.next())?;
+        let mut players = Vec::with_capacity(count);
+        for _ in 0..count {
+            let ticket = fields.next().and_then(|t| t.parse::<TicketId>().ok());
+            players.push(MatchedPlayer {
+                ticket_id: ticket.ok_or_else(|| malformed(&"ticket id"))?,
+                player_id: number(fields.next())?,
+                enqueued_ms: number(fields.next())?,
+            });
+        }
+        formation.matches.push(FormedMatch {
+            room_id,
+            server_id,
+            players,
+        });
+    }
+    Ok(formation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::RoomServerInfo;
+
+    #[test]
+    fn formation_replies_parse() {
+        let reply: Vec<String> = [
+            "2",
+            "77",
+            "s1",
+            "2",
+            "0000000000000000000000000000000a",
+            "18446744073709551615",
+            "1000",
+            "0000000000000000000000000000000b",
+            "5",
+            "1001",
+        ]
+        .map(String::from)
+        .to_vec();
+        let f = parse_formation(&reply).unwrap();
+        assert_eq!(f.still_queued, 2);
+        assert_eq!(f.matches.len(), 1);
+        assert_eq!(f.matches[0].room_id, 77);
+        assert_eq!(f.matches[0].players[0].player_id, u64::MAX);
+        assert_eq!(f.matches[0].players[1].ticket_id, TicketId(0xb));
+        assert!(parse_formation(&reply[..5]).is_err());
+    }
+
+    #[test]
+    fn room_records_parse_players_and_epoch() {
+        let server = RoomServerInfo {
+            server_id: "s".into(),
+            quic_addr: "q".into(),
+            ws_addr: "w".into(),
+            cert_fingerprint: "f".into(),
+            capacity: 10,
+            load: 3,
+            draining: false,
+        };
+        let fields: Vec<String> = vec![
+            "s".into(),
+            serde_json::to_string(&server).unwrap(),
+            "4".into(),
+            "duel".into(),
+            "1700000000000".into(),
+            "1,18446744073709551615".into(),
+        ];
+        let r = room_record(9, &fields).unwrap();
+        assert_eq!((r.room_id, r.epoch, r.mode.as_str()), (9, 4, "duel"));
+        assert_eq!(r.players, vec![1, u64::MAX]);
+        assert_eq!(r.server, server);
+    }
+}
