@@ -757,6 +757,10 @@ async fn drive(
     events: mpsc::Sender<SessionEvent>,
 ) -> SessionStats {
     let mut stats = SessionStats::default();
+    // One timer for the session's deadlines, re-armed only when the deadline changes.
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     session.connected(Instant::now());
     loop {
         // Hand out everything the session produced; handling an event (a reconnect) can
@@ -806,12 +810,12 @@ async fn drive(
             }
         }
         let wake = session.poll_timeout();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
+        if wake != armed {
+            if let Some(at) = wake {
+                sleep.as_mut().reset(at.into());
             }
-        };
+            armed = wake;
+        }
         tokio::select! {
             msg = async { conn.as_mut().expect("guarded").recv().await }, if conn.is_some() => match msg {
                 Ok(Some(m)) => session.handle_message(Instant::now(), m),
@@ -835,7 +839,10 @@ async fn drive(
                 }
                 Some(Command::SwitchTransport(t)) => target.transport = t,
             },
-            _ = sleep => session.handle_timeout(Instant::now()),
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None;
+                session.handle_timeout(Instant::now());
+            }
         }
     }
 }

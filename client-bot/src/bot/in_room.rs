@@ -146,6 +146,16 @@ impl Bot {
         let chaos_on = self.config.drop_per_s > 0.0;
         let mut stop_seen = *stop.borrow();
         let mut session_done = false;
+        // Timers are created once and re-armed only when their deadline changes: a fresh
+        // sleep per loop turn put three timer-wheel inserts and removals on every event.
+        let give_up_sleep = tokio::time::sleep_until(give_up);
+        tokio::pin!(give_up_sleep);
+        let wake_sleep = tokio::time::sleep_until(give_up);
+        tokio::pin!(wake_sleep);
+        let end_sleep = tokio::time::sleep_until(give_up);
+        tokio::pin!(end_sleep);
+        let mut wake_armed: Option<Instant> = None;
+        let mut end_armed: Option<Instant> = None;
         loop {
             let now = Instant::now();
             while let Some(event) = self.inbound.pop_due(now) {
@@ -176,17 +186,29 @@ impl Bot {
             }
             let wake = earliest(self.inbound.next_due(), self.outbound.next_due());
             let end = self.end_at.filter(|_| !self.leaving);
+            if wake != wake_armed {
+                if let Some(at) = wake {
+                    wake_sleep.as_mut().reset(at.into());
+                }
+                wake_armed = wake;
+            }
+            if end != end_armed {
+                if let Some(at) = end {
+                    end_sleep.as_mut().reset(at.into());
+                }
+                end_armed = end;
+            }
             tokio::select! {
                 event = events.recv(), if !session_done => match event {
                     Some(event) => self.receive(event, Instant::now()),
                     None => session_done = true,
                 },
-                () = sleep_until(wake) => {}
-                () = sleep_until(end) => {}
+                () = &mut wake_sleep, if wake_armed.is_some() => wake_armed = None,
+                () = &mut end_sleep, if end_armed.is_some() => end_armed = None,
                 () = tick(&mut input_timer) => self.queue_state_input(Instant::now()),
                 _ = chaos.tick(), if chaos_on => self.chaos(&handle).await,
                 _ = stop.changed(), if !stop_seen => stop_seen = true,
-                () = tokio::time::sleep_until(give_up) => {
+                () = &mut give_up_sleep => {
                     self.fail("timeout");
                     break;
                 }
@@ -557,13 +579,6 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
