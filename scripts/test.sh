@@ -14,6 +14,17 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The sharding tests start a real redis-server (Debian package).
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing redis-server for the sharding tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is missing: install it (Debian: apt-get install -y redis-server)" >&2
+    exit 1
+  fi
+fi
+
 cargo fmt --all -- --check
 # Architecture invariant: the protocol crate's default build has no tokio (no IO).
 if cargo tree -p tickroom-protocol -e normal --prefix none | grep -q '^tokio '; then

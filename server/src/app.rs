@@ -54,6 +54,9 @@ pub enum StartError {
     /// The QUIC endpoint could not start.
     #[error(transparent)]
     Quic(#[from] quic::QuicSetupError),
+    /// The shared directory (Redis) could not be reached.
+    #[error("directory: {0}")]
+    Directory(String),
 }
 
 /// Binds a TCP listener, naming the address on failure.

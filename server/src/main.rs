@@ -77,6 +77,16 @@ struct Opts {
     /// QUIC private key (PEM), with --cert.
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
+    /// Redis URL of the shared directory (e.g. redis://127.0.0.1:6379) for running many
+    /// gateways and room servers; default: an in-memory directory (one process only).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, default_value = "tickroom:")]
+    redis_prefix: String,
+    /// Room role: take no new rooms; the running ones finish (for a planned shutdown).
+    #[arg(long)]
+    drain: bool,
     /// Gateway requests per second allowed per client IP (sustained).
     #[arg(long, default_value_t = 2_000)]
     gateway_rate_per_ip: u32,
@@ -187,6 +197,9 @@ fn resolve(role: &str, o: Opts) -> Result<RoleConfig, String> {
         cert,
         gateway_rate_per_ip_per_s: o.gateway_rate_per_ip,
         gateway_rate_burst: o.gateway_rate_burst,
+        redis: o.redis,
+        redis_prefix: o.redis_prefix,
+        drain: o.drain,
     })
 }
 

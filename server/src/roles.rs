@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use tickroom_game::modes::Modes;
-use tickroom_gateway::{Directory, Gateway, GatewayConfig, InMemoryDirectory, RoomServerInfo};
+use tickroom_gateway::{
+    Directory, Gateway, GatewayConfig, InMemoryDirectory, RedisDirectory, RoomServerInfo,
+};
 use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -40,6 +42,36 @@ pub struct RoleConfig {
     /// Per-IP gateway request rate (requests/s) and burst.
     pub gateway_rate_per_ip_per_s: u32,
     pub gateway_rate_burst: u32,
+    /// Redis URL of the shared directory; None = in-memory (single process).
+    pub redis: Option<String>,
+    /// Prefix of every Redis key (lets deployments share one Redis).
+    pub redis_prefix: String,
+    /// Room role: take no new rooms (drain), finish the running ones.
+    pub drain: bool,
+}
+
+/// The directory this process uses: Redis when configured, else in-memory.
+async fn directory(cfg: &RoleConfig) -> Result<Arc<dyn Directory>, StartError> {
+    match &cfg.redis {
+        Some(url) => {
+            let dir = RedisDirectory::connect(url, &cfg.redis_prefix)
+                .await
+                .map_err(|e| StartError::Directory(e.to_string()))?;
+            info!(redis = %redact_url(url), "directory: redis");
+            Ok(dir)
+        }
+        None => Ok(InMemoryDirectory::new()),
+    }
+}
+
+/// A Redis URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// A fresh random key ring (all-in-one without configured keys).
@@ -57,11 +89,11 @@ fn advertised(public_host: &Option<String>, bound: SocketAddr) -> String {
 /// Runs the all-in-one server (or the room role alone when `with_gateway` is false) until
 /// `shutdown` fires.
 pub async fn run_server(
-    cfg: RoleConfig,
+    mut cfg: RoleConfig,
     with_gateway: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
-    let cert = match cfg.cert {
+    let cert = match cfg.cert.take() {
         Some(c) => c,
         None => CertAndKey::self_signed()?,
     };
@@ -80,16 +112,25 @@ pub async fn run_server(
     let mut sources: Vec<MetricsSource> = vec![running.metrics_source()];
     let mut routes = axum::Router::new();
     let mut background = Vec::new();
-    if with_gateway {
-        let directory = InMemoryDirectory::new();
-        let dir: Arc<dyn Directory> = directory.clone();
-        let _ = dir.register_server(info.clone(), HEARTBEAT_TTL).await;
+    // A room server registers with the directory when it is shared (Redis) or when the
+    // gateway runs in this process (all-in-one).
+    let dir = if with_gateway || cfg.redis.is_some() {
+        let dir = directory(&cfg).await?;
+        if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
+            warn!(error = %e, "first directory registration failed; the heartbeat retries");
+        }
         background.push(tokio::spawn(heartbeat(
             dir.clone(),
             info.clone(),
             room.clone(),
+            cfg.drain,
             stop_rx.clone(),
         )));
+        Some(dir)
+    } else {
+        None
+    };
+    if let Some(dir) = dir.clone().filter(|_| with_gateway) {
         let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
         gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
         gw_config.rate_burst = cfg.gateway_rate_burst;
@@ -128,6 +169,11 @@ pub async fn run_server(
     let _ = shutdown.changed().await;
     info!("shutting down: refusing new connections, telling players, draining");
     let _ = stop_tx.send(true);
+    if let Some(dir) = &dir {
+        if let Err(e) = dir.deregister_server(&info.server_id).await {
+            warn!(error = %e, "could not deregister from the directory");
+        }
+    }
     running.shutdown().await;
     for t in background {
         let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
@@ -143,8 +189,10 @@ pub async fn run_gateway(
     cfg: RoleConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
-    warn!("gateway without a shared directory: no room server can register with it (use the all-in-one default)");
-    let dir: Arc<dyn Directory> = InMemoryDirectory::new();
+    if cfg.redis.is_none() {
+        warn!("gateway without --redis: no room server in another process can register with it");
+    }
+    let dir = directory(&cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
     gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
@@ -185,6 +233,7 @@ async fn heartbeat(
     dir: Arc<dyn Directory>,
     mut info: RoomServerInfo,
     room: Arc<RoomServer>,
+    drain: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -193,7 +242,7 @@ async fn heartbeat(
             _ = every.tick() => {
                 info.load = room.load();
                 // An overloaded server takes no new rooms: placement skips it like a draining one.
-                info.draining = room.shared.admission.overloaded();
+                info.draining = drain || room.shared.admission.overloaded();
                 if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
                     warn!(error = %e, "directory heartbeat failed");
                 }

@@ -1,0 +1,346 @@
+//! Horizontal room sharding, multi-process: a real `redis-server` (random port, temp dir),
+//! three `tickroom room` and two `tickroom gateway` processes sharing it. Players queue
+//! through both gateways: every player lands in exactly one match, rooms spread over all three
+//! servers; `kill -9` of one room server sends its players back through the gateway into new
+//! rooms within 5 s (p99) while the other players see no error. Children are ended by their
+//! own handles.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tickroom_protocol::connect::{self, GatewayClient, MatchResult, Session, TransportKind};
+use tickroom_protocol::session::{SessionConfig, SessionEvent};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long the whole rejoin of the killed server's players may take at the 99th percentile.
+const REJOIN_P99_LIMIT: Duration = Duration::from_secs(5);
+const KEYS: &str = "1:5f9c3a7e21d04b8c96e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+
+/// A child process killed (by its own handle) when dropped.
+struct Proc {
+    child: Child,
+    ready: Value,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fields drop in order: gateways and room servers first, Redis last.
+struct Cluster {
+    gateways: Vec<Proc>,
+    rooms: Vec<Proc>,
+    _redis: Proc,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(25));
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        poll.tick().await;
+    }
+}
+
+async fn start_redis(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect(
+            "redis-server is needed: apt-get install -y redis-server (scripts/test.sh does it)",
+        );
+    wait_for("redis", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    (
+        Proc {
+            child,
+            ready: Value::Null,
+        },
+        format!("redis://127.0.0.1:{port}"),
+    )
+}
+
+async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let ready_file = dir.join(format!("{name}.json"));
+    let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .args(args)
+        .args(["--http", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready_file)
+        .env("TICKROOM_KEYS", KEYS)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(name, || ready_file.exists()).await;
+    let ready = serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
+    Proc { child, ready }
+}
+
+async fn cluster() -> Cluster {
+    let dir = std::env::temp_dir().join(format!(
+        "tickroom-shard-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (redis, url) = start_redis(&dir).await;
+    let prefix = format!("t{}:", free_port());
+    let mut rooms = Vec::new();
+    for i in 1..=3 {
+        let id = format!("room-{i}");
+        rooms.push(
+            start_role(
+                &dir,
+                &id,
+                &[
+                    "room",
+                    "--redis",
+                    &url,
+                    "--redis-prefix",
+                    &prefix,
+                    "--server-id",
+                    &id,
+                    "--ws",
+                    "127.0.0.1:0",
+                    "--quic",
+                    "127.0.0.1:0",
+                ],
+            )
+            .await,
+        );
+    }
+    let mut gateways = Vec::new();
+    for i in 1..=2 {
+        gateways.push(
+            start_role(
+                &dir,
+                &format!("gateway-{i}"),
+                &["gateway", "--redis", &url, "--redis-prefix", &prefix],
+            )
+            .await,
+        );
+    }
+    Cluster {
+        gateways,
+        rooms,
+        _redis: redis,
+        dir,
+    }
+}
+
+impl Cluster {
+    fn gateway(&self, i: usize) -> GatewayClient {
+        GatewayClient::new(&format!(
+            "http://{}",
+            self.gateways[i % 2].ready["http"].as_str().unwrap()
+        ))
+    }
+}
+
+/// Logs in and queues `n` players for `duel`, alternating gateways; returns (token, match).
+async fn match_all(c: &Cluster, n: usize, tag: &str) -> Vec<(usize, String, MatchResult)> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let gw = c.gateway(i);
+        let device = format!("{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let login = gw.login_device(&device).await.unwrap();
+            let ticket = gw.queue(&login.session_token, "duel").await.unwrap();
+            let m = gw
+                .wait_match(&login.session_token, &ticket, WAIT)
+                .await
+                .unwrap();
+            (i, login.session_token, m)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn joined(s: &mut Session) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.events.recv().await.expect("session ended") {
+                SessionEvent::Joined(_) => return,
+                SessionEvent::Closed { code } => panic!("closed: {code:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("joined in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_cluster_spreads_rooms_and_survives_a_killed_room_server() {
+    let mut c = cluster().await;
+    let players = 48;
+    let matched = match_all(&c, players, "p").await;
+
+    // Every player in exactly one match; every room has exactly its two players.
+    let mut by_room: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut server_of_room = HashMap::new();
+    for (i, _, m) in &matched {
+        by_room.entry(m.room_id).or_default().push(*i);
+        server_of_room.insert(m.room_id, m.server_id.clone());
+    }
+    assert_eq!(
+        by_room.len(),
+        players / 2,
+        "two gateways never built overlapping matches"
+    );
+    assert!(by_room.values().all(|p| p.len() == 2));
+    let servers: HashSet<&String> = server_of_room.values().collect();
+    assert_eq!(
+        servers.len(),
+        3,
+        "rooms spread over all three room servers: {server_of_room:?}"
+    );
+
+    // Everyone joins their room.
+    let mut sessions = Vec::new();
+    for (i, _, m) in &matched {
+        let t = if i % 2 == 0 {
+            TransportKind::Ws
+        } else {
+            TransportKind::Quic
+        };
+        let mut s = connect::join(m, t, SessionConfig::default(), None)
+            .await
+            .unwrap();
+        joined(&mut s).await;
+        sessions.push(s);
+    }
+
+    // kill -9 room-1.
+    let victim = "room-1";
+    let killed_at = Instant::now();
+    c.rooms[0].child.kill().unwrap();
+    let _ = c.rooms[0].child.wait();
+    let affected: Vec<usize> = matched
+        .iter()
+        .filter(|(_, _, m)| m.server_id == victim)
+        .map(|(i, _, _)| *i)
+        .collect();
+    assert!(!affected.is_empty());
+
+    // Affected players ask the gateway where their room is; once it says the owner is dead,
+    // they queue again and join a new room (on a live server).
+    let mut rejoin = Vec::new();
+    for &i in &affected {
+        let (_, token, m) = &matched[i];
+        sessions[i].task.abort();
+        let gw = c.gateway(i);
+        let token = token.clone();
+        let room_id = m.room_id;
+        let http = format!(
+            "http://{}",
+            c.gateways[i % 2].ready["http"].as_str().unwrap()
+        );
+        rejoin.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut poll = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                poll.tick().await;
+                let resp = client
+                    .get(format!("{http}/v1/rooms/{room_id}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                if status == 404 || body["alive"] == Value::Bool(false) {
+                    break;
+                }
+                assert!(
+                    killed_at.elapsed() < WAIT,
+                    "the gateway never noticed the dead server"
+                );
+            }
+            let ticket = gw.queue(&token, "duel").await.unwrap();
+            let m = gw.wait_match(&token, &ticket, WAIT).await.unwrap();
+            assert_ne!(m.server_id, "room-1", "never placed on the dead server");
+            let mut s = connect::join(&m, TransportKind::Ws, SessionConfig::default(), None)
+                .await
+                .unwrap();
+            joined(&mut s).await;
+            (killed_at.elapsed(), s)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut rejoined = Vec::new();
+    for r in rejoin {
+        let (t, s) = r.await.unwrap();
+        times.push(t);
+        rejoined.push(s);
+    }
+    times.sort();
+    let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+    eprintln!(
+        "rejoin after kill -9: {} players, p50 {:?}, p99 {:?}",
+        times.len(),
+        times[times.len() / 2],
+        p99
+    );
+    assert!(
+        p99 <= REJOIN_P99_LIMIT,
+        "rejoin p99 {p99:?} over {REJOIN_P99_LIMIT:?}"
+    );
+
+    // Players on the surviving servers saw no disconnect or error.
+    for (i, s) in sessions.iter_mut().enumerate() {
+        if affected.contains(&i) {
+            continue;
+        }
+        while let Ok(event) = s.events.try_recv() {
+            assert!(
+                !matches!(
+                    event,
+                    SessionEvent::Disconnected { .. } | SessionEvent::Closed { .. }
+                ),
+                "player {i} on a live server saw {event:?}"
+            );
+        }
+    }
+}
