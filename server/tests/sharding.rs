@@ -344,3 +344,66 @@ async fn sharded_cluster_spreads_rooms_and_survives_a_killed_room_server() {
         }
     }
 }
+
+/// Login → in-room time for `n` players (duel) through `gateways`, as sorted durations.
+async fn login_to_room_times(gateways: &[GatewayClient], n: usize, tag: &str) -> Vec<Duration> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let gw = gateways[i % gateways.len()].clone();
+        let device = format!("{tag}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let m = gw.find_match(&device, "duel", WAIT).await.unwrap();
+            let mut s = connect::join(&m, TransportKind::Ws, SessionConfig::default(), None)
+                .await
+                .unwrap();
+            joined(&mut s).await;
+            let took = start.elapsed();
+            s.handle.leave().await;
+            took
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out.sort();
+    out
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Measurement, not a check: login → in-room p50/p99 through the Redis cluster versus the
+/// all-in-one in-memory directory. Run with
+/// `cargo test --release -p tickroom-server --test sharding -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_login_to_room_redis_versus_in_memory() {
+    const PLAYERS: usize = 200;
+    let c = cluster().await;
+    let redis = login_to_room_times(&[c.gateway(0), c.gateway(1)], PLAYERS, "redis").await;
+    let dir = std::env::temp_dir().join(format!("tickroom-aio-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let aio = start_role(
+        &dir,
+        "aio",
+        &["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"],
+    )
+    .await;
+    let gw = GatewayClient::new(&format!("http://{}", aio.ready["http"].as_str().unwrap()));
+    let memory = login_to_room_times(&[gw], PLAYERS, "mem").await;
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, t) in [
+        ("in-memory (all-in-one)", &memory),
+        ("redis (2 gateways, 3 rooms)", &redis),
+    ] {
+        println!(
+            "login→in-room {name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({PLAYERS} players)",
+            quantile(t, 0.5).as_secs_f64() * 1e3,
+            quantile(t, 0.99).as_secs_f64() * 1e3,
+            t[t.len() - 1].as_secs_f64() * 1e3
+        );
+    }
+}
