@@ -27,7 +27,12 @@ const SERVER_CONFIG: ServerConfig =
 pub enum DecodeError {
     /// The input is longer than the direction's limit.
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Bytes given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The input ends in the middle of a message.
     #[error("message is truncated")]
     Truncated,
@@ -36,7 +41,10 @@ pub enum DecodeError {
     UnknownVariant,
     /// Bytes remain after a complete message.
     #[error("{extra} trailing bytes after the message")]
-    Trailing { extra: usize },
+    Trailing {
+        /// Bytes left over.
+        extra: usize,
+    },
     /// The bytes are malformed in another way (bad UTF-8, bad integer, ...).
     #[error("malformed message: {0}")]
     Malformed(String),
@@ -47,7 +55,12 @@ pub enum DecodeError {
 pub enum EncodeError {
     /// The encoded message would exceed the limit.
     #[error("encoded message of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Encoded size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The serializer refused the value.
     #[error("cannot encode message: {0}")]
     Other(String),
@@ -183,7 +196,12 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Decod
 pub enum FrameError {
     /// The length prefix announces more than the limit; nothing was allocated for it.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Splits a byte stream into length-prefixed frames (sans-IO: push bytes, pull frames).

@@ -27,16 +27,25 @@ pub enum SyncKind {
 pub enum ClientMsg {
     /// Opens a join: the signed join ticket from the gateway.
     Hello {
+        /// `PROTOCOL_VERSION` of the client.
         protocol_version: u16,
+        /// `protocol_hash()` of the client's message schema.
         protocol_hash: u64,
+        /// The signed join ticket, as the gateway returned it.
         ticket: String,
     },
     /// Proves possession of the join secret (or the resume secret) for the server's nonce.
-    ChallengeResponse { mac: Secret },
+    ChallengeResponse {
+        /// `token::challenge_mac(secret, nonce)`.
+        mac: Secret,
+    },
     /// Reopens an existing session on a new connection.
     Resume {
+        /// `PROTOCOL_VERSION` of the client.
         protocol_version: u16,
+        /// `protocol_hash()` of the client's message schema.
         protocol_hash: u64,
+        /// The session to resume (from `Welcome`).
         session_id: u64,
         /// Lockstep: the last frame the client has; state sync: the last snapshot tick it has.
         last_frame: u64,
@@ -44,25 +53,46 @@ pub enum ClientMsg {
     /// State sync input: `inputs` holds the newest inputs (oldest first); the last one is for
     /// input number `tick`, the one before for `tick - 1`, and so on (redundancy for loss).
     Input {
+        /// Anti-replay sequence number.
         seq: u64,
+        /// Input number of the newest entry in `inputs` (numbers start at 1).
         tick: u64,
         /// Newest snapshot tick the client has (the baseline the server may delta against).
         ack_tick: u64,
+        /// Game input bytes, oldest first.
         inputs: Vec<ByteBuf>,
     },
     /// Lockstep input for `frame`.
     FrameInput {
+        /// Anti-replay sequence number.
         seq: u64,
+        /// The frame this input is for.
         frame: u64,
+        /// Game input bytes.
         #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
     /// Lockstep state hash after `frame`, sent every K frames.
-    Checksum { seq: u64, frame: u64, hash: u64 },
+    Checksum {
+        /// Anti-replay sequence number.
+        seq: u64,
+        /// The frame the hash was taken after.
+        frame: u64,
+        /// The game's checksum.
+        hash: u64,
+    },
     /// RTT probe; the server echoes `client_time_us`.
-    Ping { seq: u64, client_time_us: u64 },
+    Ping {
+        /// Anti-replay sequence number.
+        seq: u64,
+        /// Client clock in microseconds, echoed back in `Pong`.
+        client_time_us: u64,
+    },
     /// The player leaves the room for good.
-    Leave { seq: u64 },
+    Leave {
+        /// Anti-replay sequence number.
+        seq: u64,
+    },
 }
 
 /// The welcome a player gets once the join or resume is accepted.
@@ -72,11 +102,17 @@ pub struct Welcome {
     pub session_id: u64,
     /// Key for the MAC in the next resume's challenge response; rotated on every resume.
     pub resume_secret: Secret,
+    /// The room joined.
     pub room_id: u64,
+    /// The player's id (from the ticket).
     pub player_id: u64,
+    /// The player's seat in the room, 0-based; lockstep frames list inputs by slot.
     pub slot: u8,
+    /// Seats in the room.
     pub max_players: u8,
+    /// State sync or lockstep.
     pub sync: SyncKind,
+    /// Ticks (or frames) per second.
     pub tick_rate_hz: u16,
     /// The room's current tick (state sync) or next frame (lockstep).
     pub tick: u64,
@@ -90,33 +126,63 @@ pub struct Welcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg {
     /// A fresh nonce the client must MAC to prove it holds the join or resume secret.
-    Challenge { nonce: Secret },
+    Challenge {
+        /// Random, never reused.
+        nonce: Secret,
+    },
     /// The join or resume was accepted.
     Welcome(Welcome),
     /// The request was refused; the connection closes after this.
-    Error { code: ErrorCode, detail: String },
+    Error {
+        /// Why.
+        code: ErrorCode,
+        /// A line for logs and people.
+        detail: String,
+    },
     /// State sync: `payload` is a full snapshot when `baseline == 0`, else a delta against the
     /// snapshot of tick `baseline`. `ack_seq` is the newest input tick applied for this player.
     Snapshot {
+        /// The server tick this snapshot shows.
         tick: u64,
+        /// Newest input number applied for this player.
         ack_seq: u64,
+        /// Tick of the snapshot this is a delta against; 0 = full snapshot.
         baseline: u64,
+        /// Game snapshot bytes (full or delta).
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Lockstep: frame `n` closed with one input per slot (empty = no input).
-    Frame { n: u64, inputs: Vec<ByteBuf> },
+    Frame {
+        /// Frame number, from 1.
+        n: u64,
+        /// One input per slot.
+        inputs: Vec<ByteBuf>,
+    },
     /// Lockstep: checksums for `frame` disagreed.
-    Desync { frame: u64 },
+    Desync {
+        /// The first frame whose checksums disagreed.
+        frame: u64,
+    },
     /// Answer to `Ping`.
     Pong {
+        /// The client's time from the `Ping`.
         client_time_us: u64,
+        /// Microseconds since the server started.
         server_time_us: u64,
     },
     /// The server removed the player; the connection closes after this.
-    Kicked { code: ErrorCode },
+    Kicked {
+        /// Why.
+        code: ErrorCode,
+    },
     /// The room started (it was full or its start timeout passed).
-    Started { tick: u64, players: u8 },
+    Started {
+        /// The room's tick (or next frame) at the start.
+        tick: u64,
+        /// Players in the room.
+        players: u8,
+    },
 }
 
 impl ClientMsg {

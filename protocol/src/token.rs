@@ -67,19 +67,28 @@ pub enum KeyRingError {
 /// What a session token says: who the player is and for how long.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
+    /// The player.
     pub player_id: u64,
+    /// When it was signed, unix ms.
     pub issued_ms: u64,
+    /// When it stops being valid, unix ms.
     pub expires_ms: u64,
 }
 
 /// What a join ticket says: one seat for one player in one room on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketClaims {
+    /// The player the seat is for.
     pub player_id: u64,
+    /// The room.
     pub room_id: u64,
+    /// The game mode of the room.
     pub mode: String,
+    /// The room server that hosts the room; others refuse the ticket (`WrongServer`).
     pub server_id: String,
+    /// When it was signed, unix ms.
     pub issued_ms: u64,
+    /// When it stops being valid, unix ms (about 10 s after issue).
     pub expires_ms: u64,
     /// Makes each ticket unique; the room server remembers used nonces until expiry.
     pub nonce: [u8; 16],
