@@ -410,3 +410,66 @@ fn bad_flags_exit_with_usage_code_2() {
         assert!(text.contains(flag), "--help explains {flag}");
     }
 }
+
+/// SIGTERM: the server stops accepting, tells every player `Kicked{ServerShutdown}`, and
+/// exits 0 within its drain deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_players_and_exits_cleanly() {
+    let mut server = Server::start(&[]).await;
+    let gw = GatewayClient::new(&server.http());
+    let matches = match_players(&gw, "duel", 2, "shutdown").await;
+    let mut a = connect::join(
+        &matches[0],
+        TransportKind::Ws,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut b = connect::join(
+        &matches[1],
+        TransportKind::Quic,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    for s in [&mut a, &mut b] {
+        next(s, "joined", |e| {
+            matches!(e, SessionEvent::Joined(_)).then_some(())
+        })
+        .await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for s in [&mut a, &mut b] {
+        let code = tokio::time::timeout(WAIT, async {
+            loop {
+                match s.events.recv().await {
+                    Some(SessionEvent::Closed { code }) => return code,
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("players are told");
+        assert_eq!(code, Some(ErrorCode::ServerShutdown));
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    let exit = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        poll.tick().await;
+    };
+    assert_eq!(exit.code(), Some(0));
+}
