@@ -22,6 +22,9 @@ use crate::room::{RoomInput, Seated, Seating};
 use crate::transport::{Reader, TransportKind};
 use crate::{unix_ms, RoomServer, SessionRecord};
 
+/// The window over which rate-limited messages are counted for disconnection.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A refusal: the code and a line for the client.
 type Refusal = (ErrorCode, String);
 
@@ -358,7 +361,7 @@ async fn play(
         config.session_message_burst,
     );
     let mut replays_in_a_row = 0;
-    let mut limited_in_a_row = 0;
+    let mut limited_window = (Instant::now(), 0u32);
     loop {
         let msg = match tokio::time::timeout(idle, reader.recv()).await {
             Err(_) => return End::Closed(ErrorCode::IdleTimeout),
@@ -380,13 +383,16 @@ async fn play(
         // Both limits are checked; a flood is dropped before it costs the room anything.
         if session_rate.check().is_err() || ip.limiter.check().is_err() {
             shared.metrics.rate_limited.inc();
-            limited_in_a_row += 1;
-            if limited_in_a_row > config.max_rate_limited_in_a_row {
+            let now = Instant::now();
+            if now.duration_since(limited_window.0) >= RATE_WINDOW {
+                limited_window = (now, 0);
+            }
+            limited_window.1 += 1;
+            if limited_window.1 > config.max_rate_limited_per_s {
                 return End::Closed(ErrorCode::RateLimited);
             }
             continue;
         }
-        limited_in_a_row = 0;
         if session.window.lock().check(seq).is_err() {
             shared.metrics.replayed_messages.inc();
             replays_in_a_row += 1;

@@ -60,8 +60,9 @@ pub struct RoomServerConfig {
     /// Messages per second one session may send, sustained (default 120) and burst (240).
     pub session_message_rate_per_s: u32,
     pub session_message_burst: u32,
-    /// Rate-limited messages in a row before the connection is closed (default 256).
-    pub max_rate_limited_in_a_row: u32,
+    /// Rate-limited messages within one second past which the connection is closed
+    /// (default 240: a client sending at three times its rate is a flood, not a burst).
+    pub max_rate_limited_per_s: u32,
     /// New rooms are refused while the last second's tick p99 exceeds this, in ms (default 10).
     pub max_tick_p99_ms: f64,
 }
@@ -85,7 +86,7 @@ impl Default for RoomServerConfig {
             ip_message_burst: 200_000,
             session_message_rate_per_s: 120,
             session_message_burst: 240,
-            max_rate_limited_in_a_row: 256,
+            max_rate_limited_per_s: 240,
             max_tick_p99_ms: 10.0,
         }
     }
