@@ -159,29 +159,36 @@ async fn raw_join(
     mode: &str,
     capture: &mut Vec<Vec<u8>>,
 ) -> (RawConn, Welcome) {
-    let (ticket, secret) = server.ticket(player, room, mode);
-    let mut conn = server.raw(transport).await;
-    send(
-        &mut conn,
-        &ClientMsg::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            protocol_hash: protocol_hash(),
-            ticket,
-        },
-        capture,
-    )
-    .await;
-    let nonce = challenge(&mut conn).await;
-    send(
-        &mut conn,
-        &ClientMsg::ChallengeResponse {
-            mac: token::challenge_mac(&secret, &nonce),
-        },
+    let mut conn = raw_handshake(
+        server,
+        transport,
+        server.ticket(player, room, mode),
         capture,
     )
     .await;
     let w = welcome(&mut conn).await;
     (conn, w)
+}
+
+/// Opens a raw connection, sends Hello with `ticket` and answers the challenge; the reply
+/// (Welcome or a refusal) is left for the caller to read.
+async fn raw_handshake(
+    server: &TestServer,
+    transport: TransportKind,
+    (ticket, secret): (String, Secret),
+    capture: &mut Vec<Vec<u8>>,
+) -> RawConn {
+    let mut conn = server.raw(transport).await;
+    let hello = ClientMsg::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        protocol_hash: protocol_hash(),
+        ticket,
+    };
+    send(&mut conn, &hello, capture).await;
+    let nonce = challenge(&mut conn).await;
+    let mac = token::challenge_mac(&secret, &nonce);
+    send(&mut conn, &ClientMsg::ChallengeResponse { mac }, capture).await;
+    conn
 }
 
 async fn send(conn: &mut RawConn, msg: &ClientMsg, capture: &mut Vec<Vec<u8>>) {
@@ -484,27 +491,8 @@ async fn overloaded_server_answers_server_busy_for_new_rooms() {
     .await;
     let mut capture = Vec::new();
     let (_a, _) = raw_join(&server, TransportKind::Ws, 1, 800, "arena", &mut capture).await;
-    let (ticket, secret) = server.ticket(2, 801, "arena");
-    let mut conn = server.raw(TransportKind::Ws).await;
-    send(
-        &mut conn,
-        &ClientMsg::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            protocol_hash: protocol_hash(),
-            ticket,
-        },
-        &mut capture,
-    )
-    .await;
-    let nonce = challenge(&mut conn).await;
-    send(
-        &mut conn,
-        &ClientMsg::ChallengeResponse {
-            mac: token::challenge_mac(&secret, &nonce),
-        },
-        &mut capture,
-    )
-    .await;
+    let ticket = server.ticket(2, 801, "arena");
+    let mut conn = raw_handshake(&server, TransportKind::Ws, ticket, &mut capture).await;
     assert_eq!(refusal(&mut conn).await, Some(ErrorCode::ServerBusy));
     // The running room still seats its players.
     let (_b, w) = raw_join(&server, TransportKind::Ws, 3, 800, "arena", &mut capture).await;
@@ -512,27 +500,8 @@ async fn overloaded_server_answers_server_busy_for_new_rooms() {
 
     let server = TestServer::quick().await;
     server.server().shared.admission.set_overloaded(true);
-    let (ticket, secret) = server.ticket(4, 900, "arena");
-    let mut conn = server.raw(TransportKind::Quic).await;
-    send(
-        &mut conn,
-        &ClientMsg::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            protocol_hash: protocol_hash(),
-            ticket,
-        },
-        &mut capture,
-    )
-    .await;
-    let nonce = challenge(&mut conn).await;
-    send(
-        &mut conn,
-        &ClientMsg::ChallengeResponse {
-            mac: token::challenge_mac(&secret, &nonce),
-        },
-        &mut capture,
-    )
-    .await;
+    let ticket = server.ticket(4, 900, "arena");
+    let mut conn = raw_handshake(&server, TransportKind::Quic, ticket, &mut capture).await;
     assert_eq!(refusal(&mut conn).await, Some(ErrorCode::ServerBusy));
 }
 

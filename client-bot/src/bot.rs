@@ -1,12 +1,15 @@
 //! One bot's life: log in, queue, join, then play in the room (see `in_room`: random-walk
 //! inputs through the link conditioner, the lockstep sim and checksums, chaos drops), leave,
-//! and measure all along.
+//! and measure all along. When its room's server is gone the bot queues again through the
+//! gateway and plays on in a new room (a rejoin).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tickroom_protocol::connect::{join, ConnectError, GatewayClient, QuicClient, TransportKind};
+use tickroom_protocol::connect::{
+    ConnectError, GatewayClient, MatchResult, QuicClient, RoomStatus, SessionDriver, TransportKind,
+};
 use tickroom_protocol::SessionConfig;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -20,6 +23,15 @@ mod in_room;
 pub const CHECKSUM_INTERVAL_FRAMES: u64 = 10;
 /// Longest wait for a match.
 pub const MATCHMAKING_TIMEOUT: Duration = Duration::from_secs(60);
+/// A bot disconnected this long without resuming asks the gateway whether its room's server
+/// still lives.
+pub const REJOIN_AFTER: Duration = Duration::from_secs(1);
+/// While the server lives, the bot asks again this often (and keeps waiting for the resume).
+pub const ROOM_STATUS_PERIOD: Duration = Duration::from_secs(1);
+/// Time allowed for one `GET /v1/rooms/{id}`.
+pub const ROOM_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two failed attempts to queue again for a rejoin.
+const REQUEUE_RETRY: Duration = Duration::from_millis(500);
 
 /// What one bot does.
 #[derive(Debug, Clone)]
@@ -49,8 +61,8 @@ pub struct BotConfig {
 /// What bots share.
 #[derive(Debug, Clone)]
 pub struct BotContext {
-    /// Gateway client (one HTTP connection pool).
-    pub gateway: GatewayClient,
+    /// Gateway clients (one HTTP connection pool each); bot i starts with gateway i % n.
+    pub gateways: Arc<[GatewayClient]>,
     /// One QUIC endpoint (one UDP socket) for all bots; `None` makes one per connection.
     pub quic: Option<QuicClient>,
     /// Live counters for the progress bar.
@@ -64,35 +76,137 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
     ctx.live.started.fetch_add(1, Ordering::Relaxed);
     let index = config.index;
     let give_up = tokio::time::Instant::from_std(config.give_up_at);
-    let found = tokio::time::timeout_at(
-        give_up,
-        ctx.gateway
-            .find_match(&config.device_id, &config.mode, MATCHMAKING_TIMEOUT),
-    )
-    .await;
-    let matched = match found {
-        Ok(Ok(m)) => m,
+    let mut player = Player::new(&ctx.gateways, index, config.device_id.clone());
+    let mut attempt = 0u64;
+    let joined =
+        tokio::time::timeout_at(give_up, player.join(&config, attempt, ctx.quic.clone())).await;
+    let mut driver = match joined {
+        Ok(Ok(d)) => d,
         Ok(Err(e)) => return failed(&ctx.live, index, connect_error_name(&e), &e),
-        Err(_) => return failed(&ctx.live, index, "timeout", &"matchmaking"),
+        Err(_) => return failed(&ctx.live, index, "timeout", &"matchmaking or connect"),
     };
-    debug!(bot = index, room = matched.room_id, "matched");
-    let session_config = SessionConfig {
-        jitter_seed: config.seed,
-        ..SessionConfig::default()
-    };
-    let joined = tokio::time::timeout_at(
-        give_up,
-        join(&matched, config.transport, session_config, ctx.quic.clone()),
-    )
-    .await;
-    let session = match joined {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return failed(&ctx.live, index, connect_error_name(&e), &e),
-        Err(_) => return failed(&ctx.live, index, "timeout", &"connect"),
-    };
-    in_room::Bot::new(config, ctx.live)
-        .play(session, ctx.stop)
-        .await
+    let mut bot = in_room::Bot::new(config.clone(), ctx.live.clone(), ctx.stop.clone());
+    loop {
+        match bot.play(driver, &mut player).await {
+            in_room::RoomEnd::Done => break,
+            in_room::RoomEnd::Rejoin => {
+                attempt += 1;
+                debug!(bot = index, "queueing again: the room's server is gone");
+                let rejoin = async {
+                    loop {
+                        match player.join(&config, attempt, ctx.quic.clone()).await {
+                            Ok(d) => return d,
+                            Err(e) => {
+                                debug!(bot = index, "rejoin attempt failed: {e}");
+                                player.next_gateway();
+                                tokio::time::sleep(REQUEUE_RETRY).await;
+                            }
+                        }
+                    }
+                };
+                match tokio::time::timeout_at(give_up, rejoin).await {
+                    Ok(d) => driver = d,
+                    Err(_) => {
+                        bot.fail("rejoin_failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    bot.finish()
+}
+
+/// The bot as the gateway knows it: its gateway, device id and session token.
+pub(crate) struct Player {
+    gateways: Arc<[GatewayClient]>,
+    gateway: usize,
+    device_id: String,
+    token: Option<String>,
+}
+
+impl Player {
+    fn new(gateways: &Arc<[GatewayClient]>, index: usize, device_id: String) -> Player {
+        Player {
+            gateways: gateways.clone(),
+            gateway: index % gateways.len().max(1),
+            device_id,
+            token: None,
+        }
+    }
+
+    fn client(&self) -> &GatewayClient {
+        &self.gateways[self.gateway % self.gateways.len()]
+    }
+
+    /// Uses the next gateway from now on (after one failed).
+    pub(crate) fn next_gateway(&mut self) {
+        self.gateway = (self.gateway + 1) % self.gateways.len().max(1);
+    }
+
+    async fn token(&mut self) -> Result<String, ConnectError> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let login = self.client().login_device(&self.device_id).await?;
+        self.token = Some(login.session_token.clone());
+        Ok(login.session_token)
+    }
+
+    /// Queues (logging in again if the token was refused), waits for the match, and opens the
+    /// room's transport.
+    async fn join(
+        &mut self,
+        config: &BotConfig,
+        attempt: u64,
+        quic: Option<QuicClient>,
+    ) -> Result<SessionDriver, ConnectError> {
+        let m = self.find_match(&config.mode).await?;
+        debug!(bot = config.index, room = m.room_id, "matched");
+        let session_config = SessionConfig {
+            jitter_seed: config.seed.wrapping_add(attempt),
+            ..SessionConfig::default()
+        };
+        SessionDriver::open_match(&m, config.transport, session_config, quic).await
+    }
+
+    async fn find_match(&mut self, mode: &str) -> Result<MatchResult, ConnectError> {
+        let token = self.token().await?;
+        let (token, ticket) = match self.client().queue(&token, mode).await {
+            Ok(ticket) => (token, ticket),
+            Err(ConnectError::Gateway { status: 401, .. }) => {
+                self.token = None;
+                let token = self.token().await?;
+                let ticket = self.client().queue(&token, mode).await?;
+                (token, ticket)
+            }
+            Err(e) => return Err(e),
+        };
+        self.client()
+            .wait_match(&token, &ticket, MATCHMAKING_TIMEOUT)
+            .await
+    }
+
+    /// `GET /v1/rooms/{room_id}`; `None` when the gateway does not know the room (any more).
+    pub(crate) async fn room_status(
+        &mut self,
+        room_id: u64,
+    ) -> Result<Option<RoomStatus>, ConnectError> {
+        let token = self.token().await?;
+        let asked = tokio::time::timeout(
+            ROOM_STATUS_TIMEOUT,
+            self.client().room_status(&token, room_id),
+        )
+        .await;
+        match asked {
+            Ok(Err(ConnectError::Gateway { status: 401, .. })) => {
+                self.token = None;
+                Err(ConnectError::Timeout("token refused"))
+            }
+            Ok(answer) => answer,
+            Err(_) => Err(ConnectError::Timeout("room status")),
+        }
+    }
 }
 
 /// The report name of a connect error: the server's `ErrorCode::name()` when it gave one.

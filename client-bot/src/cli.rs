@@ -51,9 +51,10 @@ pub struct PlayArgs {
 /// Flags of `swarm`.
 #[derive(Debug, Clone, Args)]
 pub struct SwarmArgs {
-    /// Gateway base URL, e.g. http://127.0.0.1:7700.
-    #[arg(long)]
-    pub server: String,
+    /// Gateway base URL, e.g. http://127.0.0.1:7700; several (comma-separated or the flag
+    /// repeated) spread the bots: bot i uses gateway i % n.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub server: Vec<String>,
     /// Number of bots.
     #[arg(long, default_value_t = 10)]
     pub bots: usize,
@@ -90,9 +91,11 @@ pub struct SwarmArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Server metrics to scrape at the end (default: <server>/metrics).
-    #[arg(long)]
-    pub metrics_url: Option<String>,
+    /// Server metrics to scrape at the end, repeatable or comma-separated (default: the first
+    /// gateway's /metrics); several servers' figures are combined (worst tick p99 and RSS,
+    /// summed overruns).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics_url: Vec<String>,
     /// No progress bar (it is also off when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -224,9 +227,60 @@ pub fn parse_drop_rate(text: &str) -> Result<DropRate, String> {
     Ok(DropRate { per_second })
 }
 
+impl SwarmArgs {
+    /// The metrics endpoints to scrape: `--metrics-url`, else the first gateway's `/metrics`.
+    pub fn metrics_urls(&self) -> Vec<String> {
+        if !self.metrics_url.is_empty() {
+            return self.metrics_url.clone();
+        }
+        self.server
+            .first()
+            .map(|s| format!("{}/metrics", s.trim_end_matches('/')))
+            .into_iter()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn swarm(args: &[&str]) -> SwarmArgs {
+        let cli = Cli::try_parse_from(["tickroom-bot", "swarm"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Swarm(s) => s,
+            Command::Play(_) => panic!("not a swarm"),
+        }
+    }
+
+    #[test]
+    fn several_gateways_and_metrics_urls() {
+        let s = swarm(&[
+            "--server",
+            "http://a:1,http://b:2",
+            "--server",
+            "http://c:3",
+        ]);
+        assert_eq!(s.server, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(s.metrics_urls(), ["http://a:1/metrics"]);
+        let s = swarm(&[
+            "--server",
+            "http://a:1/",
+            "--metrics-url",
+            "http://r1/metrics",
+            "--metrics-url",
+            "http://r2/metrics,http://r3/metrics",
+        ]);
+        assert_eq!(
+            s.metrics_urls(),
+            [
+                "http://r1/metrics",
+                "http://r2/metrics",
+                "http://r3/metrics"
+            ]
+        );
+        assert!(Cli::try_parse_from(["tickroom-bot", "swarm"]).is_err());
+    }
 
     fn check_duration(text: &str, expect: Option<Duration>) {
         assert_eq!(parse_duration(text).ok(), expect, "{text}");
@@ -299,6 +353,8 @@ mod tests {
             panic!("not a swarm")
         };
         assert_eq!(s.bots, 5);
+        assert_eq!(s.server, ["http://127.0.0.1:1"]);
+        assert!(s.metrics_url.is_empty());
         assert_eq!(s.latency, Duration::from_millis(50));
         assert_eq!(s.loss, 0.02);
     }

@@ -39,7 +39,7 @@ pub async fn run_play(args: &PlayArgs) -> BotOutcome {
         give_up_at: Instant::now() + MATCHMAKING_TIMEOUT + args.duration + PLAY_DEADLINE_SLACK,
     };
     let ctx = BotContext {
-        gateway: GatewayClient::new(&args.server),
+        gateways: Arc::new([GatewayClient::new(&args.server)]),
         quic: None,
         live: Arc::new(LiveStats::default()),
         stop,

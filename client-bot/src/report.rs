@@ -30,8 +30,14 @@ pub struct Report {
     pub errors: u64,
     pub errors_by_code: BTreeMap<String, u64>,
     pub reconnects: u64,
+    /// Rooms joined again through the gateway after the old room's server was gone.
+    pub rejoins: u64,
     pub rtt_ms: RttMs,
     pub resume_ms: ResumeMs,
+    /// Connection loss → `Joined` in the new room.
+    pub rejoin_ms: RejoinMs,
+    /// Lockstep frames never received (gaps in the frame numbers); `null` unless lockstep.
+    pub lost_frames: Option<u64>,
     pub interval_jitter_ms: JitterMs,
     pub bytes_per_bot_s: BytesPerBotS,
     pub server: ServerFigures,
@@ -53,6 +59,14 @@ pub struct RttMs {
 pub struct ResumeMs {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+}
+
+/// Connection loss → joined a new room through the gateway, in ms.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct RejoinMs {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
 }
 
 /// |snapshot/frame interval − nominal|, in ms.
@@ -123,6 +137,7 @@ impl Report {
             errors,
             errors_by_code,
             reconnects: all.reconnects,
+            rejoins: all.rejoins,
             rtt_ms: RttMs {
                 p50: quantile_ms(&all.rtt, 0.5),
                 p90: quantile_ms(&all.rtt, 0.9),
@@ -134,6 +149,12 @@ impl Report {
                 p50: quantile_ms(&all.resume, 0.5),
                 p99: quantile_ms(&all.resume, 0.99),
             },
+            rejoin_ms: RejoinMs {
+                p50: quantile_ms(&all.rejoin, 0.5),
+                p99: quantile_ms(&all.rejoin, 0.99),
+                max: max_ms(&all.rejoin),
+            },
+            lost_frames: (all.frames > 0).then_some(all.lost_frames),
             interval_jitter_ms: JitterMs {
                 p99: quantile_ms(&all.jitter, 0.99),
             },
@@ -184,6 +205,14 @@ impl fmt::Display for Report {
         writeln!(f, "  reconnects    {:>10}", self.reconnects)?;
         writeln!(
             f,
+            "  rejoins       {:>10}   p50 {} ms  p99 {} ms  max {} ms",
+            self.rejoins,
+            opt(self.rejoin_ms.p50, 1),
+            opt(self.rejoin_ms.p99, 1),
+            opt(self.rejoin_ms.max, 1)
+        )?;
+        writeln!(
+            f,
             "  rtt ms        p50 {}  p90 {}  p99 {}  p999 {}  max {}",
             opt(r.p50, 2),
             opt(r.p90, 2),
@@ -201,6 +230,12 @@ impl fmt::Display for Report {
             f,
             "  jitter ms     p99 {}",
             opt(self.interval_jitter_ms.p99, 2)
+        )?;
+        writeln!(
+            f,
+            "  lost frames   {:>10}",
+            self.lost_frames
+                .map_or_else(|| "-".to_string(), |n| n.to_string())
         )?;
         writeln!(
             f,
@@ -252,6 +287,28 @@ pub fn parse_metrics(text: &str) -> ServerFigures {
     figures
 }
 
+/// Scrapes every url and combines what answered: the worst tick p99 and RSS of any server,
+/// the sum of overruns; a figure no server gave stays `None`.
+pub async fn scrape_all(urls: &[String]) -> ServerFigures {
+    let mut scraped = Vec::with_capacity(urls.len());
+    for url in urls {
+        scraped.push(scrape_metrics(url).await);
+    }
+    combine(&scraped)
+}
+
+/// Combines the figures of several servers (see [`scrape_all`]).
+pub fn combine(figures: &[ServerFigures]) -> ServerFigures {
+    let max =
+        |pick: fn(&ServerFigures) -> Option<f64>| figures.iter().filter_map(pick).reduce(f64::max);
+    let overruns: Vec<u64> = figures.iter().filter_map(|f| f.overruns).collect();
+    ServerFigures {
+        tick_p99_ms: max(|f| f.tick_p99_ms),
+        overruns: (!overruns.is_empty()).then(|| overruns.iter().sum()),
+        rss_mb: max(|f| f.rss_mb),
+    }
+}
+
 /// Scrapes `url`; all `None` when the server cannot be reached.
 pub async fn scrape_metrics(url: &str) -> ServerFigures {
     let fetch = async {
@@ -289,7 +346,7 @@ mod tests {
     use super::*;
     use crate::stats::record;
 
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 19] = [
         "transport",
         "mode",
         "bots",
@@ -300,8 +357,11 @@ mod tests {
         "errors",
         "errors_by_code",
         "reconnects",
+        "rejoins",
         "rtt_ms",
         "resume_ms",
+        "rejoin_ms",
+        "lost_frames",
         "interval_jitter_ms",
         "bytes_per_bot_s",
         "server",
@@ -333,6 +393,11 @@ mod tests {
             assert!(v["rtt_ms"][key].is_null(), "rtt_ms.{key}");
         }
         assert!(v["resume_ms"]["p50"].is_null() && v["resume_ms"]["p99"].is_null());
+        for key in ["p50", "p99", "max"] {
+            assert!(v["rejoin_ms"][key].is_null(), "rejoin_ms.{key}");
+        }
+        assert_eq!(v["rejoins"], 0);
+        assert!(v["lost_frames"].is_null());
         assert!(v["interval_jitter_ms"]["p99"].is_null());
         assert!(v["bytes_per_bot_s"]["up"].is_null() && v["bytes_per_bot_s"]["down"].is_null());
         for key in ["tick_p99_ms", "overruns", "rss_mb"] {
@@ -370,6 +435,44 @@ mod tests {
         assert_eq!(v["bytes_per_bot_s"]["down"], 2000.0);
         assert_eq!(v["bot_cpu_ms_per_bot_s"], 50.0);
         assert!(v["resume_ms"]["p50"].is_null());
+        assert!(v["lost_frames"].is_null(), "not lockstep");
+    }
+
+    #[test]
+    fn rejoins_and_lost_frames_are_reported() {
+        let mut ok = BotOutcome {
+            joined: true,
+            room_id: Some(7),
+            ..BotOutcome::default()
+        };
+        ok.measurements.rejoins = 1;
+        record(&mut ok.measurements.rejoin, Duration::from_millis(1500));
+        ok.measurements.frames = 100;
+        ok.measurements.lost_frames = 2;
+        let v = build(&[ok], None);
+        assert_eq!(v["rejoins"], 1);
+        assert!((v["rejoin_ms"]["p99"].as_f64().unwrap() - 1500.0).abs() < 2.0);
+        assert!((v["rejoin_ms"]["max"].as_f64().unwrap() - 1500.0).abs() < 2.0);
+        assert_eq!(v["lost_frames"], 2);
+    }
+
+    #[test]
+    fn server_figures_combine() {
+        let a = ServerFigures {
+            tick_p99_ms: Some(1.0),
+            overruns: Some(2),
+            rss_mb: Some(40.0),
+        };
+        let b = ServerFigures {
+            tick_p99_ms: Some(3.0),
+            overruns: Some(5),
+            rss_mb: None,
+        };
+        let c = combine(&[a, b, ServerFigures::default()]);
+        assert_eq!(c.tick_p99_ms, Some(3.0));
+        assert_eq!(c.overruns, Some(7));
+        assert_eq!(c.rss_mb, Some(40.0));
+        assert_eq!(combine(&[]), ServerFigures::default());
     }
 
     #[test]

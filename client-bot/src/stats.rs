@@ -3,7 +3,7 @@
 //! progress bar reads while a swarm runs.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,19 +22,94 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Records `d` in microseconds (at least 1 µs, at most the bound).
-pub fn record(h: &mut Histogram<u64>, d: Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-    h.saturating_record(us);
+pub fn record(samples: &mut Samples, d: Duration) {
+    samples.record(d);
+}
+
+/// Records `d` in microseconds into a histogram (at least 1 µs, at most the bound).
+pub fn record_histogram(h: &mut Histogram<u64>, d: Duration) {
+    h.saturating_record(micros(d));
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TRACKED_US)
 }
 
 /// The `q` quantile in milliseconds, `None` when nothing was recorded.
-pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+pub fn quantile_ms(s: &Samples, q: f64) -> Option<f64> {
+    let h = s.histogram();
     (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
 }
 
 /// The largest sample in milliseconds, `None` when nothing was recorded.
-pub fn max_ms(h: &Histogram<u64>) -> Option<f64> {
+pub fn max_ms(s: &Samples) -> Option<f64> {
+    let h = s.histogram();
     (!h.is_empty()).then(|| h.max() as f64 / 1000.0)
+}
+
+/// Samples folded into the histogram at once; below this a bot keeps them raw.
+pub const SAMPLE_BATCH: usize = 4096;
+
+/// Latency samples: kept raw (a push per sample, cache friendly, 4 bytes each) and folded into
+/// an HDR histogram in batches of [`SAMPLE_BATCH`]. A bot of a one-minute run never allocates
+/// a histogram (each one is ~140 KB that thousands of bots would touch at random).
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    raw: Vec<u32>,
+    folded: Option<Histogram<u64>>,
+}
+
+impl Samples {
+    /// Adds one sample.
+    pub fn record(&mut self, d: Duration) {
+        // MAX_TRACKED_US fits in u32.
+        self.raw.push(micros(d) as u32);
+        if self.raw.len() >= SAMPLE_BATCH {
+            self.fold();
+        }
+    }
+
+    /// How many samples were recorded.
+    pub fn len(&self) -> u64 {
+        self.raw.len() as u64 + self.folded.as_ref().map_or(0, Histogram::len)
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds another set of samples to these.
+    pub fn merge(&mut self, other: &Samples) {
+        if let Some(h) = &other.folded {
+            // Same bounds on both sides, so `add` cannot fail.
+            let _ = self.folded.get_or_insert_with(new_histogram).add(h);
+        }
+        for &us in &other.raw {
+            self.raw.push(us);
+            if self.raw.len() >= SAMPLE_BATCH {
+                self.fold();
+            }
+        }
+    }
+
+    /// All samples as one histogram.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut h = self.folded.clone().unwrap_or_else(new_histogram);
+        for &us in &self.raw {
+            h.saturating_record(u64::from(us));
+        }
+        h
+    }
+
+    fn fold(&mut self) {
+        let h = self.folded.get_or_insert_with(new_histogram);
+        for us in self.raw.drain(..) {
+            h.saturating_record(u64::from(us));
+        }
+    }
 }
 
 /// Send times by increasing key (input number or frame), so an ack for key k gives the RTT
@@ -115,16 +190,18 @@ impl IntervalJitter {
 }
 
 /// Everything one bot (or a whole swarm, once merged) measured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Measurements {
     /// Input→ack RTT (state) or frame delivery latency (lockstep).
-    pub rtt: Histogram<u64>,
+    pub rtt: Samples,
     /// Connection loss → `Reconnected`.
-    pub resume: Histogram<u64>,
+    pub resume: Samples,
+    /// Connection loss → `Joined` in a new room (the old room's server was gone).
+    pub rejoin: Samples,
     /// |arrival interval − nominal| of snapshots or frames.
-    pub jitter: Histogram<u64>,
+    pub jitter: Samples,
     /// Ping/Pong RTT as the session measured it.
-    pub pong: Histogram<u64>,
+    pub pong: Samples,
     /// Snapshots processed.
     pub snapshots: u64,
     /// Frames processed.
@@ -139,6 +216,10 @@ pub struct Measurements {
     pub drops: u64,
     /// `Reconnected` events.
     pub reconnects: u64,
+    /// Rooms joined again through the gateway after the old room's server was gone.
+    pub rejoins: u64,
+    /// Lockstep frames never received: a frame `n` after `last` counts `n - last - 1`.
+    pub lost_frames: u64,
     /// Game data from the server that did not decode or frames that skipped a number.
     pub bad_data: u64,
     /// Seconds spent in a room (join → close).
@@ -149,36 +230,14 @@ pub struct Measurements {
     pub bytes_in: u64,
 }
 
-impl Default for Measurements {
-    fn default() -> Self {
-        Measurements {
-            rtt: new_histogram(),
-            resume: new_histogram(),
-            jitter: new_histogram(),
-            pong: new_histogram(),
-            snapshots: 0,
-            frames: 0,
-            link_dropped: 0,
-            desyncs: 0,
-            late_inputs: 0,
-            drops: 0,
-            reconnects: 0,
-            bad_data: 0,
-            played_s: 0.0,
-            bytes_out: 0,
-            bytes_in: 0,
-        }
-    }
-}
-
 impl Measurements {
     /// Adds another bot's measurements to these.
     pub fn merge(&mut self, other: &Measurements) {
-        // Same bounds on both sides, so `add` cannot fail.
-        let _ = self.rtt.add(&other.rtt);
-        let _ = self.resume.add(&other.resume);
-        let _ = self.jitter.add(&other.jitter);
-        let _ = self.pong.add(&other.pong);
+        self.rtt.merge(&other.rtt);
+        self.resume.merge(&other.resume);
+        self.rejoin.merge(&other.rejoin);
+        self.jitter.merge(&other.jitter);
+        self.pong.merge(&other.pong);
         self.snapshots += other.snapshots;
         self.frames += other.frames;
         self.link_dropped += other.link_dropped;
@@ -186,6 +245,8 @@ impl Measurements {
         self.late_inputs += other.late_inputs;
         self.drops += other.drops;
         self.reconnects += other.reconnects;
+        self.rejoins += other.rejoins;
+        self.lost_frames += other.lost_frames;
         self.bad_data += other.bad_data;
         self.played_s += other.played_s;
         self.bytes_out += other.bytes_out;
@@ -218,6 +279,8 @@ pub struct LiveStats {
     pub messages: AtomicU64,
     /// Errors so far.
     pub errors: AtomicU64,
+    /// A progress bar reads the RTT window (without one, bots skip the shared lock).
+    pub window_on: AtomicBool,
     /// RTT samples since the progress bar last looked.
     window: Mutex<Histogram<u64>>,
 }
@@ -229,6 +292,7 @@ impl Default for LiveStats {
             in_room: AtomicI64::new(0),
             messages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            window_on: AtomicBool::new(false),
             window: Mutex::new(new_histogram()),
         }
     }
@@ -237,15 +301,18 @@ impl Default for LiveStats {
 impl LiveStats {
     /// Adds an RTT sample to the current window.
     pub fn record_rtt(&self, d: Duration) {
+        if !self.window_on.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut h) = self.window.lock() {
-            record(&mut h, d);
+            record_histogram(&mut h, d);
         }
     }
 
     /// The p99 of the window in ms, and starts a new window.
     pub fn take_window_p99_ms(&self) -> Option<f64> {
         let mut h = self.window.lock().ok()?;
-        let p99 = quantile_ms(&h, 0.99);
+        let p99 = (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0);
         h.reset();
         p99
     }
@@ -316,14 +383,29 @@ mod tests {
 
     #[test]
     fn quantiles_are_none_when_empty() {
-        let mut h = new_histogram();
-        assert_eq!(quantile_ms(&h, 0.99), None);
-        assert_eq!(max_ms(&h), None);
-        record(&mut h, ms(20));
-        let p = quantile_ms(&h, 0.5).unwrap();
+        let mut s = Samples::default();
+        assert_eq!(quantile_ms(&s, 0.99), None);
+        assert_eq!(max_ms(&s), None);
+        record(&mut s, ms(20));
+        let p = quantile_ms(&s, 0.5).unwrap();
         assert!((p - 20.0).abs() < 0.1, "{p}");
-        record(&mut h, Duration::from_secs(3600));
+        record(&mut s, Duration::from_secs(3600));
+        let h = s.histogram();
         assert_eq!(h.max(), h.highest_equivalent(MAX_TRACKED_US));
+    }
+
+    #[test]
+    fn samples_fold_in_batches_and_merge() {
+        let mut a = Samples::default();
+        for i in 0..(SAMPLE_BATCH as u64 + 10) {
+            record(&mut a, Duration::from_micros(1 + i % 1000));
+        }
+        assert_eq!(a.len(), SAMPLE_BATCH as u64 + 10);
+        let mut b = Samples::default();
+        record(&mut b, ms(5));
+        b.merge(&a);
+        assert_eq!(b.len(), SAMPLE_BATCH as u64 + 11);
+        assert!((max_ms(&b).unwrap() - 5.0).abs() < 0.01);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::bot::{run_bot, BotConfig, BotContext};
 use crate::cli::{SwarmArgs, SwarmTransport};
 use crate::link::{LinkConfig, DEFAULT_MEAN_BURST_LEN};
-use crate::report::{process_cpu_time, scrape_metrics, Report, ReportInputs};
+use crate::report::{process_cpu_time, scrape_all, Report, ReportInputs};
 use crate::stats::{BotOutcome, LiveStats, Measurements};
 
 /// Slack after ramp + duration before the swarm aborts whatever still runs.
@@ -60,9 +60,9 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let quic = match args.transport {
         SwarmTransport::Ws => None,
-        SwarmTransport::Quic | SwarmTransport::Mixed => {
-            Some(QuicClient::new(family_of(&args.server))?)
-        }
+        SwarmTransport::Quic | SwarmTransport::Mixed => Some(QuicClient::new(family_of(
+            args.server.first().map_or("", String::as_str),
+        ))?),
     };
     let live = Arc::new(LiveStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -71,8 +71,11 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
             let _ = stop_tx.send(true);
         }
     });
+    anyhow::ensure!(!args.server.is_empty(), "--server is required");
+    let gateways: Arc<[GatewayClient]> =
+        args.server.iter().map(|s| GatewayClient::new(s)).collect();
     let ctx = BotContext {
-        gateway: GatewayClient::new(&args.server),
+        gateways,
         quic,
         live: live.clone(),
         stop: stop_rx.clone(),
@@ -83,7 +86,10 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
         loss: args.loss,
         mean_burst_len: DEFAULT_MEAN_BURST_LEN,
     };
-    let progress = show_progress(args).then(|| Progress::start(args.bots, live.clone()));
+    let progress = show_progress(args).then(|| {
+        live.window_on.store(true, Ordering::Relaxed);
+        Progress::start(args.bots, live.clone())
+    });
 
     let mut set = JoinSet::new();
     for index in 0..args.bots {
@@ -132,11 +138,7 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
-    let metrics_url = args
-        .metrics_url
-        .clone()
-        .unwrap_or_else(|| format!("{}/metrics", args.server.trim_end_matches('/')));
-    let server = scrape_metrics(&metrics_url).await;
+    let server = scrape_all(&args.metrics_urls()).await;
     let report = Report::build(ReportInputs {
         transport: args.transport.name(),
         mode: &args.mode,

@@ -2,7 +2,10 @@
 //! join the room over QUIC (certificate pinned by fingerprint) or WebSocket, driving the sans-IO
 //! `ClientSession` on a task. The game gets a typed event stream and a handle to send inputs.
 
+use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -35,7 +39,7 @@ const WS_CLOSE_CODE_BASE: u16 = 4000;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// WebSocket read buffer, in bytes.
-const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Read buffer for QUIC streams, in bytes.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
@@ -126,6 +130,19 @@ pub struct Login {
     pub expires_ms: u64,
 }
 
+/// Where a player's room is (`GET /v1/rooms/{room_id}`). A player whose room's server is not
+/// `alive` cannot resume there: it queues again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RoomStatus {
+    pub room_id: u64,
+    /// The room server that owns the room now.
+    pub server_id: String,
+    /// False once that server's registration expired.
+    pub alive: bool,
+    /// The room's ownership epoch.
+    pub epoch: u64,
+}
+
 #[derive(Deserialize)]
 struct GatewayErrorBody {
     code: u16,
@@ -209,6 +226,29 @@ impl GatewayClient {
         parse::<serde_json::Value>(req.send().await)
             .await
             .map(|_| ())
+    }
+
+    /// `GET /v1/rooms/{room_id}`: where the player's room is and whether its server lives;
+    /// `None` when the gateway does not know the room or the player is not in it (404).
+    pub async fn room_status(
+        &self,
+        token: &str,
+        room_id: u64,
+    ) -> Result<Option<RoomStatus>, ConnectError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/rooms/{room_id}", self.base))
+            .bearer_auth(token);
+        match parse::<RoomStatus>(req.send().await).await {
+            Ok(status) => Ok(Some(status)),
+            Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The gateway's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Login with a device id, queue for `mode`, and wait for the match.
@@ -362,6 +402,8 @@ impl ServerCertVerifier for PinVerifier {
 pub struct RawConn {
     inner: Raw,
     buf: Vec<u8>,
+    /// The tickroom code of a WebSocket close frame, once one arrived.
+    ws_close: Option<ErrorCode>,
     /// Bytes sent and received (payload), for bandwidth reports.
     pub bytes_out: u64,
     pub bytes_in: u64,
@@ -433,6 +475,7 @@ impl RawConn {
         RawConn {
             inner,
             buf: Vec::with_capacity(256),
+            ws_close: None,
             bytes_out: 0,
             bytes_in: 0,
         }
@@ -440,6 +483,17 @@ impl RawConn {
 
     /// Sends a message: inputs as QUIC datagrams when they fit, everything else reliably.
     pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ConnectError> {
+        if let Raw::Ws(ws) = &mut self.inner {
+            // The WebSocket message owns its bytes: encode straight into them (no copy).
+            let mut buf = Vec::with_capacity(self.buf.capacity());
+            codec::encode_client(msg, &mut buf)
+                .map_err(|e| ConnectError::Transport(e.to_string()))?;
+            self.bytes_out += buf.len() as u64;
+            return ws
+                .send(Message::Binary(buf.into()))
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string()));
+        }
         let mut buf = std::mem::take(&mut self.buf);
         codec::encode_client(msg, &mut buf).map_err(|e| ConnectError::Transport(e.to_string()))?;
         let unreliable = matches!(msg, ClientMsg::Input { .. });
@@ -496,7 +550,11 @@ impl RawConn {
         loop {
             match &mut self.inner {
                 Raw::Ws(ws) => match ws.next().await {
-                    None | Some(Ok(Message::Close(_))) => return Ok(None),
+                    None => return Ok(None),
+                    Some(Ok(Message::Close(frame))) => {
+                        self.ws_close = frame.and_then(|f| ws_close_to_code(f.code));
+                        return Ok(None);
+                    }
                     Some(Ok(Message::Binary(b))) => {
                         self.bytes_in += b.len() as u64;
                         return decode(&b);
@@ -543,7 +601,7 @@ impl RawConn {
     /// The tickroom code the server closed the transport with, when it said one.
     pub fn close_code(&self) -> Option<ErrorCode> {
         match &self.inner {
-            Raw::Ws(_) => None,
+            Raw::Ws(_) => self.ws_close,
             Raw::Quic { conn, .. } => match conn.close_reason()? {
                 quinn::ConnectionError::ApplicationClosed(c) => {
                     u16::try_from(c.error_code.into_inner())
@@ -712,11 +770,10 @@ pub async fn join_target(
     config: SessionConfig,
     quic: Option<QuicClient>,
 ) -> Result<Session, ConnectError> {
-    let conn = target.open(&quic).await?;
+    let driver = SessionDriver::open(target, ticket, join_secret, config, quic).await?;
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE_LEN);
     let (tx, commands) = mpsc::channel(COMMAND_QUEUE_LEN);
-    let session = ClientSession::new(config, ticket, join_secret, Instant::now());
-    let task = tokio::spawn(drive(session, target, quic, Some(conn), commands, event_tx));
+    let task = tokio::spawn(drive(driver, commands, event_tx));
     Ok(Session {
         events,
         handle: SessionHandle { tx },
@@ -748,116 +805,315 @@ pub async fn connect_quic(
     join(&m, TransportKind::Quic, SessionConfig::default(), None).await
 }
 
+/// The session task behind [`join`]: the driver's events go out on a channel, commands come
+/// in on another.
 async fn drive(
-    mut session: ClientSession,
-    mut target: JoinTarget,
-    quic: Option<QuicClient>,
-    mut conn: Option<RawConn>,
+    mut driver: SessionDriver,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<SessionEvent>,
 ) -> SessionStats {
-    let mut stats = SessionStats::default();
-    // One timer for the session's deadlines, re-armed only when the deadline changes.
-    let sleep = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(sleep);
-    let mut armed: Option<Instant> = None;
-    session.connected(Instant::now());
     loop {
-        // Hand out everything the session produced; handling an event (a reconnect) can
-        // produce messages again, so repeat until both queues are empty.
-        loop {
-            let mut progressed = false;
-            while let Some(msg) = session.poll_transmit() {
-                progressed = true;
-                let Some(c) = conn.as_mut() else { break };
-                if c.send(&msg).await.is_err() {
-                    lose(&mut session, &mut conn, &mut stats, None).await;
-                    break;
-                }
+        while let Some(event) = driver.poll_event().await {
+            if let SessionEvent::Closed { .. } = event {
+                let _ = events.send(event).await;
+                return driver.stats();
             }
-            while let Some(event) = session.poll_event() {
-                progressed = true;
-                match event {
-                    SessionEvent::Reconnect { .. } => match target.open(&quic).await {
-                        Ok(c) => {
-                            conn = Some(c);
-                            session.connected(Instant::now());
-                        }
-                        Err(_) => session.connection_lost(Instant::now(), None),
-                    },
-                    SessionEvent::Closed { code } => {
-                        if let Some(c) = conn.as_mut() {
-                            // Flush a final Leave, then close.
-                            while let Some(msg) = session.poll_transmit() {
-                                let _ = c.send(&msg).await;
-                            }
-                        }
-                        lose(&mut session, &mut conn, &mut stats, None).await;
-                        let _ = events.send(SessionEvent::Closed { code }).await;
-                        stats.reconnects = session.reconnects();
-                        return stats;
-                    }
-                    other => {
-                        if events.send(other).await.is_err() {
-                            // Nobody listens any more: leave.
-                            session.leave();
-                        }
-                    }
-                }
+            if events.send(event).await.is_err() {
+                // Nobody listens any more: leave.
+                driver.leave();
             }
-            if !progressed {
-                break;
-            }
-        }
-        let wake = session.poll_timeout();
-        if wake != armed {
-            if let Some(at) = wake {
-                sleep.as_mut().reset(at.into());
-            }
-            armed = wake;
         }
         tokio::select! {
-            msg = async { conn.as_mut().expect("guarded").recv().await }, if conn.is_some() => match msg {
-                Ok(Some(m)) => session.handle_message(Instant::now(), m),
-                Ok(None) | Err(_) => {
-                    let code = conn.as_ref().and_then(RawConn::close_code);
-                    lose(&mut session, &mut conn, &mut stats, code).await;
-                }
-            },
+            () = driver.wait(None) => {}
             cmd = commands.recv() => match cmd {
-                Some(Command::Input(b)) => { session.send_input(Instant::now(), b); }
-                Some(Command::FrameInput(f, b)) => session.send_frame_input(f, b),
-                Some(Command::Checksum(f, h)) => session.send_checksum(f, h),
-                Some(Command::Leave) | None => session.leave(),
-                Some(Command::DropConnection) => {
-                    if let Some(mut c) = conn.take() {
-                        stats.bytes_out += c.bytes_out;
-                        stats.bytes_in += c.bytes_in;
-                        c.close().await;
-                        session.connection_lost(Instant::now(), None);
-                    }
-                }
-                Some(Command::SwitchTransport(t)) => target.transport = t,
+                Some(Command::Input(b)) => { driver.send_input(Instant::now(), b); }
+                Some(Command::FrameInput(f, b)) => driver.send_frame_input(f, b),
+                Some(Command::Checksum(f, h)) => driver.send_checksum(f, h),
+                Some(Command::Leave) | None => driver.leave(),
+                Some(Command::DropConnection) => driver.drop_connection(),
+                Some(Command::SwitchTransport(t)) => driver.switch_transport(t),
             },
-            _ = &mut sleep, if armed.is_some() => {
-                armed = None;
-                session.handle_timeout(Instant::now());
-            }
         }
     }
 }
 
-async fn lose(
-    session: &mut ClientSession,
-    conn: &mut Option<RawConn>,
-    stats: &mut SessionStats,
-    code: Option<ErrorCode>,
-) {
-    if let Some(mut c) = conn.take() {
-        stats.bytes_out += c.bytes_out;
-        stats.bytes_in += c.bytes_in;
-        c.close().await;
-        session.connection_lost(Instant::now(), code);
+/// An opening transport connection (a reconnect in progress).
+type Opening = Pin<Box<dyn Future<Output = Result<RawConn, ConnectError>> + Send>>;
+
+/// The lower-level API under [`join`]: drives a [`ClientSession`] over a [`RawConn`] on the
+/// caller's task, with no channels and a single timer. A game loop (or a bot) calls the
+/// `send_*` methods, drains [`SessionDriver::poll_event`], and then awaits
+/// [`SessionDriver::wait`] with its own next deadline; the driver reconnects by itself.
+///
+/// ```text
+/// loop {
+///     while let Some(event) = driver.poll_event().await { /* game */ }
+///     driver.wait(Some(next_game_deadline)).await;
+/// }
+/// ```
+pub struct SessionDriver {
+    session: ClientSession,
+    target: JoinTarget,
+    quic: Option<QuicClient>,
+    conn: Option<RawConn>,
+    opening: Option<Opening>,
+    stats: SessionStats,
+    /// The one timer: the earlier of the session's deadline and the caller's.
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+    /// The session may hold messages to send or events to hand out.
+    dirty: bool,
+    /// `Closed` was handed out: nothing more will happen.
+    finished: bool,
+}
+
+impl fmt::Debug for SessionDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionDriver")
+            .field("session", &self.session)
+            .field("connected", &self.conn.is_some())
+            .field("opening", &self.opening.is_some())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionDriver {
+    /// Opens the transport to `target` and starts the handshake (`Hello` with `ticket`).
+    pub async fn open(
+        target: JoinTarget,
+        ticket: String,
+        join_secret: Secret,
+        config: SessionConfig,
+        quic: Option<QuicClient>,
+    ) -> Result<SessionDriver, ConnectError> {
+        let conn = target.open(&quic).await?;
+        let now = Instant::now();
+        let mut session = ClientSession::new(config, ticket, join_secret, now);
+        session.connected(now);
+        Ok(SessionDriver {
+            session,
+            target,
+            quic,
+            conn: Some(conn),
+            opening: None,
+            stats: SessionStats::default(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: None,
+            dirty: true,
+            finished: false,
+        })
+    }
+
+    /// Opens the room in a match result over `transport`.
+    pub async fn open_match(
+        m: &MatchResult,
+        transport: TransportKind,
+        config: SessionConfig,
+        quic: Option<QuicClient>,
+    ) -> Result<SessionDriver, ConnectError> {
+        let target = JoinTarget::from_match(m, transport)?;
+        SessionDriver::open(
+            target,
+            m.join_ticket.clone(),
+            m.join_secret()?,
+            config,
+            quic,
+        )
+        .await
+    }
+
+    /// The session (read only: state, RTT, the latest Welcome, ...).
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    /// Traffic so far (transports already closed plus the current one).
+    pub fn stats(&self) -> SessionStats {
+        let mut stats = self.stats;
+        if let Some(c) = &self.conn {
+            stats.bytes_out += c.bytes_out;
+            stats.bytes_in += c.bytes_in;
+        }
+        stats.reconnects = self.session.reconnects();
+        stats
+    }
+
+    /// True when messages or events may be waiting for [`SessionDriver::poll_event`].
+    pub fn needs_poll(&self) -> bool {
+        self.dirty && !self.finished
+    }
+
+    /// True once `Closed` was handed out.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// State sync: queues one input; returns its input number (0 when not in the room).
+    pub fn send_input(&mut self, now: Instant, bytes: Vec<u8>) -> u64 {
+        self.dirty = true;
+        self.session.send_input(now, bytes)
+    }
+
+    /// Lockstep: queues the input for `frame`.
+    pub fn send_frame_input(&mut self, frame: u64, bytes: Vec<u8>) {
+        self.dirty = true;
+        self.session.send_frame_input(frame, bytes);
+    }
+
+    /// Lockstep: queues the state hash after `frame`.
+    pub fn send_checksum(&mut self, frame: u64, hash: u64) {
+        self.dirty = true;
+        self.session.send_checksum(frame, hash);
+    }
+
+    /// Leaves the room; `poll_event` hands out `Closed` next.
+    pub fn leave(&mut self) {
+        self.dirty = true;
+        self.session.leave();
+    }
+
+    /// Drops the transport as if the network failed; the session resumes by itself.
+    pub fn drop_connection(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.retire(c);
+            self.dirty = true;
+            self.session.connection_lost(Instant::now(), None);
+        }
+    }
+
+    /// Uses `transport` for the next reconnect.
+    pub fn switch_transport(&mut self, transport: TransportKind) {
+        self.target.transport = transport;
+    }
+
+    /// Sends what the session queued and hands out its next event. Reconnects are handled
+    /// here (the transport is reopened in the background of [`SessionDriver::wait`]); after
+    /// `Closed` the transport is closed and nothing more comes.
+    pub async fn poll_event(&mut self) -> Option<SessionEvent> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            self.flush().await;
+            match self.session.poll_event() {
+                Some(SessionEvent::Reconnect { .. }) => self.start_opening(),
+                Some(SessionEvent::Closed { code }) => {
+                    // Flush a final Leave, then close.
+                    self.flush().await;
+                    if let Some(mut c) = self.conn.take() {
+                        c.close().await;
+                        self.retire(c);
+                    }
+                    self.opening = None;
+                    self.finished = true;
+                    self.dirty = false;
+                    return Some(SessionEvent::Closed { code });
+                }
+                Some(event) => return Some(event),
+                None => {
+                    self.dirty = false;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Waits until something happened — a message arrived, a session timer ran, a reconnect
+    /// finished or failed — or until `until`. Returns at once when `poll_event` has work.
+    /// Cancel safe: nothing is lost when the future is dropped.
+    pub async fn wait(&mut self, until: Option<Instant>) {
+        if self.dirty && !self.finished {
+            return;
+        }
+        let wake = earliest(self.session.poll_timeout(), until);
+        if wake != self.armed {
+            if let Some(at) = wake {
+                self.sleep.as_mut().reset(at.into());
+            }
+            self.armed = wake;
+        }
+        let woke = {
+            let SessionDriver {
+                conn,
+                opening,
+                sleep,
+                armed,
+                ..
+            } = self;
+            tokio::select! {
+                msg = async { conn.as_mut().expect("guarded").recv().await }, if conn.is_some() => Woke::Message(msg),
+                opened = async { opening.as_mut().expect("guarded").await }, if opening.is_some() => Woke::Opened(opened),
+                () = sleep.as_mut(), if armed.is_some() => Woke::Timer,
+                else => std::future::pending().await,
+            }
+        };
+        let now = Instant::now();
+        match woke {
+            Woke::Message(Ok(Some(m))) => self.session.handle_message(now, m),
+            Woke::Message(Ok(None) | Err(_)) => {
+                if let Some(c) = self.conn.take() {
+                    let code = c.close_code();
+                    self.retire(c);
+                    self.session.connection_lost(now, code);
+                }
+            }
+            Woke::Opened(opened) => {
+                self.opening = None;
+                match opened {
+                    Ok(c) => {
+                        self.conn = Some(c);
+                        self.session.connected(now);
+                    }
+                    Err(_) => self.session.connection_lost(now, None),
+                }
+            }
+            Woke::Timer => {
+                self.armed = None;
+                // Early calls are harmless, so the caller's deadline may share the timer.
+                self.session.handle_timeout(now);
+            }
+        }
+        self.dirty = true;
+    }
+
+    async fn flush(&mut self) {
+        while let Some(msg) = self.session.poll_transmit() {
+            let Some(c) = self.conn.as_mut() else {
+                continue;
+            };
+            if c.send(&msg).await.is_err() {
+                let c = self.conn.take().expect("just used");
+                self.retire(c);
+                self.session.connection_lost(Instant::now(), None);
+            }
+        }
+    }
+
+    fn start_opening(&mut self) {
+        let target = self.target.clone();
+        let quic = self.quic.clone();
+        self.opening = Some(Box::pin(async move { target.open(&quic).await }));
+    }
+
+    /// Keeps the counters of a transport that is going away.
+    fn retire(&mut self, c: RawConn) {
+        self.stats.bytes_out += c.bytes_out;
+        self.stats.bytes_in += c.bytes_in;
+    }
+}
+
+/// What ended a [`SessionDriver::wait`].
+enum Woke {
+    Message(Result<Option<ServerMsg>, ConnectError>),
+    Opened(Result<RawConn, ConnectError>),
+    Timer,
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -3,8 +3,7 @@
 //! the gateway's refusals (expired token, tampered/reused ticket, cancelled ticket, unknown
 //! mode, oversize body). Only loopback traffic; the child is killed by its own handle.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,72 +11,37 @@ use tickroom_protocol::connect::{self, GatewayClient, MatchResult, RawConn, Tran
 use tickroom_protocol::session::{SessionConfig, SessionEvent};
 use tickroom_protocol::{protocol_hash, token, ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 
-/// Longest a single wait may take.
-const WAIT: Duration = Duration::from_secs(15);
+mod common;
 
-/// The running binary; killed (by its own handle) when dropped.
+use common::{start_all_in_one, Proc, TempDir, WAIT};
+
+/// The all-in-one binary on port 0 and its temp dir (both cleaned up on drop).
 struct Server {
-    child: Child,
-    ready: Value,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    proc: Proc,
+    _dir: TempDir,
 }
 
 impl Server {
-    async fn start(extra: &[&str]) -> Server {
-        let dir =
-            std::env::temp_dir().join(format!("tickroom-e2e-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ready_file = dir.join("ready.json");
-        let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
-            .args([
-                "--http",
-                "127.0.0.1:0",
-                "--ws",
-                "127.0.0.1:0",
-                "--quic",
-                "127.0.0.1:0",
-                "--ready-file",
-            ])
-            .arg(&ready_file)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the tickroom binary");
-        // Poll for the ready file with a deadline (it is written once, atomically).
-        let deadline = Instant::now() + WAIT;
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        let ready = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready_file) {
-                break serde_json::from_str::<Value>(&text).expect("ready file is JSON");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not write its ready file"
-            );
-            poll.tick().await;
-        };
-        Server { child, ready, dir }
-    }
-
-    fn http(&self) -> String {
-        format!("http://{}", self.ready["http"].as_str().unwrap())
+    async fn start() -> Server {
+        let dir = TempDir::new("e2e");
+        Server {
+            proc: start_all_in_one(&dir).await,
+            _dir: dir,
+        }
     }
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+impl std::ops::Deref for Server {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 }
 
 async fn next<T>(
@@ -124,7 +88,7 @@ async fn match_players(gw: &GatewayClient, mode: &str, n: usize, tag: &str) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_file_names_every_listener_and_health_answers() {
-    let server = Server::start(&[]).await;
+    let server = Server::start().await;
     for key in ["http", "ws", "quic", "cert_fingerprint"] {
         assert!(
             server.ready[key].as_str().is_some_and(|v| !v.is_empty()),
@@ -148,7 +112,7 @@ async fn ready_file_names_every_listener_and_health_answers() {
 /// The whole flow in state sync: two players (duel) over WebSocket and QUIC in one room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_queue_join_and_play_state_sync_over_both_transports() {
-    let server = Server::start(&[]).await;
+    let server = Server::start().await;
     let gw = GatewayClient::new(&server.http());
     let matches = match_players(&gw, "duel", 2, "state").await;
     assert_eq!(
@@ -213,7 +177,7 @@ async fn login_queue_join_and_play_state_sync_over_both_transports() {
 /// Lockstep through the whole flow: eight players (both transports) get identical frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_queue_join_and_play_lockstep() {
-    let server = Server::start(&[]).await;
+    let server = Server::start().await;
     let gw = GatewayClient::new(&server.http());
     let matches = match_players(&gw, "arena-lockstep", 8, "lock").await;
     assert!(matches.iter().all(|m| m.room_id == matches[0].room_id));
@@ -267,7 +231,7 @@ async fn post(url: String, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_refusals_are_typed() {
-    let server = Server::start(&[]).await;
+    let server = Server::start().await;
     let base = server.http();
     let gw = GatewayClient::new(&base);
     // Unknown mode.
@@ -320,7 +284,7 @@ async fn gateway_refusals_are_typed() {
 /// A join ticket from the gateway works once; a reused or tampered one is refused by the room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_refuses_reused_and_tampered_tickets() {
-    let server = Server::start(&[]).await;
+    let server = Server::start().await;
     let gw = GatewayClient::new(&server.http());
     let matches = match_players(&gw, "duel", 2, "tickets").await;
     let m = &matches[0];
@@ -415,7 +379,7 @@ fn bad_flags_exit_with_usage_code_2() {
 /// exits 0 within its drain deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_tells_players_and_exits_cleanly() {
-    let mut server = Server::start(&[]).await;
+    let mut server = Server::start().await;
     let gw = GatewayClient::new(&server.http());
     let matches = match_players(&gw, "duel", 2, "shutdown").await;
     let mut a = connect::join(

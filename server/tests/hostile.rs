@@ -3,76 +3,41 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use serde_json::Value;
 use tickroom_protocol::{protocol_hash, ClientMsg, ServerMsg, ALPN, PROTOCOL_VERSION};
 
-const WAIT: Duration = Duration::from_secs(15);
+mod common;
+
+use common::{start_all_in_one, Proc, TempDir, WAIT};
+
 /// What a hostile peer may cost the server in resident memory, in bytes.
 const MAX_GROWTH_BYTES: i64 = 1024 * 1024;
 /// Payload the attacker streams after its oversize header (would be buffered if accepted).
 const ATTACK_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 
+/// The all-in-one binary on port 0 and its temp dir (both cleaned up on drop).
 struct Server {
-    child: Child,
-    ready: Value,
-    dir: std::path::PathBuf,
+    proc: Proc,
+    _dir: TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Server {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
     }
 }
 
 async fn start() -> Server {
-    let dir = std::env::temp_dir().join(format!(
-        "tickroom-hostile-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ready_file = dir.join("ready.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-            "--ready-file",
-        ])
-        .arg(&ready_file)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(20));
-    let ready = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready_file) {
-            break serde_json::from_str(&text).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no ready file");
-        poll.tick().await;
-    };
-    Server { child, ready, dir }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    let dir = TempDir::new("hostile");
+    Server {
+        proc: start_all_in_one(&dir).await,
+        _dir: dir,
+    }
 }
 
 fn rss_bytes(pid: u32) -> i64 {

@@ -7,44 +7,28 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tickroom_protocol::connect::{self, GatewayClient, MatchResult, Session, TransportKind};
 use tickroom_protocol::session::{SessionConfig, SessionEvent};
 
-const WAIT: Duration = Duration::from_secs(20);
 /// How long the whole rejoin of the killed server's players may take at the 99th percentile.
 const REJOIN_P99_LIMIT: Duration = Duration::from_secs(5);
 const KEYS: &str = "1:5f9c3a7e21d04b8c96e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
 
-/// A child process killed (by its own handle) when dropped.
-struct Proc {
-    child: Child,
-    ready: Value,
-}
+mod common;
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{start_tickroom, wait_for, Proc, TempDir, WAIT};
 
-/// Fields drop in order: gateways and room servers first, Redis last.
+/// Fields drop in order: gateways and room servers first, Redis last, the temp dir at the end.
 struct Cluster {
     gateways: Vec<Proc>,
     rooms: Vec<Proc>,
     _redis: Proc,
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: TempDir,
 }
 
 fn free_port() -> u16 {
@@ -53,15 +37,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(25));
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        poll.tick().await;
-    }
 }
 
 async fn start_redis(dir: &Path) -> (Proc, String) {
@@ -98,64 +73,32 @@ async fn start_redis(dir: &Path) -> (Proc, String) {
 }
 
 async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let ready_file = dir.join(format!("{name}.json"));
-    let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
-        .args(args)
-        .args(["--http", "127.0.0.1:0", "--ready-file"])
-        .arg(&ready_file)
-        .env("TICKROOM_KEYS", KEYS)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(name, || ready_file.exists()).await;
-    let ready = serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
-    Proc { child, ready }
+    start_tickroom(dir, name, args, &[("TICKROOM_KEYS", KEYS)]).await
 }
 
 async fn cluster() -> Cluster {
-    let dir = std::env::temp_dir().join(format!(
-        "tickroom-shard-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (redis, url) = start_redis(&dir).await;
+    let dir = TempDir::new("shard");
+    let (redis, url) = start_redis(&dir.0).await;
     let prefix = format!("t{}:", free_port());
     let mut rooms = Vec::new();
     for i in 1..=3 {
         let id = format!("room-{i}");
-        rooms.push(
-            start_role(
-                &dir,
-                &id,
-                &[
-                    "room",
-                    "--redis",
-                    &url,
-                    "--redis-prefix",
-                    &prefix,
-                    "--server-id",
-                    &id,
-                    "--ws",
-                    "127.0.0.1:0",
-                    "--quic",
-                    "127.0.0.1:0",
-                ],
-            )
-            .await,
-        );
+        let args = [
+            "room",
+            "--redis",
+            &url,
+            "--redis-prefix",
+            &prefix,
+            "--server-id",
+            &id,
+        ];
+        let listen = ["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"];
+        rooms.push(start_role(&dir.0, &id, &[&args[..], &listen[..]].concat()).await);
     }
     let mut gateways = Vec::new();
     for i in 1..=2 {
-        gateways.push(
-            start_role(
-                &dir,
-                &format!("gateway-{i}"),
-                &["gateway", "--redis", &url, "--redis-prefix", &prefix],
-            )
-            .await,
-        );
+        let args = ["gateway", "--redis", &url, "--redis-prefix", &prefix];
+        gateways.push(start_role(&dir.0, &format!("gateway-{i}"), &args).await);
     }
     Cluster {
         gateways,
@@ -384,17 +327,10 @@ async fn measure_login_to_room_redis_versus_in_memory() {
     const PLAYERS: usize = 200;
     let c = cluster().await;
     let redis = login_to_room_times(&[c.gateway(0), c.gateway(1)], PLAYERS, "redis").await;
-    let dir = std::env::temp_dir().join(format!("tickroom-aio-{}", free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let aio = start_role(
-        &dir,
-        "aio",
-        &["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"],
-    )
-    .await;
+    let dir = TempDir::new("aio");
+    let aio = common::start_all_in_one(&dir).await;
     let gw = GatewayClient::new(&format!("http://{}", aio.ready["http"].as_str().unwrap()));
     let memory = login_to_room_times(&[gw], PLAYERS, "mem").await;
-    let _ = std::fs::remove_dir_all(&dir);
     for (name, t) in [
         ("in-memory (all-in-one)", &memory),
         ("redis (2 gateways, 3 rooms)", &redis),
@@ -406,4 +342,105 @@ async fn measure_login_to_room_redis_versus_in_memory() {
             t[t.len() - 1].as_secs_f64() * 1e3
         );
     }
+}
+
+/// Sum of a gauge over the room servers' /metrics.
+async fn sessions_on(rooms: &[&Proc]) -> i64 {
+    let mut total = 0;
+    for r in rooms {
+        let url = format!("http://{}/metrics", r.ready["http"].as_str().unwrap());
+        if let Ok(resp) = reqwest::get(url).await {
+            let text = resp.text().await.unwrap_or_default();
+            total += text
+                .lines()
+                .find_map(|l| l.strip_prefix("tickroom_sessions "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// The real bot swarm through both gateways; one room server is killed under load. Every bot
+/// either keeps playing or rejoins through the gateway; the swarm ends with zero errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_swarm_through_two_gateways_survives_kill_9() {
+    let mut c = cluster().await;
+    let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
+    assert!(
+        bot.exists(),
+        "build the workspace first (cargo build --workspace --bins): {}",
+        bot.display()
+    );
+    let report = c.dir.join("swarm.json");
+    let servers = format!(
+        "http://{},http://{}",
+        c.gateways[0].ready["http"].as_str().unwrap(),
+        c.gateways[1].ready["http"].as_str().unwrap()
+    );
+    const BOTS: i64 = 60;
+    let mut swarm = Proc {
+        child: Command::new(&bot)
+            .args([
+                "swarm",
+                "--server",
+                &servers,
+                "--bots",
+                &BOTS.to_string(),
+                "--ramp",
+                "2s",
+                "--duration",
+                "12s",
+            ])
+            .args([
+                "--mode",
+                "duel",
+                "--transport",
+                "mixed",
+                "--no-progress",
+                "--max-errors",
+                "0",
+                "--report",
+            ])
+            .arg(&report)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        ready: Value::Null,
+    };
+    // Kill room-1 once every bot is seated somewhere.
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let seated = sessions_on(&c.rooms.iter().collect::<Vec<_>>()).await;
+        if seated >= BOTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {seated} of {BOTS} bots seated"
+        );
+        poll.tick().await;
+    }
+    c.rooms[0].child.kill().unwrap();
+    let _ = c.rooms[0].child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = swarm.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the swarm did not finish");
+        poll.tick().await;
+    };
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    eprintln!("swarm report: {r}");
+    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
+    assert_eq!(r["joined"], BOTS);
+    assert_eq!(r["errors"], 0);
+    assert!(
+        r["rejoins"].as_u64().unwrap() >= 1,
+        "bots on the killed server rejoined"
+    );
+    assert!(r["rejoin_ms"]["p99"].as_f64().unwrap() <= REJOIN_P99_LIMIT.as_secs_f64() * 1e3);
 }

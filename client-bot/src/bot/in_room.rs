@@ -1,5 +1,8 @@
-//! A bot in its room: the event loop over session events, the input timer, the link
-//! conditioner's delay queues and chaos drops; the lockstep sim and checksums; the measurements.
+//! A bot in its room, on one task with one timer: the session driver's events, the input
+//! clock, the link conditioner's delay queues, chaos drops, the end of play, the give-up
+//! deadline and the room-status checks all fold into a single deadline handed to
+//! `SessionDriver::wait`. The lockstep sim and checksums; the measurements; the decision to
+//! rejoin through the gateway when the room's server is gone.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,26 +13,25 @@ use rand::{Rng, SeedableRng};
 use tickroom_game::arena::ArenaInput;
 use tickroom_game::arena_lockstep::LockstepInput;
 use tickroom_game::{Arena, ArenaLockstep, LockstepGame, StateGame};
-use tickroom_protocol::connect::{Session, SessionHandle};
+use tickroom_protocol::connect::SessionDriver;
 use tickroom_protocol::{ErrorCode, SessionEvent, SyncKind, Welcome};
 use tokio::sync::watch;
-use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use super::{BotConfig, CHECKSUM_INTERVAL_FRAMES};
+use super::{BotConfig, Player, CHECKSUM_INTERVAL_FRAMES, REJOIN_AFTER, ROOM_STATUS_PERIOD};
 use crate::link::{DelayQueue, LinkDirection};
 use crate::stats::{
     add_in_room, record, BotOutcome, IntervalJitter, LiveStats, Measurements, SendLog,
 };
 
-/// How long the session task gets to finish once the bot is done.
-const SESSION_FINISH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often chaos rolls the dice.
 const CHAOS_PERIOD: Duration = Duration::from_secs(1);
 /// Largest change of a stick axis per input (random walk).
 const WALK_STEP: i16 = 24;
 /// Chance that an input presses dash.
 const DASH_PROBABILITY: f64 = 0.05;
+/// Snapshots/frames counted locally before they are added to the shared live counter.
+const LIVE_MESSAGE_BATCH: u64 = 64;
 
 /// Something the bot sends, held by the link conditioner until it is due.
 #[derive(Debug)]
@@ -59,68 +61,116 @@ impl RandomWalk {
     }
 }
 
-/// One bot in a room.
-pub(super) struct Bot {
-    config: BotConfig,
-    live: Arc<LiveStats>,
-    rng: SmallRng,
-    up: Option<LinkDirection>,
-    down: Option<LinkDirection>,
-    outbound: DelayQueue<Outgoing>,
-    inbound: DelayQueue<SessionEvent>,
-    walk: RandomWalk,
+/// How a room ended for the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RoomEnd {
+    /// The bot is done (played, left, failed or gave up).
+    Done,
+    /// The room's server is gone: queue again and play on in a new room.
+    Rejoin,
+}
+
+/// What the bot knows about the room it is in now; reset for every room.
+struct Room {
     welcome: Option<Welcome>,
     started: bool,
     start_tick: u64,
-    in_room: bool,
-    leaving: bool,
-    closed: bool,
-    joined_at: Option<Instant>,
-    closed_at: Option<Instant>,
-    end_at: Option<Instant>,
-    lost_at: Option<Instant>,
-    /// State sync: the session's input numbering (1, 2, 3, ...) and their send times.
-    input_no: u64,
+    /// The session was closed (the code, `None` after a plain leave).
+    closed: Option<Option<ErrorCode>>,
+    inbound: DelayQueue<SessionEvent>,
+    outbound: DelayQueue<Outgoing>,
+    /// State sync: send times of inputs by the session's input number.
     inputs: SendLog,
+    next_input_at: Option<Instant>,
     /// Lockstep: send times of frame inputs, the sim, the newest frame stepped and sent for.
     frames: SendLog,
     sim: Option<ArenaLockstep>,
+    /// The frame's inputs decoded (reused from frame to frame).
+    decoded: Vec<LockstepInput>,
     last_frame: u64,
     last_input_frame: u64,
     jitter: IntervalJitter,
+    /// When to ask the gateway whether this room's server still lives.
+    status_check_at: Option<Instant>,
+    /// The last message from the server.
+    last_heard: Option<Instant>,
+    /// The status check was started by silence (a dead QUIC server sends nothing at all),
+    /// not by a lost connection: the next message cancels it.
+    silence_suspected: bool,
+}
+
+impl Room {
+    fn new() -> Room {
+        Room {
+            welcome: None,
+            started: false,
+            start_tick: 0,
+            closed: None,
+            inbound: DelayQueue::default(),
+            outbound: DelayQueue::default(),
+            inputs: SendLog::default(),
+            next_input_at: None,
+            frames: SendLog::default(),
+            sim: None,
+            decoded: Vec::new(),
+            last_frame: 0,
+            last_input_frame: 0,
+            jitter: IntervalJitter::new(Duration::ZERO),
+            status_check_at: None,
+            last_heard: None,
+            silence_suspected: false,
+        }
+    }
+}
+
+/// One bot, across the rooms it plays in.
+pub(super) struct Bot {
+    config: BotConfig,
+    live: Arc<LiveStats>,
+    stop: watch::Receiver<bool>,
+    rng: SmallRng,
+    up: Option<LinkDirection>,
+    down: Option<LinkDirection>,
+    walk: RandomWalk,
+    room: Room,
+    in_room: bool,
+    leaving: bool,
+    joined_at: Option<Instant>,
+    closed_at: Option<Instant>,
+    end_at: Option<Instant>,
+    /// The connection loss not yet followed by a resume or a rejoin.
+    lost_at: Option<Instant>,
+    /// The old room was abandoned: the next `Joined` completes a rejoin.
+    rejoining: bool,
+    next_chaos_at: Option<Instant>,
+    /// Snapshots and frames not yet added to the live counter.
+    unreported_messages: u64,
     outcome: BotOutcome,
 }
 
 impl Bot {
-    pub(super) fn new(config: BotConfig, live: Arc<LiveStats>) -> Bot {
+    pub(super) fn new(config: BotConfig, live: Arc<LiveStats>, stop: watch::Receiver<bool>) -> Bot {
         let link = config.link;
         let direction = || link.is_active().then(|| LinkDirection::new(link));
+        let next_chaos_at = (config.drop_per_s > 0.0).then(|| Instant::now() + CHAOS_PERIOD);
         Bot {
             rng: SmallRng::seed_from_u64(config.seed),
             up: direction(),
             down: direction(),
             config,
             live,
-            outbound: DelayQueue::default(),
-            inbound: DelayQueue::default(),
+            stop,
             walk: RandomWalk::default(),
-            welcome: None,
-            started: false,
-            start_tick: 0,
+            room: Room::new(),
             in_room: false,
             leaving: false,
-            closed: false,
             joined_at: None,
             closed_at: None,
             end_at: None,
             lost_at: None,
-            input_no: 0,
-            inputs: SendLog::default(),
-            frames: SendLog::default(),
-            sim: None,
-            last_frame: 0,
-            last_input_frame: 0,
-            jitter: IntervalJitter::new(Duration::ZERO),
+            rejoining: false,
+            next_chaos_at,
+            unreported_messages: 0,
             outcome: BotOutcome::default(),
         }
     }
@@ -129,106 +179,61 @@ impl Bot {
         &mut self.outcome.measurements
     }
 
-    pub(super) async fn play(
-        mut self,
-        session: Session,
-        mut stop: watch::Receiver<bool>,
-    ) -> BotOutcome {
-        let Session {
-            mut events,
-            handle,
-            task,
-        } = session;
-        let give_up = tokio::time::Instant::from_std(self.config.give_up_at);
-        let mut input_timer: Option<Interval> = None;
-        let mut chaos =
-            tokio::time::interval_at(tokio::time::Instant::now() + CHAOS_PERIOD, CHAOS_PERIOD);
-        let chaos_on = self.config.drop_per_s > 0.0;
-        let mut stop_seen = *stop.borrow();
-        let mut session_done = false;
-        // Timers are created once and re-armed only when their deadline changes: a fresh
-        // sleep per loop turn put three timer-wheel inserts and removals on every event.
-        let give_up_sleep = tokio::time::sleep_until(give_up);
-        tokio::pin!(give_up_sleep);
-        let wake_sleep = tokio::time::sleep_until(give_up);
-        tokio::pin!(wake_sleep);
-        let end_sleep = tokio::time::sleep_until(give_up);
-        tokio::pin!(end_sleep);
-        let mut wake_armed: Option<Instant> = None;
-        let mut end_armed: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            while let Some(event) = self.inbound.pop_due(now) {
-                self.on_event(event, now);
-            }
-            self.queue_frame_input(now);
-            while let Some(msg) = self.outbound.pop_due(now) {
-                self.deliver(&handle, msg).await;
-            }
-            if self.closed || (session_done && self.inbound.is_empty()) {
-                break;
-            }
-            let ending = self.end_at.is_some_and(|end| end <= now);
-            if !self.leaving && (stop_seen || ending) {
-                debug!(bot = self.config.index, "leaving");
-                self.leaving = true;
-                self.outbound.clear();
-                input_timer = None;
-                let _ = handle.leave().await;
-            }
-            if input_timer.is_none() {
-                input_timer = self.input_period().map(|period| {
-                    let start = tokio::time::Instant::now() + period;
-                    let mut t = tokio::time::interval_at(start, period);
-                    t.set_missed_tick_behavior(MissedTickBehavior::Skip);
-                    t
-                });
-            }
-            let wake = earliest(self.inbound.next_due(), self.outbound.next_due());
-            let end = self.end_at.filter(|_| !self.leaving);
-            if wake != wake_armed {
-                if let Some(at) = wake {
-                    wake_sleep.as_mut().reset(at.into());
+    /// Plays in the room `driver` is joining until the bot is done or must rejoin.
+    pub(super) async fn play(&mut self, mut driver: SessionDriver, player: &mut Player) -> RoomEnd {
+        self.room = Room::new();
+        let give_up = self.config.give_up_at;
+        let end = loop {
+            let mut now = Instant::now();
+            // Everything due now; sends can produce events (a failed send is a loss), so go
+            // round until the driver has nothing left.
+            loop {
+                while let Some(event) = driver.poll_event().await {
+                    self.receive(event, now);
                 }
-                wake_armed = wake;
-            }
-            if end != end_armed {
-                if let Some(at) = end {
-                    end_sleep.as_mut().reset(at.into());
-                }
-                end_armed = end;
-            }
-            tokio::select! {
-                event = events.recv(), if !session_done => match event {
-                    Some(event) => self.receive(event, Instant::now()),
-                    None => session_done = true,
-                },
-                () = &mut wake_sleep, if wake_armed.is_some() => wake_armed = None,
-                () = &mut end_sleep, if end_armed.is_some() => end_armed = None,
-                () = tick(&mut input_timer) => self.queue_state_input(Instant::now()),
-                _ = chaos.tick(), if chaos_on => self.chaos(&handle).await,
-                _ = stop.changed(), if !stop_seen => stop_seen = true,
-                () = &mut give_up_sleep => {
-                    self.fail("timeout");
+                self.step(&mut driver, now);
+                if !driver.needs_poll() {
                     break;
                 }
+                now = Instant::now();
             }
-        }
-        if !self.closed {
-            let _ = handle.leave().await;
-        }
-        drop(events);
-        let abort = task.abort_handle();
-        match tokio::time::timeout(SESSION_FINISH_TIMEOUT, task).await {
-            Ok(Ok(stats)) => {
-                let m = self.m();
-                m.bytes_out = stats.bytes_out;
-                m.bytes_in = stats.bytes_in;
+            if now >= give_up {
+                self.fail(if self.rejoining || self.room.status_check_at.is_some() {
+                    "rejoin_failed"
+                } else {
+                    "timeout"
+                });
+                break RoomEnd::Done;
             }
-            Ok(Err(_)) => {}
-            Err(_) => abort.abort(),
-        }
+            if let Some(code) = self.room.closed {
+                if let Some(end) = self.after_close(code, now) {
+                    break end;
+                }
+            }
+            if self.room.status_check_at.is_some_and(|at| at <= now) {
+                if self.server_gone(player).await {
+                    let heard = self.room.last_heard.unwrap_or(now);
+                    self.lost_at.get_or_insert(heard);
+                    self.rejoining = true;
+                    self.set_in_room(false);
+                    break RoomEnd::Rejoin;
+                }
+                self.room.status_check_at = Some(Instant::now() + ROOM_STATUS_PERIOD);
+                continue;
+            }
+            driver.wait(Some(self.next_deadline(give_up))).await;
+        };
+        let stats = driver.stats();
+        let m = self.m();
+        m.bytes_out += stats.bytes_out;
+        m.bytes_in += stats.bytes_in;
+        end
+    }
+
+    /// The outcome once the bot is done.
+    pub(super) fn finish(mut self) -> BotOutcome {
         self.set_in_room(false);
+        self.flush_live();
         if let Some(joined) = self.joined_at {
             let end = self.closed_at.unwrap_or_else(Instant::now);
             self.m().played_s = end.saturating_duration_since(joined).as_secs_f64();
@@ -236,8 +241,140 @@ impl Bot {
         self.outcome
     }
 
+    /// What to do once the session closed: `None` while the bot waits for the gateway to say
+    /// the old room's server is gone.
+    fn after_close(&mut self, code: Option<ErrorCode>, now: Instant) -> Option<RoomEnd> {
+        let server_gone = matches!(
+            code,
+            Some(ErrorCode::SessionExpired | ErrorCode::ServerGone | ErrorCode::ServerShutdown)
+        );
+        let playing =
+            self.room.welcome.is_some() && !self.leaving && self.end_at.is_none_or(|end| now < end);
+        if server_gone && playing {
+            self.lost_at.get_or_insert(now);
+            self.room.status_check_at.get_or_insert(now);
+            return None;
+        }
+        if server_gone && self.room.welcome.is_some() {
+            // Its play time is over: nothing to rejoin for.
+            return Some(RoomEnd::Done);
+        }
+        match code {
+            // The match ended: a normal end.
+            Some(ErrorCode::RoomClosed) | None => {}
+            Some(code) => self.fail(code.name()),
+        }
+        if self.room.welcome.is_none() {
+            self.fail("closed_before_join");
+        }
+        Some(RoomEnd::Done)
+    }
+
+    /// Asks the gateway about the room; true when its server is gone (not alive, or the
+    /// gateway no longer knows the room). A failed question is asked again later.
+    async fn server_gone(&mut self, player: &mut Player) -> bool {
+        let Some(room_id) = self.room.welcome.as_ref().map(|w| w.room_id) else {
+            return false;
+        };
+        match player.room_status(room_id).await {
+            Ok(Some(status)) => {
+                debug!(
+                    bot = self.config.index,
+                    room = room_id,
+                    alive = status.alive,
+                    "room status"
+                );
+                !status.alive
+            }
+            Ok(None) => true,
+            Err(e) => {
+                debug!(bot = self.config.index, "room status failed: {e}");
+                player.next_gateway();
+                false
+            }
+        }
+    }
+
+    /// The earliest moment the bot has something to do.
+    fn next_deadline(&self, give_up: Instant) -> Instant {
+        let room = &self.room;
+        [
+            room.inbound.next_due(),
+            room.outbound.next_due(),
+            room.next_input_at,
+            room.status_check_at,
+            self.silence_deadline(),
+            self.end_at.filter(|_| !self.leaving),
+            self.next_chaos_at,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(give_up, Instant::min)
+    }
+
+    /// Runs everything due at `now`.
+    fn step(&mut self, driver: &mut SessionDriver, now: Instant) {
+        while let Some(event) = self.room.inbound.pop_due(now) {
+            self.on_event(event, now);
+        }
+        if self.room.closed.is_some() {
+            return;
+        }
+        let ending = self.end_at.is_some_and(|end| end <= now);
+        if !self.leaving && (ending || *self.stop.borrow()) {
+            debug!(bot = self.config.index, "leaving");
+            self.leaving = true;
+            self.room.outbound.clear();
+            self.room.next_input_at = None;
+            driver.leave();
+            return;
+        }
+        self.queue_frame_input(now);
+        match (self.room.next_input_at, self.input_period()) {
+            (None, Some(period)) => self.room.next_input_at = Some(now + period),
+            (Some(at), Some(period)) if at <= now => {
+                self.queue_state_input(now);
+                let mut next = at + period;
+                while next <= now {
+                    next += period;
+                }
+                self.room.next_input_at = Some(next);
+            }
+            (Some(_), None) => self.room.next_input_at = None,
+            _ => {}
+        }
+        while let Some(msg) = self.room.outbound.pop_due(now) {
+            self.deliver(driver, msg);
+        }
+        if self.silence_deadline().is_some_and(|at| at <= now) {
+            debug!(bot = self.config.index, "server silent: asking the gateway");
+            self.room.silence_suspected = true;
+            self.room.status_check_at = Some(now);
+        }
+        if let Some(at) = self.next_chaos_at.filter(|at| *at <= now) {
+            self.next_chaos_at = Some(at + CHAOS_PERIOD);
+            self.chaos(driver, now);
+        }
+    }
+
+    /// When a started room has been silent long enough to ask whether its server lives
+    /// (snapshots or frames arrive every tick while it does).
+    fn silence_deadline(&self) -> Option<Instant> {
+        let room = &self.room;
+        if !self.in_room || !room.started || self.leaving || room.status_check_at.is_some() {
+            return None;
+        }
+        room.last_heard.map(|t| t + REJOIN_AFTER)
+    }
+
     /// An event from the session, through the downlink conditioner.
     fn receive(&mut self, event: SessionEvent, now: Instant) {
+        if network_reliability(&event).is_some() {
+            self.room.last_heard = Some(now);
+            if std::mem::take(&mut self.room.silence_suspected) {
+                self.room.status_check_at = None;
+            }
+        }
         let delay = match (&mut self.down, network_reliability(&event)) {
             (Some(link), Some(reliable)) => match link.pass(reliable, &mut self.rng) {
                 Some(d) => d,
@@ -248,10 +385,10 @@ impl Bot {
             },
             _ => Duration::ZERO,
         };
-        if delay.is_zero() && self.inbound.is_empty() {
+        if delay.is_zero() && self.room.inbound.is_empty() {
             self.on_event(event, now);
         } else {
-            self.inbound.push(now, delay, event);
+            self.room.inbound.push(now, delay, event);
         }
     }
 
@@ -264,13 +401,15 @@ impl Bot {
                 if let Some(lost) = self.lost_at.take() {
                     record(&mut self.outcome.measurements.resume, now - lost);
                 }
-                self.jitter.reset();
+                self.room.status_check_at = None;
+                self.room.jitter.reset();
                 self.set_in_room(true);
             }
             SessionEvent::Started { tick, .. } => {
-                self.started = true;
-                self.start_tick = tick;
-                // The play time counts from the start of the match, not from the wait for it.
+                self.room.started = true;
+                self.room.start_tick = tick;
+                // The play time counts from the start of the first match, not from the wait
+                // for it, and a rejoin does not extend it.
                 if self.end_at.is_none() {
                     self.end_at = now.checked_add(self.config.play_for);
                 }
@@ -278,7 +417,7 @@ impl Bot {
             SessionEvent::Snapshot { ack_seq, .. } => {
                 self.m().snapshots += 1;
                 self.arrival(now);
-                if let Some(rtt) = self.inputs.ack(ack_seq, now) {
+                if let Some(rtt) = self.room.inputs.ack(ack_seq, now) {
                     self.rtt(rtt);
                 }
             }
@@ -290,93 +429,110 @@ impl Bot {
             SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
             SessionEvent::Reconnect { .. } => {}
             SessionEvent::Disconnected { .. } => {
-                self.lost_at.get_or_insert(now);
-                self.jitter.reset();
+                self.room.silence_suspected = false;
+                let lost = *self.lost_at.get_or_insert(now);
+                if self.room.welcome.is_some() && !self.leaving {
+                    self.room.status_check_at = Some(lost + REJOIN_AFTER);
+                }
+                self.room.jitter.reset();
                 self.set_in_room(false);
             }
             SessionEvent::Closed { code } => {
-                self.closed = true;
+                self.room.closed = Some(code);
                 self.closed_at = Some(now);
                 self.set_in_room(false);
-                match code {
-                    // The match ended: a normal end.
-                    Some(ErrorCode::RoomClosed) | None => {}
-                    Some(code) => self.fail(code.name()),
-                }
-                if self.welcome.is_none() {
-                    self.fail("closed_before_join");
-                }
             }
         }
     }
 
     fn on_joined(&mut self, w: Welcome, now: Instant) {
-        if self.welcome.is_some() {
+        if self.room.welcome.is_some() {
             return;
         }
-        self.outcome.joined = true;
-        self.outcome.room_id = Some(w.room_id);
-        self.joined_at = Some(now);
-        let hz = f64::from(w.tick_rate_hz.max(1));
-        self.jitter = IntervalJitter::new(Duration::from_secs_f64(1.0 / hz));
-        if w.sync == SyncKind::Lockstep {
-            self.sim = Some(ArenaLockstep::new(w.max_players, w.room_id));
+        if self.rejoining {
+            self.rejoining = false;
+            self.m().rejoins += 1;
+            if let Some(lost) = self.lost_at.take() {
+                record(&mut self.outcome.measurements.rejoin, now - lost);
+            }
         }
-        self.welcome = Some(w);
+        self.outcome.joined = true;
+        self.outcome.room_id.get_or_insert(w.room_id);
+        self.joined_at.get_or_insert(now);
+        self.closed_at = None;
+        let hz = f64::from(w.tick_rate_hz.max(1));
+        self.room.jitter = IntervalJitter::new(Duration::from_secs_f64(1.0 / hz));
+        if w.sync == SyncKind::Lockstep {
+            self.room.sim = Some(ArenaLockstep::new(w.max_players, w.room_id));
+        }
+        self.room.welcome = Some(w);
         self.set_in_room(true);
     }
 
     fn on_frame(&mut self, n: u64, inputs: &[Vec<u8>], now: Instant) {
         self.m().frames += 1;
         self.arrival(now);
-        if let Some(latency) = self.frames.ack(n, now) {
+        if let Some(latency) = self.room.frames.ack(n, now) {
             self.rtt(latency);
             // Our input for this frame reached the server after the frame closed.
-            let slot = self.welcome.as_ref().map_or(0, |w| usize::from(w.slot));
+            let slot = self
+                .room
+                .welcome
+                .as_ref()
+                .map_or(0, |w| usize::from(w.slot));
             if inputs.get(slot).is_none_or(Vec::is_empty) {
                 self.m().late_inputs += 1;
             }
         }
-        if n <= self.last_frame {
+        let last = self.room.last_frame;
+        if n <= last {
             return;
         }
-        if n != self.last_frame + 1 {
+        if n != last + 1 {
             // A gap: the sim cannot follow any more, so stop checksumming rather than lie.
-            warn!(
-                bot = self.config.index,
-                frame = n,
-                last = self.last_frame,
-                "frame gap"
-            );
+            warn!(bot = self.config.index, frame = n, last, "frame gap");
+            self.m().lost_frames += n - last - 1;
             self.m().bad_data += 1;
-            self.sim = None;
+            self.room.sim = None;
         }
-        self.last_frame = n;
-        let Some(sim) = self.sim.as_mut() else { return };
+        self.room.last_frame = n;
+        let Some(sim) = self.room.sim.as_mut() else {
+            return;
+        };
         let mut bad = 0;
-        let decoded: Vec<LockstepInput> = inputs
-            .iter()
-            .map(|b| {
-                ArenaLockstep::decode_input(b).unwrap_or_else(|_| {
-                    bad += 1;
-                    LockstepInput::default()
-                })
+        let decoded = &mut self.room.decoded;
+        decoded.clear();
+        decoded.extend(inputs.iter().map(|b| {
+            ArenaLockstep::decode_input(b).unwrap_or_else(|_| {
+                bad += 1;
+                LockstepInput::default()
             })
-            .collect();
-        sim.step(n, &decoded);
+        }));
+        sim.step(n, decoded);
         let hash = sim.checksum();
         self.m().bad_data += bad;
         if n.is_multiple_of(CHECKSUM_INTERVAL_FRAMES) && self.in_room && !self.leaving {
             let delay = self.uplink_delay();
-            self.outbound
+            self.room
+                .outbound
                 .push(now, delay, Outgoing::Checksum { frame: n, hash });
         }
     }
 
     fn arrival(&mut self, now: Instant) {
-        self.live.messages.fetch_add(1, Ordering::Relaxed);
-        if let Some(deviation) = self.jitter.arrival(now) {
+        self.unreported_messages += 1;
+        if self.unreported_messages >= LIVE_MESSAGE_BATCH {
+            self.flush_live();
+        }
+        if let Some(deviation) = self.room.jitter.arrival(now) {
             record(&mut self.outcome.measurements.jitter, deviation);
+        }
+    }
+
+    fn flush_live(&mut self) {
+        let n = std::mem::take(&mut self.unreported_messages);
+        if n > 0 {
+            self.live.messages.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -386,15 +542,16 @@ impl Bot {
     }
 
     fn is_lockstep(&self) -> bool {
-        self.welcome
+        self.room
+            .welcome
             .as_ref()
             .is_some_and(|w| w.sync == SyncKind::Lockstep)
     }
 
     /// The state-sync input period once inputs should flow.
     fn input_period(&self) -> Option<Duration> {
-        let w = self.welcome.as_ref()?;
-        if w.sync != SyncKind::State || !self.started || self.leaving {
+        let w = self.room.welcome.as_ref()?;
+        if w.sync != SyncKind::State || !self.room.started || self.leaving {
             return None;
         }
         let hz = self.config.input_hz.unwrap_or(u32::from(w.tick_rate_hz));
@@ -402,7 +559,7 @@ impl Bot {
     }
 
     fn queue_state_input(&mut self, now: Instant) {
-        if !self.in_room || self.leaving || !self.started || self.is_lockstep() {
+        if !self.in_room || self.leaving || !self.room.started || self.is_lockstep() {
             return;
         }
         let (move_x, move_y, buttons) = self.walk.next(&mut self.rng);
@@ -420,7 +577,7 @@ impl Bot {
             None => Some(Duration::ZERO),
         };
         match pass {
-            Some(delay) => self.outbound.push(
+            Some(delay) => self.room.outbound.push(
                 now,
                 delay,
                 Outgoing::Input {
@@ -438,17 +595,17 @@ impl Bot {
         if !self.is_lockstep() || !self.in_room || self.leaving {
             return;
         }
-        let next = if self.last_frame > 0 {
-            self.last_frame + 1
-        } else if self.started {
-            self.start_tick.max(1)
+        let next = if self.room.last_frame > 0 {
+            self.room.last_frame + 1
+        } else if self.room.started {
+            self.room.start_tick.max(1)
         } else {
             return;
         };
-        if next <= self.last_input_frame {
+        if next <= self.room.last_input_frame {
             return;
         }
-        self.last_input_frame = next;
+        self.room.last_input_frame = next;
         let (move_x, move_y, buttons) = self.walk.next(&mut self.rng);
         let mut bytes = Vec::with_capacity(4);
         ArenaLockstep::encode_input(
@@ -459,9 +616,10 @@ impl Bot {
             },
             &mut bytes,
         );
-        self.frames.sent(next, now);
+        self.room.frames.sent(next, now);
         let delay = self.uplink_delay();
-        self.outbound
+        self.room
+            .outbound
             .push(now, delay, Outgoing::FrameInput { frame: next, bytes });
     }
 
@@ -473,38 +631,33 @@ impl Bot {
         }
     }
 
-    /// Hands a due message to the session; dropped while not in the room, because the session
-    /// would ignore it and the input numbering must match the session's.
-    async fn deliver(&mut self, handle: &SessionHandle, msg: Outgoing) {
+    /// Hands a due message to the session; dropped while not in the room (the session would
+    /// ignore it).
+    fn deliver(&mut self, driver: &mut SessionDriver, msg: Outgoing) {
         if !self.in_room || self.leaving {
             return;
         }
         match msg {
             Outgoing::Input { bytes, created } => {
-                self.input_no += 1;
-                self.inputs.sent(self.input_no, created);
-                handle.input(bytes).await;
+                let input_no = driver.send_input(created, bytes);
+                if input_no > 0 {
+                    self.room.inputs.sent(input_no, created);
+                }
             }
-            Outgoing::FrameInput { frame, bytes } => {
-                handle.frame_input(frame, bytes).await;
-            }
-            Outgoing::Checksum { frame, hash } => {
-                handle.checksum(frame, hash).await;
-            }
+            Outgoing::FrameInput { frame, bytes } => driver.send_frame_input(frame, bytes),
+            Outgoing::Checksum { frame, hash } => driver.send_checksum(frame, hash),
         }
     }
 
-    async fn chaos(&mut self, handle: &SessionHandle) {
+    fn chaos(&mut self, driver: &mut SessionDriver, now: Instant) {
         let p = self.config.drop_per_s.clamp(0.0, 1.0);
         if !self.in_room || self.leaving || !self.rng.random_bool(p) {
             return;
         }
         debug!(bot = self.config.index, "chaos: dropping the connection");
         self.m().drops += 1;
-        self.lost_at = Some(Instant::now());
-        self.jitter.reset();
-        self.set_in_room(false);
-        handle.drop_connection().await;
+        self.lost_at = Some(now);
+        driver.drop_connection();
     }
 
     fn set_in_room(&mut self, in_room: bool) {
@@ -514,7 +667,7 @@ impl Bot {
         }
     }
 
-    fn fail(&mut self, name: &str) {
+    pub(super) fn fail(&mut self, name: &str) {
         if self.outcome.error.is_none() {
             warn!(bot = self.config.index, error = name, "bot failed");
             self.outcome.error = Some(name.to_string());
@@ -572,21 +725,5 @@ fn trace_event(bot: usize, event: &SessionEvent) {
         SessionEvent::Reconnect { attempt } => debug!(bot, attempt, "reconnecting"),
         SessionEvent::Disconnected { code } => debug!(bot, code = ?code, "disconnected"),
         SessionEvent::Closed { code } => debug!(bot, code = ?code, "closed"),
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-async fn tick(timer: &mut Option<Interval>) {
-    match timer {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }
