@@ -31,6 +31,8 @@ pub const ROOM_STATUS_PERIOD: Duration = Duration::from_secs(1);
 /// Time allowed for one `GET /v1/rooms/{id}`.
 pub const ROOM_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two failed attempts to queue again for a rejoin.
+/// Connect attempts per match result before the join counts as failed.
+const JOIN_CONNECT_TRIES: u32 = 3;
 const REQUEUE_RETRY: Duration = Duration::from_millis(500);
 
 /// What one bot does.
@@ -167,7 +169,30 @@ impl Player {
             jitter_seed: config.seed.wrapping_add(attempt),
             ..SessionConfig::default()
         };
-        SessionDriver::open_match(&m, config.transport, session_config, quic).await
+        // A connect that times out under load is retried with the same ticket (it is only
+        // consumed once the join completes), as a real client would.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match SessionDriver::open_match(
+                &m,
+                config.transport,
+                session_config.clone(),
+                quic.clone(),
+            )
+            .await
+            {
+                Err(ConnectError::Timeout(_) | ConnectError::Transport(_))
+                    if tries < JOIN_CONNECT_TRIES =>
+                {
+                    debug!(
+                        bot = config.index,
+                        tries, "connect failed; retrying with the same ticket"
+                    );
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn find_match(&mut self, mode: &str) -> Result<MatchResult, ConnectError> {
