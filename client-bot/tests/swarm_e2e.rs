@@ -2,16 +2,16 @@
 //! against it at once — (ws, quic) × (arena, arena-lockstep) — each checked through its JSON
 //! report. Needs the workspace built (`cargo build --workspace`) for the server binary.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long the server gets to write its ready file.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one swarm run may take before it is killed (its own hard deadline is ~34 s).
 const SWARM_TIMEOUT: Duration = Duration::from_secs(50);
-/// Poll period while waiting for a file or a process.
-const POLL_PERIOD: Duration = Duration::from_millis(20);
 /// Bots per run.
 const BOTS: u64 = 20;
 
@@ -46,25 +46,43 @@ fn unique_temp_dir() -> PathBuf {
     dir
 }
 
-/// Waits for the ready file to hold a complete JSON object; returns the HTTP address.
-fn wait_ready(path: &Path, server: &mut Child) -> String {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(http) = v["http"].as_str() {
-                    return http.to_string();
-                }
+/// Copies the server's log to `log` and signals once it logs that it is ready (the ready
+/// file is written before that line); returns the HTTP address from the ready file.
+fn wait_ready(path: &Path, server: &mut Child, log: &Path) -> String {
+    let stderr = server.stderr.take().expect("server stderr is piped");
+    let mut log = std::fs::File::create(log).expect("server log");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            if line.contains("ready") {
+                let _ = tx.send(());
             }
         }
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!("server exited before it was ready: {status}");
+    });
+    rx.recv_timeout(READY_TIMEOUT)
+        .unwrap_or_else(|_| panic!("server not ready after {READY_TIMEOUT:?}"));
+    let text = std::fs::read_to_string(path).expect("ready file written before the ready line");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("ready file is JSON");
+    v["http"].as_str().expect("http address").to_string()
+}
+
+/// Waits for `child` to exit within `limit`; kills it (by its own id) past that.
+fn wait_exit(child: Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.expect("wait for the child"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} still running after {limit:?}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "server not ready after {READY_TIMEOUT:?}"
-        );
-        std::thread::sleep(POLL_PERIOD);
     }
 }
 
@@ -78,7 +96,7 @@ fn run_swarm(
     let report = dir.join(format!("report-{transport}-{mode}.json"));
     let log = dir.join(format!("bot-{transport}-{mode}.log"));
     let log_file = std::fs::File::create(&log).expect("create log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
         .args(["swarm", "--server", &format!("http://{http}")])
         .args([
             "--bots",
@@ -95,18 +113,7 @@ fn run_swarm(
         .stderr(log_file)
         .spawn()
         .expect("start tickroom-bot");
-    let deadline = Instant::now() + SWARM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for tickroom-bot") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("swarm {transport}/{mode} still running after {SWARM_TIMEOUT:?}");
-        }
-        std::thread::sleep(POLL_PERIOD);
-    };
+    let status = wait_exit(child, SWARM_TIMEOUT, &format!("swarm {transport}/{mode}"));
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let text = std::fs::read_to_string(&report)
         .unwrap_or_else(|e| panic!("no report from {transport}/{mode} ({e}); output:\n{output}"));
@@ -119,7 +126,6 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
     let server_bin = server_binary();
     let dir = unique_temp_dir();
     let ready = dir.join("ready.json");
-    let server_log = std::fs::File::create(dir.join("server.log")).expect("server log");
     let child = Command::new(&server_bin)
         .args([
             "--http",
@@ -133,11 +139,11 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
         .arg(&ready)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(server_log)
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start tickroom");
     let mut server = ChildGuard(child);
-    let http = wait_ready(&ready, &mut server.0);
+    let http = wait_ready(&ready, &mut server.0, &dir.join("server.log"));
 
     // All four at once: 40 bots per mode fill whole rooms (10 per arena room, 8 per lockstep
     // room), so no bot waits for a partial room's start timeout, and the test stays short.

@@ -150,6 +150,11 @@ pub async fn run_server(
         quic: Some(running.quic_addr.to_string()),
         cert_fingerprint: Some(running.cert_fingerprint.clone()),
     };
+    if let Some(path) = &cfg.ready_file {
+        if let Err(e) = write_ready_file(path, &ready) {
+            warn!(path = %path.display(), error = %e, "cannot write the ready file");
+        }
+    }
     if with_gateway {
         info!(
             gateway = %format!("http://{http_addr}"),
@@ -160,11 +165,6 @@ pub async fn run_server(
         );
     } else {
         info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, "tickroom room server ready");
-    }
-    if let Some(path) = &cfg.ready_file {
-        if let Err(e) = write_ready_file(path, &ready) {
-            warn!(path = %path.display(), error = %e, "cannot write the ready file");
-        }
     }
     let _ = shutdown.changed().await;
     info!("shutting down: refusing new connections, telling players, draining");
