@@ -49,8 +49,11 @@ pub enum ConnectError {
     /// The gateway answered with an error (`code`/`message` from its JSON).
     #[error("gateway refused ({status}): {message}")]
     Gateway {
+        /// HTTP status.
         status: u16,
+        /// The tickroom code from the JSON body (`Unknown` when there was none).
         code: ErrorCode,
+        /// The human message from the JSON body.
         message: String,
     },
     /// HTTP failed below the gateway's answer.
@@ -100,12 +103,19 @@ impl CertCheck {
 /// Where a room lives and how to get in: the gateway's match result.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MatchResult {
+    /// The room to join.
     pub room_id: u64,
+    /// Its game mode.
     pub mode: String,
+    /// The room server hosting it.
     pub server_id: String,
+    /// The room server's QUIC address.
     pub quic_addr: String,
+    /// The room server's WebSocket address (endpoint path `/`).
     pub ws_addr: String,
+    /// Hex SHA-256 of the room server's certificate: pin it.
     pub cert_fingerprint: String,
+    /// The signed, single-use join ticket (valid about 10 s).
     pub join_ticket: String,
     /// Hex of the secret that answers the join challenge.
     pub join_secret: String,
@@ -125,8 +135,11 @@ impl MatchResult {
 /// A login answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Login {
+    /// The player's id (derived from the device id).
     pub player_id: u64,
+    /// Bearer token for the gateway's other routes.
     pub session_token: String,
+    /// When the token expires, unix ms (refresh before).
     pub expires_ms: u64,
 }
 
@@ -134,6 +147,7 @@ pub struct Login {
 /// `alive` cannot resume there: it queues again.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RoomStatus {
+    /// The room asked about.
     pub room_id: u64,
     /// The room server that owns the room now.
     pub server_id: String,
@@ -404,8 +418,9 @@ pub struct RawConn {
     buf: Vec<u8>,
     /// The tickroom code of a WebSocket close frame, once one arrived.
     ws_close: Option<ErrorCode>,
-    /// Bytes sent and received (payload), for bandwidth reports.
+    /// Bytes sent (payload), for bandwidth reports.
     pub bytes_out: u64,
+    /// Bytes received (payload), for bandwidth reports.
     pub bytes_in: u64,
 }
 
@@ -636,9 +651,13 @@ pub fn ws_close_to_code(code: CloseCode) -> Option<ErrorCode> {
 /// Where and how to (re)connect.
 #[derive(Debug, Clone)]
 pub struct JoinTarget {
+    /// The transport to (re)connect over.
     pub transport: TransportKind,
+    /// WebSocket address, `host:port`.
     pub ws_addr: String,
+    /// QUIC address, `ip:port`.
     pub quic_addr: String,
+    /// How the QUIC certificate is checked.
     pub cert: CertCheck,
 }
 
@@ -732,15 +751,21 @@ impl SessionHandle {
 /// Traffic counters of a finished session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionStats {
+    /// Bytes sent over every connection of the session.
     pub bytes_out: u64,
+    /// Bytes received over every connection of the session.
     pub bytes_in: u64,
+    /// Completed resumes.
     pub reconnects: u32,
 }
 
 /// A running session: events out, a handle in, and the task (its result is the stats).
 pub struct Session {
+    /// What happens in the session, in order; ends with `Closed`.
     pub events: mpsc::Receiver<SessionEvent>,
+    /// Sends inputs and commands into the session.
     pub handle: SessionHandle,
+    /// The task driving the session; its result is the traffic counters.
     pub task: JoinHandle<SessionStats>,
 }
 

@@ -3,6 +3,8 @@
 //! session. The default build does no IO and reads no clock; the `tokio` feature adds ready
 //! QUIC and WebSocket connectors.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod error;
 pub mod msg;
