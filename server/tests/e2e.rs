@@ -86,6 +86,34 @@ async fn match_players(gw: &GatewayClient, mode: &str, n: usize, tag: &str) -> V
     out
 }
 
+/// Joins a matched pair, the first over WebSocket and the second over QUIC, and waits until
+/// both are welcomed.
+async fn join_pair(matches: &[MatchResult]) -> (connect::Session, connect::Session) {
+    let mut a = connect::join(
+        &matches[0],
+        TransportKind::Ws,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut b = connect::join(
+        &matches[1],
+        TransportKind::Quic,
+        SessionConfig::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    for s in [&mut a, &mut b] {
+        next(s, "joined", |e| {
+            matches!(e, SessionEvent::Joined(_)).then_some(())
+        })
+        .await;
+    }
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_file_names_every_listener_and_health_answers() {
     let server = Server::start().await;
@@ -123,27 +151,8 @@ async fn login_queue_join_and_play_state_sync_over_both_transports() {
         matches[0].cert_fingerprint,
         server.ready["cert_fingerprint"].as_str().unwrap()
     );
-    let mut a = connect::join(
-        &matches[0],
-        TransportKind::Ws,
-        SessionConfig::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    let mut b = connect::join(
-        &matches[1],
-        TransportKind::Quic,
-        SessionConfig::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let (mut a, mut b) = join_pair(&matches).await;
     for s in [&mut a, &mut b] {
-        next(s, "joined", |e| {
-            matches!(e, SessionEvent::Joined(_)).then_some(())
-        })
-        .await;
         next(s, "started", |e| {
             matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())
         })
@@ -382,28 +391,7 @@ async fn sigterm_tells_players_and_exits_cleanly() {
     let mut server = Server::start().await;
     let gw = GatewayClient::new(&server.http());
     let matches = match_players(&gw, "duel", 2, "shutdown").await;
-    let mut a = connect::join(
-        &matches[0],
-        TransportKind::Ws,
-        SessionConfig::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    let mut b = connect::join(
-        &matches[1],
-        TransportKind::Quic,
-        SessionConfig::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    for s in [&mut a, &mut b] {
-        next(s, "joined", |e| {
-            matches!(e, SessionEvent::Joined(_)).then_some(())
-        })
-        .await;
-    }
+    let (mut a, mut b) = join_pair(&matches).await;
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
