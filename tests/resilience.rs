@@ -610,3 +610,37 @@ async fn measure_flood_impact_on_other_players_rtt() {
         server.server().shared.metrics.rate_limited.value()
     );
 }
+
+/// A late joiner in lockstep receives the frame log from frame 1, so its simulation starts
+/// from the same state as everyone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockstep_late_joiner_gets_the_frame_log_from_the_start() {
+    let server = TestServer::quick().await;
+    let mut early = server
+        .join(TransportKind::Ws, 1, 950, "arena-lockstep")
+        .await;
+    joined(&mut early).await;
+    next_matching(&mut early, "frame 15", |e| {
+        matches!(e, SessionEvent::Frame { n: 15, .. }).then_some(())
+    })
+    .await;
+    let mut late = server
+        .join(TransportKind::Quic, 2, 950, "arena-lockstep")
+        .await;
+    let w = joined(&mut late).await;
+    assert!(w.tick > 15, "the room was already at frame {}", w.tick);
+    let mut numbers = Vec::new();
+    while numbers.len() < 20 {
+        let n = next_matching(&mut late, "frame", |e| match e {
+            SessionEvent::Frame { n, .. } => Some(*n),
+            _ => None,
+        })
+        .await;
+        numbers.push(n);
+    }
+    assert_eq!(
+        numbers,
+        (1..=20).collect::<Vec<u64>>(),
+        "the log from frame 1, in order"
+    );
+}
