@@ -272,7 +272,7 @@ async fn replay_attack_of_captured_traffic_is_refused() {
         max_consecutive_replays: u32::MAX,
         session_message_rate_per_s: 1_000_000,
         session_message_burst: 1_000_000,
-        ..RoomServerConfig::default()
+        ..common::test_config()
     })
     .await;
     let mut handshake = Vec::new();
@@ -466,7 +466,7 @@ async fn per_ip_connection_limit_refuses_extra_connections() {
     let server = TestServer::quick_with(RoomServerConfig {
         workers: 1,
         max_connections_per_ip: 2,
-        ..RoomServerConfig::default()
+        ..common::test_config()
     })
     .await;
     let mut capture = Vec::new();
@@ -487,7 +487,7 @@ async fn overloaded_server_answers_server_busy_for_new_rooms() {
     let server = TestServer::quick_with(RoomServerConfig {
         workers: 1,
         max_rooms: 1,
-        ..RoomServerConfig::default()
+        ..common::test_config()
     })
     .await;
     let mut capture = Vec::new();

@@ -451,7 +451,7 @@ async fn silent_client_hits_the_handshake_timeout() {
     let server = TestServer::start(RoomServerConfig {
         workers: 1,
         handshake_timeout: Duration::from_millis(300),
-        ..RoomServerConfig::default()
+        ..common::test_config()
     })
     .await;
     for transport in [TransportKind::Ws, TransportKind::Quic] {
@@ -470,7 +470,7 @@ async fn silent_client_hits_the_handshake_timeout() {
 /// so the server's acknowledgement advances without holes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redundancy_covers_lost_inputs() {
-    let server = TestServer::default().await;
+    let server = TestServer::quick().await;
     let (mut conn, w) =
         raw_join(&server, TransportKind::Ws, &server.ticket(1, 9000, "arena")).await;
     assert!(matches!(w, ServerMsg::Welcome(_)));

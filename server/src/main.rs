@@ -87,6 +87,10 @@ struct Opts {
     /// Room role: take no new rooms; the running ones finish (for a planned shutdown).
     #[arg(long)]
     drain: bool,
+    /// Admission control: new rooms are refused while the last second's tick p99 is above
+    /// this many milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    max_tick_p99_ms: f64,
     /// Gateway requests per second allowed per client IP (sustained).
     #[arg(long, default_value_t = 2_000)]
     gateway_rate_per_ip: u32,
@@ -180,6 +184,7 @@ fn resolve(role: &str, o: Opts) -> Result<RoleConfig, String> {
         server_id: o.server_id,
         max_rooms: o.max_rooms,
         max_connections: o.max_connections,
+        max_tick_p99_ms: o.max_tick_p99_ms,
         ..RoomServerConfig::default()
     };
     if let Some(w) = o.workers {

@@ -14,6 +14,16 @@ use tickroom::server::app::RunningRoomServer;
 use tickroom::server::transport::quic::CertAndKey;
 use tickroom::server::{unix_ms, RoomServer, RoomServerConfig};
 
+/// The room-server config tests start from: two workers, and admission control's tick budget
+/// raised so that a loaded CI machine running debug builds does not refuse rooms.
+pub fn test_config() -> RoomServerConfig {
+    RoomServerConfig {
+        workers: 2,
+        max_tick_p99_ms: 1_000.0,
+        ..RoomServerConfig::default()
+    }
+}
+
 /// Upper bound for any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -34,7 +44,7 @@ impl TestServer {
     pub async fn quick() -> TestServer {
         TestServer::quick_with(RoomServerConfig {
             workers: 2,
-            ..RoomServerConfig::default()
+            ..test_config()
         })
         .await
     }
@@ -63,7 +73,7 @@ impl TestServer {
     pub async fn default() -> TestServer {
         TestServer::start(RoomServerConfig {
             workers: 2,
-            ..RoomServerConfig::default()
+            ..test_config()
         })
         .await
     }
