@@ -32,7 +32,7 @@ if cargo tree -p tickroom-protocol -e normal --prefix none | grep -q '^tokio '; 
   exit 1
 fi
 cargo clippy --workspace --all-targets -- -D warnings
-cargo build --workspace --bins
+cargo build --workspace --bins --examples
 
 # Run every test; keep the output to print one closing total over all test binaries.
 log=$(mktemp)

@@ -67,6 +67,24 @@ fn wait_ready(path: &Path, server: &mut Child, log: &Path) -> String {
     v["http"].as_str().expect("http address").to_string()
 }
 
+/// Waits for `child` to exit within `limit` and collects its output; kills it past that.
+fn wait_output(child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("collect the child's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} still running after {limit:?}");
+        }
+    }
+}
+
 /// Waits for `child` to exit within `limit`; kills it (by its own id) past that.
 fn wait_exit(child: Child, limit: Duration, what: &str) -> std::process::ExitStatus {
     let pid = child.id();
@@ -170,6 +188,35 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             .map(|h| h.join().expect("swarm thread"))
             .collect()
     });
+
+    // The README's `play` command: two bots fill a duel room, play a second, and leave.
+    let plays: Vec<_> = ["ws", "quic"]
+        .iter()
+        .map(|transport| {
+            Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
+                .args([
+                    "play",
+                    "--server",
+                    &format!("http://{http}"),
+                    "--mode",
+                    "duel",
+                ])
+                .args(["--transport", transport, "--duration", "1s"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start tickroom-bot play")
+        })
+        .collect();
+    for child in plays {
+        let out = wait_output(child, SWARM_TIMEOUT, "play");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "play: {text}");
+        assert!(
+            text.contains("joined room"),
+            "play prints what it saw: {text}"
+        );
+    }
 
     for (transport, mode, (code, report, output)) in results {
         let what = format!("{transport}/{mode}: {report:#}\n{output}");

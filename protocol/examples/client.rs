@@ -2,7 +2,7 @@
 //! (or WebSocket with `ws` as the third argument), send random-walk inputs for a few seconds,
 //! print what arrives, and leave.
 //!
-//! `cargo run --example client -p tickroom-protocol --features tokio -- http://127.0.0.1:7700 arena [ws]`
+//! `cargo run --example client -p tickroom-protocol --features tokio -- http://127.0.0.1:7700 arena [ws|quic] [device-id]`
 
 use std::time::Duration;
 
@@ -21,12 +21,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("ws") => TransportKind::Ws,
         _ => TransportKind::Quic,
     };
+    let device = args.next().unwrap_or_else(|| "example-device".into());
 
     // 1. Login + matchmaking over HTTP: the match result names the room server and carries a
     //    signed single-use join ticket and the certificate fingerprint to pin.
     let gw = GatewayClient::new(&gateway);
     let found = gw
-        .find_match("example-device", &mode, Duration::from_secs(30))
+        .find_match(&device, &mode, Duration::from_secs(30))
         .await?;
     println!("matched into room {} on {}", found.room_id, found.server_id);
 

@@ -425,3 +425,39 @@ async fn sigterm_tells_players_and_exits_cleanly() {
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+/// The README's client example: two copies fill a duel room (one over WebSocket, one over
+/// QUIC), play for a few seconds, leave, and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_client_example_plays_a_duel() {
+    let server = Server::start().await;
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_tickroom"))
+        .with_file_name("examples")
+        .join("client");
+    assert!(
+        example.exists(),
+        "build the examples first (cargo build --workspace --examples): {}",
+        example.display()
+    );
+    let children: Vec<_> = [("ws", "example-a"), ("quic", "example-b")]
+        .iter()
+        .map(|(transport, device)| {
+            tokio::process::Command::new(&example)
+                .args([server.http().as_str(), "duel", transport, device])
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start the example")
+        })
+        .collect();
+    for child in children {
+        let out = tokio::time::timeout(WAIT, child.wait_with_output())
+            .await
+            .expect("the example finishes")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("joined slot"), "{text}");
+        assert!(text.contains("closed"), "{text}");
+    }
+}
