@@ -38,6 +38,8 @@ pub const COMMAND_QUEUE_LEN: usize = 1024;
 const WS_CLOSE_CODE_BASE: u16 = 4000;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing a QUIC connection waits for its last stream bytes to be acknowledged.
+const QUIC_CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// WebSocket read buffer, in bytes.
 const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Read buffer for QUIC streams, in bytes.
@@ -635,7 +637,10 @@ impl RawConn {
                 let _ = WebSocketStream::close(ws.as_mut(), None).await;
             }
             Raw::Quic { conn, send, .. } => {
+                // Closing at once would discard stream data not yet delivered (a final Leave):
+                // finish the stream and give the server a moment to acknowledge it.
                 let _ = send.finish();
+                let _ = tokio::time::timeout(QUIC_CLOSE_LINGER, send.stopped()).await;
                 conn.close(VarInt::from_u32(0), b"bye");
             }
         }

@@ -118,6 +118,8 @@ pub struct Shared {
     pub started: Instant,
     pub ip_limits: Arc<IpLimits>,
     pub admission: Admission,
+    /// Rooms that ended, for the process role to close in the directory (set when there is one).
+    pub closed_rooms: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoomId>>,
 }
 
 /// Used-ticket count past which expired entries are first swept.
@@ -210,6 +212,7 @@ impl RoomServer {
                 config.ip_message_burst,
             ),
             admission: Admission::default(),
+            closed_rooms: std::sync::OnceLock::new(),
             config,
         });
         spawn_admission_monitor(Arc::downgrade(&shared));

@@ -119,6 +119,11 @@ pub async fn run_server(
         if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
             warn!(error = %e, "first directory registration failed; the heartbeat retries");
         }
+        background.push(tokio::spawn(close_ended_rooms(
+            dir.clone(),
+            room.clone(),
+            stop_rx.clone(),
+        )));
         background.push(tokio::spawn(heartbeat(
             dir.clone(),
             info.clone(),
@@ -227,6 +232,32 @@ pub async fn run_gateway(
     let _ = tokio::time::timeout(Duration::from_secs(1), matcher).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     Ok(())
+}
+
+/// Capacity of the queue of ended rooms waiting to be closed in the directory.
+const CLOSED_ROOMS_QUEUE_LEN: usize = 4096;
+
+/// Closes ended rooms' directory records, so "where is my room" answers 404 once a room ends.
+async fn close_ended_rooms(
+    dir: Arc<dyn Directory>,
+    room: Arc<RoomServer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CLOSED_ROOMS_QUEUE_LEN);
+    if room.shared.closed_rooms.set(tx).is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            closed = rx.recv() => {
+                let Some(room_id) = closed else { return };
+                if let Err(e) = dir.close_room(room_id).await {
+                    warn!(room = room_id, error = %e, "could not close the room's directory record");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn heartbeat(

@@ -181,6 +181,22 @@ async fn login_queue_join_and_play_state_sync_over_both_transports() {
     b.handle.leave().await;
     let stats = tokio::time::timeout(WAIT, a.task).await.unwrap().unwrap();
     assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
+    // Once everyone left, the room ends and its directory record is closed.
+    let login = gw.login_device("state-0").await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while gw
+        .room_status(&login.session_token, matches[0].room_id)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the ended room's record was not closed"
+        );
+        poll.tick().await;
+    }
 }
 
 /// Lockstep through the whole flow: eight players (both transports) get identical frames.

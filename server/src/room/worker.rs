@@ -256,9 +256,9 @@ pub(super) fn run(index: usize, rx: Receiver<RoomInput>, shared: Arc<Shared>) {
             };
             match msg {
                 Ok(RoomInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    for (_, mut room) in rooms.drain() {
+                    for (id, mut room) in rooms.drain() {
                         room.close(ErrorCode::ServerShutdown, &shared);
-                        release_room(&shared);
+                        release_room(&shared, id);
                     }
                     return;
                 }
@@ -309,15 +309,21 @@ fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shar
     for (id, end) in ended {
         if let Some(mut room) = rooms.remove(&id) {
             room.close(ErrorCode::RoomClosed, shared);
-            release_room(shared);
+            release_room(shared, id);
             info!(room = id, reason = ?end, "room ended");
         }
     }
 }
 
-fn release_room(shared: &Shared) {
+/// Forgets a room that ended: its slot, its gauge, and (through `Shared::closed_rooms`) its
+/// directory record.
+fn release_room(shared: &Shared, room_id: RoomId) {
     shared.room_count.fetch_sub(1, Ordering::AcqRel);
     shared.metrics.rooms.add(-1);
+    if let Some(closed) = shared.closed_rooms.get() {
+        // Bounded and best effort: a record that is not closed expires with its TTL.
+        let _ = closed.try_send(room_id);
+    }
 }
 
 fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
