@@ -39,7 +39,7 @@ enum End {
 }
 
 /// Runs one connection from the first message to the end. Always closes `outbox` on return.
-#[instrument(skip_all, fields(peer = %peer, transport = ?kind))]
+#[instrument(skip_all, fields(peer = %peer, transport = ?kind, session = tracing::field::Empty, room = tracing::field::Empty))]
 pub async fn serve_connection(
     server: Arc<RoomServer>,
     mut reader: Reader,
@@ -73,6 +73,9 @@ pub async fn serve_connection(
             }
         };
     if let Some(session) = session {
+        let span = tracing::Span::current();
+        span.record("session", session.session_id);
+        span.record("room", session.room_id);
         let end = play(&server, &session, &mut reader, &outbox, &ip).await;
         debug!(session = session.session_id, "connection ended");
         match end {
