@@ -341,6 +341,12 @@ impl Gateway {
         })
     }
 
+    /// Whether any live room server takes new rooms (not draining, below capacity).
+    async fn can_place(&self) -> Result<bool, DirectoryError> {
+        let servers = self.directory.live_servers().await?;
+        Ok(servers.iter().any(|s| !s.draining && s.load < s.capacity))
+    }
+
     fn poll_answer(&self, record: TicketRecord) -> Result<PollResponse, ApiError> {
         match record.status {
             TicketStatus::Queued => Ok(PollResponse::Queued {
@@ -487,6 +493,15 @@ async fn poll(
         .await_ticket(id, wait)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket"))?;
+    if record.status == TicketStatus::Queued && !gw.can_place().await? {
+        // The ticket stays queued; the client is told why it waits and when to ask again.
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::ServerBusy,
+            message: "no room server can take a new room right now; the ticket stays queued".into(),
+            retry_after_s: Some(BUSY_RETRY_AFTER_S),
+        });
+    }
     gw.poll_answer(record).map(Json)
 }
 

@@ -167,7 +167,11 @@ async fn cancel_removes_the_ticket_and_unknown_tickets_are_not_found() {
 
 #[tokio::test]
 async fn only_the_owner_may_poll_or_cancel_a_ticket() {
-    let t = start(config(), InMemoryDirectory::new(), false).await;
+    let dir = InMemoryDirectory::new();
+    dir.register_server(server("s1", 0), SERVER_TTL)
+        .await
+        .unwrap();
+    let t = start(config(), dir, false).await;
     let (_, owner) = t.login("owner").await;
     let (_, other) = t.login("other").await;
     let ticket = t.enqueue(&owner, "trio").await;
@@ -207,7 +211,7 @@ async fn queueing_twice_conflicts_and_unknown_modes_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_live_room_server_players_stay_queued() {
+async fn without_a_live_room_server_players_stay_queued_and_hear_503() {
     let dir = InMemoryDirectory::new();
     // Registered, but its heartbeat has already lapsed.
     dir.register_server(server("dead", 0), Duration::ZERO)
@@ -217,8 +221,12 @@ async fn without_a_live_room_server_players_stay_queued() {
     let players = queued_players(&t, 3, "trio", "p").await;
     assert_eq!(t.gw.match_pass().await, 0);
     let (_, token, ticket) = &players[0];
-    let v: Value = t.poll_raw(token, ticket, 100).await.json().await.unwrap();
-    assert_eq!(v["status"], "queued");
+    // At the end of the long-poll the player is told why it waits: 503 with Retry-After.
+    let resp = t.poll_raw(token, ticket, 100).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "server_busy");
     // A server coming up places them.
     dir.register_server(server("alive", 0), SERVER_TTL)
         .await

@@ -422,6 +422,14 @@ async fn redis_outage_answers_503_then_recovers_by_itself() {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(tokio::time::Instant::now() < deadline, "no recovery");
     };
+    // The fresh Redis knows no room server yet: the poll says so (503, not a directory
+    // error); once one registers, the poll is an ordinary answer again.
+    let r = t.poll_raw(&token, &ticket, 0).await;
+    let body = expect_error(r, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerBusy).await;
+    assert!(body.message.contains("no room server"), "{}", body.message);
+    dir.register_server(server("s1", 0), Duration::from_secs(30))
+        .await
+        .unwrap();
     let r = t.poll_raw(&token, &ticket, 0).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(t.gw.match_pass().await, 0);

@@ -38,6 +38,8 @@ pub const COMMAND_QUEUE_LEN: usize = 1024;
 const WS_CLOSE_CODE_BASE: u16 = 4000;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `wait_match` waits before asking again after a 503 (the gateway's Retry-After).
+const GATEWAY_BUSY_BACKOFF: Duration = Duration::from_secs(1);
 /// How long closing a QUIC connection waits for its last stream bytes to be acknowledged.
 const QUIC_CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// WebSocket read buffer, in bytes.
@@ -225,7 +227,16 @@ impl GatewayClient {
                 .get(format!("{}/v1/matchmaking/{ticket_id}", self.base))
                 .query(&[("wait_ms", left.as_millis().min(20_000).to_string())])
                 .bearer_auth(token);
-            let value: serde_json::Value = parse(req.send().await).await?;
+            let value: serde_json::Value = match parse(req.send().await).await {
+                // No room server can take a room yet: the ticket stays queued; ask again.
+                Err(ConnectError::Gateway { status: 503, .. }) => {
+                    let pause =
+                        GATEWAY_BUSY_BACKOFF.min(end.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                other => other?,
+            };
             if value.get("join_ticket").is_some() {
                 return serde_json::from_value(value)
                     .map_err(|e| ConnectError::Http(e.to_string()));
