@@ -277,8 +277,13 @@ pub trait Directory: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<TicketRecord>, DirectoryError>;
 
+    /// How often the default `await_ticket` re-reads a queued ticket.
+    fn ticket_poll_interval(&self) -> Duration {
+        Duration::from_millis(TICKET_POLL_INTERVAL_MS)
+    }
+
     /// Waits up to `max_wait` for a queued ticket to leave the queue, then returns its state
-    /// (`None` once it is gone). The default re-reads every `TICKET_POLL_INTERVAL_MS`.
+    /// (`None` once it is gone). The default re-reads every `ticket_poll_interval()`.
     async fn await_ticket(
         &self,
         ticket_id: TicketId,
@@ -291,7 +296,7 @@ pub trait Directory: Send + Sync + 'static {
             if !waiting || tokio::time::Instant::now() >= deadline {
                 return Ok(record);
             }
-            let next = tokio::time::Instant::now() + Duration::from_millis(TICKET_POLL_INTERVAL_MS);
+            let next = tokio::time::Instant::now() + self.ticket_poll_interval();
             tokio::time::sleep_until(next.min(deadline)).await;
         }
     }

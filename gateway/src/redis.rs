@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use crate::directory::{
     random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
     MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketId,
-    TicketRecord, TicketStatus,
+    TicketRecord,
 };
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
@@ -328,21 +328,8 @@ impl Directory for RedisDirectory {
         self.read_ticket(ticket_id, Some(now_ms)).await
     }
 
-    async fn await_ticket(
-        &self,
-        ticket_id: TicketId,
-        max_wait: Duration,
-    ) -> Result<Option<TicketRecord>, DirectoryError> {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let every = Duration::from_millis(REDIS_TICKET_POLL_INTERVAL_MS);
-        loop {
-            let record = self.read_ticket(ticket_id, None).await?;
-            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
-            if !waiting || tokio::time::Instant::now() >= deadline {
-                return Ok(record);
-            }
-            tokio::time::sleep_until((tokio::time::Instant::now() + every).min(deadline)).await;
-        }
+    fn ticket_poll_interval(&self) -> Duration {
+        Duration::from_millis(REDIS_TICKET_POLL_INTERVAL_MS)
     }
 
     async fn cancel_ticket(
