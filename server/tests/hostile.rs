@@ -52,6 +52,18 @@ fn rss_bytes(pid: u32) -> i64 {
     kb * 1024
 }
 
+/// Fails when the server's RSS grew by `MAX_GROWTH_BYTES` or more since `before`; round 0 is
+/// a warm-up whose one-time allocations are not counted.
+fn assert_growth_bounded(pid: u32, before: i64, round: u32) {
+    let growth = rss_bytes(pid) - before;
+    if round > 0 {
+        assert!(
+            growth < MAX_GROWTH_BYTES,
+            "round {round}: RSS grew by {growth} bytes"
+        );
+    }
+}
+
 fn addr(server: &Server, key: &str) -> SocketAddr {
     server.ready[key].as_str().unwrap().parse().unwrap()
 }
@@ -115,7 +127,7 @@ async fn gigabyte_quic_length_header_closes_without_memory_growth() {
     let endpoint = quic_client(false);
     let quic = addr(&server, "quic");
     // Warm up once so the first connection's one-time allocations are not counted.
-    for round in 0..4 {
+    for round in 0..4u32 {
         let before = rss_bytes(pid);
         let conn = endpoint.connect(quic, "localhost").unwrap().await.unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -138,13 +150,7 @@ async fn gigabyte_quic_length_header_closes_without_memory_growth() {
             matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
             "{closed:?}"
         );
-        let growth = rss_bytes(pid) - before;
-        if round > 0 {
-            assert!(
-                growth < MAX_GROWTH_BYTES,
-                "round {round}: RSS grew by {growth} bytes"
-            );
-        }
+        assert_growth_bounded(pid, before, round);
     }
 }
 
@@ -153,7 +159,7 @@ async fn hundred_megabyte_websocket_frame_closes_without_memory_growth() {
     let server = start().await;
     let pid = server.child.id();
     let ws = addr(&server, "ws");
-    for round in 0..4 {
+    for round in 0..4u32 {
         let before = rss_bytes(pid);
         let mut tcp = TcpStream::connect(ws).unwrap();
         tcp.set_read_timeout(Some(WAIT)).unwrap();
@@ -200,13 +206,7 @@ async fn hundred_megabyte_websocket_frame_closes_without_memory_growth() {
                 }
             }
         }
-        let growth = rss_bytes(pid) - before;
-        if round > 0 {
-            assert!(
-                growth < MAX_GROWTH_BYTES,
-                "round {round}: RSS grew by {growth} bytes"
-            );
-        }
+        assert_growth_bounded(pid, before, round);
     }
 }
 
