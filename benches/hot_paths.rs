@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_bytes::ByteBuf;
 use tickroom::game::arena::ArenaInput;
-use tickroom::game::{Arena, StateGame};
+use tickroom::game::{Arena, StateCodec, StateGame};
 use tickroom::protocol::codec::{decode_server, encode_server};
 use tickroom::protocol::{KeyRing, ReplayWindow, ServerMsg, TicketClaims};
 
@@ -81,6 +81,7 @@ fn ticket_verify(c: &mut Criterion) {
         issued_ms: now,
         expires_ms: now + 10_000,
         nonce: [3; 16],
+        metadata: Default::default(),
     });
     c.bench_function("token/ticket_verify", |b| {
         b.iter(|| ring.verify_ticket(black_box(&token), now, 0).unwrap())

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{next_matching, within, TestServer};
-use tickroom::game::{Arena, StateGame};
+use tickroom::game::{Arena, StateCodec};
 use tickroom::protocol::codec;
 use tickroom::protocol::connect::TransportKind;
 use tickroom::protocol::session::SessionEvent;
@@ -520,7 +520,7 @@ async fn delta_snapshots_rebuild_the_full_state() {
     let (mut conn, w) =
         raw_join(&server, TransportKind::Ws, &server.ticket(1, 9100, "arena")).await;
     assert!(matches!(w, ServerMsg::Welcome(_)));
-    let mut known: HashMap<u64, <Arena as StateGame>::Snapshot> = HashMap::new();
+    let mut known: HashMap<u64, <Arena as StateCodec>::View> = HashMap::new();
     let mut deltas = 0;
     let mut seq = 1;
     within("deltas", async {

@@ -11,7 +11,8 @@
 //! default input and stands still.
 
 use crate::rng::{slot_seed, SplitMix64};
-use crate::{bytes, GameError, LockstepGame};
+use crate::sdk::{LockstepGame, NoMessage, NoParams, Setup};
+use crate::{bytes, GameError};
 
 /// A Q16.16 fixed-point number of metres (or metres per second).
 pub type Fixed = i32;
@@ -125,10 +126,9 @@ impl ArenaLockstep {
     }
 }
 
-impl LockstepGame for ArenaLockstep {
-    type Input = LockstepInput;
-
-    fn new(max_players: u8, seed: u64) -> Self {
+impl ArenaLockstep {
+    /// A fresh match for `max_players` slots; `seed` makes it reproducible.
+    pub fn new(max_players: u8, seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
         let orbs = std::array::from_fn(|_| random_point(&mut rng, ORB_LIMIT_M));
         let players = (0..max_players)
@@ -144,6 +144,17 @@ impl LockstepGame for ArenaLockstep {
             orbs,
             rng,
         }
+    }
+}
+
+impl LockstepGame for ArenaLockstep {
+    type Params = NoParams;
+    type Input = LockstepInput;
+    type ClientMessage = NoMessage;
+    type ServerMessage = NoMessage;
+
+    fn create(setup: &Setup<'_, NoParams>) -> Self {
+        ArenaLockstep::new(setup.max_players, setup.seed)
     }
 
     fn decode_input(bytes: &[u8]) -> Result<LockstepInput, GameError> {
@@ -191,6 +202,57 @@ impl LockstepGame for ArenaLockstep {
         }
         h.write(&self.rng.state().to_le_bytes());
         h.finish()
+    }
+
+    fn save(&self, out: &mut Vec<u8>) {
+        bytes::put_u64(out, self.frame);
+        bytes::put_u64(out, self.rng.state());
+        bytes::put_u8(out, self.players.len() as u8);
+        for p in &self.players {
+            for v in p.pos.iter().chain(&p.vel) {
+                bytes::put_u32(out, *v as u32);
+            }
+            bytes::put_u32(out, p.score);
+        }
+        for v in self.orbs.iter().flatten() {
+            bytes::put_u32(out, *v as u32);
+        }
+    }
+
+    fn restore(setup: &Setup<'_, NoParams>, version: u16, buf: &[u8]) -> Result<Self, GameError> {
+        if version != Self::SAVE_VERSION {
+            return Err(GameError::Invalid("unknown arena-lockstep save version"));
+        }
+        let mut r = bytes::Reader::new(buf);
+        let frame = r.u64()?;
+        let rng = SplitMix64::new(r.u64()?);
+        let n = r.u8()?;
+        if n != setup.max_players {
+            return Err(GameError::Invalid("saved match has another room size"));
+        }
+        let fixed =
+            |r: &mut bytes::Reader<'_>| -> Result<Fixed, GameError> { Ok(r.u32()? as Fixed) };
+        let mut players = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let pos = [fixed(&mut r)?, fixed(&mut r)?];
+            let vel = [fixed(&mut r)?, fixed(&mut r)?];
+            players.push(Player {
+                pos,
+                vel,
+                score: r.u32()?,
+            });
+        }
+        let mut orbs = [[0; 2]; ORB_COUNT];
+        for orb in &mut orbs {
+            *orb = [fixed(&mut r)?, fixed(&mut r)?];
+        }
+        r.finish()?;
+        Ok(ArenaLockstep {
+            frame,
+            players,
+            orbs,
+            rng,
+        })
     }
 }
 

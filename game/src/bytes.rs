@@ -6,39 +6,39 @@
 use crate::GameError;
 
 /// Length in bytes of the movement input both sample games share (`move_x`, `move_y`, `buttons`).
-pub(crate) const MOVE_INPUT_LEN_BYTES: usize = 3;
+pub const MOVE_INPUT_LEN_BYTES: usize = 3;
 
 /// Longest LEB128 encoding of a `u64` (ceil(64 / 7)).
 const MAX_VARINT_LEN_BYTES: usize = 10;
 
 /// Append a byte.
-pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {
+pub fn put_u8(out: &mut Vec<u8>, v: u8) {
     out.push(v);
 }
 
 /// Append an `i16`, little-endian.
-pub(crate) fn put_i16(out: &mut Vec<u8>, v: i16) {
+pub fn put_i16(out: &mut Vec<u8>, v: i16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Append a pair of `i16`s, little-endian.
-pub(crate) fn put_i16x2(out: &mut Vec<u8>, v: [i16; 2]) {
+pub fn put_i16x2(out: &mut Vec<u8>, v: [i16; 2]) {
     put_i16(out, v[0]);
     put_i16(out, v[1]);
 }
 
 /// Append a `u32`, little-endian.
-pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Append a `u64`, little-endian.
-pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Append a `u64` as unsigned LEB128 (1 byte for values below 128).
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -47,12 +47,12 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// The shared 3-byte movement input, as raw fields.
-pub(crate) fn put_move_input(out: &mut Vec<u8>, move_x: i8, move_y: i8, buttons: u8) {
+pub fn put_move_input(out: &mut Vec<u8>, move_x: i8, move_y: i8, buttons: u8) {
     out.extend_from_slice(&[move_x as u8, move_y as u8, buttons]);
 }
 
 /// Decode the shared 3-byte movement input; empty means "no input" and gives all zeroes.
-pub(crate) fn move_input(bytes: &[u8]) -> Result<(i8, i8, u8), GameError> {
+pub fn move_input(bytes: &[u8]) -> Result<(i8, i8, u8), GameError> {
     match bytes {
         [] => Ok((0, 0, 0)),
         [x, y, b] => Ok((*x as i8, *y as i8, *b)),
@@ -62,13 +62,13 @@ pub(crate) fn move_input(bytes: &[u8]) -> Result<(i8, i8, u8), GameError> {
 }
 
 /// A bounds-checked cursor over encoded bytes.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// A reader positioned at the start of `buf`.
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
 
@@ -83,7 +83,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Take `n` bytes as a slice.
-    pub(crate) fn slice(&mut self, n: usize) -> Result<&'a [u8], GameError> {
+    pub fn slice(&mut self, n: usize) -> Result<&'a [u8], GameError> {
         if self.buf.len() < n {
             return Err(GameError::Truncated);
         }
@@ -93,32 +93,32 @@ impl<'a> Reader<'a> {
     }
 
     /// Read a byte.
-    pub(crate) fn u8(&mut self) -> Result<u8, GameError> {
+    pub fn u8(&mut self) -> Result<u8, GameError> {
         Ok(self.array::<1>()?[0])
     }
 
     /// Read a little-endian `i16`.
-    pub(crate) fn i16(&mut self) -> Result<i16, GameError> {
+    pub fn i16(&mut self) -> Result<i16, GameError> {
         Ok(i16::from_le_bytes(self.array()?))
     }
 
     /// Read a pair of little-endian `i16`s.
-    pub(crate) fn i16x2(&mut self) -> Result<[i16; 2], GameError> {
+    pub fn i16x2(&mut self) -> Result<[i16; 2], GameError> {
         Ok([self.i16()?, self.i16()?])
     }
 
     /// Read a little-endian `u32`.
-    pub(crate) fn u32(&mut self) -> Result<u32, GameError> {
+    pub fn u32(&mut self) -> Result<u32, GameError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
     /// Read a little-endian `u64`.
-    pub(crate) fn u64(&mut self) -> Result<u64, GameError> {
+    pub fn u64(&mut self) -> Result<u64, GameError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
     /// Read an unsigned LEB128 `u64`, rejecting encodings that overflow 64 bits.
-    pub(crate) fn varint(&mut self) -> Result<u64, GameError> {
+    pub fn varint(&mut self) -> Result<u64, GameError> {
         let mut value = 0u64;
         for i in 0..MAX_VARINT_LEN_BYTES {
             let byte = self.u8()?;
@@ -137,7 +137,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Succeed only if every byte has been consumed.
-    pub(crate) fn finish(self) -> Result<(), GameError> {
+    pub fn finish(self) -> Result<(), GameError> {
         if self.buf.is_empty() {
             Ok(())
         } else {

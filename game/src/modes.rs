@@ -19,12 +19,13 @@ pub enum ModeSync {
 }
 
 /// One game mode.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeConfig {
     /// The name players queue for.
     pub name: String,
-    /// Which built-in game runs it: `arena` (state) or `arena-lockstep` (lockstep).
+    /// The registered game that runs it (the `tickroom` binary registers `arena` (state) and
+    /// `arena-lockstep` (lockstep); a server built with the SDK registers its own).
     pub game: String,
     /// State sync or lockstep.
     pub sync: ModeSync,
@@ -53,6 +54,22 @@ pub struct ModeConfig {
     /// Lockstep: clients send a checksum every this many frames.
     #[serde(default = "ten")]
     pub checksum_interval_frames: u32,
+    /// Lockstep: the server also steps the simulation, so it can tell which player desynced
+    /// (default false: the server only relays).
+    #[serde(default)]
+    pub server_sim: bool,
+    /// Largest custom message a client may send, in bytes (default 1,024).
+    #[serde(default = "kib")]
+    pub max_message_bytes: u32,
+    /// Custom messages per second one session may send, sustained (default 10).
+    #[serde(default = "ten")]
+    pub message_rate_per_s: u32,
+    /// Custom messages one session may send in a burst (default 20).
+    #[serde(default = "twenty")]
+    pub message_burst: u32,
+    /// The game's own parameters, decoded into its `Params` type at start-up.
+    #[serde(default)]
+    pub params: toml::Table,
 }
 
 fn one() -> u8 {
@@ -63,6 +80,12 @@ fn eight() -> u8 {
 }
 fn ten() -> u32 {
     10
+}
+fn twenty() -> u32 {
+    20
+}
+fn kib() -> u32 {
+    1024
 }
 fn thirty() -> u32 {
     30
@@ -90,7 +113,7 @@ pub enum ModesError {
 }
 
 /// All modes, looked up by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Modes {
     modes: Vec<ModeConfig>,
 }
@@ -101,12 +124,6 @@ struct ModesFile {
     mode: Vec<ModeConfig>,
 }
 
-/// Built-in games a mode may name.
-const KNOWN_GAMES: &[(&str, ModeSync)] = &[
-    ("arena", ModeSync::State),
-    ("arena-lockstep", ModeSync::Lockstep),
-];
-
 impl Modes {
     /// Parses and checks a modes file.
     pub fn parse(text: &str) -> Result<Modes, ModesError> {
@@ -116,10 +133,8 @@ impl Modes {
                 mode: m.name.clone(),
                 problem,
             };
-            if !KNOWN_GAMES.contains(&(m.game.as_str(), m.sync)) {
-                return Err(invalid(
-                    "unknown game, or a game run with the wrong sync kind",
-                ));
+            if m.game.is_empty() {
+                return Err(invalid("game must name a registered game"));
             }
             if m.tick_rate_hz == 0 || m.tick_rate_hz > 240 {
                 return Err(invalid("tick_rate_hz must be 1..=240"));
@@ -132,6 +147,11 @@ impl Modes {
             }
             if m.checksum_interval_frames == 0 {
                 return Err(invalid("checksum_interval_frames must be at least 1"));
+            }
+            if m.message_rate_per_s == 0 || m.message_burst == 0 {
+                return Err(invalid(
+                    "message_rate_per_s and message_burst must be at least 1",
+                ));
             }
         }
         if file
@@ -182,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn params_and_message_limits_parse() {
+        let text = "[[mode]]\nname='a'\ngame='pong'\nsync='state'\ntick_rate_hz=30\nplayers=2\nmax_message_bytes=64\n[mode.params]\nscore_limit=3\n";
+        let modes = Modes::parse(text).unwrap();
+        let a = modes.by_name("a").unwrap();
+        assert_eq!(a.max_message_bytes, 64);
+        assert_eq!(a.message_rate_per_s, 10);
+        assert_eq!(
+            a.params.get("score_limit").and_then(|v| v.as_integer()),
+            Some(3)
+        );
+        assert!(!a.server_sim);
+    }
+
+    #[test]
     fn bad_modes_are_refused() {
         let base = |extra: &str| {
             format!(
@@ -191,7 +225,8 @@ mod tests {
         assert!(Modes::parse(&base("")).is_ok());
         assert!(Modes::parse(&base("min_players=5")).is_err());
         assert!(Modes::parse(&base("bogus=1")).is_err());
-        assert!(Modes::parse(&base("").replace("'arena'", "'chess'")).is_err());
+        assert!(Modes::parse(&base("").replace("'arena'", "''")).is_err());
+        assert!(Modes::parse(&base("message_rate_per_s=0")).is_err());
         assert!(Modes::parse(&base("").replace("tick_rate_hz=30", "tick_rate_hz=0")).is_err());
         let twice = format!("{}\n{}", base(""), base(""));
         assert!(Modes::parse(&twice).is_err());

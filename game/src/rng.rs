@@ -6,7 +6,7 @@
 
 /// SplitMix64 generator (Steele, Lea & Flood 2014).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
@@ -15,41 +15,41 @@ const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl SplitMix64 {
     /// A generator whose sequence is fully determined by `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
     /// The raw state, for checksums.
-    pub(crate) fn state(&self) -> u64 {
+    pub fn state(&self) -> u64 {
         self.state
     }
 
     /// Next 64 uniformly distributed bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         mix(self.state)
     }
 
     /// A value in `0..n` (0 when `n` is 0); multiply-high avoids the modulo's bias and division.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// A float in `[0, 1)` built from the top 24 bits, so it is exact in `f32`.
-    pub(crate) fn unit_f32(&mut self) -> f32 {
+    pub fn unit_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u32 << 24) as f32
     }
 }
 
 /// The SplitMix64 output finaliser; also handy to derive independent per-slot seeds.
-pub(crate) fn mix(mut z: u64) -> u64 {
+pub fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
 /// A seed for `slot` that is independent of the match's main stream and of other slots.
-pub(crate) fn slot_seed(seed: u64, slot: u8) -> u64 {
+pub fn slot_seed(seed: u64, slot: u8) -> u64 {
     mix(seed ^ (u64::from(slot) + 1).wrapping_mul(GOLDEN_GAMMA))
 }
 

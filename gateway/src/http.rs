@@ -314,6 +314,7 @@ impl Gateway {
             issued_ms: now,
             expires_ms: now.saturating_add(millis(self.config.ticket_ttl)),
             nonce: rand::random(),
+            metadata: Default::default(),
         };
         let join_ticket = self.config.keys.sign_ticket(&claims);
         let verified = self

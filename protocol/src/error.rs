@@ -67,6 +67,8 @@ pub enum ErrorCode {
     Internal,
     /// The player's room server is gone; rejoin through the gateway.
     ServerGone,
+    /// The game refused the player at admission (`join_attempt`); the detail says why.
+    JoinRefused,
 }
 
 /// Every code with its stable wire number; the single source for both directions.
@@ -100,6 +102,7 @@ const CODES: &[(ErrorCode, u16)] = &[
     (ErrorCode::BadRequest, 26),
     (ErrorCode::Internal, 27),
     (ErrorCode::ServerGone, 28),
+    (ErrorCode::JoinRefused, 29),
 ];
 
 impl ErrorCode {
@@ -148,6 +151,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Internal => "internal",
             ErrorCode::ServerGone => "server_gone",
+            ErrorCode::JoinRefused => "join_refused",
         }
     }
 }
@@ -201,6 +205,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::BadRequest => "the request is malformed",
             ErrorCode::Internal => "internal server error",
             ErrorCode::ServerGone => "the room server is gone; rejoin through the gateway",
+            ErrorCode::JoinRefused => "the game refused the player",
         };
         f.write_str(text)
     }

@@ -11,6 +11,7 @@ pub mod msg;
 pub mod replay;
 pub mod session;
 pub mod token;
+pub mod view;
 
 #[cfg(feature = "tokio")]
 pub mod connect;
@@ -20,10 +21,11 @@ pub use error::ErrorCode;
 pub use msg::{ClientMsg, Secret, ServerMsg, SyncKind, Welcome};
 pub use replay::{ReplayError, ReplayWindow};
 pub use session::{ClientSession, SessionConfig, SessionEvent, SessionState};
+pub use tickroom_game::{GameError, PlayerMetadata};
 pub use token::{JoinTicket, KeyRing, SessionClaims, SessionToken, TicketClaims, TokenError};
 
 /// The protocol version carried in `Hello`; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN protocol id for QUIC connections.
 pub const ALPN: &[u8] = b"tickroom/1";

@@ -93,6 +93,15 @@ pub enum ClientMsg {
         /// Anti-replay sequence number.
         seq: u64,
     },
+    /// A custom reliable message for the game (a chat line, "buy item"); the game's own
+    /// encoding. Size and rate are limited per mode.
+    Message {
+        /// Anti-replay sequence number.
+        seq: u64,
+        /// The game's encoding of its client message.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
 }
 
 /// The welcome a player gets once the join or resume is accepted.
@@ -183,6 +192,21 @@ pub enum ServerMsg {
         /// Players in the room.
         players: u8,
     },
+    /// A custom reliable message from the game ("round over", a chat line); the game's own
+    /// encoding.
+    Message {
+        /// The game's encoding of its server message.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// The match ended with a result the game defines (scores, winner); the room closes
+    /// right after (`Kicked{RoomClosed}`). The gateway keeps the result for
+    /// `GET /v1/matches/{room_id}`.
+    MatchEnded {
+        /// The game's encoding of the result.
+        #[serde(with = "serde_bytes")]
+        result: Vec<u8>,
+    },
 }
 
 impl ClientMsg {
@@ -193,7 +217,8 @@ impl ClientMsg {
             | ClientMsg::FrameInput { seq, .. }
             | ClientMsg::Checksum { seq, .. }
             | ClientMsg::Ping { seq, .. }
-            | ClientMsg::Leave { seq } => Some(*seq),
+            | ClientMsg::Leave { seq }
+            | ClientMsg::Message { seq, .. } => Some(*seq),
             ClientMsg::Hello { .. }
             | ClientMsg::ChallengeResponse { .. }
             | ClientMsg::Resume { .. } => None,
@@ -211,6 +236,7 @@ impl ClientMsg {
             ClientMsg::Checksum { .. } => "checksum",
             ClientMsg::Ping { .. } => "ping",
             ClientMsg::Leave { .. } => "leave",
+            ClientMsg::Message { .. } => "message",
         }
     }
 }
@@ -262,6 +288,10 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
             client_time_us: 1_000_000,
         },
         ClientMsg::Leave { seq: 9 },
+        ClientMsg::Message {
+            seq: 10,
+            payload: b"hi".to_vec(),
+        },
     ];
     let server = vec![
         ServerMsg::Challenge {
@@ -305,6 +335,12 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
         ServerMsg::Started {
             tick: 1,
             players: 2,
+        },
+        ServerMsg::Message {
+            payload: vec![3, 1, 4],
+        },
+        ServerMsg::MatchEnded {
+            result: vec![1, 0, 9],
         },
     ];
     (client, server)

@@ -122,6 +122,16 @@ pub enum SessionEvent {
         /// The frame whose checksums disagreed.
         frame: u64,
     },
+    /// A custom reliable message from the game (decode it with the game's `Message` type).
+    Message {
+        /// The game's encoding of its server message.
+        payload: Vec<u8>,
+    },
+    /// The match ended; the session closes right after (`Closed{RoomClosed}`).
+    MatchEnded {
+        /// The game's encoding of the result.
+        result: Vec<u8>,
+    },
     /// A Pong came back; `rtt` is this sample (see [`ClientSession::rtt`] for the smoothed one).
     Pong {
         /// Round-trip time of this ping.
@@ -390,11 +400,19 @@ impl ClientSession {
                     .push_back(SessionEvent::Started { tick, players });
             }
             ServerMsg::Pong { client_time_us, .. } if in_room => self.on_pong(now, client_time_us),
+            ServerMsg::Message { payload } if in_room => {
+                self.events.push_back(SessionEvent::Message { payload });
+            }
+            ServerMsg::MatchEnded { result } if in_room => {
+                self.events.push_back(SessionEvent::MatchEnded { result });
+            }
             ServerMsg::Snapshot { .. }
             | ServerMsg::Frame { .. }
             | ServerMsg::Desync { .. }
             | ServerMsg::Started { .. }
-            | ServerMsg::Pong { .. } => {}
+            | ServerMsg::Pong { .. }
+            | ServerMsg::Message { .. }
+            | ServerMsg::MatchEnded { .. } => {}
         }
     }
 
@@ -501,6 +519,17 @@ impl ClientSession {
             self.outbox
                 .push_back(ClientMsg::Checksum { seq, frame, hash });
         }
+    }
+
+    /// Queues a custom reliable message for the game (its own encoding). Returns false (and
+    /// drops it) unless in the room.
+    pub fn send_message(&mut self, payload: Vec<u8>) -> bool {
+        if !self.can_send() {
+            return false;
+        }
+        let seq = self.take_seq();
+        self.outbox.push_back(ClientMsg::Message { seq, payload });
+        true
     }
 
     /// Leaves for good: queues `Leave` (when in the room, replacing anything still queued) and

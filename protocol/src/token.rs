@@ -13,6 +13,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use tickroom_game::PlayerMetadata;
+
 use crate::codec;
 use crate::msg::{Secret, SECRET_LEN};
 
@@ -92,6 +94,9 @@ pub struct TicketClaims {
     pub expires_ms: u64,
     /// Makes each ticket unique; the room server remembers used nonces until expiry.
     pub nonce: [u8; 16],
+    /// What the gateway knows of the player (display name, rating); the game sees it at
+    /// admission and join.
+    pub metadata: PlayerMetadata,
 }
 
 /// A session token whose signature and validity were checked.
@@ -384,6 +389,7 @@ mod tests {
             issued_ms: NOW,
             expires_ms: NOW + 10_000,
             nonce: [5; 16],
+            metadata: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ const CLIENT: &[(&str, &str)] = &[
     ("checksum", "05070afdffffffffffffffff"),
     ("ping", "0608fc40420f00"),
     ("leave", "0709"),
+    ("message", "080a026869"),
 ];
 
 const SERVER: &[&str] = &[
@@ -30,6 +31,8 @@ const SERVER: &[&str] = &[
     "060506",
     "0712",
     "080102",
+    "0903030104",
+    "0a03010009",
 ];
 
 #[test]
@@ -74,7 +77,7 @@ fn protocol_hash_is_pinned() {
         PROTOCOL_HASH,
         "schema changed: bump PROTOCOL_VERSION"
     );
-    assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 1);
+    assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 2);
 }
 
-const PROTOCOL_HASH: u64 = 0xfcb8048aca599ce5;
+const PROTOCOL_HASH: u64 = 0xacd21e46038fa3bb;

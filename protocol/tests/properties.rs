@@ -58,6 +58,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             client_time_us: t
         }),
         any::<u64>().prop_map(|seq| ClientMsg::Leave { seq }),
+        (any::<u64>(), bytes()).prop_map(|(seq, payload)| ClientMsg::Message { seq, payload }),
     ]
 }
 
@@ -91,6 +92,8 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         }),
         (any::<u64>(), any::<u8>())
             .prop_map(|(tick, players)| ServerMsg::Started { tick, players }),
+        bytes().prop_map(|payload| ServerMsg::Message { payload }),
+        bytes().prop_map(|result| ServerMsg::MatchEnded { result }),
     ]
 }
 
@@ -239,6 +242,7 @@ fn claims() -> TicketClaims {
         issued_ms: NOW,
         expires_ms: NOW + 10_000,
         nonce: [1; 16],
+        metadata: Default::default(),
     }
 }
 

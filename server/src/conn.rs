@@ -473,6 +473,7 @@ async fn play(
                 );
                 return End::Left;
             }
+            ClientMsg::Message { .. } => return End::Closed(ErrorCode::UnexpectedMessage),
             ClientMsg::Hello { .. }
             | ClientMsg::ChallengeResponse { .. }
             | ClientMsg::Resume { .. } => {

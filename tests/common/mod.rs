@@ -101,6 +101,7 @@ impl TestServer {
             issued_ms: now.saturating_sub(60_000),
             expires_ms: (now as i64 + ttl_ms) as u64,
             nonce: rand_nonce(player, room),
+            metadata: Default::default(),
         };
         let token = self.keys.sign_ticket(&claims);
         let verified = self

@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tickroom_game::arena::ArenaInput;
 use tickroom_game::arena_lockstep::LockstepInput;
-use tickroom_game::{Arena, ArenaLockstep, LockstepGame, StateGame};
+use tickroom_game::{Arena, ArenaLockstep, LockstepGame, StateCodec};
 use tickroom_protocol::connect::SessionDriver;
 use tickroom_protocol::{ErrorCode, SessionEvent, SyncKind, Welcome};
 use tokio::sync::watch;
@@ -427,7 +427,9 @@ impl Bot {
                 warn!(bot = self.config.index, frame, "desync reported");
             }
             SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
-            SessionEvent::Reconnect { .. } => {}
+            SessionEvent::Reconnect { .. }
+            | SessionEvent::Message { .. }
+            | SessionEvent::MatchEnded { .. } => {}
             SessionEvent::Disconnected { .. } => {
                 self.room.silence_suspected = false;
                 let lost = *self.lost_at.get_or_insert(now);
@@ -686,6 +688,8 @@ fn network_reliability(event: &SessionEvent) -> Option<bool> {
         | SessionEvent::Started { .. }
         | SessionEvent::Frame { .. }
         | SessionEvent::Desync { .. }
+        | SessionEvent::Message { .. }
+        | SessionEvent::MatchEnded { .. }
         | SessionEvent::Pong { .. } => Some(true),
         SessionEvent::Reconnect { .. }
         | SessionEvent::Disconnected { .. }
@@ -725,5 +729,7 @@ fn trace_event(bot: usize, event: &SessionEvent) {
         SessionEvent::Reconnect { attempt } => debug!(bot, attempt, "reconnecting"),
         SessionEvent::Disconnected { code } => debug!(bot, code = ?code, "disconnected"),
         SessionEvent::Closed { code } => debug!(bot, code = ?code, "closed"),
+        SessionEvent::Message { payload } => debug!(bot, bytes = payload.len(), "message"),
+        SessionEvent::MatchEnded { result } => debug!(bot, bytes = result.len(), "match ended"),
     }
 }

@@ -12,7 +12,8 @@ pub use snapshot::{ArenaSnapshot, PlayerState};
 use glam::Vec2;
 
 use crate::rng::{slot_seed, SplitMix64};
-use crate::{bytes, GameError, StateGame};
+use crate::sdk::{Ctx, Message, Player as SdkPlayer, Setup, StateCodec, StateGame, Viewer};
+use crate::{bytes, GameError};
 
 /// Half the side of the square arena, which is centred on the origin.
 pub const ARENA_HALF_SIZE_M: f32 = 50.0;
@@ -140,11 +141,84 @@ impl Arena {
     }
 }
 
-impl StateGame for Arena {
-    type Input = ArenaInput;
-    type Snapshot = ArenaSnapshot;
+/// The arena's mode parameters (`[mode.params]` in `modes.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArenaParams {
+    /// The match ends when a player's score reaches this.
+    pub score_limit: u32,
+}
 
-    fn new(max_players: u8, seed: u64) -> Self {
+impl Default for ArenaParams {
+    fn default() -> Self {
+        ArenaParams {
+            score_limit: DEFAULT_SCORE_LIMIT,
+        }
+    }
+}
+
+/// The arena's result: every seated player's score, and the winner (highest score, lowest
+/// slot on a tie). Encoding: count u8, then (slot u8, score u32 LE) each, then the winner's
+/// slot u8 (255 = none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArenaResult {
+    /// (slot, score) of every seated player, by slot.
+    pub scores: Vec<(u8, u32)>,
+    /// The winning slot, if anyone played.
+    pub winner: Option<u8>,
+}
+
+impl Message for ArenaResult {
+    fn encode(&self, out: &mut Vec<u8>) {
+        bytes::put_u8(out, self.scores.len().min(usize::from(u8::MAX)) as u8);
+        for (slot, score) in self.scores.iter().take(usize::from(u8::MAX)) {
+            bytes::put_u8(out, *slot);
+            bytes::put_u32(out, *score);
+        }
+        bytes::put_u8(out, self.winner.unwrap_or(NO_WINNER));
+    }
+
+    fn decode(buf: &[u8]) -> Result<Self, GameError> {
+        let mut r = bytes::Reader::new(buf);
+        let n = r.u8()?;
+        let scores = (0..n)
+            .map(|_| Ok((r.u8()?, r.u32()?)))
+            .collect::<Result<Vec<_>, GameError>>()?;
+        let winner = Some(r.u8()?).filter(|w| *w != NO_WINNER);
+        r.finish()?;
+        Ok(ArenaResult { scores, winner })
+    }
+}
+
+/// The winner byte of a result nobody won.
+const NO_WINNER: u8 = u8::MAX;
+
+impl Arena {
+    /// The result as it stands: scores by slot, and the leader.
+    pub fn result(&self) -> ArenaResult {
+        let scores: Vec<(u8, u32)> = self
+            .players
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, p)| Some((slot as u8, p.as_ref()?.score)))
+            .collect();
+        let winner = scores
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(slot, _)| *slot);
+        ArenaResult { scores, winner }
+    }
+
+    /// True once a score reached the limit.
+    pub fn is_over(&self) -> bool {
+        self.players
+            .iter()
+            .flatten()
+            .any(|p| p.score >= self.score_limit)
+    }
+
+    /// A fresh match for up to `max_players` slots; `seed` makes it reproducible.
+    pub fn new(max_players: u8, seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
         let orbs = std::array::from_fn(|_| random_point(&mut rng, ORB_LIMIT_M));
         Self {
@@ -157,7 +231,8 @@ impl StateGame for Arena {
         }
     }
 
-    fn add_player(&mut self, slot: u8) {
+    /// Put a player into `slot` (no-op if the slot is taken or out of range).
+    pub fn add_player(&mut self, slot: u8) {
         let seed = self.seed;
         if let Some(entry @ None) = self.players.get_mut(usize::from(slot)) {
             // Spawn from a per-slot stream so joins in any order land the same place.
@@ -172,33 +247,15 @@ impl StateGame for Arena {
         }
     }
 
-    fn remove_player(&mut self, slot: u8) {
+    /// Take the player out of `slot` (no-op if the slot is empty).
+    pub fn remove_player(&mut self, slot: u8) {
         if let Some(entry) = self.players.get_mut(usize::from(slot)) {
             *entry = None;
         }
     }
 
-    fn decode_input(bytes: &[u8]) -> Result<ArenaInput, GameError> {
-        let (move_x, move_y, buttons) = bytes::move_input(bytes)?;
-        Ok(ArenaInput {
-            move_x,
-            move_y,
-            buttons,
-        })
-    }
-
-    fn encode_input(input: &ArenaInput, out: &mut Vec<u8>) {
-        bytes::put_move_input(out, input.move_x, input.move_y, input.buttons);
-    }
-
-    fn apply_input(&mut self, slot: u8, input: &ArenaInput) {
-        if let Some(p) = self.player_mut(slot) {
-            p.input = *input;
-            p.dash_pending |= input.buttons & DASH_BUTTON != 0;
-        }
-    }
-
-    fn step(&mut self, dt_s: f32) {
+    /// Advance the simulation by `dt_s` seconds (clamped to [`MAX_STEP_S`]).
+    pub fn step(&mut self, dt_s: f32) {
         // A NaN or negative dt from a confused caller must not poison the state.
         let dt = if dt_s.is_finite() {
             dt_s.clamp(0.0, MAX_STEP_S)
@@ -215,7 +272,8 @@ impl StateGame for Arena {
         self.collect_orbs();
     }
 
-    fn snapshot(&self) -> ArenaSnapshot {
+    /// The world as every client sees it now.
+    pub fn snapshot(&self) -> ArenaSnapshot {
         let players = self
             .players
             .iter()
@@ -237,6 +295,28 @@ impl StateGame for Arena {
             orbs: self.orbs.iter().map(|o| quantise(*o)).collect(),
         }
     }
+}
+
+impl StateCodec for Arena {
+    type Input = ArenaInput;
+    type View = ArenaSnapshot;
+    /// Chat lines.
+    type ClientMessage = String;
+    /// Chat lines, prefixed with the sender's slot.
+    type ServerMessage = String;
+
+    fn decode_input(bytes: &[u8]) -> Result<ArenaInput, GameError> {
+        let (move_x, move_y, buttons) = bytes::move_input(bytes)?;
+        Ok(ArenaInput {
+            move_x,
+            move_y,
+            buttons,
+        })
+    }
+
+    fn encode_input(input: &ArenaInput, out: &mut Vec<u8>) {
+        bytes::put_move_input(out, input.move_x, input.move_y, input.buttons);
+    }
 
     fn encode_full(snapshot: &ArenaSnapshot, out: &mut Vec<u8>) {
         snapshot::encode_full(snapshot, out);
@@ -253,12 +333,159 @@ impl StateGame for Arena {
     fn decode_delta(baseline: &ArenaSnapshot, bytes: &[u8]) -> Result<ArenaSnapshot, GameError> {
         snapshot::decode_delta(baseline, bytes)
     }
+}
 
-    fn is_over(&self) -> bool {
-        self.players
-            .iter()
-            .flatten()
-            .any(|p| p.score >= self.score_limit)
+impl StateGame for Arena {
+    type Params = ArenaParams;
+    const SAVE_VERSION: u16 = 1;
+
+    fn create(setup: &Setup<'_, ArenaParams>) -> Self {
+        Arena::new(setup.max_players, setup.seed).with_score_limit(setup.params.score_limit)
+    }
+
+    fn on_join(&mut self, player: &SdkPlayer<'_>, _ctx: &mut Ctx<String>) {
+        self.add_player(player.slot);
+    }
+
+    fn on_leave(&mut self, slot: u8, _ctx: &mut Ctx<String>) {
+        self.remove_player(slot);
+    }
+
+    fn apply_input(&mut self, slot: u8, input: &ArenaInput) {
+        if let Some(p) = self.player_mut(slot) {
+            p.input = *input;
+            p.dash_pending |= input.buttons & DASH_BUTTON != 0;
+        }
+    }
+
+    fn on_message(&mut self, slot: u8, line: String, ctx: &mut Ctx<String>) {
+        ctx.broadcast(&format!("{slot}: {line}"));
+    }
+
+    fn step(&mut self, dt_s: f32, ctx: &mut Ctx<String>) {
+        Arena::step(self, dt_s);
+        if self.is_over() {
+            ctx.end_match(&self.result());
+        }
+    }
+
+    fn view(&self, _viewer: Viewer) -> ArenaSnapshot {
+        self.snapshot()
+    }
+
+    fn on_time_up(&mut self, ctx: &mut Ctx<String>) {
+        ctx.end_match(&self.result());
+    }
+
+    fn save(&self, out: &mut Vec<u8>) {
+        save::write(self, out);
+    }
+
+    fn restore(
+        setup: &Setup<'_, ArenaParams>,
+        version: u16,
+        bytes: &[u8],
+    ) -> Result<Self, GameError> {
+        if version != Self::SAVE_VERSION {
+            return Err(GameError::Invalid("unknown arena save version"));
+        }
+        save::read(setup, bytes)
+    }
+}
+
+/// The arena's save format: every field, floats as raw bits, so a restore is exact.
+mod save {
+    use super::*;
+
+    pub(super) fn write(a: &Arena, out: &mut Vec<u8>) {
+        bytes::put_u64(out, a.tick);
+        bytes::put_u64(out, a.seed);
+        bytes::put_u64(out, a.rng.state());
+        bytes::put_u32(out, a.score_limit);
+        bytes::put_u8(out, a.players.len() as u8);
+        for p in &a.players {
+            match p {
+                None => bytes::put_u8(out, 0),
+                Some(p) => {
+                    bytes::put_u8(out, 1);
+                    put_vec2(out, p.pos);
+                    put_vec2(out, p.vel);
+                    bytes::put_u32(out, p.score);
+                    bytes::put_move_input(out, p.input.move_x, p.input.move_y, p.input.buttons);
+                    bytes::put_u8(out, u8::from(p.dash_pending));
+                }
+            }
+        }
+        for orb in &a.orbs {
+            put_vec2(out, *orb);
+        }
+    }
+
+    pub(super) fn read(setup: &Setup<'_, ArenaParams>, buf: &[u8]) -> Result<Arena, GameError> {
+        let mut r = bytes::Reader::new(buf);
+        let tick = r.u64()?;
+        let seed = r.u64()?;
+        let rng = SplitMix64::new(r.u64()?);
+        let score_limit = r.u32()?;
+        let slots = r.u8()?;
+        if slots != setup.max_players {
+            return Err(GameError::Invalid("saved arena has another room size"));
+        }
+        let mut players = Vec::with_capacity(usize::from(slots));
+        for _ in 0..slots {
+            players.push(match r.u8()? {
+                0 => None,
+                1 => {
+                    let pos = vec2(&mut r)?;
+                    let vel = vec2(&mut r)?;
+                    let score = r.u32()?;
+                    let (move_x, move_y, buttons) =
+                        bytes::move_input(r.slice(bytes::MOVE_INPUT_LEN_BYTES)?)?;
+                    let dash_pending = match r.u8()? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(GameError::Invalid("bad dash flag")),
+                    };
+                    Some(Player {
+                        pos,
+                        vel,
+                        score,
+                        input: ArenaInput {
+                            move_x,
+                            move_y,
+                            buttons,
+                        },
+                        dash_pending,
+                    })
+                }
+                _ => return Err(GameError::Invalid("bad seat marker")),
+            });
+        }
+        let mut orbs = [Vec2::ZERO; ORB_COUNT];
+        for orb in &mut orbs {
+            *orb = vec2(&mut r)?;
+        }
+        r.finish()?;
+        Ok(Arena {
+            tick,
+            seed,
+            players,
+            orbs,
+            rng,
+            score_limit,
+        })
+    }
+
+    fn put_vec2(out: &mut Vec<u8>, v: Vec2) {
+        bytes::put_u32(out, v.x.to_bits());
+        bytes::put_u32(out, v.y.to_bits());
+    }
+
+    fn vec2(r: &mut bytes::Reader<'_>) -> Result<Vec2, GameError> {
+        Ok(Vec2::new(
+            f32::from_bits(r.u32()?),
+            f32::from_bits(r.u32()?),
+        ))
     }
 }
 

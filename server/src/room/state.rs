@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use serde_bytes::ByteBuf;
 use tickroom_game::arena::ArenaSnapshot;
 use tickroom_game::modes::ModeConfig;
-use tickroom_game::{Arena, StateGame};
+use tickroom_game::{Arena, StateCodec, StateGame};
 use tickroom_protocol::ServerMsg;
 
 use super::worker::{push_snapshot, Room, Sim};
