@@ -718,6 +718,7 @@ enum Command {
     Input(Vec<u8>),
     FrameInput(u64, Vec<u8>),
     Checksum(u64, u64),
+    Message(Vec<u8>),
     Leave,
     /// Drop the transport without leaving (chaos testing of the resume path).
     DropConnection,
@@ -746,6 +747,10 @@ impl SessionHandle {
     /// Lockstep: the state hash after `frame`.
     pub async fn checksum(&self, frame: u64, hash: u64) -> bool {
         self.tx.send(Command::Checksum(frame, hash)).await.is_ok()
+    }
+    /// A custom reliable message for the game (its own encoding).
+    pub async fn message(&self, payload: Vec<u8>) -> bool {
+        self.tx.send(Command::Message(payload)).await.is_ok()
     }
     /// Leaves the room; the event stream ends with `Closed`.
     pub async fn leave(&self) -> bool {
@@ -870,6 +875,7 @@ async fn drive(
                 Some(Command::Input(b)) => { driver.send_input(Instant::now(), b); }
                 Some(Command::FrameInput(f, b)) => driver.send_frame_input(f, b),
                 Some(Command::Checksum(f, h)) => driver.send_checksum(f, h),
+                Some(Command::Message(p)) => driver.send_message(p),
                 Some(Command::Leave) | None => driver.leave(),
                 Some(Command::DropConnection) => driver.drop_connection(),
                 Some(Command::SwitchTransport(t)) => driver.switch_transport(t),
@@ -1006,6 +1012,12 @@ impl SessionDriver {
     pub fn send_checksum(&mut self, frame: u64, hash: u64) {
         self.dirty = true;
         self.session.send_checksum(frame, hash);
+    }
+
+    /// Queues a custom reliable message for the game.
+    pub fn send_message(&mut self, payload: Vec<u8>) {
+        self.dirty = true;
+        self.session.send_message(payload);
     }
 
     /// Leaves the room; `poll_event` hands out `Closed` next.
