@@ -207,6 +207,14 @@ pub enum ServerMsg {
         #[serde(with = "serde_bytes")]
         result: Vec<u8>,
     },
+    /// The client's message `seq` was refused (a custom message too big or too fast for the
+    /// mode); the session goes on.
+    Refused {
+        /// The refused message's sequence number.
+        seq: u64,
+        /// Why (`MessageTooLarge`, `RateLimited`, `BadMessage`).
+        code: ErrorCode,
+    },
 }
 
 impl ClientMsg {
@@ -341,6 +349,10 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
         },
         ServerMsg::MatchEnded {
             result: vec![1, 0, 9],
+        },
+        ServerMsg::Refused {
+            seq: 10,
+            code: ErrorCode::RateLimited,
         },
     ];
     (client, server)

@@ -127,6 +127,14 @@ pub enum SessionEvent {
         /// The game's encoding of its server message.
         payload: Vec<u8>,
     },
+    /// The server refused the client's message `seq` (a custom message too big or too
+    /// fast); the session goes on.
+    Refused {
+        /// The refused message's sequence number.
+        seq: u64,
+        /// Why.
+        code: ErrorCode,
+    },
     /// The match ended; the session closes right after (`Closed{RoomClosed}`).
     MatchEnded {
         /// The game's encoding of the result.
@@ -406,13 +414,17 @@ impl ClientSession {
             ServerMsg::MatchEnded { result } if in_room => {
                 self.events.push_back(SessionEvent::MatchEnded { result });
             }
+            ServerMsg::Refused { seq, code } if in_room => {
+                self.events.push_back(SessionEvent::Refused { seq, code });
+            }
             ServerMsg::Snapshot { .. }
             | ServerMsg::Frame { .. }
             | ServerMsg::Desync { .. }
             | ServerMsg::Started { .. }
             | ServerMsg::Pong { .. }
             | ServerMsg::Message { .. }
-            | ServerMsg::MatchEnded { .. } => {}
+            | ServerMsg::MatchEnded { .. }
+            | ServerMsg::Refused { .. } => {}
         }
     }
 

@@ -33,6 +33,7 @@ const SERVER: &[&str] = &[
     "080102",
     "0903030104",
     "0a03010009",
+    "0b0a09",
 ];
 
 #[test]
@@ -80,4 +81,4 @@ fn protocol_hash_is_pinned() {
     assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 2);
 }
 
-const PROTOCOL_HASH: u64 = 0xacd21e46038fa3bb;
+const PROTOCOL_HASH: u64 = 0xe696aa785947ca45;

@@ -94,6 +94,10 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             .prop_map(|(tick, players)| ServerMsg::Started { tick, players }),
         bytes().prop_map(|payload| ServerMsg::Message { payload }),
         bytes().prop_map(|result| ServerMsg::MatchEnded { result }),
+        (any::<u64>(), any::<u16>()).prop_map(|(seq, c)| ServerMsg::Refused {
+            seq,
+            code: ErrorCode::from(c)
+        }),
     ]
 }
 

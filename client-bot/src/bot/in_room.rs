@@ -429,6 +429,7 @@ impl Bot {
             SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
             SessionEvent::Reconnect { .. }
             | SessionEvent::Message { .. }
+            | SessionEvent::Refused { .. }
             | SessionEvent::MatchEnded { .. } => {}
             SessionEvent::Disconnected { .. } => {
                 self.room.silence_suspected = false;
@@ -690,6 +691,7 @@ fn network_reliability(event: &SessionEvent) -> Option<bool> {
         | SessionEvent::Desync { .. }
         | SessionEvent::Message { .. }
         | SessionEvent::MatchEnded { .. }
+        | SessionEvent::Refused { .. }
         | SessionEvent::Pong { .. } => Some(true),
         SessionEvent::Reconnect { .. }
         | SessionEvent::Disconnected { .. }
@@ -731,5 +733,6 @@ fn trace_event(bot: usize, event: &SessionEvent) {
         SessionEvent::Closed { code } => debug!(bot, code = ?code, "closed"),
         SessionEvent::Message { payload } => debug!(bot, bytes = payload.len(), "message"),
         SessionEvent::MatchEnded { result } => debug!(bot, bytes = result.len(), "match ended"),
+        SessionEvent::Refused { seq, code } => debug!(bot, seq, code = ?code, "refused"),
     }
 }
