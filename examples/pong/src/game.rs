@@ -53,7 +53,7 @@ pub const VIEW_UNITS_PER_FIELD_UNIT: f32 = 10.0;
 /// Points to win when the mode does not say.
 pub const DEFAULT_SCORE_LIMIT: u32 = 5;
 /// Serve speed when the mode does not say, in field units per second.
-pub const DEFAULT_BALL_SPEED_UNITS_PER_S: f32 = 40.0;
+pub const DEFAULT_BALL_SPEED_UNITS_PER_S: f32 = 60.0;
 /// Serve speeds a mode may ask for; others are clamped into this range.
 pub const BALL_SPEED_RANGE_UNITS_PER_S: std::ops::RangeInclusive<f32> = 5.0..=1000.0;
 
