@@ -38,6 +38,7 @@ fn queued_directory() -> Arc<InMemoryDirectory> {
             player_id: p + 1,
             mode: "arena".into(),
             enqueued_ms: NOW_MS - 1_000,
+            metadata: Default::default(),
         };
         dir.enqueue_now(entry).expect("enqueue");
     }

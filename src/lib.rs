@@ -5,3 +5,4 @@ pub use tickroom_game as game;
 pub use tickroom_gateway as gateway;
 pub use tickroom_protocol as protocol;
 pub use tickroom_server as server;
+pub use tickroom_server::{Server, ServerBuilder};

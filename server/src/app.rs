@@ -57,6 +57,9 @@ pub enum StartError {
     /// The shared directory (Redis) could not be reached.
     #[error("directory: {0}")]
     Directory(String),
+    /// A mode names a game this server cannot run.
+    #[error(transparent)]
+    Games(#[from] crate::room::RegistryError),
 }
 
 /// Binds a TCP listener, naming the address on failure.

@@ -18,7 +18,7 @@ use tracing::{debug, instrument};
 
 use crate::limits::{self, IpGuard};
 use crate::outbox::Outbox;
-use crate::room::{RoomInput, Seated, Seating};
+use crate::room::{RoomInput, SeatRefusal, Seated, Seating};
 use crate::transport::{Reader, TransportKind};
 use crate::{unix_ms, RoomServer, SessionRecord};
 
@@ -227,9 +227,9 @@ async fn join(
         ));
     }
     let mode = shared
-        .modes
+        .games
         .get(&claims.mode)
-        .cloned()
+        .map(|g| g.mode.clone())
         .ok_or((ErrorCode::UnknownMode, format!("no mode {}", claims.mode)))?;
     challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
     // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
@@ -249,22 +249,25 @@ async fn join(
         session_id,
         player_id: claims.player_id,
         room_id: claims.room_id,
+        mode: mode.clone(),
         resume_secret: Mutex::new(rand::rng().random()),
         window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
+        message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
     });
-    shared.sessions.insert(session_id, record.clone());
-    shared.metrics.sessions.add(1);
     let seating = Seating {
         session_id,
         player_id: claims.player_id,
         resume_secret: *record.resume_secret.lock(),
         next_seq: 1,
+        metadata: claims.metadata,
     };
     let (reply, answer) = oneshot::channel();
+    // The room records the session in the session table once the player is seated.
     let msg = RoomInput::Join {
         room_id: claims.room_id,
         mode,
-        seating,
+        seating: Box::new(seating),
+        session: record.clone(),
         outbox: outbox.clone(),
         reply,
     };
@@ -273,12 +276,9 @@ async fn join(
             shared.metrics.joins.inc();
             Ok(record)
         }
-        Err(code) => {
-            if shared.sessions.remove(&session_id).is_some() {
-                shared.metrics.sessions.add(-1);
-            }
+        Err(refusal) => {
             shared.release_ticket(&claims.nonce);
-            Err((code, code.to_string()))
+            Err((refusal.code, refusal.detail))
         }
     }
 }
@@ -318,18 +318,19 @@ async fn resume(
         player_id: record.player_id,
         resume_secret: next_secret,
         next_seq: record.window.lock().highest() + 1,
+        metadata: Default::default(),
     };
     let (reply, answer) = oneshot::channel();
     let msg = RoomInput::Resume {
         room_id: record.room_id,
-        seating,
+        seating: Box::new(seating),
         last_frame,
         outbox: outbox.clone(),
         reply,
     };
     seat(server, record.room_id, msg, answer)
         .await
-        .map_err(|code| (code, code.to_string()))?;
+        .map_err(|r| (r.code, r.detail))?;
     shared.metrics.resumes.inc();
     Ok(record)
 }
@@ -338,13 +339,15 @@ async fn seat(
     server: &RoomServer,
     room_id: u64,
     msg: RoomInput,
-    answer: oneshot::Receiver<Result<Seated, ErrorCode>>,
-) -> Result<Seated, ErrorCode> {
+    answer: oneshot::Receiver<Result<Seated, SeatRefusal>>,
+) -> Result<Seated, SeatRefusal> {
     if server.pool.try_send(room_id, msg).is_err() {
         server.shared.metrics.server_busy.inc();
-        return Err(ErrorCode::ServerBusy);
+        return Err(ErrorCode::ServerBusy.into());
     }
-    answer.await.unwrap_or(Err(ErrorCode::ServerShutdown))
+    answer
+        .await
+        .unwrap_or_else(|_| Err(ErrorCode::ServerShutdown.into()))
 }
 
 async fn play(
@@ -363,6 +366,7 @@ async fn play(
         config.session_message_rate_per_s,
         config.session_message_burst,
     );
+    let max_message_bytes = session.mode.max_message_bytes as usize;
     let mut replays_in_a_row = 0;
     let mut limited_window = (Instant::now(), 0u32);
     loop {
@@ -473,7 +477,35 @@ async fn play(
                 );
                 return End::Left;
             }
-            ClientMsg::Message { .. } => return End::Closed(ErrorCode::UnexpectedMessage),
+            ClientMsg::Message { seq, payload } => {
+                // Too big or too fast for the mode: refused, and the session goes on.
+                let refused = if payload.len() > max_message_bytes {
+                    Some(ErrorCode::MessageTooLarge)
+                } else if session.message_rate.check().is_err() {
+                    Some(ErrorCode::RateLimited)
+                } else {
+                    None
+                };
+                match refused {
+                    Some(code) => {
+                        shared.metrics.refused_messages.inc();
+                        send(server, outbox, &ServerMsg::Refused { seq, code });
+                        true
+                    }
+                    None => server
+                        .pool
+                        .try_send(
+                            room_id,
+                            RoomInput::Message {
+                                room_id,
+                                session_id,
+                                seq,
+                                payload,
+                            },
+                        )
+                        .is_ok(),
+                }
+            }
             ClientMsg::Hello { .. }
             | ClientMsg::ChallengeResponse { .. }
             | ClientMsg::Resume { .. } => {

@@ -3,6 +3,8 @@
 //! all-in-one (gateway + room server + in-memory directory), `gateway` and `room`.
 
 pub mod app;
+mod builder;
+mod cli;
 pub mod conn;
 pub mod http;
 pub mod limits;
@@ -19,13 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use tickroom_game::modes::{ModeConfig, Modes};
+use tickroom_game::modes::Modes;
 use tickroom_protocol::{KeyRing, ReplayWindow, Secret};
 use tokio::sync::Semaphore;
 
+pub use crate::builder::{Server, ServerBuilder};
 use crate::limits::{Admission, IpLimits};
 use crate::metrics::Metrics;
-use crate::room::{RoomId, RoomPool, SessionId};
+use crate::room::core::MatchOutcome;
+use crate::room::{GameRegistry, ModeRooms, RegistryError, RoomId, RoomPool, SessionId};
 
 /// Room-server limits and timeouts; `Default` documents each default.
 #[derive(Debug, Clone)]
@@ -99,9 +103,13 @@ pub struct SessionRecord {
     pub session_id: SessionId,
     pub player_id: u64,
     pub room_id: RoomId,
+    /// The room's mode (its custom-message limits apply to this session).
+    pub mode: Arc<tickroom_game::modes::ModeConfig>,
     /// Key for the next resume's challenge; rotated on every resume.
     pub resume_secret: Mutex<Secret>,
     pub window: Mutex<ReplayWindow>,
+    /// The mode's custom-message rate, for the whole session (a reconnect does not reset it).
+    pub message_rate: governor::DefaultDirectRateLimiter,
 }
 
 /// State shared by connections and room workers.
@@ -109,7 +117,10 @@ pub struct SessionRecord {
 pub struct Shared {
     pub config: RoomServerConfig,
     pub keys: KeyRing,
-    pub modes: HashMap<String, Arc<ModeConfig>>,
+    /// Every mode with the factory of its rooms (from the registered games).
+    pub games: HashMap<String, ModeRooms>,
+    /// Sessions seated in a room or in grace. Architecture invariant: only room workers
+    /// write it (a session is added when seated, removed when it ends); connections read it.
     pub sessions: DashMap<SessionId, Arc<SessionRecord>>,
     /// Join-ticket nonces in use or used, with their expiry (unix ms), until they expire.
     used_tickets: Mutex<UsedTickets>,
@@ -118,8 +129,18 @@ pub struct Shared {
     pub started: Instant,
     pub ip_limits: Arc<IpLimits>,
     pub admission: Admission,
-    /// Rooms that ended, for the process role to close in the directory (set when there is one).
-    pub closed_rooms: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoomId>>,
+    /// Rooms that ended, for the process role to close in the directory and store their
+    /// result (set when there is a directory).
+    pub closed_rooms: std::sync::OnceLock<tokio::sync::mpsc::Sender<ClosedRoom>>,
+}
+
+/// A room that ended, on its way to the directory.
+#[derive(Debug, Clone)]
+pub struct ClosedRoom {
+    pub room_id: RoomId,
+    pub mode: String,
+    /// The game's result and who played, when the game ended the match with one.
+    pub outcome: Option<MatchOutcome>,
 }
 
 /// Used-ticket count past which expired entries are first swept.
@@ -189,18 +210,20 @@ pub struct RoomServer {
 }
 
 impl RoomServer {
-    /// Starts the worker threads.
-    pub fn new(config: RoomServerConfig, keys: KeyRing, modes: &Modes) -> Arc<RoomServer> {
-        let modes = modes
-            .iter()
-            .map(|m| (m.name.clone(), Arc::new(m.clone())))
-            .collect();
+    /// Starts the worker threads; every mode must name a game in `games`.
+    pub fn new(
+        config: RoomServerConfig,
+        keys: KeyRing,
+        modes: &Modes,
+        games: &GameRegistry,
+    ) -> Result<Arc<RoomServer>, RegistryError> {
+        let games = games.bind(modes)?;
         let workers = config.workers.max(1);
         let queue_len = config.room_queue_len;
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let shared = Arc::new(Shared {
             keys,
-            modes,
+            games,
             sessions: DashMap::new(),
             used_tickets: Mutex::new(UsedTickets::default()),
             room_count: AtomicUsize::new(0),
@@ -217,11 +240,11 @@ impl RoomServer {
         });
         spawn_admission_monitor(Arc::downgrade(&shared));
         let pool = RoomPool::start(shared.clone(), workers, queue_len);
-        Arc::new(RoomServer {
+        Ok(Arc::new(RoomServer {
             shared,
             pool,
             connection_slots: slots,
-        })
+        }))
     }
 
     /// Prometheus text of this server's metrics.

@@ -31,6 +31,37 @@ impl Counter {
     }
 }
 
+/// A counter per game mode (rare events: desyncs, game panics), rendered with a `mode` label.
+#[derive(Debug, Default)]
+pub struct ModeCounter(Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl ModeCounter {
+    /// Adds `n` for `mode`.
+    pub fn add(&self, mode: &str, n: u64) {
+        let mut map = self.0.lock();
+        match map.get_mut(mode) {
+            Some(v) => *v += n,
+            None => {
+                map.insert(mode.to_string(), n);
+            }
+        }
+    }
+    /// The count for `mode`.
+    pub fn value(&self, mode: &str) -> u64 {
+        self.0.lock().get(mode).copied().unwrap_or(0)
+    }
+    /// The sum over every mode.
+    pub fn total(&self) -> u64 {
+        self.0.lock().values().sum()
+    }
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (mode, v) in self.0.lock().iter() {
+            let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {v}");
+        }
+    }
+}
+
 /// A value that goes up and down.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -87,7 +118,12 @@ pub struct Metrics {
     pub conflated_snapshots: Counter,
     pub replayed_messages: Counter,
     pub late_frame_inputs: Counter,
-    pub desyncs: Counter,
+    /// Players told they desynced, by mode.
+    pub desyncs: ModeCounter,
+    /// Rooms ended because their game panicked, by mode.
+    pub game_panics: ModeCounter,
+    /// Custom messages refused (too big, too fast), by the connection.
+    pub refused_messages: Counter,
     pub tick_overruns: Counter,
     pub ticks: Counter,
     pub slow_consumers: Counter,
@@ -179,9 +215,9 @@ impl Metrics {
                 &self.late_frame_inputs,
             ),
             (
-                "tickroom_desyncs_total",
-                "lockstep checksum mismatches",
-                &self.desyncs,
+                "tickroom_refused_messages_total",
+                "custom messages refused (too big or too fast for the mode)",
+                &self.refused_messages,
             ),
             (
                 "tickroom_tick_overruns_total",
@@ -217,6 +253,16 @@ impl Metrics {
                 c.value()
             );
         }
+        self.desyncs.render(
+            out,
+            "tickroom_desyncs_total",
+            "players told their lockstep checksum diverged",
+        );
+        self.game_panics.render(
+            out,
+            "tickroom_game_panics_total",
+            "rooms ended because their game panicked",
+        );
         let gauges: [(&str, &str, i64); 5] = [
             (
                 "tickroom_overloaded",

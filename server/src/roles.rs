@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
 use crate::http::MetricsSource;
+use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
 use crate::{RoomServer, RoomServerConfig};
 
@@ -48,6 +49,10 @@ pub struct RoleConfig {
     pub redis_prefix: String,
     /// Room role: take no new rooms (drain), finish the running ones.
     pub drain: bool,
+    /// The games this process can run, by the name modes give them.
+    pub games: GameRegistry,
+    /// How long a finished match's result is kept in the directory.
+    pub match_result_ttl: Duration,
 }
 
 /// The directory this process uses: Redis when configured, else in-memory.
@@ -97,7 +102,8 @@ pub async fn run_server(
         Some(c) => c,
         None => CertAndKey::self_signed()?,
     };
-    let room = RoomServer::new(cfg.room.clone(), cfg.keys.clone(), &cfg.modes);
+    let room = RoomServer::new(cfg.room.clone(), cfg.keys.clone(), &cfg.modes, &cfg.games)
+        .map_err(StartError::Games)?;
     let running = RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert).await?;
     let info = RoomServerInfo {
         server_id: cfg.room.server_id.clone(),
@@ -122,6 +128,7 @@ pub async fn run_server(
         background.push(tokio::spawn(close_ended_rooms(
             dir.clone(),
             room.clone(),
+            cfg.match_result_ttl,
             stop_rx.clone(),
         )));
         background.push(tokio::spawn(heartbeat(
@@ -237,10 +244,12 @@ pub async fn run_gateway(
 /// Capacity of the queue of ended rooms waiting to be closed in the directory.
 const CLOSED_ROOMS_QUEUE_LEN: usize = 4096;
 
-/// Closes ended rooms' directory records, so "where is my room" answers 404 once a room ends.
+/// Closes ended rooms' directory records, so "where is my room" answers 404 once a room
+/// ends, and stores each finished match's result for its players.
 async fn close_ended_rooms(
     dir: Arc<dyn Directory>,
     room: Arc<RoomServer>,
+    _result_ttl: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(CLOSED_ROOMS_QUEUE_LEN);
@@ -250,7 +259,8 @@ async fn close_ended_rooms(
     loop {
         tokio::select! {
             closed = rx.recv() => {
-                let Some(room_id) = closed else { return };
+                let Some(closed) = closed else { return };
+                let room_id = closed.room_id;
                 if let Err(e) = dir.close_room(room_id).await {
                     warn!(room = room_id, error = %e, "could not close the room's directory record");
                 }

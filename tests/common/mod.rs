@@ -11,6 +11,7 @@ use tickroom::protocol::connect::{self, CertCheck, JoinTarget, RawConn, Session,
 use tickroom::protocol::session::{SessionConfig, SessionEvent};
 use tickroom::protocol::{KeyRing, Secret, TicketClaims};
 use tickroom::server::app::RunningRoomServer;
+use tickroom::server::room::GameRegistry;
 use tickroom::server::transport::quic::CertAndKey;
 use tickroom::server::{unix_ms, RoomServer, RoomServerConfig};
 
@@ -57,10 +58,20 @@ impl TestServer {
         TestServer::start_with_modes(config, Modes::parse(&text).unwrap()).await
     }
 
-    /// Starts a server with `config` and `modes`.
+    /// Starts a server with `config` and `modes`, running the sample games.
     pub async fn start_with_modes(config: RoomServerConfig, modes: Modes) -> TestServer {
+        let games = tickroom::server::Server::with_sample_games();
+        TestServer::start_with_games(config, modes, games.games()).await
+    }
+
+    /// Starts a server with `config` and `modes`, running `games`.
+    pub async fn start_with_games(
+        config: RoomServerConfig,
+        modes: Modes,
+        games: &GameRegistry,
+    ) -> TestServer {
         let keys = KeyRing::single(1, [7; 32]);
-        let server = RoomServer::new(config, keys.clone(), &modes);
+        let server = RoomServer::new(config, keys.clone(), &modes, games).unwrap();
         let any = "127.0.0.1:0".parse().unwrap();
         let running =
             RunningRoomServer::start(server, any, any, CertAndKey::self_signed().unwrap())

@@ -1,29 +1,36 @@
-//! Lockstep frame synchronisation: each tick the room closes frame N with every player's
-//! input (an empty input for a player who missed the deadline), broadcasts it, and keeps the
-//! frame log for catch-up and late joiners. Checksum reports are compared to detect desyncs.
+//! Lockstep frame synchronisation for any `LockstepGame`: each tick the room closes frame N
+//! with every player's input (an empty input for a player who missed the deadline), queues it
+//! for everyone and keeps the frame log for catch-up and late joiners.
+//!
+//! Desyncs: with the mode's `server_sim` the room steps the game itself and a player whose
+//! checksum differs from the server's gets `Desync` (only that player). Without it the room
+//! only relays, and once every seated player reported a frame, the players whose checksum
+//! differs from the majority get `Desync` (on a tie, every side of it).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_bytes::ByteBuf;
-use tickroom_game::modes::ModeConfig;
-use tickroom_protocol::ServerMsg;
+use tickroom_game::{Ctx, GameError, LockstepGame, Message, Player, Recipient, Refusal, Setup};
+use tickroom_protocol::{ServerMsg, SyncKind};
 use tracing::warn;
 
-use super::worker::{push_reliable, Room, Sim};
-use super::SessionId;
-use crate::outbox::Outbox;
-use crate::Shared;
+use super::sim::{Delivery, Outbound, Sim};
 
 /// How far ahead of the open frame an input may be sent.
 pub const MAX_FRAMES_AHEAD: u64 = 64;
 /// Largest lockstep input accepted, in bytes.
 pub const MAX_FRAME_INPUT_BYTES: usize = 256;
-/// How many frames of checksum reports are kept for comparison.
+/// How many frames of checksums are kept for comparison.
 pub const CHECKSUM_HISTORY_FRAMES: u64 = 1024;
 
-/// The lockstep part of a room.
-pub(crate) struct LockstepSim {
+/// The lockstep part of a room running game `G`.
+pub struct LockstepSim<G: LockstepGame> {
+    /// The server's copy of the game: it always runs the hooks, and steps only with
+    /// `server_sim`.
+    game: G,
+    server_sim: bool,
+    ctx: Ctx<G::ServerMessage>,
     /// The frame the next tick closes (frames start at 1).
     next_frame: u64,
     /// Per slot: inputs for upcoming frames, in frame order.
@@ -31,66 +38,238 @@ pub(crate) struct LockstepSim {
     /// Encoded `Frame` messages back to back; frame n spans `offsets[n-1]..offsets[n]`.
     log: Vec<u8>,
     offsets: Vec<usize>,
-    /// frame → (hash, reporting slot, desync already reported)
-    checksums: BTreeMap<u64, (u64, u8, bool)>,
+    /// `server_sim`: the server's checksum after each recent frame.
+    server_checksums: VecDeque<(u64, u64)>,
+    /// Relay: the checksums reported for each recent frame, (slot, hash).
+    reports: BTreeMap<u64, Vec<(u8, u64)>>,
+    /// Slots already told they desynced (told once per seat).
+    desynced: Vec<bool>,
+    /// Seats taken: a relay judges a frame once every seated player reported it.
+    seated: Vec<bool>,
+    decoded: Vec<G::Input>,
 }
 
-impl LockstepSim {
-    /// An empty frame log for `mode`.
-    pub fn new(mode: &ModeConfig) -> LockstepSim {
+impl<G: LockstepGame> LockstepSim<G> {
+    /// An empty frame log; `server_sim` makes the room step the game too.
+    pub fn new(setup: &Setup<'_, G::Params>, server_sim: bool) -> LockstepSim<G> {
+        let players = usize::from(setup.max_players);
         LockstepSim {
+            game: G::create(setup),
+            server_sim,
+            ctx: Ctx::default(),
             next_frame: 1,
-            pending: (0..mode.players).map(|_| VecDeque::new()).collect(),
+            pending: (0..players).map(|_| VecDeque::new()).collect(),
             log: Vec::new(),
             offsets: vec![0],
-            checksums: BTreeMap::new(),
+            server_checksums: VecDeque::new(),
+            reports: BTreeMap::new(),
+            desynced: vec![false; players],
+            seated: vec![false; players],
+            decoded: Vec::with_capacity(players),
         }
     }
 
-    /// The frame the next tick will close.
-    pub fn next_frame(&self) -> u64 {
+    /// Queues every logged frame after `last_frame` for `slot`.
+    fn catch_up(&self, slot: u8, last_frame: u64, out: &mut Outbound) {
+        let closed = self.next_frame - 1;
+        for n in last_frame.saturating_add(1)..=closed {
+            let (start, end) = (self.offsets[(n - 1) as usize], self.offsets[n as usize]);
+            let bytes = Bytes::copy_from_slice(&self.log[start..end]);
+            out.sends
+                .push((Recipient::Slot(slot), bytes, Delivery::Reliable));
+        }
+    }
+
+    fn flag(&mut self, slot: u8, frame: u64, out: &mut Outbound) {
+        let Some(told) = self.desynced.get_mut(usize::from(slot)) else {
+            return;
+        };
+        if !*told {
+            *told = true;
+            out.counters.desyncs += 1;
+            warn!(frame, slot, "lockstep desync");
+            out.send(
+                Recipient::Slot(slot),
+                &ServerMsg::Desync { frame },
+                Delivery::Reliable,
+            );
+        }
+    }
+
+    /// Steps the server's copy through the frame just closed and records its checksum.
+    fn step_server_copy(&mut self, frame: u64, inputs: &[ByteBuf], out: &mut Outbound) {
+        self.decoded.clear();
+        self.decoded.extend(
+            inputs
+                .iter()
+                .map(|b| G::decode_input(b).unwrap_or_default()),
+        );
+        self.game.step(frame, &self.decoded);
+        self.server_checksums
+            .push_back((frame, self.game.checksum()));
+        if self.server_checksums.len() as u64 > CHECKSUM_HISTORY_FRAMES {
+            self.server_checksums.pop_front();
+        }
+        self.ctx.set_tick(frame);
+        self.game.on_frame(frame, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+    }
+}
+
+/// The hashes that disagree with the majority of `reports` (every hash on a tie).
+fn minority_hashes(reports: &[(u8, u64)]) -> Vec<u64> {
+    let mut counts: Vec<(u64, usize)> = Vec::new();
+    for (_, h) in reports {
+        match counts.iter_mut().find(|(x, _)| x == h) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*h, 1)),
+        }
+    }
+    if counts.len() < 2 {
+        return Vec::new();
+    }
+    let top = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let leaders = counts.iter().filter(|(_, n)| *n == top).count();
+    counts
+        .into_iter()
+        .filter(|(_, n)| leaders > 1 || *n < top)
+        .map(|(h, _)| h)
+        .collect()
+}
+
+impl<G: LockstepGame> Sim for LockstepSim<G> {
+    fn sync(&self) -> SyncKind {
+        SyncKind::Lockstep
+    }
+
+    fn current_tick(&self) -> u64 {
         self.next_frame
     }
 
+    fn join_attempt(&self, player: &Player<'_>) -> Result<(), Refusal> {
+        self.game.join_attempt(player)
+    }
+
+    fn join(&mut self, player: &Player<'_>, out: &mut Outbound) {
+        let slot = usize::from(player.slot);
+        if let Some(q) = self.pending.get_mut(slot) {
+            q.clear();
+        }
+        if let Some(d) = self.desynced.get_mut(slot) {
+            *d = false;
+        }
+        if let Some(s) = self.seated.get_mut(slot) {
+            *s = true;
+        }
+        // A late joiner gets the log from frame 1.
+        self.catch_up(player.slot, 0, out);
+        self.ctx.set_tick(self.next_frame);
+        self.game.on_join(player, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+    }
+
+    fn leave(&mut self, slot: u8, out: &mut Outbound) {
+        if let Some(s) = self.seated.get_mut(usize::from(slot)) {
+            *s = false;
+        }
+        self.game.on_leave(slot, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+    }
+
+    fn drop_connection(&mut self, slot: u8, out: &mut Outbound) {
+        self.game.on_drop(slot, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+    }
+
+    fn resume(&mut self, slot: u8, last_frame: u64, out: &mut Outbound) {
+        self.catch_up(slot, last_frame, out);
+        self.game.on_resume(slot, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+    }
+
+    fn input(&mut self, _: u8, _: u64, _: u64, _: &[ByteBuf], out: &mut Outbound) {
+        out.counters.dropped_inputs += 1;
+    }
+
     /// Stores a player's input for an upcoming frame; late or far-future inputs are dropped.
-    pub fn input(
-        room: &mut Room,
-        session_id: SessionId,
-        frame: u64,
-        input: Vec<u8>,
-        shared: &Shared,
-    ) {
-        let Room { seats, sim, .. } = room;
-        let Sim::Lockstep(sim) = sim else { return };
-        let Some(slot) = seats
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.session_id == session_id))
-        else {
+    fn frame_input(&mut self, slot: u8, frame: u64, input: Vec<u8>, out: &mut Outbound) {
+        let Some(queue) = self.pending.get_mut(usize::from(slot)) else {
             return;
         };
-        if frame < sim.next_frame {
-            shared.metrics.late_frame_inputs.inc();
+        if frame < self.next_frame {
+            out.counters.late_frame_inputs += 1;
             return;
         }
-        if frame >= sim.next_frame + MAX_FRAMES_AHEAD || input.len() > MAX_FRAME_INPUT_BYTES {
-            shared.metrics.dropped_inputs.inc();
+        if frame >= self.next_frame + MAX_FRAMES_AHEAD || input.len() > MAX_FRAME_INPUT_BYTES {
+            out.counters.dropped_inputs += 1;
             return;
         }
-        let queue = &mut sim.pending[slot];
         match queue.binary_search_by_key(&frame, |(f, _)| *f) {
             Ok(i) => queue[i].1 = input,
             Err(i) => queue.insert(i, (frame, input)),
         }
     }
 
-    /// Closes the open frame and broadcasts it.
-    pub fn run_tick(room: &mut Room, shared: &Shared) {
-        let Room {
-            seats, sim, buf, ..
-        } = room;
-        let Sim::Lockstep(sim) = sim else { return };
-        let frame = sim.next_frame;
-        let inputs = sim
+    /// Compares a player's checksum for a closed frame with the server's (server sim) or with
+    /// the other players' reports (relay: once all seated players reported the frame).
+    fn checksum(&mut self, slot: u8, frame: u64, hash: u64, out: &mut Outbound) {
+        if frame == 0 || frame >= self.next_frame {
+            return;
+        }
+        let floor = self.next_frame.saturating_sub(CHECKSUM_HISTORY_FRAMES);
+        if frame < floor {
+            return;
+        }
+        if self.server_sim {
+            let ours = self
+                .server_checksums
+                .iter()
+                .find(|(f, _)| *f == frame)
+                .map(|(_, h)| *h);
+            if ours.is_some_and(|h| h != hash) {
+                self.flag(slot, frame, out);
+            }
+            return;
+        }
+        let reports = self.reports.entry(frame).or_default();
+        if reports.iter().any(|(s, _)| *s == slot) {
+            return;
+        }
+        reports.push((slot, hash));
+        // Judge once every seated player reported this frame.
+        if reports.len() < self.seated.iter().filter(|s| **s).count() {
+            return;
+        }
+        let minority = minority_hashes(reports);
+        let offenders: Vec<u8> = reports
+            .iter()
+            .filter(|(_, h)| minority.contains(h))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in offenders {
+            self.flag(s, frame, out);
+        }
+        while self
+            .reports
+            .first_key_value()
+            .is_some_and(|(f, _)| *f < floor)
+        {
+            self.reports.pop_first();
+        }
+    }
+
+    fn message(&mut self, slot: u8, payload: &[u8], out: &mut Outbound) -> Result<(), GameError> {
+        let msg = <G::ClientMessage as Message>::decode(payload)?;
+        self.ctx.set_tick(self.next_frame);
+        self.game.on_message(slot, msg, &mut self.ctx);
+        out.take_ctx(&mut self.ctx);
+        Ok(())
+    }
+
+    /// Closes the open frame and queues it for everyone.
+    fn tick(&mut self, _connected: &[bool], out: &mut Outbound) {
+        let frame = self.next_frame;
+        let inputs: Vec<ByteBuf> = self
             .pending
             .iter_mut()
             .map(|queue| {
@@ -105,91 +284,41 @@ impl LockstepSim {
                 }
             })
             .collect();
-        let msg = ServerMsg::Frame { n: frame, inputs };
-        if tickroom_protocol::codec::encode_server(&msg, buf).is_err() {
-            return;
+        if self.server_sim {
+            self.step_server_copy(frame, &inputs, out);
         }
-        sim.log.extend_from_slice(buf);
-        sim.offsets.push(sim.log.len());
-        sim.next_frame += 1;
-        let bytes = bytes::Bytes::copy_from_slice(buf);
-        for seat in seats.iter().flatten() {
-            if let Some(outbox) = &seat.outbox {
-                push_reliable(outbox, bytes.clone(), shared);
-            }
-        }
+        let bytes = out.encode(&ServerMsg::Frame { n: frame, inputs });
+        self.log.extend_from_slice(&bytes);
+        self.offsets.push(self.log.len());
+        self.next_frame += 1;
+        out.sends.push((Recipient::All, bytes, Delivery::Reliable));
     }
 
-    /// Sends every logged frame after `last_frame` (a resume or a late joiner from 0).
-    pub fn catch_up(room: &mut Room, outbox: &Arc<Outbox>, last_frame: u64, shared: &Shared) {
-        let Sim::Lockstep(sim) = &room.sim else {
-            return;
-        };
-        let closed = sim.next_frame - 1;
-        for n in last_frame.saturating_add(1)..=closed {
-            let (start, end) = (sim.offsets[(n - 1) as usize], sim.offsets[n as usize]);
-            push_reliable(
-                outbox,
-                bytes::Bytes::copy_from_slice(&sim.log[start..end]),
-                shared,
-            );
-        }
+    fn time_up(&mut self, out: &mut Outbound) {
+        self.game.on_time_up(&mut self.ctx);
+        out.take_ctx(&mut self.ctx);
     }
 
-    /// Compares a player's checksum for a closed frame with the first one reported.
-    pub fn checksum(
-        room: &mut Room,
-        session_id: SessionId,
-        frame: u64,
-        hash: u64,
-        shared: &Shared,
-    ) {
-        let room_id = room.id;
-        let Some(slot) = room
-            .seats
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.session_id == session_id))
-        else {
-            return;
+    fn save(&self, out: &mut Vec<u8>) -> u16 {
+        self.game.save(out);
+        G::SAVE_VERSION
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minority_is_flagged_and_a_tie_flags_both_sides() {
+        let check = |reports: &[(u8, u64)], expect: &[u64]| {
+            assert_eq!(minority_hashes(reports), expect, "{reports:?}");
         };
-        let Sim::Lockstep(sim) = &mut room.sim else {
-            return;
-        };
-        if frame == 0 || frame >= sim.next_frame {
-            return;
-        }
-        let floor = sim.next_frame.saturating_sub(CHECKSUM_HISTORY_FRAMES);
-        if frame < floor {
-            return;
-        }
-        let desync = match sim.checksums.get_mut(&frame) {
-            None => {
-                sim.checksums.insert(frame, (hash, slot as u8, false));
-                false
-            }
-            Some((first, first_slot, reported)) if *first != hash && !*reported => {
-                *reported = true;
-                warn!(
-                    room = room_id,
-                    frame,
-                    slot,
-                    other_slot = *first_slot,
-                    "lockstep desync"
-                );
-                true
-            }
-            Some(_) => false,
-        };
-        while sim
-            .checksums
-            .first_key_value()
-            .is_some_and(|(f, _)| *f < floor)
-        {
-            sim.checksums.pop_first();
-        }
-        if desync {
-            shared.metrics.desyncs.inc();
-            room.broadcast_reliable(&ServerMsg::Desync { frame }, shared);
-        }
+        check(&[], &[]);
+        check(&[(0, 7)], &[]);
+        check(&[(0, 7), (1, 7)], &[]);
+        check(&[(0, 7), (1, 8)], &[7, 8]);
+        check(&[(0, 7), (1, 7), (2, 8)], &[8]);
+        check(&[(0, 7), (1, 9), (2, 7), (3, 8)], &[9, 8]);
     }
 }

@@ -1,0 +1,269 @@
+//! The command line shared by the `tickroom` binary and every game server built with
+//! `Server::builder()`: flags → a role (all-in-one by default, `room`, `gateway`) → run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tickroom_game::modes::Modes;
+use tickroom_protocol::KeyRing;
+use tokio::sync::watch;
+
+use crate::roles::{random_key_ring, run_gateway, run_server, RoleConfig};
+use crate::room::GameRegistry;
+use crate::transport::quic::CertAndKey;
+use crate::RoomServerConfig;
+
+/// tickroom: a real-time multiplayer game server.
+///
+/// With no subcommand, runs everything in one process on loopback: the login and
+/// matchmaking gateway (HTTP), the room server (WebSocket and QUIC) and an in-memory
+/// directory. No config file and no Redis needed.
+#[derive(Parser)]
+#[command(name = "tickroom", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Run a room server alone (needs the key ring the gateway signs tickets with).
+    Room(Opts),
+    /// Run a login and matchmaking gateway alone.
+    Gateway(Opts),
+}
+
+#[derive(Args, Clone)]
+struct Opts {
+    /// HTTP address: gateway API (/v1), /metrics and /healthz. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    http: SocketAddr,
+    /// WebSocket address for players (endpoint path /). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    ws: SocketAddr,
+    /// QUIC (UDP) address for players, ALPN tickroom/1. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7702")]
+    quic: SocketAddr,
+    /// Host name or IP that clients use to reach this machine (default: the bound address).
+    #[arg(long)]
+    public_host: Option<String>,
+    /// Once listening, write {"http","ws","quic","cert_fingerprint"} as JSON to this file.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Game modes file (default: the assets/modes.toml built into the binary).
+    #[arg(long)]
+    modes: Option<PathBuf>,
+    /// Key ring file ("id:hexsecret,..."); else the TICKROOM_KEYS environment variable;
+    /// else (all-in-one only) a random key generated at start-up.
+    #[arg(long)]
+    keys_file: Option<PathBuf>,
+    /// This room server's id (join tickets name it).
+    #[arg(long, default_value = "room-1")]
+    server_id: String,
+    /// Room worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Most rooms this server runs before refusing new ones with ServerBusy.
+    #[arg(long, default_value_t = 5_000)]
+    max_rooms: usize,
+    /// Most player connections accepted at once (over both transports).
+    #[arg(long, default_value_t = 20_000)]
+    max_connections: usize,
+    /// QUIC certificate chain (PEM); default: a self-signed certificate made at start-up.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// QUIC private key (PEM), with --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Redis URL of the shared directory (e.g. redis://127.0.0.1:6379) for running many
+    /// gateways and room servers; default: an in-memory directory (one process only).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, default_value = "tickroom:")]
+    redis_prefix: String,
+    /// Room role: take no new rooms; the running ones finish (for a planned shutdown).
+    #[arg(long)]
+    drain: bool,
+    /// Admission control: new rooms are refused while the last second's tick p99 is above
+    /// this many milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    max_tick_p99_ms: f64,
+    /// Gateway requests per second allowed per client IP (sustained).
+    #[arg(long, default_value_t = 2_000)]
+    gateway_rate_per_ip: u32,
+    /// Gateway requests per client IP allowed in a burst.
+    #[arg(long, default_value_t = 4_000)]
+    gateway_rate_burst: u32,
+    /// How long a finished match's result stays readable at GET /v1/matches/{room_id}, in
+    /// seconds.
+    #[arg(long, default_value_t = 86_400)]
+    match_result_ttl_s: u64,
+}
+
+/// Parses the command line and runs the chosen role with `games` registered; `default_modes`
+/// is the modes file used without `--modes`. Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
+pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
+    let name = program_name();
+    let matches = Cli::command().name(name).bin_name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let (role, opts) = match cli.role {
+        None => ("all-in-one", cli.opts),
+        Some(Role::Room(o)) => ("room", o),
+        Some(Role::Gateway(o)) => ("gateway", o),
+    };
+    let config = match resolve(role, opts, games, default_modes) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        match role {
+            "gateway" => run_gateway(config, rx).await,
+            "room" => run_server(config, false, rx).await,
+            _ => run_server(config, true, rx).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The running binary's file name (for usage and errors), `tickroom` when unknown.
+fn program_name() -> &'static str {
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "tickroom".to_string());
+    // Leaked once per process: clap keeps the name for the life of the command.
+    Box::leak(name.into_boxed_str())
+}
+
+fn resolve(
+    role: &str,
+    o: Opts,
+    games: GameRegistry,
+    default_modes: &str,
+) -> Result<RoleConfig, String> {
+    let modes = match &o.modes {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Modes::parse(&text).map_err(|e| e.to_string())?
+        }
+        None => Modes::parse(default_modes).map_err(|e| format!("built-in modes: {e}"))?,
+    };
+    // A room server must be able to run every mode it may be asked for.
+    if role != "gateway" {
+        games.bind(&modes).map_err(|e| e.to_string())?;
+    }
+    let keys_text = match &o.keys_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => std::env::var("TICKROOM_KEYS").ok(),
+    };
+    let keys = match keys_text {
+        Some(text) => KeyRing::parse(&text).map_err(|e| format!("bad key ring: {e}"))?,
+        None if role == "all-in-one" => random_key_ring(),
+        None => {
+            return Err(format!(
+                "the {role} role needs a key ring: --keys-file or TICKROOM_KEYS"
+            ))
+        }
+    };
+    let cert = match (&o.cert, &o.key) {
+        (Some(c), Some(k)) => Some(CertAndKey::from_pem_files(c, k).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let mut room = RoomServerConfig {
+        server_id: o.server_id,
+        max_rooms: o.max_rooms,
+        max_connections: o.max_connections,
+        max_tick_p99_ms: o.max_tick_p99_ms,
+        ..RoomServerConfig::default()
+    };
+    if let Some(w) = o.workers {
+        room.workers = w.max(1);
+    }
+    Ok(RoleConfig {
+        http: o.http,
+        ws: o.ws,
+        quic: o.quic,
+        public_host: o.public_host,
+        ready_file: o.ready_file,
+        keys,
+        modes,
+        games,
+        room,
+        cert,
+        gateway_rate_per_ip_per_s: o.gateway_rate_per_ip,
+        gateway_rate_burst: o.gateway_rate_burst,
+        redis: o.redis,
+        redis_prefix: o.redis_prefix,
+        drain: o.drain,
+        match_result_ttl: std::time::Duration::from_secs(o.match_result_ttl_s),
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,595 @@
+//! The room as a sans-IO core: it owns its seats and its sessions' lifecycle (join, leave,
+//! drop with a grace period, resume, start, match end) and its tick schedule, takes `now` as
+//! an argument and returns `Effect`s (send, close, forget a session, room over). It is
+//! generic over the connection handle `C`, so tests drive it with fake connections and fake
+//! time; the worker (`worker.rs`) owns the thread, the clock and the queue, and carries the
+//! effects out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_bytes::ByteBuf;
+use tickroom_game::modes::ModeConfig;
+use tickroom_game::{Player, PlayerMetadata, Recipient};
+use tickroom_protocol::{ErrorCode, ServerMsg, Welcome};
+
+use super::input::{RoomId, SeatRefusal, Seated, Seating, SessionId};
+use super::sim::{Delivery, Outbound, Sim, SimCounters};
+
+/// Most ticks a late room runs back to back before it skips ahead.
+pub const MAX_CATCH_UP_TICKS: u32 = 3;
+
+/// What the core asks the IO around it to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect<C> {
+    /// Queue `bytes` on connection `to`.
+    Send {
+        to: C,
+        bytes: Bytes,
+        delivery: Delivery,
+    },
+    /// Close connection `to` with `code` (after what was queued on it).
+    Close { to: C, code: ErrorCode },
+    /// The session is over: forget it (its seat is free).
+    SessionEnded { session_id: SessionId },
+    /// The room is over; nothing more comes from it.
+    RoomEnded(RoomEnd),
+}
+
+/// Why a room ended, and its result when the game gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomEnd {
+    pub reason: EndReason,
+    /// The game's result, with every player who took a seat during the match.
+    pub result: Option<MatchOutcome>,
+}
+
+/// Why a room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Nobody was left (or nobody came before the start timeout).
+    Empty,
+    /// The game ended the match.
+    MatchOver,
+    /// The mode's match duration passed.
+    TimeUp,
+    /// The server is shutting down.
+    Shutdown,
+    /// The game panicked; the room cannot go on.
+    GamePanicked,
+}
+
+/// A finished match: the game's result bytes and who played, (player id, slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchOutcome {
+    pub result: Vec<u8>,
+    pub players: Vec<(u64, u8)>,
+}
+
+/// A player's place in a room.
+#[derive(Debug)]
+struct Seat<C> {
+    session_id: SessionId,
+    player_id: u64,
+    metadata: PlayerMetadata,
+    /// None while the player is disconnected (in grace).
+    conn: Option<C>,
+    detached_at: Option<Instant>,
+}
+
+/// One room: seats, lifecycle and schedule around a game's `Sim`.
+pub struct RoomCore<C> {
+    id: RoomId,
+    mode: Arc<ModeConfig>,
+    sim: Box<dyn Sim>,
+    seats: Vec<Option<Seat<C>>>,
+    /// Everyone who took a seat, for the stored result.
+    participants: Vec<(u64, u8)>,
+    created: Instant,
+    started: Option<Instant>,
+    next_tick_at: Instant,
+    interval: Duration,
+    out: Outbound,
+    effects: Vec<Effect<C>>,
+    connected: Vec<bool>,
+    ended: bool,
+}
+
+impl<C: Clone + PartialEq> RoomCore<C> {
+    /// A room created at `now` (its first tick is one interval later).
+    pub fn new(id: RoomId, mode: Arc<ModeConfig>, sim: Box<dyn Sim>, now: Instant) -> Self {
+        let interval = mode.tick_interval();
+        let players = usize::from(mode.players);
+        RoomCore {
+            id,
+            seats: (0..players).map(|_| None).collect(),
+            participants: Vec::new(),
+            mode,
+            sim,
+            created: now,
+            started: None,
+            next_tick_at: now + interval,
+            interval,
+            out: Outbound::default(),
+            effects: Vec::new(),
+            connected: vec![false; players],
+            ended: false,
+        }
+    }
+
+    /// The room's id.
+    pub fn id(&self) -> RoomId {
+        self.id
+    }
+
+    /// The mode it runs.
+    pub fn mode(&self) -> &Arc<ModeConfig> {
+        &self.mode
+    }
+
+    /// When the next tick is due.
+    pub fn next_tick_at(&self) -> Instant {
+        self.next_tick_at
+    }
+
+    /// True once the room ended (it only waits to be dropped).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Seats taken (connected or in grace).
+    pub fn occupied(&self) -> usize {
+        self.seats.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// What the core asks the IO to do, oldest first.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect<C>> {
+        self.effects.drain(..)
+    }
+
+    /// Counters the sim bumped since the last call.
+    pub fn take_counters(&mut self) -> SimCounters {
+        std::mem::take(&mut self.out.counters)
+    }
+
+    /// Seats a new player with a verified ticket. The same player with a fresh ticket takes
+    /// their old seat back (the old connection is closed).
+    pub fn join(&mut self, now: Instant, seating: Seating, conn: C) -> Result<Seated, SeatRefusal> {
+        if self.ended {
+            return Err(ErrorCode::RoomClosed.into());
+        }
+        let same_player = self
+            .seats
+            .iter()
+            .position(|s| matches!(s, Some(seat) if seat.player_id == seating.player_id));
+        let slot = same_player
+            .or_else(|| self.seats.iter().position(Option::is_none))
+            .ok_or(ErrorCode::RoomFull)?;
+        let player = Player {
+            player_id: seating.player_id,
+            slot: slot as u8,
+            metadata: &seating.metadata,
+        };
+        if same_player.is_none() {
+            // Admission runs before anything changes, so a refusal leaves no trace.
+            self.sim.join_attempt(&player).map_err(|r| SeatRefusal {
+                code: ErrorCode::JoinRefused,
+                detail: r.0,
+            })?;
+        }
+        if let Some(old) = same_player.and_then(|s| self.seats[s].take()) {
+            if let Some(c) = old.conn {
+                self.effects.push(Effect::Close {
+                    to: c,
+                    code: ErrorCode::Kicked,
+                });
+            }
+            self.effects.push(Effect::SessionEnded {
+                session_id: old.session_id,
+            });
+        }
+        let welcome = self.welcome(slot, &seating, false);
+        self.send_to(&conn, welcome, Delivery::Reliable);
+        if !self.participants.contains(&(seating.player_id, slot as u8)) {
+            self.participants.push((seating.player_id, slot as u8));
+        }
+        self.seats[slot] = Some(Seat {
+            session_id: seating.session_id,
+            player_id: seating.player_id,
+            metadata: seating.metadata,
+            conn: Some(conn.clone()),
+            detached_at: None,
+        });
+        if same_player.is_none() {
+            let seat = self.seats[slot].as_ref().expect("just seated");
+            let player = Player {
+                player_id: seat.player_id,
+                slot: slot as u8,
+                metadata: &seat.metadata,
+            };
+            self.sim.join(&player, &mut self.out);
+        } else {
+            self.sim.resume(slot as u8, 0, &mut self.out);
+        }
+        // Welcome, then what the sim sends (a late lockstep joiner's frame log), then Started.
+        self.flush();
+        if !self.ended {
+            self.send_started_to(&conn);
+            self.start_if_ready(now);
+        }
+        Ok(Seated { slot: slot as u8 })
+    }
+
+    /// Re-attaches a session to a new connection and sends what it missed after `last_frame`.
+    pub fn resume(
+        &mut self,
+        seating: Seating,
+        last_frame: u64,
+        conn: C,
+    ) -> Result<Seated, SeatRefusal> {
+        let slot = self
+            .slot_of(seating.session_id)
+            .ok_or(ErrorCode::SessionExpired)?;
+        let welcome = self.welcome(slot, &seating, true);
+        let seat = self.seats[slot].as_mut().expect("slot_of found it");
+        if let Some(old) = seat.conn.replace(conn.clone()) {
+            // A half-open old connection is replaced by the new one.
+            self.effects.push(Effect::Close {
+                to: old,
+                code: ErrorCode::Kicked,
+            });
+        }
+        seat.detached_at = None;
+        self.send_to(&conn, welcome, Delivery::Reliable);
+        self.send_started_to(&conn);
+        self.sim.resume(slot as u8, last_frame, &mut self.out);
+        self.flush();
+        Ok(Seated { slot: slot as u8 })
+    }
+
+    /// The connection `conn` of `session_id` dropped: the seat is kept for the grace period.
+    /// A stale detach (the session already moved to a newer connection) is ignored.
+    pub fn detach(&mut self, now: Instant, session_id: SessionId, conn: &C) {
+        let Some(slot) = self.slot_of(session_id) else {
+            return;
+        };
+        let seat = self.seats[slot].as_mut().expect("slot_of found it");
+        if seat.conn.as_ref() != Some(conn) {
+            return;
+        }
+        seat.conn = None;
+        seat.detached_at = Some(now);
+        self.sim.drop_connection(slot as u8, &mut self.out);
+        self.flush();
+    }
+
+    /// The player left for good.
+    pub fn leave(&mut self, session_id: SessionId) {
+        if let Some(slot) = self.slot_of(session_id) {
+            self.vacate(slot);
+            self.flush();
+        }
+    }
+
+    /// State-sync input.
+    pub fn input(&mut self, session_id: SessionId, tick: u64, ack_tick: u64, inputs: &[ByteBuf]) {
+        if let Some(slot) = self.slot_of(session_id) {
+            self.sim
+                .input(slot as u8, tick, ack_tick, inputs, &mut self.out);
+            self.flush();
+        }
+    }
+
+    /// Lockstep input for `frame`.
+    pub fn frame_input(&mut self, session_id: SessionId, frame: u64, input: Vec<u8>) {
+        if let Some(slot) = self.slot_of(session_id) {
+            self.sim
+                .frame_input(slot as u8, frame, input, &mut self.out);
+            self.flush();
+        }
+    }
+
+    /// Lockstep checksum report.
+    pub fn checksum(&mut self, session_id: SessionId, frame: u64, hash: u64) {
+        if let Some(slot) = self.slot_of(session_id) {
+            self.sim.checksum(slot as u8, frame, hash, &mut self.out);
+            self.flush();
+        }
+    }
+
+    /// A custom message (`seq` is the client's); one the game cannot decode is refused with
+    /// `BadMessage` and the session goes on.
+    pub fn message(&mut self, session_id: SessionId, seq: u64, payload: &[u8]) {
+        let Some(slot) = self.slot_of(session_id) else {
+            return;
+        };
+        if self
+            .sim
+            .message(slot as u8, payload, &mut self.out)
+            .is_err()
+        {
+            let refused = ServerMsg::Refused {
+                seq,
+                code: ErrorCode::BadMessage,
+            };
+            self.out
+                .send(Recipient::Slot(slot as u8), &refused, Delivery::Reliable);
+        }
+        self.flush();
+    }
+
+    /// How many ticks are due at `now`, at most `MAX_CATCH_UP_TICKS`.
+    pub fn due_ticks(&self, now: Instant) -> u32 {
+        if self.ended || self.next_tick_at > now {
+            return 0;
+        }
+        let behind = now.duration_since(self.next_tick_at);
+        let due = 1 + behind.as_nanos() / self.interval.as_nanos().max(1);
+        due.min(u128::from(MAX_CATCH_UP_TICKS)) as u32
+    }
+
+    /// Runs one fixed tick scheduled at `next_tick_at`, as of `now`: grace expiry, start,
+    /// the game's tick, end checks. Returns how late it started.
+    pub fn tick(&mut self, now: Instant) -> Duration {
+        let late = now.saturating_duration_since(self.next_tick_at);
+        self.next_tick_at += self.interval;
+        if self.ended {
+            return late;
+        }
+        self.expire_grace(now);
+        self.start_if_ready(now);
+        match self.started {
+            None => {
+                let waited = now.duration_since(self.created);
+                let limit = Duration::from_secs(u64::from(self.mode.start_timeout_s));
+                if waited >= limit && self.occupied() == 0 {
+                    self.end(EndReason::Empty);
+                }
+            }
+            Some(started) => {
+                for (c, seat) in self.connected.iter_mut().zip(&self.seats) {
+                    *c = seat.as_ref().is_some_and(|s| s.conn.is_some());
+                }
+                self.sim.tick(&self.connected, &mut self.out);
+                self.flush();
+                if self.ended {
+                    return late;
+                }
+                if self.occupied() == 0 {
+                    self.end(EndReason::Empty);
+                } else if now.duration_since(started)
+                    >= Duration::from_secs(u64::from(self.mode.match_duration_s))
+                {
+                    self.sim.time_up(&mut self.out);
+                    self.flush();
+                    if !self.ended {
+                        self.end(EndReason::TimeUp);
+                    }
+                }
+            }
+        }
+        late
+    }
+
+    /// Still behind after catching up: skips the missed ticks rather than spiral. Returns how
+    /// many were skipped (overruns).
+    pub fn skip_missed(&mut self, now: Instant) -> u64 {
+        if self.next_tick_at > now {
+            return 0;
+        }
+        let behind = now.duration_since(self.next_tick_at);
+        let skipped = 1 + (behind.as_nanos() / self.interval.as_nanos().max(1)) as u64;
+        self.next_tick_at += self.interval * skipped as u32;
+        skipped
+    }
+
+    /// Ends the room now (server shutdown, or the game panicked).
+    pub fn abort(&mut self, reason: EndReason) {
+        if !self.ended {
+            // What a panicking hook half-queued is not sent.
+            self.out.sends.clear();
+            self.out.result = None;
+            self.end(reason);
+        }
+    }
+
+    /// Runs `f` on the room; if the game panics inside it, the room ends with `Internal` to
+    /// its players (`EndReason::GamePanicked`) and `None` is returned. Other rooms go on.
+    pub fn guarded<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                tracing::error!(room = self.id, mode = %self.mode.name, "the game panicked; closing the room");
+                self.abort(EndReason::GamePanicked);
+                None
+            }
+        }
+    }
+
+    /// Saves the game state (with its version), for a hand-off to another server.
+    pub fn save(&self, out: &mut Vec<u8>) -> u16 {
+        self.sim.save(out)
+    }
+
+    fn slot_of(&self, session_id: SessionId) -> Option<usize> {
+        self.seats
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.session_id == session_id))
+    }
+
+    fn welcome(&mut self, slot: usize, seating: &Seating, resumed: bool) -> Bytes {
+        let msg = ServerMsg::Welcome(Welcome {
+            session_id: seating.session_id,
+            resume_secret: seating.resume_secret,
+            room_id: self.id,
+            player_id: seating.player_id,
+            slot: slot as u8,
+            max_players: self.mode.players,
+            sync: self.sim.sync(),
+            tick_rate_hz: self.mode.tick_rate_hz,
+            tick: self.sim.current_tick(),
+            next_seq: seating.next_seq,
+            resumed,
+        });
+        self.out.encode(&msg)
+    }
+
+    fn send_to(&mut self, conn: &C, bytes: Bytes, delivery: Delivery) {
+        self.effects.push(Effect::Send {
+            to: conn.clone(),
+            bytes,
+            delivery,
+        });
+    }
+
+    /// A (re)joining player of a running room learns that it runs.
+    fn send_started_to(&mut self, conn: &C) {
+        if self.started.is_some() {
+            let msg = self.started_msg();
+            self.send_to(conn, msg, Delivery::Reliable);
+        }
+    }
+
+    fn started_msg(&mut self) -> Bytes {
+        let msg = ServerMsg::Started {
+            tick: self.sim.current_tick(),
+            players: self.occupied() as u8,
+        };
+        self.out.encode(&msg)
+    }
+
+    fn start_if_ready(&mut self, now: Instant) {
+        if self.started.is_some() || self.ended {
+            return;
+        }
+        let occupied = self.occupied();
+        let timed_out = now.duration_since(self.created)
+            >= Duration::from_secs(u64::from(self.mode.start_timeout_s));
+        if occupied == self.seats.len() || (timed_out && occupied > 0) {
+            self.started = Some(now);
+            self.next_tick_at = now + self.interval;
+            let msg = self.started_msg();
+            self.broadcast(msg);
+            tracing::debug!(room = self.id, players = occupied, "room started");
+        }
+    }
+
+    fn expire_grace(&mut self, now: Instant) {
+        let grace = Duration::from_secs(u64::from(self.mode.grace_s));
+        for slot in 0..self.seats.len() {
+            let expired = self.seats[slot].as_ref().is_some_and(|s| {
+                s.detached_at
+                    .is_some_and(|t| now.duration_since(t) >= grace)
+            });
+            if expired {
+                self.vacate(slot);
+            }
+        }
+        self.flush();
+    }
+
+    /// Frees a seat for good and ends its session.
+    fn vacate(&mut self, slot: usize) {
+        if let Some(seat) = self.seats[slot].take() {
+            if let Some(conn) = seat.conn {
+                self.effects.push(Effect::Close {
+                    to: conn,
+                    code: ErrorCode::Kicked,
+                });
+            }
+            self.effects.push(Effect::SessionEnded {
+                session_id: seat.session_id,
+            });
+            self.sim.leave(slot as u8, &mut self.out);
+        }
+    }
+
+    fn broadcast(&mut self, bytes: Bytes) {
+        for seat in self.seats.iter().flatten() {
+            if let Some(conn) = &seat.conn {
+                self.effects.push(Effect::Send {
+                    to: conn.clone(),
+                    bytes: bytes.clone(),
+                    delivery: Delivery::Reliable,
+                });
+            }
+        }
+    }
+
+    /// Turns what the sim queued into effects, and ends the room if the game ended the match.
+    fn flush(&mut self) {
+        for (to, bytes, delivery) in self.out.sends.drain(..) {
+            match to {
+                Recipient::Slot(slot) => {
+                    let conn = self
+                        .seats
+                        .get(usize::from(slot))
+                        .and_then(|s| s.as_ref())
+                        .and_then(|s| s.conn.clone());
+                    if let Some(conn) = conn {
+                        self.effects.push(Effect::Send {
+                            to: conn,
+                            bytes,
+                            delivery,
+                        });
+                    }
+                }
+                Recipient::All => {
+                    for seat in self.seats.iter().flatten() {
+                        if let Some(conn) = &seat.conn {
+                            self.effects.push(Effect::Send {
+                                to: conn.clone(),
+                                bytes: bytes.clone(),
+                                delivery,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if self.out.result.is_some() && !self.ended {
+            self.end(EndReason::MatchOver);
+        }
+    }
+
+    /// Tells everyone the room closed (with the result first when there is one) and ends
+    /// every session.
+    fn end(&mut self, reason: EndReason) {
+        self.ended = true;
+        let result = self.out.result.take();
+        if let Some(result) = &result {
+            let msg = self.out.encode(&ServerMsg::MatchEnded {
+                result: result.clone(),
+            });
+            self.broadcast(msg);
+        }
+        let code = match reason {
+            EndReason::Shutdown => ErrorCode::ServerShutdown,
+            EndReason::GamePanicked => ErrorCode::Internal,
+            EndReason::Empty | EndReason::MatchOver | EndReason::TimeUp => ErrorCode::RoomClosed,
+        };
+        let kicked = self.out.encode(&ServerMsg::Kicked { code });
+        for seat in self.seats.iter_mut().filter_map(Option::take) {
+            if let Some(conn) = seat.conn {
+                self.effects.push(Effect::Send {
+                    to: conn.clone(),
+                    bytes: kicked.clone(),
+                    delivery: Delivery::Reliable,
+                });
+                self.effects.push(Effect::Close { to: conn, code });
+            }
+            self.effects.push(Effect::SessionEnded {
+                session_id: seat.session_id,
+            });
+        }
+        let outcome = result.map(|result| MatchOutcome {
+            result,
+            players: self.participants.clone(),
+        });
+        self.effects.push(Effect::RoomEnded(RoomEnd {
+            reason,
+            result: outcome,
+        }));
+    }
+}

@@ -1,0 +1,120 @@
+//! What connections send to rooms: the closed `RoomInput` enum, and the ids and seat data that
+//! travel with it.
+
+use std::sync::Arc;
+
+use serde_bytes::ByteBuf;
+use tickroom_game::modes::ModeConfig;
+use tickroom_game::PlayerMetadata;
+use tickroom_protocol::{ErrorCode, Secret};
+use tokio::sync::oneshot;
+
+use crate::outbox::Outbox;
+use crate::SessionRecord;
+
+/// Identifies a room across the cluster.
+pub type RoomId = u64;
+/// Identifies a player's session on one room server.
+pub type SessionId = u64;
+
+/// What the connection knows when it asks a room to seat a player; the room completes the
+/// `Welcome` and queues it itself, so it goes out before any catch-up traffic.
+#[derive(Debug, Clone)]
+pub struct Seating {
+    pub session_id: SessionId,
+    pub player_id: u64,
+    pub resume_secret: Secret,
+    pub next_seq: u64,
+    /// What the gateway put in the ticket (empty on resume: the room kept it).
+    pub metadata: PlayerMetadata,
+}
+
+/// Where a player was seated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seated {
+    pub slot: u8,
+}
+
+/// Why a room refused to seat a player: the code, and a line for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatRefusal {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl From<ErrorCode> for SeatRefusal {
+    fn from(code: ErrorCode) -> Self {
+        SeatRefusal {
+            code,
+            detail: code.to_string(),
+        }
+    }
+}
+
+/// Reply channel for joins and resumes.
+pub type SeatReply = oneshot::Sender<Result<Seated, SeatRefusal>>;
+
+/// Every message a room accepts (a closed set).
+#[derive(Debug)]
+pub enum RoomInput {
+    /// Seat a new player (verified ticket); creates the room on its first ticket. The room's
+    /// worker records `session` in the session table once the player is seated.
+    Join {
+        room_id: RoomId,
+        mode: Arc<ModeConfig>,
+        seating: Box<Seating>,
+        session: Arc<SessionRecord>,
+        outbox: Arc<Outbox>,
+        reply: SeatReply,
+    },
+    /// Re-attach a session to a new connection and send what it missed.
+    Resume {
+        room_id: RoomId,
+        seating: Box<Seating>,
+        last_frame: u64,
+        outbox: Arc<Outbox>,
+        reply: SeatReply,
+    },
+    /// The connection behind `outbox` dropped; keep the seat for the grace period.
+    Detach {
+        room_id: RoomId,
+        session_id: SessionId,
+        outbox: Arc<Outbox>,
+    },
+    /// The player left for good.
+    Leave {
+        room_id: RoomId,
+        session_id: SessionId,
+    },
+    /// State-sync input with redundancy (see `ClientMsg::Input`).
+    Input {
+        room_id: RoomId,
+        session_id: SessionId,
+        tick: u64,
+        ack_tick: u64,
+        inputs: Vec<ByteBuf>,
+    },
+    /// Lockstep input for one frame.
+    FrameInput {
+        room_id: RoomId,
+        session_id: SessionId,
+        frame: u64,
+        input: Vec<u8>,
+    },
+    /// Lockstep checksum report.
+    Checksum {
+        room_id: RoomId,
+        session_id: SessionId,
+        frame: u64,
+        hash: u64,
+    },
+    /// A custom message for the game (size and rate already checked by the connection).
+    Message {
+        room_id: RoomId,
+        session_id: SessionId,
+        seq: u64,
+        payload: Vec<u8>,
+    },
+    /// Close every room (server shutdown) and stop the worker.
+    Shutdown,
+}

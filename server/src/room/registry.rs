@@ -1,0 +1,159 @@
+//! Games registered by name, and the per-mode room factories built from them at start-up: a
+//! mode that names an unregistered game, runs a game with the wrong sync kind, or has
+//! `params` the game cannot decode is a start-up error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use tickroom_game::modes::{ModeConfig, ModeSync, Modes};
+use tickroom_game::{LockstepGame, Setup, StateGame};
+
+use super::lockstep::LockstepSim;
+use super::sim::Sim;
+use super::state::StateSim;
+
+/// Makes the sim of a new room of one mode from the room's seed.
+pub type RoomFactory = Arc<dyn Fn(u64) -> Box<dyn Sim> + Send + Sync>;
+
+/// Turns a mode into its room factory, decoding the mode's params into the game's type.
+type Binder = Arc<dyn Fn(&Arc<ModeConfig>) -> Result<RoomFactory, String> + Send + Sync>;
+
+/// Games by name, each with its sync kind.
+#[derive(Clone, Default)]
+pub struct GameRegistry {
+    games: BTreeMap<String, (ModeSync, Binder)>,
+}
+
+impl fmt::Debug for GameRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.games.keys()).finish()
+    }
+}
+
+/// Why the modes and the registered games do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// A mode names a game nobody registered.
+    #[error("mode {mode:?} runs game {game:?}, which is not registered; registered games: {}", registered.join(", "))]
+    UnknownGame {
+        mode: String,
+        game: String,
+        registered: Vec<String>,
+    },
+    /// A mode's sync kind is not the game's.
+    #[error("mode {mode:?} says sync = {mode_sync:?}, but game {game:?} is a {game_sync:?} game")]
+    WrongSync {
+        mode: String,
+        game: String,
+        mode_sync: ModeSync,
+        game_sync: ModeSync,
+    },
+    /// A mode's `params` table does not decode into the game's `Params`.
+    #[error("mode {mode:?}: params for game {game:?} do not decode: {problem}")]
+    BadParams {
+        mode: String,
+        game: String,
+        problem: String,
+    },
+}
+
+impl GameRegistry {
+    /// Registers a state-sync game under `name` (a later registration replaces it).
+    pub fn state_game<G: StateGame>(&mut self, name: &str) {
+        let binder: Binder = Arc::new(|mode: &Arc<ModeConfig>| {
+            let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
+            let mode = mode.clone();
+            Ok(Arc::new(move |seed| {
+                let sim: Box<dyn Sim> = Box::new(StateSim::<G>::new(&setup(&mode, seed, &params)));
+                sim
+            }) as RoomFactory)
+        });
+        self.games
+            .insert(name.to_string(), (ModeSync::State, binder));
+    }
+
+    /// Registers a lockstep game under `name`.
+    pub fn lockstep_game<G: LockstepGame>(&mut self, name: &str) {
+        let binder: Binder = Arc::new(|mode: &Arc<ModeConfig>| {
+            let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
+            let mode = mode.clone();
+            Ok(Arc::new(move |seed| {
+                let sim: Box<dyn Sim> = Box::new(LockstepSim::<G>::new(
+                    &setup(&mode, seed, &params),
+                    mode.server_sim,
+                ));
+                sim
+            }) as RoomFactory)
+        });
+        self.games
+            .insert(name.to_string(), (ModeSync::Lockstep, binder));
+    }
+
+    /// Registered game names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.games.keys().cloned().collect()
+    }
+
+    /// A room factory for every mode, or the first mode that does not fit.
+    pub fn bind(&self, modes: &Modes) -> Result<HashMap<String, ModeRooms>, RegistryError> {
+        let mut out = HashMap::new();
+        for m in modes.iter() {
+            let (sync, binder) =
+                self.games
+                    .get(&m.game)
+                    .ok_or_else(|| RegistryError::UnknownGame {
+                        mode: m.name.clone(),
+                        game: m.game.clone(),
+                        registered: self.names(),
+                    })?;
+            if *sync != m.sync {
+                return Err(RegistryError::WrongSync {
+                    mode: m.name.clone(),
+                    game: m.game.clone(),
+                    mode_sync: m.sync,
+                    game_sync: *sync,
+                });
+            }
+            let mode = Arc::new(m.clone());
+            let factory = binder(&mode).map_err(|problem| RegistryError::BadParams {
+                mode: m.name.clone(),
+                game: m.game.clone(),
+                problem,
+            })?;
+            out.insert(m.name.clone(), ModeRooms { mode, factory });
+        }
+        Ok(out)
+    }
+}
+
+/// A mode and the factory of its rooms.
+#[derive(Clone)]
+pub struct ModeRooms {
+    pub mode: Arc<ModeConfig>,
+    pub factory: RoomFactory,
+}
+
+impl fmt::Debug for ModeRooms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModeRooms")
+            .field("mode", &self.mode.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn setup<'a, P>(mode: &'a ModeConfig, seed: u64, params: &'a P) -> Setup<'a, P> {
+    Setup {
+        mode: &mode.name,
+        max_players: mode.players,
+        tick_rate_hz: mode.tick_rate_hz,
+        seed,
+        params,
+    }
+}
+
+fn decode_params<P: serde::de::DeserializeOwned>(mode: &ModeConfig) -> Result<P, String> {
+    toml::Value::Table(mode.params.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.to_string())
+}
