@@ -1,6 +1,7 @@
 //! The `Directory`: the shared state behind stateless gateways and room servers — the
-//! room-server registry, the matchmaking queues, ticket status and room records — as one
-//! async, object-safe trait, plus the power-of-two-choices placement every implementation uses.
+//! room-server registry, the matchmaking queues, ticket status, room records and the results
+//! of finished matches — as one async, object-safe trait, plus the power-of-two-choices
+//! placement every implementation uses.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,11 +10,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use tickroom_game::PlayerMetadata;
+
+pub use tickroom_protocol::api::MatchPlayer;
 
 /// How often the default `Directory::await_ticket` re-reads a ticket while waiting, in ms.
 pub const TICKET_POLL_INTERVAL_MS: u64 = 25;
 /// Room ids stay below 2^53 so every JSON number implementation holds them exactly.
 pub const ROOM_ID_MASK: u64 = (1 << 53) - 1;
+/// Largest match result a directory stores, in bytes (a scoreboard, not a replay).
+pub const MAX_MATCH_RESULT_BYTES: usize = 16 * 1024;
+/// How long a room server should keep a match result readable, unless it has a reason to
+/// choose otherwise.
+pub const DEFAULT_MATCH_RESULT_TTL: Duration = Duration::from_secs(60 * 60);
+/// Longest a match result is kept; a longer `ttl` is shortened to this.
+pub const MAX_MATCH_RESULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// One room server as registered in the directory. `capacity` and `load` are counted in the
 /// same unit (player seats): placement adds a match's player count to `load` until the
@@ -45,6 +56,14 @@ pub enum DirectoryError {
     /// A bounded table (queue, rooms) is full; the request may be retried later.
     #[error("directory is full: {0}")]
     Full(&'static str),
+    /// The value is larger than the directory stores; retrying will not help.
+    #[error("{what} is larger than the {limit_bytes} bytes a directory stores")]
+    TooLarge {
+        /// What was refused.
+        what: &'static str,
+        /// The bound it broke, in bytes.
+        limit_bytes: usize,
+    },
 }
 
 /// A matchmaking ticket id: 128 random bits, written as 32 lower-case hex digits.
@@ -93,6 +112,10 @@ pub struct QueueEntry {
     pub mode: String,
     /// When the player queued, unix ms.
     pub enqueued_ms: u64,
+    /// Signed into the player's join ticket. Supplied by the client (display name, loadout),
+    /// so never trusted for ranking; trusted values such as ratings will be set by
+    /// matchmaking itself.
+    pub metadata: PlayerMetadata,
 }
 
 /// Where a matched ticket's player must go.
@@ -104,6 +127,8 @@ pub struct Assignment {
     pub mode: String,
     /// The room server hosting it, as it was registered at placement.
     pub server: RoomServerInfo,
+    /// The ticket's metadata (from its `QueueEntry`), for the join ticket.
+    pub metadata: PlayerMetadata,
 }
 
 /// Where a ticket stands.
@@ -218,6 +243,40 @@ pub struct RoomRecord {
     /// Ownership generation: 1 at placement, +1 on every reassignment. Writes that name an
     /// older epoch are refused (fencing), so a stale owner after a split changes nothing.
     pub epoch: u64,
+}
+
+/// The result of a finished match, kept for its players to read (`GET /v1/matches/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    /// The room the match was played in.
+    pub room_id: u64,
+    /// Its mode.
+    pub mode: String,
+    /// Who played, with their seats; only they may read the result.
+    pub players: Vec<MatchPlayer>,
+    /// The game's own encoding of the result, at most `MAX_MATCH_RESULT_BYTES`.
+    #[serde(with = "tickroom_protocol::api::base64_bytes")]
+    pub result: Vec<u8>,
+    /// When the match ended, unix ms.
+    pub ended_ms: u64,
+}
+
+impl MatchRecord {
+    /// Refuses a result larger than `MAX_MATCH_RESULT_BYTES` (every directory calls this).
+    pub fn check_size(&self) -> Result<(), DirectoryError> {
+        if self.result.len() > MAX_MATCH_RESULT_BYTES {
+            return Err(DirectoryError::TooLarge {
+                what: "match result",
+                limit_bytes: MAX_MATCH_RESULT_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `player_id` played in this match.
+    pub fn has_player(&self, player_id: u64) -> bool {
+        self.players.iter().any(|p| p.player_id == player_id)
+    }
 }
 
 /// A room record and whether its owner is still registered.
@@ -335,6 +394,18 @@ pub trait Directory: Send + Sync + 'static {
 
     /// The ids of the rooms a server owns (at their current epoch), in no particular order.
     async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError>;
+
+    /// Keeps a finished match's result readable for `ttl` (replacing an earlier one for the
+    /// same room; a zero `ttl` removes it). A result over `MAX_MATCH_RESULT_BYTES` is refused
+    /// with `TooLarge`.
+    async fn store_match_result(
+        &self,
+        record: MatchRecord,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError>;
+
+    /// The stored result of the match in `room_id`; `None` if there is none or it expired.
+    async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError>;
 
     /// A room and whether its owner is alive ("where is my room"). The default reads the
     /// room, then the live servers.

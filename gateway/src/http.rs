@@ -1,9 +1,11 @@
-//! The HTTP JSON API under `/v1`: login, matchmaking and the JSON error body. Request and
-//! response types are public so clients (the bot) can share them.
+//! The HTTP JSON API under `/v1`: login, matchmaking, match results and the JSON error body.
+//! Request and response types are public so clients (the bot) can share them; the ones
+//! `GatewayClient` also uses are defined once in `tickroom_protocol::api` and re-exported here.
 //!
 //! Every error is `{"code": <ErrorCode number>, "error": "<ErrorCode name>", "message": "..."}`.
 //! An unknown mode is `400` with code `UnknownMode` (the request names a mode that is not
-//! served); an unknown, cancelled or foreign ticket is `404` `NotFound`.
+//! served); an unknown, cancelled or foreign ticket is `404` `NotFound`, and so is a room or a
+//! match result asked for by someone who did not play in it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -22,12 +24,14 @@ use serde::{Deserialize, Serialize};
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::{ErrorCode, TicketClaims};
 
+pub use tickroom_protocol::api::{EnqueueRequest, MatchResultRecord};
+
 use crate::auth::{
     self, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL, MAX_DEVICE_ID_CHARS,
 };
 use crate::directory::{
-    Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, QueueEntry, TicketId, TicketRecord,
-    TicketStatus,
+    Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, MatchRecord, QueueEntry, TicketId,
+    TicketRecord, TicketStatus,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway};
@@ -46,6 +50,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/matchmaking", post(enqueue))
         .route("/v1/matchmaking/{ticket_id}", get(poll).delete(cancel))
         .route("/v1/rooms/{room_id}", get(room))
+        .route("/v1/matches/{room_id}", get(match_result))
         .route("/v1/{*rest}", any(unknown_route))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(gw.clone(), rate_limit))
@@ -75,13 +80,6 @@ pub struct DeviceLogin {
 pub struct CustomLogin {
     /// The studio-signed account token (see `auth`).
     pub token: String,
-}
-
-/// `POST /v1/matchmaking` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnqueueRequest {
-    /// The mode to queue for.
-    pub mode: String,
 }
 
 /// `POST /v1/matchmaking` answer (status 202).
@@ -314,7 +312,7 @@ impl Gateway {
             issued_ms: now,
             expires_ms: now.saturating_add(millis(self.config.ticket_ttl)),
             nonce: rand::random(),
-            metadata: Default::default(),
+            metadata: a.metadata,
         };
         let join_ticket = self.config.keys.sign_ticket(&claims);
         let verified = self
@@ -431,11 +429,14 @@ async fn enqueue(
         ));
     };
     let ticket_id = TicketId::random();
+    // The body's metadata was checked while parsing (`PlayerMetadata::check`); it is the
+    // client's own claim (display name, loadout) and is signed into the ticket as such.
     let entry = QueueEntry {
         ticket_id,
         player_id,
         mode: mode.name.clone(),
         enqueued_ms: now_ms(),
+        metadata: body.metadata,
     };
     match gw.directory.enqueue(entry).await? {
         EnqueueOutcome::Queued => {
@@ -537,8 +538,7 @@ async fn room(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RoomResponse>, ApiError> {
     let player_id = gw.player(&headers)?;
-    let Path(text) = path.map_err(|_| ApiError::not_found("room"))?;
-    let room_id: u64 = text.parse().map_err(|_| ApiError::not_found("room"))?;
+    let room_id = room_id(path, "room")?;
     let status = gw
         .directory
         .room_status(room_id)
@@ -551,4 +551,39 @@ async fn room(
         alive: status.owner_alive,
         epoch: status.record.epoch,
     }))
+}
+
+/// Parses a path room id; anything malformed is simply not found.
+fn room_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<u64, ApiError> {
+    let Path(text) = path.map_err(|_| ApiError::not_found(what))?;
+    text.parse().map_err(|_| ApiError::not_found(what))
+}
+
+/// A result is only shown to the match's players; anyone else gets the same 404 as for an
+/// unknown or expired match, so the route does not reveal which matches exist.
+async fn match_result(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<MatchResultRecord>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let room_id = room_id(path, "match")?;
+    let record = gw
+        .directory
+        .match_result(room_id)
+        .await?
+        .filter(|r| r.has_player(player_id))
+        .ok_or_else(|| ApiError::not_found("match"))?;
+    Ok(Json(answer(record)))
+}
+
+/// The API form of a stored match result.
+fn answer(record: MatchRecord) -> MatchResultRecord {
+    MatchResultRecord {
+        room_id: record.room_id,
+        mode: record.mode,
+        players: record.players,
+        result: record.result,
+        ended_ms: record.ended_ms,
+    }
 }

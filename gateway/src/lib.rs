@@ -40,7 +40,8 @@
 //!
 //! With `--redis URL` the same wiring takes a shared directory instead, so any number of
 //! gateway and room-server processes cooperate (room servers heartbeat `register_server`,
-//! `deregister_server` on clean shutdown, and `close_room_at(room_id, epoch)` when a match ends):
+//! `deregister_server` on clean shutdown, and when a match ends `store_match_result` then
+//! `close_room_at(room_id, epoch)`):
 //!
 //! ```no_run
 //! # async fn wire() -> Result<(), tickroom_gateway::DirectoryError> {
@@ -73,8 +74,8 @@ use tickroom_protocol::KeyRing;
 pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use directory::{
     pick_server, Assignment, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
-    FormedMatch, MatchRequest, MatchedPlayer, QueueEntry, ReassignOutcome, RoomRecord,
-    RoomServerInfo, RoomStatus, TicketId, TicketRecord, TicketStatus,
+    FormedMatch, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
+    ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketId, TicketRecord, TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;

@@ -10,11 +10,13 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tickroom_game::PlayerMetadata;
 
 use crate::directory::{
     pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
-    EnqueueOutcome, Formation, FormedMatch, MatchRequest, MatchedPlayer, QueueEntry,
+    EnqueueOutcome, Formation, FormedMatch, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
     ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
+    MAX_MATCH_RESULT_TTL,
 };
 
 /// Most tickets (queued or recently matched) held at once.
@@ -23,6 +25,8 @@ pub const MAX_TICKETS: usize = 1_000_000;
 pub const MAX_ROOMS: usize = 1_000_000;
 /// Most room servers registered at once.
 pub const MAX_SERVERS: usize = 10_000;
+/// Most match results held at once (each at most `MAX_MATCH_RESULT_BYTES`).
+pub const MAX_MATCH_RESULTS: usize = 100_000;
 /// A matched ticket stays readable this long after placement, in ms, so its owner can fetch it.
 pub const MATCHED_TICKET_RETENTION_MS: u64 = 60_000;
 /// A room record not closed by its server is forgotten after this long, in ms.
@@ -48,6 +52,9 @@ struct State {
     queued_players: HashMap<u64, TicketId>,
     rooms: HashMap<u64, RoomRecord>,
     last_sweep_ms: u64,
+    /// Match results by room id, with their expiry.
+    results: HashMap<u64, (MatchRecord, Instant)>,
+    last_result_sweep: Option<Instant>,
 }
 
 struct Ticket {
@@ -55,6 +62,7 @@ struct Ticket {
     mode: String,
     enqueued_ms: u64,
     last_seen_ms: u64,
+    metadata: PlayerMetadata,
     state: TicketState,
 }
 
@@ -124,6 +132,7 @@ impl InMemoryDirectory {
                     room_id,
                     mode: room.mode.clone(),
                     server: room.server.clone(),
+                    metadata: ticket.metadata.clone(),
                 })
             }
         };
@@ -161,6 +170,7 @@ impl State {
                 mode: entry.mode,
                 enqueued_ms: entry.enqueued_ms,
                 last_seen_ms: entry.enqueued_ms,
+                metadata: entry.metadata,
                 state: TicketState::Queued,
             },
         );
@@ -299,6 +309,49 @@ impl State {
             *n = n.saturating_sub(players.len());
         }
         players
+    }
+
+    /// Keeps `record` until `now + ttl`. Expired results are swept every `SWEEP_INTERVAL_MS`
+    /// (and at once when the table is full), so memory stays within `MAX_MATCH_RESULTS`.
+    fn store_result(
+        &mut self,
+        record: MatchRecord,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<(), DirectoryError> {
+        record.check_size()?;
+        let swept_ago = self
+            .last_result_sweep
+            .map(|at| now.saturating_duration_since(at));
+        if swept_ago.is_none_or(|ago| ago >= Duration::from_millis(SWEEP_INTERVAL_MS)) {
+            self.sweep_results(now);
+        }
+        if ttl.is_zero() {
+            self.results.remove(&record.room_id);
+            return Ok(());
+        }
+        if !self.results.contains_key(&record.room_id) && self.results.len() >= MAX_MATCH_RESULTS {
+            self.sweep_results(now);
+            if self.results.len() >= MAX_MATCH_RESULTS {
+                return Err(DirectoryError::Full("match results"));
+            }
+        }
+        let expires = now + ttl.min(MAX_MATCH_RESULT_TTL);
+        self.results.insert(record.room_id, (record, expires));
+        Ok(())
+    }
+
+    /// The result of `room_id` unless it expired by `now`.
+    fn result(&self, room_id: u64, now: Instant) -> Option<MatchRecord> {
+        self.results
+            .get(&room_id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn sweep_results(&mut self, now: Instant) {
+        self.last_result_sweep = Some(now);
+        self.results.retain(|_, (_, expires)| *expires > now);
     }
 
     /// Drops abandoned queued tickets, long-matched tickets, stale rooms and expired servers.
@@ -476,6 +529,18 @@ impl Directory for InMemoryDirectory {
             .filter(|r| r.server.server_id == server_id)
             .map(|r| r.room_id)
             .collect())
+    }
+
+    async fn store_match_result(
+        &self,
+        record: MatchRecord,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        self.state.lock().store_result(record, ttl, Instant::now())
+    }
+
+    async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError> {
+        Ok(self.state.lock().result(room_id, Instant::now()))
     }
 }
 

@@ -11,9 +11,10 @@
 //! | `P server_rooms:{id}` | set    | room ids placed on the server                      |
 //! | `P queue:{mode}`      | zset   | queued ticket ids scored by enqueue ms             |
 //! | `P seen:{mode}`       | zset   | queued ticket ids scored by last poll ms           |
-//! | `P ticket:{id}`       | hash   | `player`, `mode`, `enq`, and `room` once matched    |
+//! | `P ticket:{id}`       | hash   | `player`, `mode`, `enq`, `meta` (metadata JSON, if any), `room` once matched |
 //! | `P player:{id}`       | string | the player's queued ticket id                      |
 //! | `P room:{id}`         | hash   | `server_id`, `server` JSON, `epoch`, `mode`, `created_ms`, `players` |
+//! | `P match:{room_id}`   | string | `MatchRecord` JSON, `PX` = the result's TTL         |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
@@ -30,8 +31,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::directory::{
     random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
-    MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketId,
-    TicketRecord,
+    MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus,
+    TicketId, TicketRecord, MAX_MATCH_RESULT_TTL,
 };
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
@@ -293,6 +294,12 @@ impl Directory for RedisDirectory {
     }
 
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
+        // Most tickets carry no metadata: they store no `meta` field at all.
+        let metadata = if entry.metadata.0.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&entry.metadata).map_err(|e| malformed(&e))?
+        };
         let args = [
             entry.ticket_id.to_string(),
             entry.player_id.to_string(),
@@ -300,6 +307,7 @@ impl Directory for RedisDirectory {
             entry.enqueued_ms.to_string(),
             QUEUED_TICKET_TTL_MS.to_string(),
             MAX_QUEUED_PER_MODE.to_string(),
+            metadata,
         ];
         let reply: Vec<String> = self.run(&self.scripts.enqueue, &args).await?;
         match reply.first().map(String::as_str) {
@@ -419,6 +427,34 @@ impl Directory for RedisDirectory {
             .iter()
             .map(|id| id.parse().map_err(|e| malformed(&e)))
             .collect()
+    }
+
+    async fn store_match_result(
+        &self,
+        record: MatchRecord,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        record.check_size()?;
+        let key = self.key("match:", &record.room_id.to_string());
+        let ttl_ms = millis(ttl.min(MAX_MATCH_RESULT_TTL));
+        let cmd = if ttl_ms == 0 {
+            // `SET .. PX 0` is an error in Redis; an already expired result is no result.
+            ::redis::Cmd::del(&key)
+        } else {
+            let json = serde_json::to_string(&record).map_err(|e| malformed(&e))?;
+            ::redis::Cmd::pset_ex(&key, json, ttl_ms)
+        };
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError> {
+        let key = self.key("match:", &room_id.to_string());
+        let mut conn = self.conn.clone();
+        let get = ::redis::Cmd::get(&key);
+        let raw: Option<String> = bounded(self.call_timeout, get.query_async(&mut conn)).await?;
+        raw.map(|json| serde_json::from_str(&json).map_err(|e| malformed(&e)))
+            .transpose()
     }
 
     async fn room_status(&self, room_id: u64) -> Result<Option<RoomStatus>, DirectoryError> {

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
     now_ms, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation, InMemoryDirectory,
-    MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord,
+    MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, TicketId,
+    TicketRecord,
 };
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::ErrorCode;
@@ -375,6 +376,12 @@ impl Directory for DownDirectory {
     async fn rooms_on_server(&self, _: &str) -> Result<Vec<u64>, DirectoryError> {
         Err(down())
     }
+    async fn store_match_result(&self, _: MatchRecord, _: Duration) -> Result<(), DirectoryError> {
+        Err(down())
+    }
+    async fn match_result(&self, _: u64) -> Result<Option<MatchRecord>, DirectoryError> {
+        Err(down())
+    }
 }
 
 fn down() -> DirectoryError {
@@ -398,4 +405,14 @@ async fn a_failing_directory_answers_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_route_reports_a_dead_owner_and_its_players_queue_again() {
     scenarios::dead_owner_is_reported_and_players_queue_again(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_metadata_is_signed_into_the_join_ticket() {
+    scenarios::metadata_is_signed_into_the_join_ticket(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_metadata_is_refused() {
+    scenarios::bad_metadata_is_refused(InMemoryDirectory::new()).await;
 }

@@ -70,6 +70,7 @@ async fn queue(dir: &RedisDirectory, range: std::ops::Range<u64>, at_ms: u64) ->
             player_id: p,
             mode: "m".into(),
             enqueued_ms: at_ms,
+            metadata: Default::default(),
         };
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
         ids.push(id);
@@ -157,6 +158,7 @@ async fn cancel_queue_once_and_requeue_after_a_match() {
         player_id: 1,
         mode: "m".into(),
         enqueued_ms: NOW,
+        metadata: Default::default(),
     };
     assert_eq!(
         dir.enqueue(again.clone()).await,
@@ -384,6 +386,18 @@ async fn a_stale_epoch_is_refused_by_reassign_and_close() {
 async fn room_route_reports_a_dead_owner_and_its_players_queue_again() {
     let redis = RedisServer::start().await;
     scenarios::dead_owner_is_reported_and_players_queue_again(directory(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_metadata_is_signed_into_the_join_ticket() {
+    let redis = RedisServer::start().await;
+    scenarios::metadata_is_signed_into_the_join_ticket(directory(&redis).await).await;
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_metadata_is_refused() {
+    let redis = RedisServer::start().await;
+    scenarios::bad_metadata_is_refused(directory(&redis).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,10 +25,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::api::{EnqueueRequest, MatchResultRecord};
 use crate::codec::{self, FrameDecoder, MAX_SERVER_MSG_BYTES};
 use crate::session::{ClientSession, SessionConfig, SessionEvent};
 use crate::token::{decode_hex, encode_hex};
-use crate::{ClientMsg, ErrorCode, Secret, ServerMsg, ALPN};
+use crate::{ClientMsg, ErrorCode, PlayerMetadata, Secret, ServerMsg, ALPN};
 
 /// Capacity of the event channel from the session task to the game.
 pub const EVENT_QUEUE_LEN: usize = 1024;
@@ -199,11 +200,28 @@ impl GatewayClient {
 
     /// `POST /v1/matchmaking`: returns the matchmaking ticket id.
     pub async fn queue(&self, token: &str, mode: &str) -> Result<String, ConnectError> {
+        self.queue_with_metadata(token, mode, &PlayerMetadata::default())
+            .await
+    }
+
+    /// `POST /v1/matchmaking` with metadata for the join ticket (display name, loadout: what
+    /// the player chooses; the gateway refuses metadata breaking `PlayerMetadata::check` with
+    /// 400). Empty metadata is not sent. Returns the matchmaking ticket id.
+    pub async fn queue_with_metadata(
+        &self,
+        token: &str,
+        mode: &str,
+        metadata: &PlayerMetadata,
+    ) -> Result<String, ConnectError> {
+        let body = EnqueueRequest {
+            mode: mode.to_owned(),
+            metadata: metadata.clone(),
+        };
         let req = self
             .http
             .post(format!("{}/v1/matchmaking", self.base))
             .bearer_auth(token)
-            .json(&serde_json::json!({ "mode": mode }));
+            .json(&body);
         parse::<QueuedBody>(req.send().await)
             .await
             .map(|b| b.ticket_id)
@@ -268,6 +286,24 @@ impl GatewayClient {
             .bearer_auth(token);
         match parse::<RoomStatus>(req.send().await).await {
             Ok(status) => Ok(Some(status)),
+            Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/matches/{room_id}`: the result of a finished match the player was in; `None`
+    /// when the gateway has no such result or the player was not in the match (404).
+    pub async fn match_result(
+        &self,
+        token: &str,
+        room_id: u64,
+    ) -> Result<Option<MatchResultRecord>, ConnectError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/matches/{room_id}", self.base))
+            .bearer_auth(token);
+        match parse::<MatchResultRecord>(req.send().await).await {
+            Ok(record) => Ok(Some(record)),
             Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod codec;
 pub mod error;
 pub mod msg;

@@ -1,5 +1,5 @@
-//! Unit tests of `InMemoryDirectory`: formation rules, placement, cancellation, sweeping and
-//! concurrent formation.
+//! Unit tests of `InMemoryDirectory`: formation rules, placement, cancellation, sweeping, match
+//! results and concurrent formation.
 
 use super::*;
 
@@ -40,6 +40,7 @@ fn queue(dir: &InMemoryDirectory, players: std::ops::Range<u64>, at_ms: u64) -> 
                 player_id: p,
                 mode: "m".into(),
                 enqueued_ms: at_ms,
+                metadata: Default::default(),
             };
             assert_eq!(dir.enqueue_now(entry), Ok(EnqueueOutcome::Queued));
             id
@@ -105,6 +106,7 @@ fn cancelled_tickets_are_skipped_and_players_queue_once() {
         player_id: 1,
         mode: "m".into(),
         enqueued_ms: NOW,
+        metadata: Default::default(),
     };
     assert_eq!(
         dir.enqueue_now(again),
@@ -277,6 +279,98 @@ fn a_matched_player_may_queue_again() {
         player_id: 0,
         mode: "m".into(),
         enqueued_ms: NOW,
+        metadata: Default::default(),
     };
     assert_eq!(dir.enqueue_now(again), Ok(EnqueueOutcome::Queued));
+}
+
+#[test]
+fn queue_metadata_reaches_the_assignment() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    let mut metadata = PlayerMetadata::default();
+    metadata
+        .0
+        .insert("name".into(), tickroom_game::MetaValue::Str("ann".into()));
+    let entry = QueueEntry {
+        ticket_id: TicketId(1),
+        player_id: 1,
+        mode: "m".into(),
+        enqueued_ms: NOW,
+        metadata: metadata.clone(),
+    };
+    dir.enqueue_now(entry).unwrap();
+    queue(&dir, 2..4, NOW);
+    dir.form_matches_now(&request(3, 3, 0, NOW));
+    let assignment = |id| match dir.record(id, None).unwrap().status {
+        TicketStatus::Matched(a) => a,
+        TicketStatus::Queued => panic!("not matched"),
+    };
+    assert_eq!(assignment(TicketId(1)).metadata, metadata);
+    assert_eq!(
+        assignment(TicketId(1002)).metadata,
+        PlayerMetadata::default()
+    );
+}
+
+fn result(room_id: u64) -> MatchRecord {
+    MatchRecord {
+        room_id,
+        mode: "m".into(),
+        players: vec![crate::MatchPlayer {
+            player_id: 1,
+            slot: 0,
+        }],
+        result: vec![1, 2, 3],
+        ended_ms: NOW,
+    }
+}
+
+#[test]
+fn expired_results_are_hidden_then_swept() {
+    let mut state = State::default();
+    let t0 = Instant::now();
+    let ttl = Duration::from_millis(10);
+    state.store_result(result(1), ttl, t0).unwrap();
+    state.store_result(result(2), TTL, t0).unwrap();
+    assert_eq!(state.result(1, t0 + ttl / 2), Some(result(1)));
+    assert_eq!(state.result(1, t0 + ttl), None);
+    assert_eq!(state.results.len(), 2, "not swept before the interval");
+    let later = t0 + Duration::from_millis(SWEEP_INTERVAL_MS);
+    state.store_result(result(3), TTL, later).unwrap();
+    let mut kept: Vec<u64> = state.results.keys().copied().collect();
+    kept.sort_unstable();
+    assert_eq!(kept, vec![2, 3]);
+}
+
+#[test]
+fn a_full_result_table_refuses_until_records_expire() {
+    let mut state = State::default();
+    let t0 = Instant::now();
+    let ttl = Duration::from_millis(10);
+    for room_id in 0..MAX_MATCH_RESULTS as u64 {
+        state.store_result(result(room_id), ttl, t0).unwrap();
+    }
+    let extra = MAX_MATCH_RESULTS as u64;
+    assert_eq!(
+        state.store_result(result(extra), ttl, t0),
+        Err(DirectoryError::Full("match results"))
+    );
+    // Replacing a stored room's result needs no new slot.
+    state.store_result(result(0), ttl, t0).unwrap();
+    // Once they expire the table makes room at once, without waiting for the sweep interval.
+    state.store_result(result(extra), TTL, t0 + ttl).unwrap();
+    assert_eq!(state.results.len(), 1);
+}
+
+#[test]
+fn zero_ttl_removes_and_long_ttls_are_capped() {
+    let mut state = State::default();
+    let t0 = Instant::now();
+    state.store_result(result(1), TTL, t0).unwrap();
+    state.store_result(result(1), Duration::ZERO, t0).unwrap();
+    assert_eq!(state.result(1, t0), None);
+    state.store_result(result(2), Duration::MAX, t0).unwrap();
+    assert_eq!(state.result(2, t0 + MAX_MATCH_RESULT_TTL), None);
+    assert!(state.result(2, t0 + MAX_MATCH_RESULT_TTL / 2).is_some());
 }

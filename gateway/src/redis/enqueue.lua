@@ -1,5 +1,6 @@
 -- Queues a ticket unless its player already waits under another one.
--- ARGV: prefix, ticket, player, mode, enqueued_ms, queued_ticket_ttl_ms, max_queued_per_mode
+-- ARGV: prefix, ticket, player, mode, enqueued_ms, queued_ticket_ttl_ms, max_queued_per_mode,
+--       metadata JSON ('' for none)
 -- Replies: {'queued'} | {'already', ticket} | {'collision'} | {'full'}
 local p, t, player, mode, enq, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local pk = p .. 'player:' .. player
@@ -14,6 +15,7 @@ if redis.call('EXISTS', tk) == 1 then return { 'collision' } end
 local qk = p .. 'queue:' .. mode
 if redis.call('ZCARD', qk) >= tonumber(ARGV[7]) then return { 'full' } end
 redis.call('HSET', tk, 'player', player, 'mode', mode, 'enq', enq)
+if ARGV[8] ~= '' then redis.call('HSET', tk, 'meta', ARGV[8]) end
 redis.call('PEXPIRE', tk, ttl)
 redis.call('ZADD', qk, enq, t)
 redis.call('ZADD', p .. 'seen:' .. mode, enq, t)

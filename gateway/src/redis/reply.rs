@@ -1,6 +1,8 @@
 //! Parsing the replies of the directory's Lua scripts into directory types. Ids that may
 //! exceed 2^53 arrive as decimal strings.
 
+use tickroom_game::PlayerMetadata;
+
 use crate::directory::{
     Assignment, DirectoryError, Formation, FormedMatch, MatchedPlayer, RoomRecord, TicketId,
     TicketRecord, TicketStatus,
@@ -17,16 +19,22 @@ fn number<T: std::str::FromStr>(field: Option<&String>) -> Result<T, DirectoryEr
         .ok_or_else(|| malformed(&"expected a number"))
 }
 
-/// `{player, mode, enq}` (queued) or `{player, mode, enq, room_id, server_json, room_mode}`.
+/// `{player, mode, enq}` (queued) or
+/// `{player, mode, enq, room_id, server_json, room_mode, metadata_json or ''}` (matched).
 pub(super) fn ticket_record(
     ticket_id: TicketId,
     fields: &[String],
 ) -> Result<TicketRecord, DirectoryError> {
     let status = if fields.len() >= 6 {
+        let metadata = match fields.get(6).map(String::as_str) {
+            None | Some("") => PlayerMetadata::default(),
+            Some(json) => serde_json::from_str(json).map_err(|e| malformed(&e))?,
+        };
         TicketStatus::Matched(Assignment {
             room_id: number(fields.get(3))?,
             mode: fields[5].clone(),
             server: serde_json::from_str(&fields[4]).map_err(|e| malformed(&e))?,
+            metadata,
         })
     } else {
         TicketStatus::Queued
@@ -117,6 +125,38 @@ mod tests {
         assert_eq!(f.matches[0].players[0].player_id, u64::MAX);
         assert_eq!(f.matches[0].players[1].ticket_id, TicketId(0xb));
         assert!(parse_formation(&reply[..5]).is_err());
+    }
+
+    #[test]
+    fn matched_ticket_replies_carry_their_metadata() {
+        let server = serde_json::to_string(&RoomServerInfo {
+            server_id: "s".into(),
+            quic_addr: "q".into(),
+            ws_addr: "w".into(),
+            cert_fingerprint: "f".into(),
+            capacity: 10,
+            load: 3,
+            draining: false,
+        })
+        .unwrap();
+        let mut metadata = PlayerMetadata::default();
+        metadata
+            .0
+            .insert("level".into(), tickroom_game::MetaValue::Int(3));
+        let json = serde_json::to_string(&metadata).unwrap();
+        let fields = |meta: &str| -> Vec<String> {
+            ["7", "duel", "1000", "9", server.as_str(), "duel", meta]
+                .map(String::from)
+                .to_vec()
+        };
+        let assignment =
+            |fields: &[String]| match ticket_record(TicketId(1), fields).unwrap().status {
+                TicketStatus::Matched(a) => a,
+                TicketStatus::Queued => panic!("not matched"),
+            };
+        assert_eq!(assignment(&fields(&json)).metadata, metadata);
+        assert_eq!(assignment(&fields("")).metadata, PlayerMetadata::default());
+        assert!(ticket_record(TicketId(1), &fields("{")).is_err());
     }
 
     #[test]

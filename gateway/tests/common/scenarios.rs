@@ -3,11 +3,15 @@
 use std::sync::Arc;
 
 use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tickroom_game::sdk::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES};
+use tickroom_game::{MetaValue, PlayerMetadata};
 use tickroom_gateway::http::{PollResponse, RoomResponse};
-use tickroom_gateway::Directory;
+use tickroom_gateway::{now_ms, Directory};
+use tickroom_protocol::connect::GatewayClient;
 use tickroom_protocol::ErrorCode;
 
-use super::{config, expect_error, server, start};
+use super::{config, expect_error, keys, server, start};
 
 const TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -72,4 +76,115 @@ pub async fn dead_owner_is_reported_and_players_queue_again(dir: Arc<dyn Directo
             other => panic!("not matched: {other:?}"),
         }
     }
+}
+
+/// Metadata given at queue time comes back in each player's verified join ticket: one player
+/// queues through `GatewayClient::queue_with_metadata`, one with raw JSON, and one through
+/// `GatewayClient::queue`, which sends none.
+pub async fn metadata_is_signed_into_the_join_ticket(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir, true).await;
+    let client = GatewayClient::new(&t.base);
+    let ann = metadata(&[
+        ("name", MetaValue::Str("ann".into())),
+        ("rating", MetaValue::Int(1500)),
+    ]);
+    let bob = metadata(&[
+        ("name", MetaValue::Str("bob".into())),
+        ("loadout", MetaValue::Int(-3)),
+    ]);
+    let (_, ann_token) = t.login("ann").await;
+    let ann_ticket = client
+        .queue_with_metadata(&ann_token, "trio", &ann)
+        .await
+        .expect("queue with metadata");
+    let (_, bob_token) = t.login("bob").await;
+    let body = json!({"mode": "trio", "metadata": {"name": "bob", "loadout": -3}});
+    let r = t.post_json("/v1/matchmaking", body, Some(&bob_token)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let bob_ticket = r.json::<Value>().await.unwrap()["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, cy_token) = t.login("cy").await;
+    let cy_ticket = client.queue(&cy_token, "trio").await.expect("queue");
+
+    let expected = [
+        (ann_token, ann_ticket, ann),
+        (bob_token, bob_ticket, bob),
+        (cy_token, cy_ticket, PlayerMetadata::default()),
+    ];
+    for (token, ticket, want) in expected {
+        let PollResponse::Matched(m) = t.poll_until_matched(&token, &ticket).await else {
+            panic!("not matched");
+        };
+        let verified = keys()
+            .verify_ticket(&m.join_ticket, now_ms(), 0)
+            .expect("ticket verifies");
+        assert_eq!(verified.claims().metadata, want);
+    }
+}
+
+/// Every kind of metadata that is not an object of strings and whole numbers within
+/// `PlayerMetadata::check` is a 400 `bad_request` naming the problem, and queues nothing.
+pub async fn bad_metadata_is_refused(dir: Arc<dyn Directory>) {
+    let t = start(config(), dir, false).await;
+    let (_, token) = t.login("picky").await;
+    let value_kind = "a metadata value: a string or a whole number";
+    let too_many: serde_json::Map<String, Value> = (0..=MAX_METADATA_ENTRIES)
+        .map(|i| (format!("k{i}"), json!(i)))
+        .collect();
+    let long_key = "k".repeat(MAX_METADATA_KEY_BYTES + 1);
+    let cases = [
+        (json!({"x": 1.5}), value_kind),
+        (json!({"x": 1e3}), value_kind),
+        (json!({"x": true}), value_kind),
+        (json!({"x": null}), value_kind),
+        (json!({"x": ["a"]}), value_kind),
+        (json!({"x": {"nested": 1}}), value_kind),
+        (json!({"x": u64::MAX}), "signed 64-bit"),
+        (json!(["name", "ann"]), "an object whose values"),
+        (json!("ann"), "an object whose values"),
+        (Value::Object(too_many), "too many metadata entries"),
+        (json!({ long_key: 1 }), "key is empty or too long"),
+        (json!({"": 1}), "key is empty or too long"),
+        (
+            json!({"name": "n".repeat(MAX_METADATA_VALUE_BYTES + 1)}),
+            "value is too long",
+        ),
+    ];
+    for (metadata, needle) in cases {
+        let body = json!({"mode": "trio", "metadata": metadata});
+        let r = t.post_json("/v1/matchmaking", body, Some(&token)).await;
+        let error = expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::BadRequest).await;
+        assert!(
+            error.message.contains("metadata") && error.message.contains(needle),
+            "{metadata}: {}",
+            error.message
+        );
+    }
+    // A repeated key cannot be written with `json!`.
+    let twice = r#"{"mode":"trio","metadata":{"name":"a","name":"b"}}"#;
+    let r = t
+        .http
+        .post(t.url("/v1/matchmaking"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(twice)
+        .send()
+        .await
+        .unwrap();
+    let error = expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::BadRequest).await;
+    assert!(error.message.contains("appears twice"), "{}", error.message);
+    // Nothing was queued: the player's first good request is accepted, not a conflict.
+    t.enqueue(&token, "trio").await;
+}
+
+fn metadata(entries: &[(&str, MetaValue)]) -> PlayerMetadata {
+    PlayerMetadata(
+        entries
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect(),
+    )
 }

@@ -1,0 +1,282 @@
+//! The gateway's HTTP JSON contract, defined once for both ends: the gateway serialises these
+//! types and `GatewayClient` deserialises them. Pure serde (no IO); ids are JSON numbers, as in
+//! every other gateway answer (room and player ids stay below 2^53).
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use tickroom_game::{MetaValue, PlayerMetadata};
+
+/// `POST /v1/matchmaking` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueueRequest {
+    /// The mode to queue for.
+    pub mode: String,
+    /// Optional `{"key": "text" | integer}` object put in the join ticket. It is supplied by
+    /// the client, so it is only fit for what a player may choose (display name, loadout);
+    /// trusted values such as ratings will be added by the gateway's matchmaking, not taken
+    /// from here. Anything else (floats, bools, null, arrays, objects, or entries breaking
+    /// `PlayerMetadata::check`) is refused.
+    #[serde(default, skip_serializing_if = "is_empty", with = "plain_metadata")]
+    pub metadata: PlayerMetadata,
+}
+
+/// `GET /v1/matches/{room_id}` answer: a finished match and the result its game reported.
+/// Shown only to the match's players.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchResultRecord {
+    /// The room the match was played in.
+    pub room_id: u64,
+    /// Its game mode.
+    pub mode: String,
+    /// Who played, with their seats.
+    pub players: Vec<MatchPlayer>,
+    /// The game's own encoding of the result (base64, standard alphabet with padding, in JSON).
+    #[serde(with = "base64_bytes")]
+    pub result: Vec<u8>,
+    /// When the match ended, unix ms.
+    pub ended_ms: u64,
+}
+
+/// One player of a finished match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MatchPlayer {
+    /// The player.
+    pub player_id: u64,
+    /// The seat they held in the room.
+    pub slot: u8,
+}
+
+fn is_empty(metadata: &PlayerMetadata) -> bool {
+    metadata.0.is_empty()
+}
+
+/// Serde for `PlayerMetadata` as a plain JSON object of strings and whole numbers
+/// (`{"name": "ann", "level": 3}`); deserialising also applies `PlayerMetadata::check`.
+pub mod plain_metadata {
+    use super::*;
+
+    /// Writes the entries as a map of strings and integers.
+    pub fn serialize<S: Serializer>(metadata: &PlayerMetadata, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(metadata.0.len()))?;
+        for (key, value) in &metadata.0 {
+            match value {
+                MetaValue::Int(n) => map.serialize_entry(key, n)?,
+                MetaValue::Str(text) => map.serialize_entry(key, text)?,
+            }
+        }
+        map.end()
+    }
+
+    /// Reads a map of strings and integers; any other value, a repeated key or metadata that
+    /// fails `PlayerMetadata::check` is an error.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PlayerMetadata, D::Error> {
+        let metadata = d.deserialize_map(MetadataVisitor)?;
+        metadata.check().map_err(de::Error::custom)?;
+        Ok(metadata)
+    }
+
+    struct MetadataVisitor;
+
+    impl<'de> Visitor<'de> for MetadataVisitor {
+        type Value = PlayerMetadata;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object whose values are strings or whole numbers")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PlayerMetadata, A::Error> {
+            let mut metadata = PlayerMetadata::default();
+            while let Some(key) = map.next_key::<String>()? {
+                let PlainValue(value) = map.next_value()?;
+                if metadata.0.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!(
+                        "metadata key `{key}` appears twice"
+                    )));
+                }
+                metadata.0.insert(key, value);
+            }
+            Ok(metadata)
+        }
+    }
+
+    /// One value: a string or an integer that fits `i64`, nothing else.
+    struct PlainValue(MetaValue);
+
+    impl<'de> Deserialize<'de> for PlainValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PlainValue, D::Error> {
+            d.deserialize_any(ValueVisitor).map(PlainValue)
+        }
+    }
+
+    struct ValueVisitor;
+
+    impl Visitor<'_> for ValueVisitor {
+        type Value = MetaValue;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a metadata value: a string or a whole number")
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<MetaValue, E> {
+            Ok(MetaValue::Int(n))
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<MetaValue, E> {
+            i64::try_from(n)
+                .map(MetaValue::Int)
+                .map_err(|_| E::custom("a metadata number must fit a signed 64-bit integer"))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<MetaValue, E> {
+            Ok(MetaValue::Str(text.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, text: String) -> Result<MetaValue, E> {
+            Ok(MetaValue::Str(text))
+        }
+    }
+}
+
+/// Serde for bytes as a base64 string (standard alphabet, with padding).
+pub mod base64_bytes {
+    use super::*;
+
+    /// Writes the bytes as base64 text.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(bytes))
+    }
+
+    /// Reads base64 text back into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        B64.decode(text.as_bytes()).map_err(de::Error::custom)
+    }
+}
+
+// serde_json comes with the `tokio` feature.
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use serde_json::json;
+    use tickroom_game::sdk::{MAX_METADATA_ENTRIES, MAX_METADATA_VALUE_BYTES};
+
+    use super::*;
+
+    /// Parses `metadata` as the `metadata` field of an enqueue request.
+    fn check(metadata: serde_json::Value, expect: Result<PlayerMetadata, &str>) {
+        let body = json!({"mode": "duel", "metadata": metadata}).to_string();
+        let got = serde_json::from_str::<EnqueueRequest>(&body).map(|r| r.metadata);
+        match (got, expect) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{body}"),
+            (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{body}: {e}"),
+            (got, want) => panic!("{body}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    fn meta(entries: &[(&str, MetaValue)]) -> PlayerMetadata {
+        PlayerMetadata(
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn metadata_takes_strings_and_whole_numbers_only() {
+        let ann = meta(&[
+            ("name", MetaValue::Str("ann".into())),
+            ("rating", MetaValue::Int(1500)),
+            ("debt", MetaValue::Int(i64::MIN)),
+        ]);
+        check(
+            json!({"name": "ann", "rating": 1500, "debt": i64::MIN}),
+            Ok(ann),
+        );
+        check(json!({}), Ok(PlayerMetadata::default()));
+        let expected = "a metadata value: a string or a whole number";
+        check(json!({"x": 1.5}), Err(expected));
+        check(json!({"x": 2.0}), Err(expected));
+        check(json!({"x": true}), Err(expected));
+        check(json!({"x": null}), Err(expected));
+        check(json!({"x": [1]}), Err(expected));
+        check(json!({"x": {"y": 1}}), Err(expected));
+        check(json!({"x": u64::MAX}), Err("signed 64-bit"));
+        check(json!([1, 2]), Err("an object whose values"));
+        check(json!("name"), Err("an object whose values"));
+        check(json!(null), Err("an object whose values"));
+    }
+
+    #[test]
+    fn metadata_limits_and_repeated_keys_are_refused() {
+        let many: serde_json::Map<String, serde_json::Value> = (0..=MAX_METADATA_ENTRIES)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect();
+        check(many.into(), Err("too many metadata entries"));
+        check(json!({"": 1}), Err("key is empty or too long"));
+        check(json!({"k".repeat(33): 1}), Err("key is empty or too long"));
+        let long = "v".repeat(MAX_METADATA_VALUE_BYTES + 1);
+        check(json!({ "name": long }), Err("value is too long"));
+        let twice = r#"{"mode":"duel","metadata":{"a":1,"a":2}}"#;
+        let e = serde_json::from_str::<EnqueueRequest>(twice).unwrap_err();
+        assert!(e.to_string().contains("appears twice"), "{e}");
+    }
+
+    #[test]
+    fn empty_metadata_is_not_sent_and_may_be_left_out() {
+        let plain = EnqueueRequest {
+            mode: "duel".into(),
+            metadata: PlayerMetadata::default(),
+        };
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({"mode": "duel"})
+        );
+        let back: EnqueueRequest = serde_json::from_str(r#"{"mode":"duel"}"#).unwrap();
+        assert_eq!(back, plain);
+        let named = EnqueueRequest {
+            metadata: meta(&[("name", MetaValue::Str("ann".into()))]),
+            ..plain
+        };
+        let text = serde_json::to_value(&named).unwrap();
+        assert_eq!(text, json!({"mode": "duel", "metadata": {"name": "ann"}}));
+        assert_eq!(
+            serde_json::from_value::<EnqueueRequest>(text).unwrap(),
+            named
+        );
+    }
+
+    #[test]
+    fn match_results_carry_their_bytes_as_padded_base64() {
+        let record = MatchResultRecord {
+            room_id: 9,
+            mode: "duel".into(),
+            players: vec![MatchPlayer {
+                player_id: 5,
+                slot: 1,
+            }],
+            result: vec![0xfb, 0xff],
+            ended_ms: 1_700_000_000_000,
+        };
+        let value = serde_json::to_value(&record).unwrap();
+        let expected = json!({
+            "room_id": 9,
+            "mode": "duel",
+            "players": [{"player_id": 5, "slot": 1}],
+            "result": "+/8=",
+            "ended_ms": 1_700_000_000_000u64,
+        });
+        assert_eq!(value, expected);
+        assert_eq!(
+            serde_json::from_value::<MatchResultRecord>(value).unwrap(),
+            record
+        );
+        let mut bad = expected;
+        bad["result"] = json!("not base64!");
+        assert!(serde_json::from_value::<MatchResultRecord>(bad).is_err());
+    }
+}
