@@ -1,8 +1,9 @@
-//! One bot's life: log in, queue, join, then play in the room (see `in_room`: random-walk
-//! inputs through the link conditioner, the lockstep sim and checksums, chaos drops), leave,
-//! and measure all along. When its room's server is gone the bot queues again through the
-//! gateway and plays on in a new room (a rejoin).
+//! One bot's life: log in, queue, join, then play in the room (see `in_room`: the game's
+//! inputs through the link conditioner, checksums, chaos drops; `phase`: the states it goes
+//! through), leave, and measure all along. When its room's server is gone the bot queues again
+//! through the gateway and plays on in a new room (a rejoin).
 
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +15,13 @@ use tickroom_protocol::SessionConfig;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::error::BotError;
+use crate::game_bot::GameBotFactory;
 use crate::link::LinkConfig;
 use crate::stats::{BotOutcome, LiveStats};
 
 mod in_room;
+mod phase;
 
 /// Lockstep checksums are sent after every frame that is a multiple of this.
 pub const CHECKSUM_INTERVAL_FRAMES: u64 = 10;
@@ -30,9 +34,9 @@ pub const REJOIN_AFTER: Duration = Duration::from_secs(1);
 pub const ROOM_STATUS_PERIOD: Duration = Duration::from_secs(1);
 /// Time allowed for one `GET /v1/rooms/{id}`.
 pub const ROOM_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between two failed attempts to queue again for a rejoin.
 /// Connect attempts per match result before the join counts as failed.
 const JOIN_CONNECT_TRIES: u32 = 3;
+/// Pause between two failed attempts to queue again for a rejoin.
 const REQUEUE_RETRY: Duration = Duration::from_millis(500);
 
 /// What one bot does.
@@ -61,7 +65,7 @@ pub struct BotConfig {
 }
 
 /// What bots share.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BotContext {
     /// Gateway clients (one HTTP connection pool each); bot i starts with gateway i % n.
     pub gateways: Arc<[GatewayClient]>,
@@ -71,6 +75,18 @@ pub struct BotContext {
     pub live: Arc<LiveStats>,
     /// Becomes true when the bots should leave now (Ctrl-C).
     pub stop: watch::Receiver<bool>,
+    /// Makes each room's [`crate::GameBot`].
+    pub factory: GameBotFactory,
+}
+
+impl fmt::Debug for BotContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotContext")
+            .field("gateways", &self.gateways)
+            .field("quic", &self.quic)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs one bot to the end and says how it went. Never panics on server data.
@@ -84,10 +100,22 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
         tokio::time::timeout_at(give_up, player.join(&config, attempt, ctx.quic.clone())).await;
     let mut driver = match joined {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => return failed(&ctx.live, index, connect_error_name(&e), &e),
-        Err(_) => return failed(&ctx.live, index, "timeout", &"matchmaking or connect"),
+        Ok(Err(e)) => return failed(&ctx.live, index, BotError::from(&e), &e),
+        Err(_) => {
+            return failed(
+                &ctx.live,
+                index,
+                BotError::Timeout,
+                &"matchmaking or connect",
+            )
+        }
     };
-    let mut bot = in_room::Bot::new(config.clone(), ctx.live.clone(), ctx.stop.clone());
+    let mut bot = in_room::Bot::new(
+        config.clone(),
+        ctx.live.clone(),
+        ctx.stop.clone(),
+        ctx.factory.clone(),
+    );
     loop {
         match bot.play(driver, &mut player).await {
             in_room::RoomEnd::Done => break,
@@ -109,7 +137,7 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
                 match tokio::time::timeout_at(give_up, rejoin).await {
                     Ok(d) => driver = d,
                     Err(_) => {
-                        bot.fail("rejoin_failed");
+                        bot.give_up();
                         break;
                     }
                 }
@@ -234,22 +262,11 @@ impl Player {
     }
 }
 
-/// The report name of a connect error: the server's `ErrorCode::name()` when it gave one.
-pub fn connect_error_name(e: &ConnectError) -> &'static str {
-    match e {
-        ConnectError::Gateway { code, .. } | ConnectError::Closed(code) => code.name(),
-        ConnectError::Http(_) => "http",
-        ConnectError::Transport(_) => "transport",
-        ConnectError::BadFingerprint => "bad_fingerprint",
-        ConnectError::Timeout(_) => "timeout",
-    }
-}
-
-fn failed(live: &LiveStats, index: usize, name: &str, why: &dyn std::fmt::Display) -> BotOutcome {
-    warn!(bot = index, error = name, "join failed: {why}");
+fn failed(live: &LiveStats, index: usize, error: BotError, why: &dyn fmt::Display) -> BotOutcome {
+    warn!(bot = index, error = error.name(), "join failed: {why}");
     live.errors.fetch_add(1, Ordering::Relaxed);
     BotOutcome {
-        error: Some(name.to_string()),
+        error: Some(error),
         ..BotOutcome::default()
     }
 }

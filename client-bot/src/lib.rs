@@ -1,16 +1,47 @@
-//! tickroom-bot: headless tickroom clients. `play` runs one bot and prints what it saw; `swarm`
-//! runs many on one runtime for load tests and writes a JSON report (see DESIGN.md, operator
-//! contract). The binary is a thin wrapper around [`run`].
+//! tickroom-bot: headless tickroom clients for any game. `play` runs one bot and prints what it
+//! saw; `swarm` runs many on one runtime for load tests and writes a JSON report (see
+//! DESIGN.md, operator contract). A game says how its bot plays by implementing [`GameBot`];
+//! its own binary gets the same command line and report from [`run_cli`]:
+//!
+//! ```no_run
+//! use tickroom_bot::{factory, run_cli, GameBot, RandomBot, SmallRng};
+//!
+//! struct Tapper;
+//! impl GameBot for Tapper {
+//!     fn next_input(&mut self, _rng: &mut SmallRng) -> Vec<u8> { vec![1] }
+//!     fn frame_input(&mut self, _frame: u64, _rng: &mut SmallRng) -> Vec<u8> { vec![1] }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     run_cli(factory(|_welcome, mode| match mode {
+//!         "tap-race" => Box::new(Tapper),
+//!         _ => Box::new(RandomBot),
+//!     }))
+//! }
+//! ```
+//!
+//! The `tickroom-bot` binary is `run_cli(default_factory())`.
 
 pub mod bot;
 pub mod cli;
+pub mod error;
+pub mod game_bot;
 pub mod link;
 pub mod play;
 pub mod report;
 pub mod stats;
 pub mod swarm;
 
+use std::process::ExitCode;
+
+use clap::Parser;
+pub use rand::rngs::SmallRng;
+
 use cli::{Cli, Command};
+pub use error::BotError;
+pub use game_bot::{
+    default_factory, factory, ArenaLockstepBot, ArenaStickBot, GameBot, GameBotFactory, RandomBot,
+};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -19,8 +50,30 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code: bad usage.
 pub const EXIT_USAGE: u8 = 2;
 
-/// Runs a parsed command line on a multi-threaded runtime; returns the exit code.
-pub fn run(cli: Cli) -> u8 {
+/// The whole `tickroom-bot` program for a game: parses the `play`/`swarm` command line from
+/// the process arguments (printing help or usage errors as clap does), logs to stderr
+/// (`--verbose`, `RUST_LOG`), and runs it with bots from `factory`.
+pub fn run_cli(factory: GameBotFactory) -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = if cli.verbose {
+        "warn,tickroom_bot=debug"
+    } else {
+        "warn"
+    };
+    // A second subscriber (a test calling this twice) is not an error worth failing for.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .try_init();
+    ExitCode::from(run(cli, factory))
+}
+
+/// Runs a parsed command line on a multi-threaded runtime with bots from `factory`; returns
+/// the exit code.
+pub fn run(cli: Cli, factory: GameBotFactory) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,7 +87,7 @@ pub fn run(cli: Cli) -> u8 {
     runtime.block_on(async move {
         match cli.command {
             Command::Play(args) => {
-                let outcome = play::run_play(&args).await;
+                let outcome = play::run_play(&args, factory).await;
                 println!("{}", play::summary(&args, &outcome));
                 if outcome.joined && outcome.error.is_none() {
                     EXIT_OK
@@ -47,7 +100,7 @@ pub fn run(cli: Cli) -> u8 {
                     eprintln!("tickroom-bot: --bots must be at least 1");
                     return EXIT_USAGE;
                 }
-                match swarm::run_swarm(&args).await {
+                match swarm::run_swarm(&args, factory).await {
                     Ok(result) => {
                         println!("{}", result.report);
                         println!("{}", result.counters_line());

@@ -1,23 +1,8 @@
-//! The `tickroom-bot` binary: parses flags, sets up logging, and runs `play` or `swarm`.
+//! The `tickroom-bot` binary: the library's command line with the default bots (the arena
+//! bots for the arena modes, random inputs for any other mode).
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use tickroom_bot::cli::Cli;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let default_filter = if cli.verbose {
-        "warn,tickroom_bot=debug"
-    } else {
-        "warn"
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
-    ExitCode::from(tickroom_bot::run(cli))
+    tickroom_bot::run_cli(tickroom_bot::default_factory())
 }

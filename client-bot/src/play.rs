@@ -4,19 +4,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tickroom_protocol::connect::GatewayClient;
+use tickroom_protocol::token::encode_hex;
 use tokio::sync::watch;
 
 use crate::bot::{run_bot, BotConfig, BotContext, MATCHMAKING_TIMEOUT};
 use crate::cli::PlayArgs;
+use crate::game_bot::GameBotFactory;
 use crate::link::LinkConfig;
 use crate::stats::{max_ms, quantile_ms, BotOutcome, LiveStats};
 use crate::swarm::transport_name;
 
 /// Slack after matchmaking + duration before the bot gives up.
 const PLAY_DEADLINE_SLACK: Duration = Duration::from_secs(30);
+/// Result bytes shown in hex; longer results are cut (their length is printed in full).
+const MATCH_RESULT_HEX_MAX_BYTES: usize = 64;
 
-/// Plays one bot; returns its outcome (printed by [`summary`]).
-pub async fn run_play(args: &PlayArgs) -> BotOutcome {
+/// Plays one bot with the game `factory` picks; returns its outcome (printed by [`summary`]).
+pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
     let (stop_tx, stop) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -43,6 +47,7 @@ pub async fn run_play(args: &PlayArgs) -> BotOutcome {
         quic: None,
         live: Arc::new(LiveStats::default()),
         stop,
+        factory,
     };
     let outcome = run_bot(config, ctx).await;
     ctrl_c.abort();
@@ -103,9 +108,49 @@ pub fn summary(args: &PlayArgs, o: &BotOutcome) -> String {
         "  desyncs {}  late frame inputs {}  reconnects {}  bad data {}",
         m.desyncs, m.late_inputs, m.reconnects, m.bad_data
     ));
+    if let Some(result) = &o.match_result {
+        lines.push(match_result_line(result));
+    }
     lines.push(format!(
         "  error           {}",
-        o.error.as_deref().unwrap_or("none")
+        o.error.map_or("none", |e| e.name())
     ));
     lines.join("\n")
+}
+
+/// `  match ended     result 5 bytes: 0a0b0c0d0e` (hex cut after
+/// [`MATCH_RESULT_HEX_MAX_BYTES`]).
+fn match_result_line(result: &[u8]) -> String {
+    let shown = &result[..result.len().min(MATCH_RESULT_HEX_MAX_BYTES)];
+    let cut = if shown.len() < result.len() {
+        "..."
+    } else {
+        ""
+    };
+    format!(
+        "  match ended     result {} bytes: {}{cut}",
+        result.len(),
+        encode_hex(shown)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_results_print_as_length_and_hex() {
+        assert_eq!(
+            match_result_line(&[0x0a, 0xff]),
+            "  match ended     result 2 bytes: 0aff"
+        );
+        assert_eq!(match_result_line(&[]), "  match ended     result 0 bytes: ");
+        let long = match_result_line(&[1; 100]);
+        assert!(long.starts_with("  match ended     result 100 bytes: 0101"));
+        assert!(long.ends_with("..."));
+        assert_eq!(
+            long.len(),
+            "  match ended     result 100 bytes: ".len() + 128 + 3
+        );
+    }
 }

@@ -32,6 +32,8 @@ pub struct Report {
     pub reconnects: u64,
     /// Rooms joined again through the gateway after the old room's server was gone.
     pub rejoins: u64,
+    /// Matches the game ended (`MatchEnded` received), over all bots.
+    pub matches_ended: u64,
     pub rtt_ms: RttMs,
     pub resume_ms: ResumeMs,
     /// Connection loss → `Joined` in the new room.
@@ -118,8 +120,7 @@ impl Report {
         }
         let joined = inputs.outcomes.iter().filter(|o| o.joined).count();
         let rooms: HashSet<u64> = inputs.outcomes.iter().filter_map(|o| o.room_id).collect();
-        let errors_by_code =
-            count_errors(inputs.outcomes.iter().filter_map(|o| o.error.as_deref()));
+        let errors_by_code = count_errors(inputs.outcomes.iter().filter_map(|o| o.error));
         let errors = errors_by_code.values().sum();
         let per_bot_s = |total: u64| (all.played_s > 0.0).then(|| total as f64 / all.played_s);
         let cpu_ms_per_bot_s = inputs
@@ -138,6 +139,7 @@ impl Report {
             errors_by_code,
             reconnects: all.reconnects,
             rejoins: all.rejoins,
+            matches_ended: all.matches_ended,
             rtt_ms: RttMs {
                 p50: quantile_ms(&all.rtt, 0.5),
                 p90: quantile_ms(&all.rtt, 0.9),
@@ -203,6 +205,7 @@ impl fmt::Display for Report {
             by_code.join(" ")
         )?;
         writeln!(f, "  reconnects    {:>10}", self.reconnects)?;
+        writeln!(f, "  matches ended {:>10}", self.matches_ended)?;
         writeln!(
             f,
             "  rejoins       {:>10}   p50 {} ms  p99 {} ms  max {} ms",
@@ -343,10 +346,13 @@ fn parse_proc_stat_cpu(stat: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use tickroom_protocol::ErrorCode;
+
     use super::*;
+    use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 19] = [
+    const KEYS: [&str; 20] = [
         "transport",
         "mode",
         "bots",
@@ -358,6 +364,7 @@ mod tests {
         "errors_by_code",
         "reconnects",
         "rejoins",
+        "matches_ended",
         "rtt_ms",
         "resume_ms",
         "rejoin_ms",
@@ -397,6 +404,7 @@ mod tests {
             assert!(v["rejoin_ms"][key].is_null(), "rejoin_ms.{key}");
         }
         assert_eq!(v["rejoins"], 0);
+        assert_eq!(v["matches_ended"], 0);
         assert!(v["lost_frames"].is_null());
         assert!(v["interval_jitter_ms"]["p99"].is_null());
         assert!(v["bytes_per_bot_s"]["up"].is_null() && v["bytes_per_bot_s"]["down"].is_null());
@@ -420,8 +428,9 @@ mod tests {
         ok.measurements.played_s = 2.0;
         ok.measurements.bytes_out = 1000;
         ok.measurements.bytes_in = 4000;
+        ok.measurements.matches_ended = 1;
         let bad = BotOutcome {
-            error: Some("room_full".into()),
+            error: Some(BotError::Closed(ErrorCode::RoomFull)),
             ..BotOutcome::default()
         };
         let v = build(&[ok, bad], Some(Duration::from_millis(100)));
@@ -430,6 +439,7 @@ mod tests {
         assert_eq!(v["rooms"], 1);
         assert_eq!(v["errors"], 1);
         assert_eq!(v["errors_by_code"]["room_full"], 1);
+        assert_eq!(v["matches_ended"], 1);
         assert!((v["rtt_ms"]["p99"].as_f64().unwrap() - 10.0).abs() < 0.1);
         assert_eq!(v["bytes_per_bot_s"]["up"], 500.0);
         assert_eq!(v["bytes_per_bot_s"]["down"], 2000.0);

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::error::BotError;
+
 /// Largest latency a histogram tracks, in microseconds (larger samples saturate to it).
 pub const MAX_TRACKED_US: u64 = 60_000_000;
 /// Significant decimal digits the histograms keep.
@@ -222,6 +224,10 @@ pub struct Measurements {
     pub lost_frames: u64,
     /// Game data from the server that did not decode or frames that skipped a number.
     pub bad_data: u64,
+    /// Custom messages the server refused (too big or too fast for the mode).
+    pub refused: u64,
+    /// `MatchEnded` received: matches the game ended.
+    pub matches_ended: u64,
     /// Seconds spent in a room (join → close).
     pub played_s: f64,
     /// Transport bytes sent and received.
@@ -248,6 +254,8 @@ impl Measurements {
         self.rejoins += other.rejoins;
         self.lost_frames += other.lost_frames;
         self.bad_data += other.bad_data;
+        self.refused += other.refused;
+        self.matches_ended += other.matches_ended;
         self.played_s += other.played_s;
         self.bytes_out += other.bytes_out;
         self.bytes_in += other.bytes_in;
@@ -261,9 +269,10 @@ pub struct BotOutcome {
     pub joined: bool,
     /// The room it joined.
     pub room_id: Option<u64>,
-    /// Why it failed or ended badly: an `ErrorCode::name()` or a local reason
-    /// (`http`, `transport`, `timeout`, `aborted`, ...).
-    pub error: Option<String>,
+    /// Why it failed or ended badly (its `name()` is the report's key).
+    pub error: Option<BotError>,
+    /// The result bytes of the last match the game ended.
+    pub match_result: Option<Vec<u8>>,
     /// What it measured.
     pub measurements: Measurements,
 }
@@ -318,11 +327,11 @@ impl LiveStats {
     }
 }
 
-/// Counts errors by name.
-pub fn count_errors<'a>(errors: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
+/// Counts errors by their report name ([`BotError::name`]).
+pub fn count_errors(errors: impl Iterator<Item = BotError>) -> BTreeMap<String, u64> {
     let mut by_code = BTreeMap::new();
     for e in errors {
-        *by_code.entry(e.to_string()).or_insert(0) += 1;
+        *by_code.entry(e.name().to_string()).or_insert(0) += 1;
     }
     by_code
 }

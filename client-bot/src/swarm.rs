@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::bot::{run_bot, BotConfig, BotContext};
 use crate::cli::{SwarmArgs, SwarmTransport};
+use crate::error::BotError;
+use crate::game_bot::GameBotFactory;
 use crate::link::{LinkConfig, DEFAULT_MEAN_BURST_LEN};
 use crate::report::{process_cpu_time, scrape_all, Report, ReportInputs};
 use crate::stats::{BotOutcome, LiveStats, Measurements};
@@ -42,14 +44,14 @@ impl SwarmResult {
     pub fn counters_line(&self) -> String {
         let t = &self.totals;
         format!(
-            "  also          chaos drops {}  desyncs {}  late frame inputs {}  link-dropped {}  bad data {}  snapshots {}  frames {}",
-            t.drops, t.desyncs, t.late_inputs, t.link_dropped, t.bad_data, t.snapshots, t.frames
+            "  also          chaos drops {}  desyncs {}  late frame inputs {}  link-dropped {}  bad data {}  refused messages {}  snapshots {}  frames {}",
+            t.drops, t.desyncs, t.late_inputs, t.link_dropped, t.bad_data, t.refused, t.snapshots, t.frames
         )
     }
 }
 
-/// Runs the swarm described by `args`.
-pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
+/// Runs the swarm described by `args`, each bot playing the game `factory` picks per room.
+pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Result<SwarmResult> {
     anyhow::ensure!(args.bots > 0, "--bots must be at least 1");
     let started = Instant::now();
     let cpu_at_start = process_cpu_time();
@@ -79,6 +81,7 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
         quic,
         live: live.clone(),
         stop: stop_rx.clone(),
+        factory,
     };
     let link = LinkConfig {
         latency: args.latency,
@@ -118,7 +121,7 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
         tokio::select! {
             next = set.join_next() => match next {
                 Some(Ok(outcome)) => outcomes.push(outcome),
-                Some(Err(e)) => outcomes.push(lost_outcome(if e.is_panic() { "panic" } else { "aborted" })),
+                Some(Err(e)) => outcomes.push(lost_outcome(if e.is_panic() { BotError::Panic } else { BotError::Aborted })),
                 None => break,
             },
             () = tokio::time::sleep_until(hard_deadline.into()) => break,
@@ -127,7 +130,7 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
     let aborted = set.len();
     set.abort_all();
     while set.join_next().await.is_some() {}
-    outcomes.extend((0..aborted).map(|_| lost_outcome("aborted")));
+    outcomes.extend((0..aborted).map(|_| lost_outcome(BotError::Aborted)));
     live.errors.fetch_add(aborted as u64, Ordering::Relaxed);
     ctrl_c.abort();
     if let Some(p) = progress {
@@ -161,9 +164,9 @@ pub async fn run_swarm(args: &SwarmArgs) -> anyhow::Result<SwarmResult> {
 }
 
 /// The outcome of a bot whose task did not return (aborted at the deadline or panicked).
-fn lost_outcome(reason: &str) -> BotOutcome {
+fn lost_outcome(error: BotError) -> BotOutcome {
     BotOutcome {
-        error: Some(reason.to_string()),
+        error: Some(error),
         ..BotOutcome::default()
     }
 }

@@ -1,8 +1,8 @@
 //! A bot in its room, on one task with one timer: the session driver's events, the input
 //! clock, the link conditioner's delay queues, chaos drops, the end of play, the give-up
-//! deadline and the room-status checks all fold into a single deadline handed to
-//! `SessionDriver::wait`. The lockstep sim and checksums; the measurements; the decision to
-//! rejoin through the gateway when the room's server is gone.
+//! deadline and the gateway questions all fold into a single deadline handed to
+//! `SessionDriver::wait`. The [`Phase`] says what the bot may do, the game's [`GameBot`]
+//! what it sends; this file moves the bytes and measures.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tickroom_game::arena::ArenaInput;
-use tickroom_game::arena_lockstep::LockstepInput;
-use tickroom_game::{Arena, ArenaLockstep, LockstepGame, StateCodec};
 use tickroom_protocol::connect::SessionDriver;
-use tickroom_protocol::{ErrorCode, SessionEvent, SyncKind, Welcome};
+use tickroom_protocol::{SessionEvent, SyncKind, Welcome};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::{BotConfig, Player, CHECKSUM_INTERVAL_FRAMES, REJOIN_AFTER, ROOM_STATUS_PERIOD};
+use super::phase::{Cue, Note, Phase};
+use super::{BotConfig, Player, CHECKSUM_INTERVAL_FRAMES, REJOIN_AFTER};
+use crate::game_bot::{GameBot, GameBotFactory};
 use crate::link::{DelayQueue, LinkDirection};
 use crate::stats::{
     add_in_room, record, BotOutcome, IntervalJitter, LiveStats, Measurements, SendLog,
@@ -26,10 +25,6 @@ use crate::stats::{
 
 /// How often chaos rolls the dice.
 const CHAOS_PERIOD: Duration = Duration::from_secs(1);
-/// Largest change of a stick axis per input (random walk).
-const WALK_STEP: i16 = 24;
-/// Chance that an input presses dash.
-const DASH_PROBABILITY: f64 = 0.05;
 /// Snapshots/frames counted locally before they are added to the shared live counter.
 const LIVE_MESSAGE_BATCH: u64 = 64;
 
@@ -39,26 +34,7 @@ enum Outgoing {
     Input { bytes: Vec<u8>, created: Instant },
     FrameInput { frame: u64, bytes: Vec<u8> },
     Checksum { frame: u64, hash: u64 },
-}
-
-/// A stick that wanders.
-#[derive(Debug, Default)]
-struct RandomWalk {
-    x: i8,
-    y: i8,
-}
-
-impl RandomWalk {
-    fn next(&mut self, rng: &mut SmallRng) -> (i8, i8, u8) {
-        let mut walk = |v: i8| {
-            let step = rng.random_range(-WALK_STEP..=WALK_STEP);
-            (i16::from(v) + step).clamp(-127, 127) as i8
-        };
-        self.x = walk(self.x);
-        self.y = walk(self.y);
-        let buttons = u8::from(rng.random_bool(DASH_PROBABILITY));
-        (self.x, self.y, buttons)
-    }
+    Message { bytes: Vec<u8> },
 }
 
 /// How a room ended for the bot.
@@ -73,53 +49,47 @@ pub(super) enum RoomEnd {
 /// What the bot knows about the room it is in now; reset for every room.
 struct Room {
     welcome: Option<Welcome>,
-    started: bool,
-    start_tick: u64,
-    /// The session was closed (the code, `None` after a plain leave).
-    closed: Option<Option<ErrorCode>>,
+    /// The tick the room started at, once `Started` came.
+    start_tick: Option<u64>,
+    /// How the game plays this room (made by the factory on `Joined`).
+    game: Option<Box<dyn GameBot>>,
     inbound: DelayQueue<SessionEvent>,
     outbound: DelayQueue<Outgoing>,
     /// State sync: send times of inputs by the session's input number.
     inputs: SendLog,
     next_input_at: Option<Instant>,
-    /// Lockstep: send times of frame inputs, the sim, the newest frame stepped and sent for.
+    /// Lockstep: send times of frame inputs, the newest frame received and sent for.
     frames: SendLog,
-    sim: Option<ArenaLockstep>,
-    /// The frame's inputs decoded (reused from frame to frame).
-    decoded: Vec<LockstepInput>,
     last_frame: u64,
     last_input_frame: u64,
+    /// Lockstep: no frame was missed yet, so the game still gets every frame.
+    frames_in_order: bool,
     jitter: IntervalJitter,
-    /// When to ask the gateway whether this room's server still lives.
-    status_check_at: Option<Instant>,
     /// The last message from the server.
     last_heard: Option<Instant>,
-    /// The status check was started by silence (a dead QUIC server sends nothing at all),
-    /// not by a lost connection: the next message cancels it.
-    silence_suspected: bool,
 }
 
 impl Room {
     fn new() -> Room {
         Room {
             welcome: None,
-            started: false,
-            start_tick: 0,
-            closed: None,
+            start_tick: None,
+            game: None,
             inbound: DelayQueue::default(),
             outbound: DelayQueue::default(),
             inputs: SendLog::default(),
             next_input_at: None,
             frames: SendLog::default(),
-            sim: None,
-            decoded: Vec::new(),
             last_frame: 0,
             last_input_frame: 0,
+            frames_in_order: true,
             jitter: IntervalJitter::new(Duration::ZERO),
-            status_check_at: None,
             last_heard: None,
-            silence_suspected: false,
         }
+    }
+
+    fn sync(&self) -> Option<SyncKind> {
+        self.welcome.as_ref().map(|w| w.sync)
     }
 }
 
@@ -128,20 +98,17 @@ pub(super) struct Bot {
     config: BotConfig,
     live: Arc<LiveStats>,
     stop: watch::Receiver<bool>,
+    factory: GameBotFactory,
     rng: SmallRng,
     up: Option<LinkDirection>,
     down: Option<LinkDirection>,
-    walk: RandomWalk,
+    phase: Phase,
+    /// The phase was `connected()` when the live gauge last heard of this bot.
+    counted_live: bool,
     room: Room,
-    in_room: bool,
-    leaving: bool,
     joined_at: Option<Instant>,
     closed_at: Option<Instant>,
     end_at: Option<Instant>,
-    /// The connection loss not yet followed by a resume or a rejoin.
-    lost_at: Option<Instant>,
-    /// The old room was abandoned: the next `Joined` completes a rejoin.
-    rejoining: bool,
     next_chaos_at: Option<Instant>,
     /// Snapshots and frames not yet added to the live counter.
     unreported_messages: u64,
@@ -149,7 +116,12 @@ pub(super) struct Bot {
 }
 
 impl Bot {
-    pub(super) fn new(config: BotConfig, live: Arc<LiveStats>, stop: watch::Receiver<bool>) -> Bot {
+    pub(super) fn new(
+        config: BotConfig,
+        live: Arc<LiveStats>,
+        stop: watch::Receiver<bool>,
+        factory: GameBotFactory,
+    ) -> Bot {
         let link = config.link;
         let direction = || link.is_active().then(|| LinkDirection::new(link));
         let next_chaos_at = (config.drop_per_s > 0.0).then(|| Instant::now() + CHAOS_PERIOD);
@@ -160,15 +132,13 @@ impl Bot {
             config,
             live,
             stop,
-            walk: RandomWalk::default(),
+            factory,
+            phase: Phase::Joining,
+            counted_live: false,
             room: Room::new(),
-            in_room: false,
-            leaving: false,
             joined_at: None,
             closed_at: None,
             end_at: None,
-            lost_at: None,
-            rejoining: false,
             next_chaos_at,
             unreported_messages: 0,
             outcome: BotOutcome::default(),
@@ -198,28 +168,18 @@ impl Bot {
                 now = Instant::now();
             }
             if now >= give_up {
-                self.fail(if self.rejoining || self.room.status_check_at.is_some() {
-                    "rejoin_failed"
-                } else {
-                    "timeout"
-                });
-                break RoomEnd::Done;
+                self.apply(Cue::GiveUp, now);
             }
-            if let Some(code) = self.room.closed {
-                if let Some(end) = self.after_close(code, now) {
-                    break end;
+            match self.phase {
+                Phase::Done(_) => break RoomEnd::Done,
+                Phase::CheckingServer { check_at, .. } if check_at <= now => {
+                    let answer = self.ask_gateway(player).await;
+                    if self.apply(answer, Instant::now()) == Some(Note::Rejoin) {
+                        break RoomEnd::Rejoin;
+                    }
+                    continue;
                 }
-            }
-            if self.room.status_check_at.is_some_and(|at| at <= now) {
-                if self.server_gone(player).await {
-                    let heard = self.room.last_heard.unwrap_or(now);
-                    self.lost_at.get_or_insert(heard);
-                    self.rejoining = true;
-                    self.set_in_room(false);
-                    break RoomEnd::Rejoin;
-                }
-                self.room.status_check_at = Some(Instant::now() + ROOM_STATUS_PERIOD);
-                continue;
+                _ => {}
             }
             driver.wait(Some(self.next_deadline(give_up))).await;
         };
@@ -230,51 +190,61 @@ impl Bot {
         end
     }
 
+    /// No new room was joined in time after the old one's server was gone.
+    pub(super) fn give_up(&mut self) {
+        self.apply(Cue::GiveUp, Instant::now());
+    }
+
     /// The outcome once the bot is done.
     pub(super) fn finish(mut self) -> BotOutcome {
-        self.set_in_room(false);
+        self.set_live(false);
         self.flush_live();
         if let Some(joined) = self.joined_at {
             let end = self.closed_at.unwrap_or_else(Instant::now);
             self.m().played_s = end.saturating_duration_since(joined).as_secs_f64();
         }
+        debug_assert!(matches!(self.phase, Phase::Done(_)), "{:?}", self.phase);
+        if let Phase::Done(error) = self.phase {
+            self.outcome.error = error;
+        }
         self.outcome
     }
 
-    /// What to do once the session closed: `None` while the bot waits for the gateway to say
-    /// the old room's server is gone.
-    fn after_close(&mut self, code: Option<ErrorCode>, now: Instant) -> Option<RoomEnd> {
-        let server_gone = matches!(
-            code,
-            Some(ErrorCode::SessionExpired | ErrorCode::ServerGone | ErrorCode::ServerShutdown)
-        );
-        let playing =
-            self.room.welcome.is_some() && !self.leaving && self.end_at.is_none_or(|end| now < end);
-        if server_gone && playing {
-            self.lost_at.get_or_insert(now);
-            self.room.status_check_at.get_or_insert(now);
-            return None;
+    /// Moves the phase on; records what the transition measured and returns what the caller
+    /// must do.
+    fn apply(&mut self, cue: Cue, now: Instant) -> Option<Note> {
+        let before = self.phase;
+        let (phase, note) = before.on(cue, now);
+        if phase == before {
+            return note;
         }
-        if server_gone && self.room.welcome.is_some() {
-            // Its play time is over: nothing to rejoin for.
-            return Some(RoomEnd::Done);
+        debug!(bot = self.config.index, ?cue, from = ?before, to = ?phase, "phase");
+        self.phase = phase;
+        match note {
+            Some(Note::Resumed { after }) => record(&mut self.outcome.measurements.resume, after),
+            Some(Note::Rejoined { after }) => {
+                self.m().rejoins += 1;
+                record(&mut self.outcome.measurements.rejoin, after);
+            }
+            Some(Note::Leave | Note::Rejoin) | None => {}
         }
-        match code {
-            // The match ended: a normal end.
-            Some(ErrorCode::RoomClosed) | None => {}
-            Some(code) => self.fail(code.name()),
+        if let Phase::Done(Some(error)) = phase {
+            warn!(
+                bot = self.config.index,
+                error = error.name(),
+                "bot failed: {error}"
+            );
+            self.live.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if self.room.welcome.is_none() {
-            self.fail("closed_before_join");
-        }
-        Some(RoomEnd::Done)
+        self.set_live(phase.connected());
+        note
     }
 
-    /// Asks the gateway about the room; true when its server is gone (not alive, or the
-    /// gateway no longer knows the room). A failed question is asked again later.
-    async fn server_gone(&mut self, player: &mut Player) -> bool {
+    /// Asks the gateway about the room: `ServerGone` when its server is not alive or the
+    /// gateway no longer knows the room; a failed question counts as alive (asked again).
+    async fn ask_gateway(&mut self, player: &mut Player) -> Cue {
         let Some(room_id) = self.room.welcome.as_ref().map(|w| w.room_id) else {
-            return false;
+            return Cue::ServerAlive;
         };
         match player.room_status(room_id).await {
             Ok(Some(status)) => {
@@ -284,13 +254,17 @@ impl Bot {
                     alive = status.alive,
                     "room status"
                 );
-                !status.alive
+                if status.alive {
+                    Cue::ServerAlive
+                } else {
+                    Cue::ServerGone
+                }
             }
-            Ok(None) => true,
+            Ok(None) => Cue::ServerGone,
             Err(e) => {
                 debug!(bot = self.config.index, "room status failed: {e}");
                 player.next_gateway();
-                false
+                Cue::ServerAlive
             }
         }
     }
@@ -298,13 +272,14 @@ impl Bot {
     /// The earliest moment the bot has something to do.
     fn next_deadline(&self, give_up: Instant) -> Instant {
         let room = &self.room;
+        let may_leave = !matches!(self.phase, Phase::Leaving { .. } | Phase::Done(_));
         [
             room.inbound.next_due(),
             room.outbound.next_due(),
             room.next_input_at,
-            room.status_check_at,
+            self.phase.deadline(),
             self.silence_deadline(),
-            self.end_at.filter(|_| !self.leaving),
+            self.end_at.filter(|_| may_leave),
             self.next_chaos_at,
         ]
         .into_iter()
@@ -317,39 +292,32 @@ impl Bot {
         while let Some(event) = self.room.inbound.pop_due(now) {
             self.on_event(event, now);
         }
-        if self.room.closed.is_some() {
-            return;
-        }
-        let ending = self.end_at.is_some_and(|end| end <= now);
-        if !self.leaving && (ending || *self.stop.borrow()) {
+        let play_over = self.end_at.is_some_and(|end| end <= now) || *self.stop.borrow();
+        if play_over && self.apply(Cue::PlayOver, now) == Some(Note::Leave) {
             debug!(bot = self.config.index, "leaving");
-            self.leaving = true;
             self.room.outbound.clear();
             self.room.next_input_at = None;
             driver.leave();
             return;
         }
-        self.queue_frame_input(now);
-        match (self.room.next_input_at, self.input_period()) {
-            (None, Some(period)) => self.room.next_input_at = Some(now + period),
-            (Some(at), Some(period)) if at <= now => {
-                self.queue_state_input(now);
-                let mut next = at + period;
-                while next <= now {
-                    next += period;
-                }
-                self.room.next_input_at = Some(next);
-            }
-            (Some(_), None) => self.room.next_input_at = None,
-            _ => {}
+        if self.phase.session_over() {
+            return;
         }
+        self.queue_frame_input(now);
+        self.queue_state_inputs(now);
         while let Some(msg) = self.room.outbound.pop_due(now) {
             self.deliver(driver, msg);
         }
-        if self.silence_deadline().is_some_and(|at| at <= now) {
-            debug!(bot = self.config.index, "server silent: asking the gateway");
-            self.room.silence_suspected = true;
-            self.room.status_check_at = Some(now);
+        if let Some(last_heard) = self.room.last_heard {
+            if self.silence_deadline().is_some_and(|at| at <= now) {
+                debug!(bot = self.config.index, "server silent: asking the gateway");
+                self.apply(Cue::Silent { last_heard }, now);
+            }
+        }
+        if matches!(self.phase, Phase::Reconnecting { .. })
+            && self.phase.deadline().is_some_and(|at| at <= now)
+        {
+            self.apply(Cue::ResumeOverdue, now);
         }
         if let Some(at) = self.next_chaos_at.filter(|at| *at <= now) {
             self.next_chaos_at = Some(at + CHAOS_PERIOD);
@@ -360,20 +328,17 @@ impl Bot {
     /// When a started room has been silent long enough to ask whether its server lives
     /// (snapshots or frames arrive every tick while it does).
     fn silence_deadline(&self) -> Option<Instant> {
-        let room = &self.room;
-        if !self.in_room || !room.started || self.leaving || room.status_check_at.is_some() {
+        if self.phase != Phase::Playing {
             return None;
         }
-        room.last_heard.map(|t| t + REJOIN_AFTER)
+        self.room.last_heard.map(|t| t + REJOIN_AFTER)
     }
 
     /// An event from the session, through the downlink conditioner.
     fn receive(&mut self, event: SessionEvent, now: Instant) {
         if network_reliability(&event).is_some() {
             self.room.last_heard = Some(now);
-            if std::mem::take(&mut self.room.silence_suspected) {
-                self.room.status_check_at = None;
-            }
+            self.apply(Cue::Heard, now);
         }
         let delay = match (&mut self.down, network_reliability(&event)) {
             (Some(link), Some(reliable)) => match link.pass(reliable, &mut self.rng) {
@@ -398,52 +363,77 @@ impl Bot {
             SessionEvent::Joined(w) => self.on_joined(w, now),
             SessionEvent::Reconnected(_) => {
                 self.m().reconnects += 1;
-                if let Some(lost) = self.lost_at.take() {
-                    record(&mut self.outcome.measurements.resume, now - lost);
-                }
-                self.room.status_check_at = None;
                 self.room.jitter.reset();
-                self.set_in_room(true);
+                let started = self.room.start_tick.is_some();
+                self.apply(Cue::Reconnected { started }, now);
             }
             SessionEvent::Started { tick, .. } => {
-                self.room.started = true;
-                self.room.start_tick = tick;
+                self.room.start_tick = Some(tick);
                 // The play time counts from the start of the first match, not from the wait
                 // for it, and a rejoin does not extend it.
                 if self.end_at.is_none() {
                     self.end_at = now.checked_add(self.config.play_for);
                 }
+                self.apply(Cue::Started, now);
             }
-            SessionEvent::Snapshot { ack_seq, .. } => {
+            SessionEvent::Snapshot {
+                tick,
+                ack_seq,
+                baseline,
+                payload,
+            } => {
                 self.m().snapshots += 1;
                 self.arrival(now);
                 if let Some(rtt) = self.room.inputs.ack(ack_seq, now) {
                     self.rtt(rtt);
                 }
+                let decoded = match self.room.game.as_mut() {
+                    Some(game) => game.on_snapshot(tick, baseline, &payload),
+                    None => Ok(()),
+                };
+                self.bad_data(decoded.err());
             }
             SessionEvent::Frame { n, inputs } => self.on_frame(n, &inputs, now),
             SessionEvent::Desync { frame } => {
                 self.m().desyncs += 1;
                 warn!(bot = self.config.index, frame, "desync reported");
             }
-            SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
-            SessionEvent::Reconnect { .. }
-            | SessionEvent::Message { .. }
-            | SessionEvent::Refused { .. }
-            | SessionEvent::MatchEnded { .. } => {}
-            SessionEvent::Disconnected { .. } => {
-                self.room.silence_suspected = false;
-                let lost = *self.lost_at.get_or_insert(now);
-                if self.room.welcome.is_some() && !self.leaving {
-                    self.room.status_check_at = Some(lost + REJOIN_AFTER);
+            SessionEvent::Message { payload } => {
+                let answer = match self.room.game.as_mut() {
+                    Some(game) => game.on_message(&payload),
+                    None => Ok(None),
+                };
+                match answer {
+                    Ok(Some(bytes)) if self.phase.plays() => {
+                        let delay = self.uplink_delay();
+                        self.room
+                            .outbound
+                            .push(now, delay, Outgoing::Message { bytes });
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.bad_data(Some(e)),
                 }
+            }
+            SessionEvent::Refused { .. } => self.m().refused += 1,
+            SessionEvent::MatchEnded { result } => {
+                self.m().matches_ended += 1;
+                let read = match self.room.game.as_mut() {
+                    Some(game) => game.on_match_ended(&result),
+                    None => Ok(()),
+                };
+                self.bad_data(read.err());
+                self.outcome.match_result = Some(result);
+                self.apply(Cue::MatchEnded, now);
+            }
+            SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
+            SessionEvent::Reconnect { .. } => {}
+            SessionEvent::Disconnected { .. } => {
                 self.room.jitter.reset();
-                self.set_in_room(false);
+                self.apply(Cue::Disconnected, now);
             }
             SessionEvent::Closed { code } => {
-                self.room.closed = Some(code);
                 self.closed_at = Some(now);
-                self.set_in_room(false);
+                self.apply(Cue::Closed(code), now);
             }
         }
     }
@@ -452,24 +442,15 @@ impl Bot {
         if self.room.welcome.is_some() {
             return;
         }
-        if self.rejoining {
-            self.rejoining = false;
-            self.m().rejoins += 1;
-            if let Some(lost) = self.lost_at.take() {
-                record(&mut self.outcome.measurements.rejoin, now - lost);
-            }
-        }
         self.outcome.joined = true;
         self.outcome.room_id.get_or_insert(w.room_id);
         self.joined_at.get_or_insert(now);
         self.closed_at = None;
         let hz = f64::from(w.tick_rate_hz.max(1));
         self.room.jitter = IntervalJitter::new(Duration::from_secs_f64(1.0 / hz));
-        if w.sync == SyncKind::Lockstep {
-            self.room.sim = Some(ArenaLockstep::new(w.max_players, w.room_id));
-        }
+        self.room.game = Some((self.factory)(&w, &self.config.mode));
         self.room.welcome = Some(w);
-        self.set_in_room(true);
+        self.apply(Cue::Joined, now);
     }
 
     fn on_frame(&mut self, n: u64, inputs: &[Vec<u8>], now: Instant) {
@@ -492,33 +473,36 @@ impl Bot {
             return;
         }
         if n != last + 1 {
-            // A gap: the sim cannot follow any more, so stop checksumming rather than lie.
+            // A gap: a sim cannot follow any more, so stop feeding it rather than lie.
             warn!(bot = self.config.index, frame = n, last, "frame gap");
             self.m().lost_frames += n - last - 1;
             self.m().bad_data += 1;
-            self.room.sim = None;
+            self.room.frames_in_order = false;
         }
         self.room.last_frame = n;
-        let Some(sim) = self.room.sim.as_mut() else {
+        if !self.room.frames_in_order {
+            return;
+        }
+        let Some(game) = self.room.game.as_mut() else {
             return;
         };
-        let mut bad = 0;
-        let decoded = &mut self.room.decoded;
-        decoded.clear();
-        decoded.extend(inputs.iter().map(|b| {
-            ArenaLockstep::decode_input(b).unwrap_or_else(|_| {
-                bad += 1;
-                LockstepInput::default()
-            })
-        }));
-        sim.step(n, decoded);
-        let hash = sim.checksum();
-        self.m().bad_data += bad;
-        if n.is_multiple_of(CHECKSUM_INTERVAL_FRAMES) && self.in_room && !self.leaving {
-            let delay = self.uplink_delay();
-            self.room
-                .outbound
-                .push(now, delay, Outgoing::Checksum { frame: n, hash });
+        match game.on_frame(n, inputs) {
+            Ok(Some(hash)) if n.is_multiple_of(CHECKSUM_INTERVAL_FRAMES) && self.phase.plays() => {
+                let delay = self.uplink_delay();
+                self.room
+                    .outbound
+                    .push(now, delay, Outgoing::Checksum { frame: n, hash });
+            }
+            Ok(_) => {}
+            Err(e) => self.bad_data(Some(e)),
+        }
+    }
+
+    /// Counts server data the game could not read.
+    fn bad_data(&mut self, error: Option<tickroom_game::GameError>) {
+        if let Some(e) = error {
+            debug!(bot = self.config.index, "bad game data: {e}");
+            self.m().bad_data += 1;
         }
     }
 
@@ -544,17 +528,27 @@ impl Bot {
         self.live.record_rtt(rtt);
     }
 
-    fn is_lockstep(&self) -> bool {
-        self.room
-            .welcome
-            .as_ref()
-            .is_some_and(|w| w.sync == SyncKind::Lockstep)
+    /// State sync: queues the inputs due at `now`, one per input period while inputs flow.
+    fn queue_state_inputs(&mut self, now: Instant) {
+        match (self.room.next_input_at, self.input_period()) {
+            (None, Some(period)) => self.room.next_input_at = Some(now + period),
+            (Some(at), Some(period)) if at <= now => {
+                self.queue_state_input(now);
+                let mut next = at + period;
+                while next <= now {
+                    next += period;
+                }
+                self.room.next_input_at = Some(next);
+            }
+            (Some(_), None) => self.room.next_input_at = None,
+            _ => {}
+        }
     }
 
-    /// The state-sync input period once inputs should flow.
+    /// The state-sync input period while inputs flow.
     fn input_period(&self) -> Option<Duration> {
         let w = self.room.welcome.as_ref()?;
-        if w.sync != SyncKind::State || !self.room.started || self.leaving {
+        if w.sync != SyncKind::State || !self.phase.sends_inputs() {
             return None;
         }
         let hz = self.config.input_hz.unwrap_or(u32::from(w.tick_rate_hz));
@@ -562,19 +556,10 @@ impl Bot {
     }
 
     fn queue_state_input(&mut self, now: Instant) {
-        if !self.in_room || self.leaving || !self.room.started || self.is_lockstep() {
+        let Some(game) = self.room.game.as_mut() else {
             return;
-        }
-        let (move_x, move_y, buttons) = self.walk.next(&mut self.rng);
-        let mut bytes = Vec::with_capacity(4);
-        Arena::encode_input(
-            &ArenaInput {
-                move_x,
-                move_y,
-                buttons,
-            },
-            &mut bytes,
-        );
+        };
+        let bytes = game.next_input(&mut self.rng);
         let pass = match self.up.as_mut() {
             Some(link) => link.pass(false, &mut self.rng),
             None => Some(Duration::ZERO),
@@ -595,30 +580,22 @@ impl Bot {
     /// Lockstep: the input for the frame after the newest one received (or the first frame
     /// once the room started), once per frame.
     fn queue_frame_input(&mut self, now: Instant) {
-        if !self.is_lockstep() || !self.in_room || self.leaving {
+        if self.room.sync() != Some(SyncKind::Lockstep) || !self.phase.plays() {
             return;
         }
-        let next = if self.room.last_frame > 0 {
-            self.room.last_frame + 1
-        } else if self.room.started {
-            self.room.start_tick.max(1)
-        } else {
-            return;
+        let next = match (self.room.last_frame, self.room.start_tick) {
+            (0, Some(start)) => start.max(1),
+            (0, None) => return,
+            (last, _) => last + 1,
         };
         if next <= self.room.last_input_frame {
             return;
         }
+        let Some(game) = self.room.game.as_mut() else {
+            return;
+        };
+        let bytes = game.frame_input(next, &mut self.rng);
         self.room.last_input_frame = next;
-        let (move_x, move_y, buttons) = self.walk.next(&mut self.rng);
-        let mut bytes = Vec::with_capacity(4);
-        ArenaLockstep::encode_input(
-            &LockstepInput {
-                move_x,
-                move_y,
-                buttons,
-            },
-            &mut bytes,
-        );
         self.room.frames.sent(next, now);
         let delay = self.uplink_delay();
         self.room
@@ -634,10 +611,10 @@ impl Bot {
         }
     }
 
-    /// Hands a due message to the session; dropped while not in the room (the session would
-    /// ignore it).
+    /// Hands a due message to the session; dropped unless game traffic flows (the session
+    /// would ignore it).
     fn deliver(&mut self, driver: &mut SessionDriver, msg: Outgoing) {
-        if !self.in_room || self.leaving {
+        if !self.phase.plays() {
             return;
         }
         match msg {
@@ -649,32 +626,26 @@ impl Bot {
             }
             Outgoing::FrameInput { frame, bytes } => driver.send_frame_input(frame, bytes),
             Outgoing::Checksum { frame, hash } => driver.send_checksum(frame, hash),
+            Outgoing::Message { bytes } => driver.send_message(bytes),
         }
     }
 
     fn chaos(&mut self, driver: &mut SessionDriver, now: Instant) {
         let p = self.config.drop_per_s.clamp(0.0, 1.0);
-        if !self.in_room || self.leaving || !self.rng.random_bool(p) {
+        if !self.phase.plays() || !self.rng.random_bool(p) {
             return;
         }
         debug!(bot = self.config.index, "chaos: dropping the connection");
         self.m().drops += 1;
-        self.lost_at = Some(now);
         driver.drop_connection();
+        self.apply(Cue::Disconnected, now);
     }
 
-    fn set_in_room(&mut self, in_room: bool) {
-        if self.in_room != in_room {
-            self.in_room = in_room;
-            add_in_room(&self.live, if in_room { 1 } else { -1 });
-        }
-    }
-
-    pub(super) fn fail(&mut self, name: &str) {
-        if self.outcome.error.is_none() {
-            warn!(bot = self.config.index, error = name, "bot failed");
-            self.outcome.error = Some(name.to_string());
-            self.live.errors.fetch_add(1, Ordering::Relaxed);
+    /// Keeps the swarm's live gauge in step with this bot.
+    fn set_live(&mut self, live: bool) {
+        if self.counted_live != live {
+            self.counted_live = live;
+            add_in_room(&self.live, if live { 1 } else { -1 });
         }
     }
 }
