@@ -11,7 +11,8 @@ use std::time::Duration;
 use rand::Rng;
 use tickroom_game::modes::Modes;
 use tickroom_gateway::{
-    Directory, Gateway, GatewayConfig, InMemoryDirectory, RedisDirectory, RoomServerInfo,
+    Directory, Gateway, GatewayConfig, InMemoryDirectory, MatchPlayer, MatchRecord, RedisDirectory,
+    RoomServerInfo,
 };
 use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
@@ -249,7 +250,7 @@ const CLOSED_ROOMS_QUEUE_LEN: usize = 4096;
 async fn close_ended_rooms(
     dir: Arc<dyn Directory>,
     room: Arc<RoomServer>,
-    _result_ttl: Duration,
+    result_ttl: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(CLOSED_ROOMS_QUEUE_LEN);
@@ -261,6 +262,22 @@ async fn close_ended_rooms(
             closed = rx.recv() => {
                 let Some(closed) = closed else { return };
                 let room_id = closed.room_id;
+                if let Some(outcome) = closed.outcome {
+                    let record = MatchRecord {
+                        room_id,
+                        mode: closed.mode,
+                        players: outcome
+                            .players
+                            .iter()
+                            .map(|&(player_id, slot)| MatchPlayer { player_id, slot })
+                            .collect(),
+                        result: outcome.result,
+                        ended_ms: crate::unix_ms(),
+                    };
+                    if let Err(e) = dir.store_match_result(record, result_ttl).await {
+                        warn!(room = room_id, error = %e, "could not store the match result");
+                    }
+                }
                 if let Err(e) = dir.close_room(room_id).await {
                     warn!(room = room_id, error = %e, "could not close the room's directory record");
                 }

@@ -593,3 +593,6 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+//! The room core with fake time and fake connections (`u32`): joins, leaves, grace expiry,
+//! resume, tick catch-up, lockstep deadlines, custom messages, admission, per-player views,
+//! match end and a panicking game, each without a socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+use tickroom_game::modes::Modes;
+use tickroom_game::{
+    ArenaLockstep, Ctx, GameError, LockstepGame, NoParams, Player, Refusal, Setup, StateCodec,
+    StateGame, Viewer,
+};
+use tickroom_protocol::codec::decode_server;
+use tickroom_protocol::{ErrorCode, ServerMsg};
+
+use super::*;
+use crate::room::lockstep::LockstepSim;
+use crate::room::state::StateSim;
+
+/// A state game made to be probed: it refuses player 13, ends the match on the message
+/// "end", panics on "panic", shows each player a view of its own (`[slot, tick]`), and
+/// answers a time-up with the result "time".
+#[derive(Debug, Default)]
+struct Probe {
+    tick: u64,
+    joined: Vec<u8>,
+}
+
+impl StateCodec for Probe {
+    type Input = u8;
+    type View = Vec<u8>;
+    type ClientMessage = String;
+    type ServerMessage = String;
+    fn decode_input(bytes: &[u8]) -> Result<u8, GameError> {
+        Ok(bytes.first().copied().unwrap_or_default())
+    }
+    fn encode_input(input: &u8, out: &mut Vec<u8>) {
+        out.push(*input);
+    }
+    fn encode_full(view: &Vec<u8>, out: &mut Vec<u8>) {
+        out.extend_from_slice(view);
+    }
+    fn decode_full(bytes: &[u8]) -> Result<Vec<u8>, GameError> {
+        Ok(bytes.to_vec())
+    }
+    fn encode_delta(_: &Vec<u8>, current: &Vec<u8>, out: &mut Vec<u8>) {
+        out.extend_from_slice(current);
+    }
+    fn decode_delta(_: &Vec<u8>, bytes: &[u8]) -> Result<Vec<u8>, GameError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+impl StateGame for Probe {
+    type Params = NoParams;
+    const PER_PLAYER_VIEWS: bool = true;
+    fn create(_: &Setup<'_, NoParams>) -> Self {
+        Probe::default()
+    }
+    fn join_attempt(&self, player: &Player<'_>) -> Result<(), Refusal> {
+        if player.player_id == 13 {
+            return Err(Refusal::new("unlucky"));
+        }
+        Ok(())
+    }
+    fn on_join(&mut self, player: &Player<'_>, ctx: &mut Ctx<String>) {
+        self.joined.push(player.slot);
+        ctx.broadcast(&format!("hello {}", player.slot));
+    }
+    fn on_leave(&mut self, slot: u8, _: &mut Ctx<String>) {
+        self.joined.retain(|s| *s != slot);
+    }
+    fn apply_input(&mut self, _: u8, _: &u8) {}
+    fn on_message(&mut self, slot: u8, msg: String, ctx: &mut Ctx<String>) {
+        match msg.as_str() {
+            "end" => ctx.end_match(&format!("won by {slot}")),
+            "panic" => panic!("the probe panics on purpose"),
+            other => ctx.send(slot, &format!("echo {other}")),
+        }
+    }
+    fn step(&mut self, _: f32, _: &mut Ctx<String>) {
+        self.tick += 1;
+    }
+    fn view(&self, viewer: Viewer) -> Vec<u8> {
+        match viewer {
+            Viewer::Slot(slot) => vec![slot, self.tick as u8],
+            Viewer::Everyone => vec![255, self.tick as u8],
+        }
+    }
+    fn on_time_up(&mut self, ctx: &mut Ctx<String>) {
+        ctx.end_match(&"time".to_string());
+    }
+    fn save(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.tick.to_le_bytes());
+    }
+    fn restore(_: &Setup<'_, NoParams>, _: u16, bytes: &[u8]) -> Result<Self, GameError> {
+        let tick = u64::from_le_bytes(bytes.try_into().map_err(|_| GameError::Truncated)?);
+        Ok(Probe {
+            tick,
+            joined: Vec::new(),
+        })
+    }
+}
+
+const TICK: Duration = Duration::from_millis(50);
+
+fn mode(sync: &str, extra: &str) -> Arc<ModeConfig> {
+    let text = format!(
+        "[[mode]]\nname='m'\ngame='g'\nsync='{sync}'\ntick_rate_hz=20\nplayers=2\nstart_timeout_s=10\ngrace_s=2\nmatch_duration_s=60\n{extra}"
+    );
+    Arc::new(Modes::parse(&text).unwrap().by_name("m").unwrap().clone())
+}
+
+fn probe_room(t0: Instant, extra: &str) -> RoomCore<u32> {
+    let mode = mode("state", extra);
+    let setup = Setup {
+        mode: "m",
+        max_players: mode.players,
+        tick_rate_hz: mode.tick_rate_hz,
+        seed: 1,
+        params: &NoParams {},
+    };
+    RoomCore::new(
+        7,
+        mode.clone(),
+        Box::new(StateSim::<Probe>::new(&setup)),
+        t0,
+    )
+}
+
+fn lockstep_room(t0: Instant, server_sim: bool) -> RoomCore<u32> {
+    let mode = mode("lockstep", "");
+    let setup = Setup {
+        mode: "m",
+        max_players: 2,
+        tick_rate_hz: 20,
+        seed: 9,
+        params: &NoParams {},
+    };
+    RoomCore::new(
+        9,
+        mode,
+        Box::new(LockstepSim::<ArenaLockstep>::new(&setup, server_sim)),
+        t0,
+    )
+}
+
+fn seating(session_id: u64, player_id: u64) -> Seating {
+    Seating {
+        session_id,
+        player_id,
+        resume_secret: [0; 32],
+        next_seq: 1,
+        metadata: PlayerMetadata::default(),
+    }
+}
+
+/// The effects since the last call, with sent bytes decoded.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Msg(u32, ServerMsg),
+    Close(u32, ErrorCode),
+    Ended(SessionId),
+    Room(RoomEnd),
+}
+
+fn seen(room: &mut RoomCore<u32>) -> Vec<Seen> {
+    room.drain_effects()
+        .map(|e| match e {
+            Effect::Send { to, bytes, .. } => Seen::Msg(to, decode_server(&bytes).unwrap()),
+            Effect::Close { to, code } => Seen::Close(to, code),
+            Effect::SessionEnded { session_id } => Seen::Ended(session_id),
+            Effect::RoomEnded(end) => Seen::Room(end),
+        })
+        .collect()
+}
+
+fn messages_to(effects: &[Seen], conn: u32) -> Vec<&ServerMsg> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Seen::Msg(to, m) if *to == conn => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(msgs: &[&ServerMsg]) -> Vec<&'static str> {
+    msgs.iter()
+        .map(|m| match m {
+            ServerMsg::Welcome(_) => "welcome",
+            ServerMsg::Started { .. } => "started",
+            ServerMsg::Snapshot { .. } => "snapshot",
+            ServerMsg::Frame { .. } => "frame",
+            ServerMsg::Message { .. } => "message",
+            ServerMsg::MatchEnded { .. } => "match_ended",
+            ServerMsg::Kicked { .. } => "kicked",
+            ServerMsg::Refused { .. } => "refused",
+            ServerMsg::Desync { .. } => "desync",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// Two players seated at t0 (the room starts full).
+fn full_probe_room(t0: Instant) -> RoomCore<u32> {
+    let mut room = probe_room(t0, "");
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    seen(&mut room);
+    room
+}
+
+#[test]
+fn joins_are_welcomed_and_a_full_room_starts() {
+    let t0 = Instant::now();
+    let mut room = probe_room(t0, "");
+    assert_eq!(room.join(t0, seating(100, 1), 1).unwrap().slot, 0);
+    let first = seen(&mut room);
+    assert_eq!(kinds(&messages_to(&first, 1)), ["welcome", "message"]);
+    assert_eq!(room.join(t0, seating(200, 2), 2).unwrap().slot, 1);
+    let second = seen(&mut room);
+    // The newcomer gets its welcome, the game's greeting (to both), then the room starts.
+    assert_eq!(
+        kinds(&messages_to(&second, 2)),
+        ["welcome", "message", "started"]
+    );
+    assert_eq!(kinds(&messages_to(&second, 1)), ["message", "started"]);
+    assert_eq!(
+        room.join(t0, seating(300, 3), 3).unwrap_err().code,
+        ErrorCode::RoomFull
+    );
+}
+
+#[test]
+fn admission_refusal_reaches_the_client_typed_and_leaves_no_trace() {
+    let t0 = Instant::now();
+    let mut room = probe_room(t0, "");
+    let refusal = room.join(t0, seating(100, 13), 1).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::JoinRefused);
+    assert_eq!(refusal.detail, "unlucky");
+    assert_eq!(room.occupied(), 0);
+    assert!(seen(&mut room).is_empty());
+}
+
+#[test]
+fn each_player_gets_its_own_view() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.tick(t0 + TICK);
+    let effects = seen(&mut room);
+    for (conn, slot) in [(1u32, 0u8), (2, 1)] {
+        let snapshots: Vec<Vec<u8>> = messages_to(&effects, conn)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMsg::Snapshot { payload, .. } => Some(payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(snapshots, [vec![slot, 1]], "conn {conn}");
+    }
+}
+
+#[test]
+fn a_leave_frees_the_seat_and_an_empty_room_ends() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.leave(100);
+    assert_eq!(
+        seen(&mut room),
+        [Seen::Close(1, ErrorCode::Kicked), Seen::Ended(100)]
+    );
+    room.leave(200);
+    seen(&mut room);
+    room.tick(t0 + TICK);
+    let effects = seen(&mut room);
+    assert!(room.is_ended());
+    assert_eq!(
+        effects.last(),
+        Some(&Seen::Room(RoomEnd {
+            reason: EndReason::Empty,
+            result: None
+        }))
+    );
+}
+
+#[test]
+fn a_dropped_seat_is_kept_for_the_grace_period_then_freed() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.detach(t0, 100, &1);
+    assert_eq!(room.occupied(), 2);
+    // Just inside the grace period (2 s): the seat stays, and no snapshot goes to conn 1.
+    room.tick(t0 + Duration::from_millis(1999));
+    let effects = seen(&mut room);
+    assert!(messages_to(&effects, 1).is_empty());
+    assert_eq!(room.occupied(), 2);
+    room.tick(t0 + Duration::from_secs(2));
+    let effects = seen(&mut room);
+    assert!(effects.contains(&Seen::Ended(100)));
+    assert_eq!(room.occupied(), 1);
+}
+
+#[test]
+fn a_resume_reattaches_the_seat_and_a_stale_detach_is_ignored() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.detach(t0, 100, &1);
+    let seated = room.resume(seating(100, 1), 0, 11).unwrap();
+    assert_eq!(seated.slot, 0);
+    let effects = seen(&mut room);
+    let to_new = messages_to(&effects, 11);
+    assert!(matches!(to_new[0], ServerMsg::Welcome(w) if w.resumed && w.slot == 0));
+    assert_eq!(kinds(&to_new), ["welcome", "started"]);
+    // The old connection's late detach must not take the seat off the new one.
+    room.detach(t0, 100, &1);
+    room.tick(t0 + Duration::from_secs(5));
+    assert!(!seen(&mut room).contains(&Seen::Ended(100)));
+    assert_eq!(
+        room.resume(seating(999, 1), 0, 12).unwrap_err().code,
+        ErrorCode::SessionExpired
+    );
+}
+
+#[test]
+fn a_late_room_catches_up_three_ticks_then_skips() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    // The first tick was due at t0 + 50 ms; at t0 + 500 ms ten are due.
+    let now = t0 + Duration::from_millis(500);
+    assert_eq!(room.due_ticks(now), MAX_CATCH_UP_TICKS);
+    for _ in 0..MAX_CATCH_UP_TICKS {
+        room.tick(now);
+    }
+    assert_eq!(room.skip_missed(now), 7);
+    assert!(room.next_tick_at() > now);
+    assert_eq!(room.due_ticks(now), 0);
+}
+
+#[test]
+fn custom_messages_reach_the_game_and_bad_ones_are_refused() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.message(100, 5, b"hi");
+    let effects = seen(&mut room);
+    assert_eq!(
+        messages_to(&effects, 1),
+        [&ServerMsg::Message {
+            payload: b"echo hi".to_vec()
+        }]
+    );
+    assert!(messages_to(&effects, 2).is_empty());
+    // Not UTF-8: the game's String message type cannot decode it.
+    room.message(100, 6, &[0xff, 0xfe]);
+    assert_eq!(
+        seen(&mut room),
+        [Seen::Msg(
+            1,
+            ServerMsg::Refused {
+                seq: 6,
+                code: ErrorCode::BadMessage
+            }
+        )]
+    );
+}
+
+#[test]
+fn the_game_ends_the_match_with_a_result_for_every_player() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.message(200, 5, b"end");
+    let effects = seen(&mut room);
+    let result = b"won by 1".to_vec();
+    for conn in [1, 2] {
+        let msgs = messages_to(&effects, conn);
+        assert_eq!(kinds(&msgs), ["match_ended", "kicked"]);
+        assert_eq!(
+            msgs[0],
+            &ServerMsg::MatchEnded {
+                result: result.clone()
+            }
+        );
+        assert!(effects.contains(&Seen::Close(conn, ErrorCode::RoomClosed)));
+    }
+    assert_eq!(
+        effects.last(),
+        Some(&Seen::Room(RoomEnd {
+            reason: EndReason::MatchOver,
+            result: Some(MatchOutcome {
+                result,
+                players: vec![(1, 0), (2, 1)],
+            }),
+        }))
+    );
+    assert!(room.is_ended());
+    assert_eq!(room.due_ticks(t0 + Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn the_match_duration_asks_the_game_for_a_result() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.tick(t0 + Duration::from_secs(60));
+    let effects = seen(&mut room);
+    assert!(matches!(
+        effects.last(),
+        Some(Seen::Room(RoomEnd { result: Some(MatchOutcome { result, .. }), .. })) if result == b"time"
+    ));
+}
+
+#[test]
+fn a_panicking_game_ends_only_its_room_with_internal() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    let mut other = full_probe_room(t0);
+    assert!(room.guarded(|r| r.message(100, 5, b"panic")).is_none());
+    let effects = seen(&mut room);
+    for conn in [1, 2] {
+        assert_eq!(
+            messages_to(&effects, conn),
+            [&ServerMsg::Kicked {
+                code: ErrorCode::Internal
+            }]
+        );
+    }
+    assert!(matches!(
+        effects.last(),
+        Some(Seen::Room(RoomEnd {
+            reason: EndReason::GamePanicked,
+            result: None
+        }))
+    ));
+    // Another room of the same game goes on.
+    other.tick(t0 + TICK);
+    assert!(!other.is_ended());
+    assert_eq!(kinds(&messages_to(&seen(&mut other), 1)), ["snapshot"]);
+}
+
+#[test]
+fn lockstep_closes_frames_at_the_deadline_with_empty_inputs_for_the_late() {
+    let t0 = Instant::now();
+    let mut room = lockstep_room(t0, false);
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    seen(&mut room);
+    room.frame_input(100, 1, vec![1, 2, 3]);
+    room.tick(t0 + TICK);
+    let effects = seen(&mut room);
+    assert_eq!(
+        messages_to(&effects, 2),
+        [&ServerMsg::Frame {
+            n: 1,
+            inputs: vec![ByteBuf::from(vec![1, 2, 3]), ByteBuf::new()]
+        }]
+    );
+    // An input for a closed frame is late; it is counted, not applied.
+    room.frame_input(200, 1, vec![9, 9, 9]);
+    assert_eq!(room.take_counters().late_frame_inputs, 1);
+    // A late joiner (resume from frame 0) gets the log from frame 1.
+    room.detach(t0, 200, &2);
+    room.resume(seating(200, 2), 0, 22).unwrap();
+    let effects = seen(&mut room);
+    assert_eq!(
+        kinds(&messages_to(&effects, 22)),
+        ["welcome", "started", "frame"]
+    );
+}
+
+#[test]
+fn with_server_sim_only_the_desynced_player_is_told() {
+    let t0 = Instant::now();
+    let mut room = lockstep_room(t0, true);
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    let mut now = t0;
+    for _ in 0..3 {
+        now += TICK;
+        room.tick(now);
+    }
+    seen(&mut room);
+    // What an honest client computes after frame 3 of empty inputs.
+    let mut sim = ArenaLockstep::new(2, 9);
+    for f in 1..=3 {
+        sim.step(f, &[Default::default(), Default::default()]);
+    }
+    room.checksum(100, 3, sim.checksum());
+    room.checksum(200, 3, sim.checksum() ^ 1);
+    let effects = seen(&mut room);
+    assert_eq!(effects, [Seen::Msg(2, ServerMsg::Desync { frame: 3 })]);
+    assert_eq!(room.take_counters().desyncs, 1);
+}
+
+#[test]
+fn a_relay_judges_a_frame_once_everyone_reported() {
+    let t0 = Instant::now();
+    let mut room = lockstep_room(t0, false);
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    room.tick(t0 + TICK);
+    room.tick(t0 + TICK * 2);
+    seen(&mut room);
+    room.checksum(100, 2, 7);
+    assert!(seen(&mut room).is_empty(), "one report cannot be judged");
+    room.checksum(200, 2, 7);
+    assert!(seen(&mut room).is_empty(), "agreement is no desync");
+}
