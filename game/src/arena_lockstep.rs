@@ -534,6 +534,35 @@ mod tests {
             prop_assert_eq!(ArenaLockstep::decode_input(&out), Ok(input(x, y, b)));
         }
 
+        /// A restored match steps to the same checksums as the saved one.
+        #[test]
+        fn save_restore_round_trips(
+            before in proptest::collection::vec((any::<i8>(), any::<i8>()), 0..100),
+            after in proptest::collection::vec((any::<i8>(), any::<i8>()), 1..50),
+        ) {
+            let mut g = ArenaLockstep::new(3, 5);
+            for (n, (x, y)) in before.into_iter().enumerate() {
+                g.step(n as u64, &[input(x, y, 0), input(y, x, 1), input(0, 0, 0)]);
+            }
+            let mut saved = Vec::new();
+            g.save(&mut saved);
+            let setup = Setup { mode: "m", max_players: 3, tick_rate_hz: 20, seed: 5, params: &NoParams {} };
+            let mut r = ArenaLockstep::restore(&setup, ArenaLockstep::SAVE_VERSION, &saved).unwrap();
+            prop_assert_eq!(&r, &g);
+            for (n, (x, y)) in after.into_iter().enumerate() {
+                let frame = [input(x, y, 0), input(y, x, 0), input(x, 0, 1)];
+                g.step(n as u64, &frame);
+                r.step(n as u64, &frame);
+                prop_assert_eq!(r.checksum(), g.checksum());
+            }
+        }
+
+        #[test]
+        fn restore_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let setup = Setup { mode: "m", max_players: 3, tick_rate_hz: 20, seed: 5, params: &NoParams {} };
+            let _ = ArenaLockstep::restore(&setup, ArenaLockstep::SAVE_VERSION, &bytes);
+        }
+
         #[test]
         fn bounds_hold(
             frames in proptest::collection::vec((any::<i8>(), any::<i8>(), any::<u8>()), 1..300)

@@ -758,5 +758,98 @@ mod tests {
         fn decode_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..8)) {
             let _ = Arena::decode_input(&bytes);
         }
+
+        /// A restored arena is the saved one: it steps identically ever after.
+        #[test]
+        fn save_restore_round_trips(
+            slots in proptest::collection::vec(0u8..6, 0..6),
+            script in proptest::collection::vec((0u8..6, any_input()), 0..60),
+            more in proptest::collection::vec((0u8..6, any_input()), 1..30),
+        ) {
+            let mut a = arena(&slots);
+            for (slot, i) in script {
+                a.apply_input(slot, &i);
+                a.step(DT_S);
+            }
+            let mut saved = Vec::new();
+            StateGame::save(&a, &mut saved);
+            let params = ArenaParams::default();
+            let setup = Setup { mode: "arena", max_players: 16, tick_rate_hz: 30, seed: 0, params: &params };
+            let mut b = Arena::restore(&setup, Arena::SAVE_VERSION, &saved).unwrap();
+            prop_assert_eq!(b.snapshot(), a.snapshot());
+            for (slot, i) in more {
+                a.apply_input(slot, &i);
+                b.apply_input(slot, &i);
+                a.step(DT_S);
+                b.step(DT_S);
+                prop_assert_eq!(b.snapshot(), a.snapshot());
+                prop_assert_eq!(b.result(), a.result());
+            }
+        }
+
+        #[test]
+        fn restore_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let params = ArenaParams::default();
+            let setup = Setup { mode: "arena", max_players: 16, tick_rate_hz: 30, seed: 0, params: &params };
+            let _ = Arena::restore(&setup, Arena::SAVE_VERSION, &bytes);
+        }
+
+        #[test]
+        fn result_round_trips(scores in proptest::collection::vec((any::<u8>(), any::<u32>()), 0..20), winner in proptest::option::of(0u8..254)) {
+            let r = ArenaResult { scores, winner };
+            let mut out = Vec::new();
+            r.encode(&mut out);
+            prop_assert_eq!(ArenaResult::decode(&out), Ok(r));
+        }
+    }
+
+    #[test]
+    fn restore_refuses_another_version_and_room_size() {
+        let a = arena(&[0]);
+        let mut saved = Vec::new();
+        StateGame::save(&a, &mut saved);
+        let params = ArenaParams::default();
+        let setup = |max_players| Setup {
+            mode: "arena",
+            max_players,
+            tick_rate_hz: 30,
+            seed: 0,
+            params: &params,
+        };
+        assert!(Arena::restore(&setup(16), 99, &saved).is_err());
+        assert!(Arena::restore(&setup(4), Arena::SAVE_VERSION, &saved).is_err());
+        assert!(Arena::restore(&setup(16), Arena::SAVE_VERSION, &saved).is_ok());
+    }
+
+    #[test]
+    fn the_score_limit_ends_the_match_with_the_leader_as_winner() {
+        let params = ArenaParams { score_limit: 1 };
+        let setup = Setup {
+            mode: "arena",
+            max_players: 2,
+            tick_rate_hz: 30,
+            seed: 3,
+            params: &params,
+        };
+        let mut a = Arena::create(&setup);
+        let mut ctx = Ctx::<String>::default();
+        a.on_join(
+            &SdkPlayer {
+                player_id: 1,
+                slot: 0,
+                metadata: &Default::default(),
+            },
+            &mut ctx,
+        );
+        a.players[0].as_mut().unwrap().pos = a.orbs[0];
+        StateGame::step(&mut a, DT_S, &mut ctx);
+        let result = ctx.take_result().expect("the match ended");
+        assert_eq!(
+            ArenaResult::decode(&result).unwrap(),
+            ArenaResult {
+                scores: vec![(0, 1)],
+                winner: Some(0)
+            }
+        );
     }
 }
