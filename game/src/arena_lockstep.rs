@@ -387,7 +387,7 @@ mod tests {
             let mut frame_inputs = inputs.clone();
             tamper(frame, &mut frame_inputs);
             game.step(frame, &frame_inputs);
-            if game.frame() % CHECK_EVERY_FRAMES == 0 {
+            if game.frame().is_multiple_of(CHECK_EVERY_FRAMES) {
                 sums.push(game.checksum());
             }
         }
