@@ -1,0 +1,222 @@
+//! The server SDK through a real in-process room server: custom messages both ways with the
+//! mode's size and rate limits, admission refusals reaching the client typed, and a game that
+//! panics on purpose ending only its own room.
+
+mod common;
+
+use common::{next_matching, test_config, within, TestServer};
+use tickroom::game::modes::Modes;
+use tickroom::game::{
+    Ctx, GameError, NoParams, Player, Refusal, Setup, StateCodec, StateGame, Viewer,
+};
+use tickroom::protocol::connect::TransportKind;
+use tickroom::protocol::session::SessionEvent;
+use tickroom::protocol::ErrorCode;
+use tickroom::server::Server;
+
+/// A game whose players chat; it panics on the line "panic" and refuses player 13.
+#[derive(Debug, Default)]
+struct Fragile {
+    tick: u64,
+}
+
+impl StateCodec for Fragile {
+    type Input = u8;
+    type View = u64;
+    type ClientMessage = String;
+    type ServerMessage = String;
+    fn decode_input(bytes: &[u8]) -> Result<u8, GameError> {
+        Ok(bytes.first().copied().unwrap_or_default())
+    }
+    fn encode_input(input: &u8, out: &mut Vec<u8>) {
+        out.push(*input);
+    }
+    fn encode_full(view: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&view.to_le_bytes());
+    }
+    fn decode_full(bytes: &[u8]) -> Result<u64, GameError> {
+        Ok(u64::from_le_bytes(
+            bytes.try_into().map_err(|_| GameError::Truncated)?,
+        ))
+    }
+    fn encode_delta(_: &u64, current: &u64, out: &mut Vec<u8>) {
+        Self::encode_full(current, out);
+    }
+    fn decode_delta(_: &u64, bytes: &[u8]) -> Result<u64, GameError> {
+        Self::decode_full(bytes)
+    }
+}
+
+impl StateGame for Fragile {
+    type Params = NoParams;
+    fn create(_: &Setup<'_, NoParams>) -> Self {
+        Fragile::default()
+    }
+    fn join_attempt(&self, player: &Player<'_>) -> Result<(), Refusal> {
+        if player.player_id == 13 {
+            return Err(Refusal::new("no player 13 here"));
+        }
+        Ok(())
+    }
+    fn on_join(&mut self, _: &Player<'_>, _: &mut Ctx<String>) {}
+    fn on_leave(&mut self, _: u8, _: &mut Ctx<String>) {}
+    fn apply_input(&mut self, _: u8, _: &u8) {}
+    fn on_message(&mut self, slot: u8, line: String, ctx: &mut Ctx<String>) {
+        assert_ne!(line, "panic", "the game panics on purpose");
+        ctx.broadcast(&format!("{slot}: {line}"));
+    }
+    fn step(&mut self, _: f32, _: &mut Ctx<String>) {
+        self.tick += 1;
+    }
+    fn view(&self, _: Viewer) -> u64 {
+        self.tick
+    }
+    fn save(&self, out: &mut Vec<u8>) {
+        Self::encode_full(&self.tick, out);
+    }
+    fn restore(_: &Setup<'_, NoParams>, _: u16, bytes: &[u8]) -> Result<Self, GameError> {
+        Ok(Fragile {
+            tick: Self::decode_full(bytes)?,
+        })
+    }
+}
+
+const MODES: &str = "
+[[mode]]
+name = 'chat'
+game = 'fragile'
+sync = 'state'
+tick_rate_hz = 30
+players = 2
+start_timeout_s = 0
+grace_s = 1
+max_message_bytes = 16
+message_rate_per_s = 1
+message_burst = 2
+";
+
+async fn server() -> TestServer {
+    let games = Server::builder().state_game::<Fragile>("fragile");
+    TestServer::start_with_games(test_config(), Modes::parse(MODES).unwrap(), games.games()).await
+}
+
+fn message(e: &SessionEvent) -> Option<String> {
+    match e {
+        SessionEvent::Message { payload } => Some(String::from_utf8(payload.clone()).unwrap()),
+        _ => None,
+    }
+}
+
+fn refused(e: &SessionEvent) -> Option<(u64, ErrorCode)> {
+    match e {
+        SessionEvent::Refused { seq, code } => Some((*seq, *code)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_messages_travel_both_ways_within_the_modes_limits() {
+    let server = server().await;
+    let mut a = server.join(TransportKind::Ws, 1, 500, "chat").await;
+    let mut b = server.join(TransportKind::Quic, 2, 500, "chat").await;
+    for s in [&mut a, &mut b] {
+        next_matching(s, "started", |e| {
+            matches!(e, SessionEvent::Started { .. }).then_some(())
+        })
+        .await;
+    }
+    assert!(a.handle.message(b"hello".to_vec()).await);
+    for s in [&mut a, &mut b] {
+        assert_eq!(next_matching(s, "the chat line", message).await, "0: hello");
+    }
+    // Too big for the mode (16 bytes): refused, typed, and the session goes on.
+    assert!(a.handle.message(vec![b'x'; 17]).await);
+    let (_, code) = next_matching(&mut a, "a refusal", refused).await;
+    assert_eq!(code, ErrorCode::MessageTooLarge);
+    // Burst of 2 at 1 per second: "hello" took one token, "one" the other, "two" is refused.
+    assert!(a.handle.message(b"one".to_vec()).await);
+    assert!(a.handle.message(b"two".to_vec()).await);
+    assert_eq!(
+        next_matching(&mut b, "the second line", message).await,
+        "0: one"
+    );
+    let (_, code) = next_matching(&mut a, "a rate refusal", refused).await;
+    assert_eq!(code, ErrorCode::RateLimited);
+    assert_eq!(server.server().shared.metrics.refused_messages.value(), 2);
+    // The session is still in the room: snapshots keep coming.
+    next_matching(&mut a, "a snapshot", |e| {
+        matches!(e, SessionEvent::Snapshot { .. }).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_game_refuses_a_player_with_a_typed_error() {
+    let server = server().await;
+    let mut refused = server.join(TransportKind::Ws, 13, 600, "chat").await;
+    let code = within("the refusal", async {
+        loop {
+            match refused.events.recv().await {
+                Some(SessionEvent::Closed { code }) => return code,
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, Some(ErrorCode::JoinRefused));
+    // The seat was not taken: two others fill the room.
+    let _a = server.join(TransportKind::Ws, 1, 600, "chat").await;
+    let mut b = server.join(TransportKind::Ws, 2, 600, "chat").await;
+    next_matching(&mut b, "started with two", |e| {
+        matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_game_ends_only_its_own_room() {
+    let server = server().await;
+    let mut victim = server.join(TransportKind::Ws, 1, 700, "chat").await;
+    let mut bystander = server.join(TransportKind::Ws, 2, 701, "chat").await;
+    for s in [&mut victim, &mut bystander] {
+        next_matching(s, "a snapshot", |e| {
+            matches!(e, SessionEvent::Snapshot { .. }).then_some(())
+        })
+        .await;
+    }
+    assert!(victim.handle.message(b"panic".to_vec()).await);
+    let code = within("the room's end", async {
+        loop {
+            match victim.events.recv().await {
+                Some(SessionEvent::Closed { code }) => return code,
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, Some(ErrorCode::Internal));
+    // The metric is bumped right after the players are told: poll it with a deadline.
+    let metrics = &server.server().shared.metrics;
+    within("the panic metric", async {
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(5));
+        while metrics.game_panics.value("chat") == 0 {
+            poll.tick().await;
+        }
+    })
+    .await;
+    assert_eq!(metrics.game_panics.value("chat"), 1);
+    // The other room of the same game goes on ticking.
+    let before = next_matching(&mut bystander, "a snapshot", |e| match e {
+        SessionEvent::Snapshot { tick, .. } => Some(*tick),
+        _ => None,
+    })
+    .await;
+    let after = next_matching(&mut bystander, "a later snapshot", |e| match e {
+        SessionEvent::Snapshot { tick, .. } if *tick > before => Some(*tick),
+        _ => None,
+    })
+    .await;
+    assert!(after > before);
+}
