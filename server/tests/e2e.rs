@@ -383,6 +383,39 @@ fn bad_flags_exit_with_usage_code_2() {
         Some(2),
         "room role without keys is a usage error"
     );
+    // A mode naming a game this server did not register: a start-up error naming the mode,
+    // the game and every registered game.
+    let dir = std::env::temp_dir().join(format!("tickroom-modes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let modes = dir.join("modes.toml");
+    std::fs::write(
+        &modes,
+        "[[mode]]\nname='chess'\ngame='chess'\nsync='state'\ntick_rate_hz=10\nplayers=2\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .arg("--modes")
+        .arg(&modes)
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unregistered game is a usage error"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in ["\"chess\"", "not registered", "arena, arena-lockstep"] {
+        assert!(stderr.contains(needle), "{needle} in: {stderr}");
+    }
     let help = Command::new(env!("CARGO_BIN_EXE_tickroom"))
         .arg("--help")
         .output()
