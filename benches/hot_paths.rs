@@ -4,6 +4,8 @@
 //! players (step + per-player delta + encode) ≤ 20 µs, lockstep frame assembly + encode for
 //! 8 players ≤ 2 µs. It also prints the state-sync bytes per player per second at 30 Hz.
 
+mod support;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -154,6 +156,38 @@ fn arena(c: &mut Criterion) {
     );
 }
 
+/// The real room core (generic over the game) ticking a 10-player `arena` room: grace check,
+/// step, one view, 10 per-player deltas, encode, effects, plus each player's acknowledgement.
+fn room_core(c: &mut Criterion) {
+    let mut room = support::BenchRoom::arena(10);
+    c.bench_function("room/core_state_tick_10_players", |b| {
+        b.iter(|| black_box(room.tick()))
+    });
+    // A chat line through the core: the connection's message reaches the game, which
+    // broadcasts it to all 10 players.
+    let mut room = support::BenchRoom::arena(10);
+    let mut seq = 1u64;
+    c.bench_function("room/custom_message_broadcast_10_players", |b| {
+        b.iter(|| {
+            seq += 1;
+            room.room.message(1, seq, black_box(b"gg, well played"));
+            black_box(room.drain())
+        })
+    });
+    // The same line on the wire: ClientMsg::Message encode + decode.
+    let msg = tickroom::protocol::ClientMsg::Message {
+        seq: 7,
+        payload: b"gg, well played".to_vec(),
+    };
+    let mut buf = Vec::new();
+    c.bench_function("codec/custom_message_encode_decode", |b| {
+        b.iter(|| {
+            tickroom::protocol::codec::encode_client(black_box(&msg), &mut buf).unwrap();
+            black_box(tickroom::protocol::codec::decode_client(&buf).unwrap())
+        })
+    });
+}
+
 fn lockstep_frame(c: &mut Criterion) {
     let inputs: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8, 100, 0]).collect();
     let mut buf = Vec::new();
@@ -177,6 +211,7 @@ criterion_group!(
     replay_window,
     ticket_verify,
     arena,
+    room_core,
     lockstep_frame
 );
 criterion_main!(benches);

@@ -128,6 +128,11 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         &self.mode
     }
 
+    /// The game's current tick (state) or next frame (lockstep).
+    pub fn current_tick(&self) -> u64 {
+        self.sim.current_tick()
+    }
+
     /// When the next tick is due.
     pub fn next_tick_at(&self) -> Instant {
         self.next_tick_at
