@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{next_matching, within, TestServer};
-use tickroom::game::{Arena, StateCodec};
+use tickroom::game::{Arena, ArenaLockstep, LockstepGame, StateCodec};
 use tickroom::protocol::codec;
 use tickroom::protocol::connect::TransportKind;
 use tickroom::protocol::session::SessionEvent;
@@ -195,6 +195,66 @@ async fn lockstep_desync_is_detected_and_reported() {
             .desyncs
             .value("arena-lockstep"),
         2
+    );
+}
+
+/// With `server_sim` the room steps the game itself: a player whose checksum differs from the
+/// server's is told, and only that player.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockstep_server_sim_tells_only_the_desynced_player() {
+    let text = tickroom::game::modes::EMBEDDED_MODES_TOML
+        .replace("start_timeout_s = 10", "start_timeout_s = 0");
+    let modes = tickroom::game::modes::Modes::parse(&text).unwrap();
+    assert!(modes.by_name("duel-lockstep").unwrap().server_sim);
+    let server = TestServer::start_with_modes(common::test_config(), modes).await;
+    let mut honest = server
+        .join(TransportKind::Ws, 1, 3200, "duel-lockstep")
+        .await;
+    let mut cheat = server
+        .join(TransportKind::Ws, 2, 3200, "duel-lockstep")
+        .await;
+    // Replay frames 1..=3 as a client would, to know the true checksum after frame 3.
+    let mut sim = ArenaLockstep::new(2, 3200);
+    for n in 1..=3u64 {
+        let inputs = next_matching(&mut honest, "a frame", |e| match e {
+            SessionEvent::Frame { n: got, inputs } if *got == n => Some(inputs.clone()),
+            _ => None,
+        })
+        .await;
+        let decoded: Vec<_> = inputs
+            .iter()
+            .map(|i| ArenaLockstep::decode_input(i).unwrap_or_default())
+            .collect();
+        sim.step(n, &decoded);
+    }
+    honest.handle.checksum(3, sim.checksum()).await;
+    cheat.handle.checksum(3, sim.checksum() ^ 0xFF).await;
+    let frame = next_matching(&mut cheat, "the cheat's desync", |e| match e {
+        SessionEvent::Desync { frame } => Some(*frame),
+        _ => None,
+    })
+    .await;
+    assert_eq!(frame, 3);
+    // The honest player hears nothing of it: frames go on, no Desync among them.
+    within("frame 30 for the honest player", async {
+        loop {
+            match honest.events.recv().await {
+                Some(SessionEvent::Desync { .. }) => panic!("the honest player was told"),
+                Some(SessionEvent::Frame { n: 30, .. }) => return,
+                Some(_) => continue,
+                None => panic!("the honest session ended"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        server
+            .server()
+            .shared
+            .metrics
+            .desyncs
+            .value("duel-lockstep"),
+        1
     );
 }
 
