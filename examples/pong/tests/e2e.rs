@@ -1,0 +1,296 @@
+//! End to end against the real binaries: `pong-server` on port 0 with a fast mode, two
+//! `pong-play` bots that play a whole match to its score limit (result read back from the
+//! gateway), and a short `pong-swarm` whose report has the keys of `tickroom-bot swarm`'s.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tickroom_bot::report::{Report, ReportInputs};
+use tickroom_game::Message;
+use tickroom_pong::PongResult;
+use tickroom_protocol::connect::GatewayClient;
+use tickroom_protocol::token::decode_hex;
+
+/// How long the server gets to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a two-point match may take, debug build on a loaded machine included (a few
+/// seconds when idle).
+const MATCH_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the swarm may run (it plays for `SWARM_PLAY` after a `SWARM_RAMP`).
+const SWARM_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the gateway may take to have the result once the players were told.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two asks for the stored result.
+const RESULT_POLL: Duration = Duration::from_millis(50);
+/// Points that end the test match.
+const SCORE_LIMIT: u32 = 2;
+/// Bots in the swarm run.
+const SWARM_BOTS: usize = 4;
+const SWARM_RAMP: &str = "1s";
+const SWARM_PLAY: &str = "3s";
+
+/// A fast pong: two points, a quick ball, so a match of two ball-following bots takes seconds.
+const FAST_MODES: &str = r#"
+[[mode]]
+name = "pong"
+game = "pong"
+sync = "state"
+tick_rate_hz = 30
+players = 2
+min_players = 2
+start_timeout_s = 10
+match_duration_s = 120
+
+[mode.params]
+score_limit = 2
+ball_speed = 200.0
+"#;
+
+#[test]
+fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
+    let dir = TempDir::new("match");
+    let server = PongServer::start(&dir);
+    let players = [("ws", "pong-e2e-left"), ("quic", "pong-e2e-right")];
+    let bots: Vec<Child> = players
+        .iter()
+        .map(|(transport, device)| {
+            Command::new(env!("CARGO_BIN_EXE_pong-play"))
+                .args(["--server", &server.http, "--transport", transport])
+                .args(["--duration", "120s", "--device-id", device])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start pong-play")
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for bot in bots {
+        let out = wait_output(bot, MATCH_TIMEOUT, "pong-play");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let context = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pong-play failed:\n{context}");
+        let room = after(&stdout, "joined room ")
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no room in:\n{context}"));
+        let result = after(&stdout, "bytes: ")
+            .and_then(decode_hex)
+            .unwrap_or_else(|| panic!("no match result in:\n{context}"));
+        seen.push((room, result));
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "both players saw the same room and result"
+    );
+    let (room, told) = seen.swap_remove(0);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let record = runtime.block_on(async {
+        let gateway = GatewayClient::new(&server.http);
+        let login = gateway.login_device(players[0].1).await.expect("log in");
+        // The result reaches the gateway's directory just after the players are told.
+        let deadline = Instant::now() + RESULT_TIMEOUT;
+        loop {
+            let found = gateway.match_result(&login.session_token, room).await;
+            if let Some(record) = found.expect("GET /v1/matches/{room_id}") {
+                break record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stored result for room {room}"
+            );
+            tokio::time::sleep(RESULT_POLL).await;
+        }
+    });
+    assert_eq!((record.room_id, record.mode.as_str()), (room, "pong"));
+    let slots: BTreeSet<u8> = record.players.iter().map(|p| p.slot).collect();
+    assert_eq!(slots, BTreeSet::from([0, 1]));
+    assert_eq!(
+        record.result, told,
+        "the stored result is the one the players got"
+    );
+    let result = PongResult::decode(&record.result).expect("a PongResult");
+    let winner = usize::from(result.winner);
+    assert!(winner < 2, "{result:?}");
+    assert_eq!(result.scores[winner], SCORE_LIMIT, "{result:?}");
+    assert!(result.scores[1 - winner] < SCORE_LIMIT, "{result:?}");
+}
+
+#[test]
+fn a_pong_swarm_reports_the_keys_of_a_tickroom_bot_swarm() {
+    let dir = TempDir::new("swarm");
+    let server = PongServer::start(&dir);
+    let report_path = dir.join("report.json");
+    let swarm = Command::new(env!("CARGO_BIN_EXE_pong-swarm"))
+        .args(["--server", &server.http, "--bots", &SWARM_BOTS.to_string()])
+        .args(["--ramp", SWARM_RAMP, "--duration", SWARM_PLAY])
+        .args(["--transport", "mixed", "--no-progress", "--seed", "7"])
+        .arg("--report")
+        .arg(&report_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pong-swarm");
+    let out = wait_output(swarm, SWARM_TIMEOUT, "pong-swarm");
+    let context = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pong-swarm failed:\n{context}");
+    let text = std::fs::read_to_string(&report_path).expect("the swarm wrote its report");
+    let report: Value = serde_json::from_str(&text).expect("the report is JSON");
+
+    let reference = Report::build(ReportInputs {
+        transport: "mixed",
+        mode: "pong",
+        bots: SWARM_BOTS,
+        duration: Duration::from_secs(3),
+        outcomes: &[],
+        cpu: None,
+        server: Default::default(),
+    });
+    let reference: Value = serde_json::from_str(&reference.to_json()).unwrap();
+    assert_eq!(key_paths(&report), key_paths(&reference), "{text}");
+    assert_eq!(report["mode"], "pong");
+    assert_eq!(report["joined"], SWARM_BOTS, "{text}");
+    assert_eq!(report["errors"], 0, "{text}");
+    assert_eq!(report["rooms"], SWARM_BOTS / 2, "{text}");
+}
+
+/// Every key path of `v`'s objects (`rtt_ms.p99`); the codes under `errors_by_code` vary.
+fn key_paths(v: &Value) -> BTreeSet<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        let Value::Object(map) = v else { return };
+        for (key, value) in map {
+            let path = format!("{prefix}{key}");
+            if key != "errors_by_code" {
+                walk(value, &format!("{path}."), out);
+            }
+            out.insert(path);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(v, "", &mut out);
+    out
+}
+
+/// The word after `marker` in `text`.
+fn after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    rest.split(|c: char| c.is_whitespace() || c == ',').next()
+}
+
+/// The real `pong-server`, all-in-one on port 0 with [`FAST_MODES`]; killed (by its own
+/// handle) when dropped.
+struct PongServer {
+    child: Child,
+    /// `http://` + the gateway's bound address.
+    http: String,
+}
+
+impl PongServer {
+    fn start(dir: &TempDir) -> PongServer {
+        let modes = dir.join("modes.toml");
+        std::fs::write(&modes, FAST_MODES).expect("write the test modes");
+        let ready_file = dir.join("ready.json");
+        let child = Command::new(env!("CARGO_BIN_EXE_pong-server"))
+            .args(["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+            .args(["--quic", "127.0.0.1:0"])
+            // Debug builds on a loaded machine tick slowly: admission control must not
+            // refuse rooms in a functional test.
+            .args(["--max-tick-p99-ms", "1000"])
+            .arg("--modes")
+            .arg(&modes)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pong-server");
+        let mut server = PongServer {
+            child,
+            http: String::new(),
+        };
+        server.wait_ready(&dir.join("server.log"));
+        let text = std::fs::read_to_string(&ready_file).expect("ready file before the ready line");
+        let ready: Value = serde_json::from_str(&text).expect("the ready file is JSON");
+        server.http = format!("http://{}", ready["http"].as_str().expect("http address"));
+        server
+    }
+
+    /// Copies the server's log to `log` and returns once it logs that it is ready.
+    fn wait_ready(&mut self, log: &Path) {
+        let stderr = self.child.stderr.take().expect("stderr is piped");
+        let mut log = std::fs::File::create(log).expect("server log");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if line.contains("ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(READY_TIMEOUT)
+            .unwrap_or_else(|_| panic!("pong-server not ready after {READY_TIMEOUT:?}"));
+    }
+}
+
+impl Drop for PongServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` to exit within `limit` and collects its output; past that it is killed
+/// by its own id and the test fails.
+fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("collect the child's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} still running after {limit:?}");
+        }
+    }
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("pong-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
