@@ -36,6 +36,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 pub use rand::rngs::SmallRng;
+pub use tickroom_game::GameError;
 
 use cli::{Cli, Command};
 pub use error::BotError;

@@ -1,71 +1,18 @@
 //! End to end: the real `tickroom` server binary on port 0 and four `tickroom-bot swarm` runs
 //! against it at once — (ws, quic) × (arena, arena-lockstep) — each checked through its JSON
-//! report. Needs the workspace built (`cargo build --workspace`) for the server binary.
+//! report. Needs the server binary built first (`cargo build -p tickroom-server --bin tickroom`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// How long the server gets to write its ready file.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+mod common;
+
 /// How long one swarm run may take before it is killed (its own hard deadline is ~34 s).
 const SWARM_TIMEOUT: Duration = Duration::from_secs(50);
 /// Bots per run.
 const BOTS: u64 = 20;
-
-/// Kills and reaps the server when the test ends, pass or fail.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server_binary() -> PathBuf {
-    let bot = PathBuf::from(env!("CARGO_BIN_EXE_tickroom-bot"));
-    let dir = bot.parent().expect("the bot binary has a directory");
-    let server = dir.join(format!("tickroom{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        server.exists(),
-        "server binary {} not found: build the workspace first (cargo build --workspace)",
-        server.display()
-    );
-    server
-}
-
-fn unique_temp_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("tickroom-bot-e2e-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// Copies the server's log to `log` and signals once it logs that it is ready (the ready
-/// file is written before that line); returns the HTTP address from the ready file.
-fn wait_ready(path: &Path, server: &mut Child, log: &Path) -> String {
-    let stderr = server.stderr.take().expect("server stderr is piped");
-    let mut log = std::fs::File::create(log).expect("server log");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(log, "{line}");
-            if line.contains("ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(READY_TIMEOUT)
-        .unwrap_or_else(|_| panic!("server not ready after {READY_TIMEOUT:?}"));
-    let text = std::fs::read_to_string(path).expect("ready file written before the ready line");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("ready file is JSON");
-    v["http"].as_str().expect("http address").to_string()
-}
 
 /// Waits for `child` to exit within `limit` and collects its output; kills it past that.
 fn wait_output(child: Child, limit: Duration, what: &str) -> std::process::Output {
@@ -141,31 +88,8 @@ fn run_swarm(
 
 #[test]
 fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
-    let server_bin = server_binary();
-    let dir = unique_temp_dir();
-    let ready = dir.join("ready.json");
-    let child = Command::new(&server_bin)
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-            // Debug builds on a loaded CI machine tick slowly: do not let admission control
-            // refuse rooms in this functional test.
-            "--max-tick-p99-ms",
-            "1000",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tickroom");
-    let mut server = ChildGuard(child);
-    let http = wait_ready(&ready, &mut server.0, &dir.join("server.log"));
+    let dir = common::unique_temp_dir("e2e");
+    let (server, http) = common::start_server(&dir, &[]);
 
     // All four at once: 40 bots per mode fill whole rooms (10 per arena room, 8 per lockstep
     // room), so no bot waits for a partial room's start timeout, and the test stays short.
@@ -237,6 +161,8 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             report["server"]["rss_mb"].is_f64(),
             "server metrics, {what}"
         );
+        // The arena modes' matches last minutes: none ended in a 3 s run.
+        assert_eq!(report["matches_ended"], 0, "matches ended, {what}");
         // Nothing dropped on purpose, so nothing to resume.
         assert!(report["resume_ms"]["p50"].is_null(), "resume, {what}");
     }

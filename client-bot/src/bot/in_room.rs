@@ -2,7 +2,7 @@
 //! clock, the link conditioner's delay queues, chaos drops, the end of play, the give-up
 //! deadline and the gateway questions all fold into a single deadline handed to
 //! `SessionDriver::wait`. The [`Phase`] says what the bot may do, the game's [`GameBot`]
-//! what it sends; this file moves the bytes and measures.
+//! what it sends; this file receives and measures, `uplink` sends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use crate::stats::{
     add_in_room, record, BotOutcome, IntervalJitter, LiveStats, Measurements, SendLog,
 };
 
+mod uplink;
+
 /// How often chaos rolls the dice.
 const CHAOS_PERIOD: Duration = Duration::from_secs(1);
 /// Snapshots/frames counted locally before they are added to the shared live counter.
@@ -30,10 +32,14 @@ const LIVE_MESSAGE_BATCH: u64 = 64;
 
 /// Something the bot sends, held by the link conditioner until it is due.
 #[derive(Debug)]
-enum Outgoing {
+pub(super) enum Outgoing {
+    /// A state-sync input, created at `created` (the RTT counts from there).
     Input { bytes: Vec<u8>, created: Instant },
+    /// A lockstep frame input.
     FrameInput { frame: u64, bytes: Vec<u8> },
+    /// A lockstep state checksum.
     Checksum { frame: u64, hash: u64 },
+    /// A custom message (the game's answer to one of the server's).
     Message { bytes: Vec<u8> },
 }
 
@@ -174,8 +180,10 @@ impl Bot {
                 Phase::Done(_) => break RoomEnd::Done,
                 Phase::CheckingServer { check_at, .. } if check_at <= now => {
                     let answer = self.ask_gateway(player).await;
-                    if self.apply(answer, Instant::now()) == Some(Note::Rejoin) {
-                        break RoomEnd::Rejoin;
+                    match self.apply(answer, Instant::now()) {
+                        Some(Note::Rejoin) => break RoomEnd::Rejoin,
+                        Some(Note::Leave) => self.leave(&mut driver),
+                        _ => {}
                     }
                     continue;
                 }
@@ -240,8 +248,9 @@ impl Bot {
         note
     }
 
-    /// Asks the gateway about the room: `ServerGone` when its server is not alive or the
-    /// gateway no longer knows the room; a failed question counts as alive (asked again).
+    /// Asks the gateway about the room: `ServerGone` when its server is not alive,
+    /// `RoomOver` when the gateway no longer knows the room; a failed question counts as
+    /// alive (asked again).
     async fn ask_gateway(&mut self, player: &mut Player) -> Cue {
         let Some(room_id) = self.room.welcome.as_ref().map(|w| w.room_id) else {
             return Cue::ServerAlive;
@@ -260,7 +269,7 @@ impl Bot {
                     Cue::ServerGone
                 }
             }
-            Ok(None) => Cue::ServerGone,
+            Ok(None) => Cue::RoomOver,
             Err(e) => {
                 debug!(bot = self.config.index, "room status failed: {e}");
                 player.next_gateway();
@@ -294,10 +303,7 @@ impl Bot {
         }
         let play_over = self.end_at.is_some_and(|end| end <= now) || *self.stop.borrow();
         if play_over && self.apply(Cue::PlayOver, now) == Some(Note::Leave) {
-            debug!(bot = self.config.index, "leaving");
-            self.room.outbound.clear();
-            self.room.next_input_at = None;
-            driver.leave();
+            self.leave(driver);
             return;
         }
         if self.phase.session_over() {
@@ -323,6 +329,14 @@ impl Bot {
             self.next_chaos_at = Some(at + CHAOS_PERIOD);
             self.chaos(driver, now);
         }
+    }
+
+    /// Sends `Leave` and forgets what was still to be sent.
+    fn leave(&mut self, driver: &mut SessionDriver) {
+        debug!(bot = self.config.index, "leaving");
+        self.room.outbound.clear();
+        self.room.next_input_at = None;
+        driver.leave();
     }
 
     /// When a started room has been silent long enough to ask whether its server lives
@@ -526,108 +540,6 @@ impl Bot {
     fn rtt(&mut self, rtt: Duration) {
         record(&mut self.outcome.measurements.rtt, rtt);
         self.live.record_rtt(rtt);
-    }
-
-    /// State sync: queues the inputs due at `now`, one per input period while inputs flow.
-    fn queue_state_inputs(&mut self, now: Instant) {
-        match (self.room.next_input_at, self.input_period()) {
-            (None, Some(period)) => self.room.next_input_at = Some(now + period),
-            (Some(at), Some(period)) if at <= now => {
-                self.queue_state_input(now);
-                let mut next = at + period;
-                while next <= now {
-                    next += period;
-                }
-                self.room.next_input_at = Some(next);
-            }
-            (Some(_), None) => self.room.next_input_at = None,
-            _ => {}
-        }
-    }
-
-    /// The state-sync input period while inputs flow.
-    fn input_period(&self) -> Option<Duration> {
-        let w = self.room.welcome.as_ref()?;
-        if w.sync != SyncKind::State || !self.phase.sends_inputs() {
-            return None;
-        }
-        let hz = self.config.input_hz.unwrap_or(u32::from(w.tick_rate_hz));
-        Some(Duration::from_secs_f64(1.0 / f64::from(hz.max(1))))
-    }
-
-    fn queue_state_input(&mut self, now: Instant) {
-        let Some(game) = self.room.game.as_mut() else {
-            return;
-        };
-        let bytes = game.next_input(&mut self.rng);
-        let pass = match self.up.as_mut() {
-            Some(link) => link.pass(false, &mut self.rng),
-            None => Some(Duration::ZERO),
-        };
-        match pass {
-            Some(delay) => self.room.outbound.push(
-                now,
-                delay,
-                Outgoing::Input {
-                    bytes,
-                    created: now,
-                },
-            ),
-            None => self.m().link_dropped += 1,
-        }
-    }
-
-    /// Lockstep: the input for the frame after the newest one received (or the first frame
-    /// once the room started), once per frame.
-    fn queue_frame_input(&mut self, now: Instant) {
-        if self.room.sync() != Some(SyncKind::Lockstep) || !self.phase.plays() {
-            return;
-        }
-        let next = match (self.room.last_frame, self.room.start_tick) {
-            (0, Some(start)) => start.max(1),
-            (0, None) => return,
-            (last, _) => last + 1,
-        };
-        if next <= self.room.last_input_frame {
-            return;
-        }
-        let Some(game) = self.room.game.as_mut() else {
-            return;
-        };
-        let bytes = game.frame_input(next, &mut self.rng);
-        self.room.last_input_frame = next;
-        self.room.frames.sent(next, now);
-        let delay = self.uplink_delay();
-        self.room
-            .outbound
-            .push(now, delay, Outgoing::FrameInput { frame: next, bytes });
-    }
-
-    /// Delay of a reliable uplink message (never lost).
-    fn uplink_delay(&mut self) -> Duration {
-        match self.up.as_mut() {
-            Some(link) => link.delay(&mut self.rng),
-            None => Duration::ZERO,
-        }
-    }
-
-    /// Hands a due message to the session; dropped unless game traffic flows (the session
-    /// would ignore it).
-    fn deliver(&mut self, driver: &mut SessionDriver, msg: Outgoing) {
-        if !self.phase.plays() {
-            return;
-        }
-        match msg {
-            Outgoing::Input { bytes, created } => {
-                let input_no = driver.send_input(created, bytes);
-                if input_no > 0 {
-                    self.room.inputs.sent(input_no, created);
-                }
-            }
-            Outgoing::FrameInput { frame, bytes } => driver.send_frame_input(frame, bytes),
-            Outgoing::Checksum { frame, hash } => driver.send_checksum(frame, hash),
-            Outgoing::Message { bytes } => driver.send_message(bytes),
-        }
     }
 
     fn chaos(&mut self, driver: &mut SessionDriver, now: Instant) {

@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! Joining ─Joined→ Waiting ─Started→ Playing ─MatchEnded→ MatchOver ─Closed→ Done
-//!                     │                 │ Silent                          ↑
-//!                     └──Disconnected───┤──────→ CheckingServer ──ServerGone→ Rejoining ─Joined→ Waiting
-//!                                       ↓          ↑ ResumeOverdue / Closed(server going)
-//!                                   Reconnecting ──┘  (Reconnected → Waiting/Playing)
-//! any phase ─PlayOver→ Leaving ─Closed→ Done; any phase ─GiveUp→ Done(timeout | rejoin_failed)
+//! Waiting / Playing ─Disconnected→ Reconnecting ─Reconnected→ Waiting / Playing
+//! Playing ─Silent→ CheckingServer;  Reconnecting ─ResumeOverdue→ CheckingServer
+//! Waiting / Playing / Reconnecting ─Closed(server going)→ CheckingServer
+//! CheckingServer ─ServerGone→ Rejoining ─Joined→ Waiting;  CheckingServer ─RoomOver→ Leaving / Done
+//! any phase ─PlayOver→ Leaving ─Closed→ Done;  any phase ─GiveUp→ Done(timeout | rejoin_failed)
 //! ```
 
 use std::time::{Duration, Instant};
@@ -79,8 +79,11 @@ pub(crate) enum Cue {
     ResumeOverdue,
     /// The gateway says the room's server lives (or could not be asked: ask again later).
     ServerAlive,
-    /// The gateway says the room's server is gone (or no longer knows the room).
+    /// The gateway says the room's server is gone.
     ServerGone,
+    /// The gateway no longer knows the room: it ended (an ended room's record is closed),
+    /// and the bot missed the close (a lost connection, a silent one).
+    RoomOver,
     /// The game ended the match.
     MatchEnded,
     /// The play time is over, or the bot was told to stop.
@@ -177,6 +180,14 @@ impl Phase {
             (CheckingServer { lost_at, .. }, Cue::ServerGone) => {
                 (Rejoining { lost_at }, Some(Note::Rejoin))
             }
+            (
+                CheckingServer {
+                    why: SessionClosed(_),
+                    ..
+                },
+                Cue::RoomOver,
+            ) => (Done(None), None),
+            (CheckingServer { .. }, Cue::RoomOver) => (Leaving { joined: true }, Some(Note::Leave)),
             (s, Cue::MatchEnded) if s.in_match() => (MatchOver, None),
             (Joining, Cue::PlayOver) => (Leaving { joined: false }, Some(Note::Leave)),
             // Between rooms when the play time ends: nothing to rejoin for, and the bot was
@@ -407,6 +418,23 @@ mod tests {
             let gone = Rejoining { lost_at: t(5) };
             check(checking(why, 5, 1000), ServerGone, gone, Some(Note::Rejoin));
         }
+        // A room the gateway no longer knows is over: no rejoin, no error.
+        let leave = Some(Note::Leave);
+        check(
+            checking(Silence, 5, 1000),
+            RoomOver,
+            Leaving { joined: true },
+            leave,
+        );
+        check(
+            checking(ConnectionLost, 5, 1000),
+            RoomOver,
+            Leaving { joined: true },
+            leave,
+        );
+        let closed = checking(SessionClosed(ErrorCode::SessionExpired), 5, 1000);
+        check(closed, RoomOver, Done(None), None);
+        check(Playing, RoomOver, Playing, None);
     }
 
     #[test]
