@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tickroom_bot::cli::Cli;
 use tickroom_bot::{factory, GameBot, GameBotFactory, RandomBot, SmallRng};
 use tickroom_game::{GameError, Message};
@@ -92,7 +92,7 @@ pub fn pong_bots() -> GameBotFactory {
 /// Runs `tickroom-bot <subcommand>` (`play` or `swarm`) with pong's bots: the process
 /// arguments are that subcommand's flags, and `--mode` defaults to [`DEFAULT_MODE`].
 pub fn run_bot_cli(subcommand: &str) -> ExitCode {
-    let cli = match Cli::try_parse_from(bot_args(subcommand, std::env::args_os())) {
+    let cli = match parse_bot_cli(subcommand, std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
@@ -111,49 +111,50 @@ pub fn run_bot_cli(subcommand: &str) -> ExitCode {
     ExitCode::from(tickroom_bot::run(cli, pong_bots()))
 }
 
-/// `program FLAGS...` as `program SUBCOMMAND FLAGS... [--mode pong]`.
-fn bot_args(subcommand: &str, args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let mut args: Vec<OsString> = args.into_iter().collect();
-    let at = 1.min(args.len());
-    args.insert(at, subcommand.into());
-    let names_mode = args.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == "--mode" || a.starts_with("--mode=")
+/// Parses `program FLAGS...` as `tickroom-bot SUBCOMMAND FLAGS...`, with pong's default mode.
+fn parse_bot_cli(
+    subcommand: &str,
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Cli, clap::Error> {
+    let command = Cli::command().mut_subcommand(subcommand, |c| {
+        c.mut_arg("mode", |mode| mode.default_value(DEFAULT_MODE))
     });
-    if !names_mode {
-        args.extend(["--mode".into(), DEFAULT_MODE.into()]);
-    }
-    args
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    args.insert(1.min(args.len()), subcommand.into());
+    Cli::from_arg_matches(&command.try_get_matches_from(args)?)
 }
 
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
+    use tickroom_bot::cli::Command;
 
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
+    fn mode(args: &[&str]) -> String {
+        let cli = parse_bot_cli("swarm", args.iter().map(OsString::from)).expect("parses");
+        match cli.command {
+            Command::Swarm(swarm) => swarm.mode,
+            Command::Play(_) => panic!("not a swarm"),
+        }
     }
 
     #[test]
-    fn the_subcommand_is_inserted_and_the_mode_defaults_to_pong() {
-        let check = |given: &[&str], expect: &[&str]| {
-            assert_eq!(bot_args("play", args(given)), args(expect));
-        };
-        check(
-            &["pong-play", "--server", "x"],
-            &["pong-play", "play", "--server", "x", "--mode", "pong"],
+    fn the_flags_are_the_subcommands_and_the_mode_defaults_to_pong() {
+        assert_eq!(mode(&["pong-swarm", "--server", "http://x"]), DEFAULT_MODE);
+        assert_eq!(mode(&["pong-swarm", "--server=x", "--mode", "p2"]), "p2");
+        let play = parse_bot_cli(
+            "play",
+            ["pong-play", "--server", "x", "-v"].map(OsString::from),
         );
-        check(
-            &["pong-play", "--mode", "pong-fast"],
-            &["pong-play", "play", "--mode", "pong-fast"],
-        );
-        check(
-            &["pong-play", "--mode=pong-fast"],
-            &["pong-play", "play", "--mode=pong-fast"],
-        );
-        check(&[], &["play", "--mode", "pong"]);
+        assert!(matches!(
+            play,
+            Ok(Cli {
+                command: Command::Play(_),
+                verbose: true
+            })
+        ));
+        assert!(parse_bot_cli("play", ["pong-play"].map(OsString::from)).is_err());
     }
 
     #[test]
