@@ -22,7 +22,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// One bot: log in, queue, join, play random-walk inputs, leave and print what it saw.
+    /// One bot: log in, queue, join, play (the game's bot), leave and print what it saw.
     Play(PlayArgs),
     /// Many bots on one runtime: ramp up, play, leave, print a table and write a JSON report.
     Swarm(SwarmArgs),

@@ -32,6 +32,7 @@ pub mod report;
 pub mod stats;
 pub mod swarm;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -52,10 +53,20 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// The whole `tickroom-bot` program for a game: parses the `play`/`swarm` command line from
-/// the process arguments (printing help or usage errors as clap does), logs to stderr
-/// (`--verbose`, `RUST_LOG`), and runs it with bots from `factory`.
+/// the process arguments (printing help or usage errors as clap does, exit code 2), logs to
+/// stderr (`--verbose`, `RUST_LOG`), and runs it with bots from `factory`.
 pub fn run_cli(factory: GameBotFactory) -> ExitCode {
-    let cli = Cli::parse();
+    run_cli_from(std::env::args_os(), factory)
+}
+
+/// [`run_cli`] with the arguments given (the first is the program name): for a binary that
+/// fills in a subcommand or a default `--mode` before parsing.
+pub fn run_cli_from<I, T>(args: I, factory: GameBotFactory) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
     let default_filter = if cli.verbose {
         "warn,tickroom_bot=debug"
     } else {
