@@ -88,7 +88,7 @@ impl PaddleMove {
 }
 
 /// What every player sees at one tick. Lengths are in tenths of a field unit (see
-/// `VIEW_UNITS_PER_FIELD_UNIT`), saturated to `i16`.
+/// [`crate::game::VIEW_UNITS_PER_FIELD_UNIT`]), saturated to `i16`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PongView {
     /// Ticks the server has stepped.
