@@ -22,7 +22,11 @@ pub struct BenchRoom {
 impl BenchRoom {
     /// The `arena` mode's room (10 seats) with `players` joined, each holding its stick over.
     pub fn arena(players: u8) -> BenchRoom {
-        let modes = Modes::embedded();
+        // Criterion runs millions of ticks: the match must neither time out nor be won.
+        let text = tickroom::game::modes::EMBEDDED_MODES_TOML
+            .replace("match_duration_s = 600", "match_duration_s = 4000000000")
+            .replace("score_limit = 1000", "score_limit = 4000000000");
+        let modes = Modes::parse(&text).unwrap();
         let bound = Server::with_sample_games().games().bind(&modes).unwrap();
         let rooms = &bound["arena"];
         let t0 = Instant::now();
@@ -48,6 +52,7 @@ impl BenchRoom {
             room.input(u64::from(p) + 1, 1, 0, &[input.into()]);
         }
         let interval = rooms.mode.tick_interval();
+        assert!(!room.is_ended());
         let mut bench = BenchRoom {
             room,
             now: t0,
@@ -67,6 +72,7 @@ impl BenchRoom {
     pub fn tick(&mut self) -> usize {
         self.now += self.interval;
         self.room.tick(self.now);
+        debug_assert!(!self.room.is_ended());
         let bytes = self.drain();
         let tick = self.room.current_tick();
         for p in 0..self.players {
