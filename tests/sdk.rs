@@ -12,9 +12,10 @@ use tickroom::game::{
 use tickroom::protocol::connect::TransportKind;
 use tickroom::protocol::session::SessionEvent;
 use tickroom::protocol::ErrorCode;
-use tickroom::server::Server;
+use tickroom::server::{RoomServerConfig, Server};
 
-/// A game whose players chat; it panics on the line "panic" and refuses player 13.
+/// A game whose players chat; it ends the match on the line "end", panics on the line
+/// "panic" and refuses player 13.
 #[derive(Debug, Default)]
 struct Fragile {
     tick: u64,
@@ -63,6 +64,10 @@ impl StateGame for Fragile {
     fn apply_input(&mut self, _: u8, _: &u8) {}
     fn on_message(&mut self, slot: u8, line: String, ctx: &mut Ctx<String>) {
         assert_ne!(line, "panic", "the game panics on purpose");
+        if line == "end" {
+            ctx.end_match(&format!("ended by {slot}"));
+            return;
+        }
         ctx.broadcast(&format!("{slot}: {line}"));
     }
     fn step(&mut self, _: f32, _: &mut Ctx<String>) {
@@ -219,4 +224,50 @@ async fn a_panicking_game_ends_only_its_own_room() {
     })
     .await;
     assert!(after > before);
+}
+
+/// The end of a match reaches a player who is still sending: the server must not drop the
+/// socket with the player's inputs unread (a TCP reset would discard `MatchEnded` and the
+/// close in flight to the player).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_player_still_gets_the_result_and_the_close() {
+    // Rate limits out of the way: the player sends as fast as it can.
+    let config = RoomServerConfig {
+        session_message_rate_per_s: 1_000_000,
+        session_message_burst: 1_000_000,
+        ..test_config()
+    };
+    let games = Server::builder().state_game::<Fragile>("fragile");
+    let server =
+        TestServer::start_with_games(config, Modes::parse(MODES).unwrap(), games.games()).await;
+    for round in 0..10u64 {
+        let room = 800 + round;
+        let mut busy = server.join(TransportKind::Ws, 1, room, "chat").await;
+        let mut ender = server.join(TransportKind::Ws, 2, room, "chat").await;
+        for s in [&mut busy, &mut ender] {
+            next_matching(s, "started", |e| {
+                matches!(e, SessionEvent::Started { .. }).then_some(())
+            })
+            .await;
+        }
+        let handle = busy.handle.clone();
+        let flood = tokio::spawn(async move { while handle.input(vec![1; 64]).await {} });
+        assert!(ender.handle.message(b"end".to_vec()).await);
+        let mut ended = None;
+        let code = within("the busy player's close", async {
+            loop {
+                match busy.events.recv().await {
+                    Some(SessionEvent::MatchEnded { result }) => ended = Some(result),
+                    Some(SessionEvent::Closed { code }) => return code,
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        flood.abort();
+        let ended = ended.unwrap_or_else(|| panic!("round {round}: no MatchEnded"));
+        assert!(ended.starts_with(b"ended by "), "round {round}");
+        assert_eq!(code, Some(ErrorCode::RoomClosed), "round {round}");
+    }
 }

@@ -22,6 +22,9 @@ use crate::room::{RoomInput, SeatRefusal, Seated, Seating};
 use crate::transport::{Reader, TransportKind};
 use crate::{unix_ms, RoomServer, SessionRecord};
 
+/// How long a closed connection keeps reading (and dropping) what the client still sends,
+/// waiting for the client to close its side.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The window over which rate-limited messages are counted for disconnection.
 const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -88,6 +91,13 @@ pub async fn serve_connection(
             }
         }
     }
+    // Keep reading until the client closes (or a short linger): dropping a socket with the
+    // client's input unread makes TCP send a reset, which discards the last messages still in
+    // flight to the client (the result, the close reason).
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Ok(Some(_)) = reader.recv().await {}
+    })
+    .await;
     gauge.add(-1);
 }
 
