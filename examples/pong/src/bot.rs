@@ -6,8 +6,6 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-use tickroom_bot::cli::Cli;
 use tickroom_bot::{factory, GameBot, GameBotFactory, RandomBot, SmallRng};
 use tickroom_game::{GameError, Message};
 use tickroom_protocol::view::{encode_input, encode_message, ViewTracker};
@@ -92,69 +90,52 @@ pub fn pong_bots() -> GameBotFactory {
 /// Runs `tickroom-bot <subcommand>` (`play` or `swarm`) with pong's bots: the process
 /// arguments are that subcommand's flags, and `--mode` defaults to [`DEFAULT_MODE`].
 pub fn run_bot_cli(subcommand: &str) -> ExitCode {
-    let cli = match parse_bot_cli(subcommand, std::env::args_os()) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
-    let filter = if cli.verbose {
-        "warn,tickroom_bot=debug"
-    } else {
-        "warn"
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .try_init();
-    ExitCode::from(tickroom_bot::run(cli, pong_bots()))
+    tickroom_bot::run_cli_from(bot_args(subcommand, std::env::args_os()), pong_bots())
 }
 
-/// Parses `program FLAGS...` as `tickroom-bot SUBCOMMAND FLAGS...`, with pong's default mode.
-fn parse_bot_cli(
-    subcommand: &str,
-    args: impl IntoIterator<Item = OsString>,
-) -> Result<Cli, clap::Error> {
-    let command = Cli::command().mut_subcommand(subcommand, |c| {
-        c.mut_arg("mode", |mode| mode.default_value(DEFAULT_MODE))
-    });
+/// `program FLAGS...` as `program SUBCOMMAND FLAGS...`, plus `--mode pong` when no mode is
+/// given (`--help` still shows the bot crate's default, `arena`).
+fn bot_args(subcommand: &str, args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     args.insert(1.min(args.len()), subcommand.into());
-    Cli::from_arg_matches(&command.try_get_matches_from(args)?)
+    let names_mode = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "--mode" || a.starts_with("--mode=")
+    });
+    if !names_mode {
+        args.extend([OsString::from("--mode"), DEFAULT_MODE.into()]);
+    }
+    args
 }
 
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
-    use tickroom_bot::cli::Command;
 
     use super::*;
 
-    fn mode(args: &[&str]) -> String {
-        let cli = parse_bot_cli("swarm", args.iter().map(OsString::from)).expect("parses");
-        match cli.command {
-            Command::Swarm(swarm) => swarm.mode,
-            Command::Play(_) => panic!("not a swarm"),
-        }
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
     }
 
     #[test]
     fn the_flags_are_the_subcommands_and_the_mode_defaults_to_pong() {
-        assert_eq!(mode(&["pong-swarm", "--server", "http://x"]), DEFAULT_MODE);
-        assert_eq!(mode(&["pong-swarm", "--server=x", "--mode", "p2"]), "p2");
-        let play = parse_bot_cli(
-            "play",
-            ["pong-play", "--server", "x", "-v"].map(OsString::from),
+        let check = |given: &[&str], expect: &[&str]| {
+            assert_eq!(bot_args("play", args(given)), args(expect));
+        };
+        check(
+            &["pong-play", "--server", "x"],
+            &["pong-play", "play", "--server", "x", "--mode", "pong"],
         );
-        assert!(matches!(
-            play,
-            Ok(Cli {
-                command: Command::Play(_),
-                verbose: true
-            })
-        ));
-        assert!(parse_bot_cli("play", ["pong-play"].map(OsString::from)).is_err());
+        check(
+            &["pong-play", "--mode", "p2"],
+            &["pong-play", "play", "--mode", "p2"],
+        );
+        check(
+            &["pong-play", "--mode=p2"],
+            &["pong-play", "play", "--mode=p2"],
+        );
+        check(&[], &["play", "--mode", "pong"]);
     }
 
     #[test]
