@@ -7,7 +7,8 @@ mod common;
 use common::{next_matching, test_config, within, TestServer};
 use tickroom::game::modes::Modes;
 use tickroom::game::{
-    Ctx, GameError, NoParams, Player, Refusal, Setup, StateCodec, StateGame, Viewer,
+    Ctx, GameError, MetaValue, NoParams, Player, PlayerMetadata, Refusal, Setup, StateCodec,
+    StateGame, Viewer,
 };
 use tickroom::protocol::connect::TransportKind;
 use tickroom::protocol::session::SessionEvent;
@@ -15,7 +16,7 @@ use tickroom::protocol::ErrorCode;
 use tickroom::server::{RoomServerConfig, Server};
 
 /// A game whose players chat; it ends the match on the line "end", panics on the line
-/// "panic" and refuses player 13.
+/// "panic", and refuses player 13 and anyone whose ticket names them "mallory".
 #[derive(Debug, Default)]
 struct Fragile {
     tick: u64,
@@ -56,6 +57,9 @@ impl StateGame for Fragile {
     fn join_attempt(&self, player: &Player<'_>) -> Result<(), Refusal> {
         if player.player_id == 13 {
             return Err(Refusal::new("no player 13 here"));
+        }
+        if player.metadata.str("name") == Some("mallory") {
+            return Err(Refusal::new("banned name"));
         }
         Ok(())
     }
@@ -175,6 +179,39 @@ async fn the_game_refuses_a_player_with_a_typed_error() {
     let mut b = server.join(TransportKind::Ws, 2, 600, "chat").await;
     next_matching(&mut b, "started with two", |e| {
         matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())
+    })
+    .await;
+}
+
+/// The ticket's metadata (put there by the gateway) reaches the game's admission hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_metadata_reaches_admission() {
+    let server = server().await;
+    let named = |name: &str| {
+        let mut m = PlayerMetadata::default();
+        m.0.insert("name".into(), MetaValue::Str(name.into()));
+        m.0.insert("rating".into(), MetaValue::Int(1500));
+        m
+    };
+    let mut mallory = server
+        .join_with_metadata(TransportKind::Ws, 5, 650, "chat", named("mallory"))
+        .await;
+    let code = within("the refusal", async {
+        loop {
+            match mallory.events.recv().await {
+                Some(SessionEvent::Closed { code }) => return code,
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, Some(ErrorCode::JoinRefused));
+    let mut alice = server
+        .join_with_metadata(TransportKind::Ws, 6, 650, "chat", named("alice"))
+        .await;
+    next_matching(&mut alice, "alice seated", |e| {
+        matches!(e, SessionEvent::Joined(_)).then_some(())
     })
     .await;
 }

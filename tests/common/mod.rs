@@ -9,7 +9,7 @@ use std::time::Duration;
 use tickroom::game::modes::Modes;
 use tickroom::protocol::connect::{self, CertCheck, JoinTarget, RawConn, Session, TransportKind};
 use tickroom::protocol::session::{SessionConfig, SessionEvent};
-use tickroom::protocol::{KeyRing, Secret, TicketClaims};
+use tickroom::protocol::{KeyRing, PlayerMetadata, Secret, TicketClaims};
 use tickroom::server::app::RunningRoomServer;
 use tickroom::server::room::GameRegistry;
 use tickroom::server::transport::quic::CertAndKey;
@@ -103,6 +103,19 @@ impl TestServer {
         server: &str,
         ttl_ms: i64,
     ) -> (String, Secret) {
+        self.ticket_with_metadata(player, room, mode, server, ttl_ms, Default::default())
+    }
+
+    /// `ticket_with`, carrying `metadata` as the gateway would.
+    pub fn ticket_with_metadata(
+        &self,
+        player: u64,
+        room: u64,
+        mode: &str,
+        server: &str,
+        ttl_ms: i64,
+        metadata: PlayerMetadata,
+    ) -> (String, Secret) {
         let now = unix_ms();
         let claims = TicketClaims {
             player_id: player,
@@ -112,7 +125,7 @@ impl TestServer {
             issued_ms: now.saturating_sub(60_000),
             expires_ms: (now as i64 + ttl_ms) as u64,
             nonce: rand_nonce(player, room),
-            metadata: Default::default(),
+            metadata,
         };
         let token = self.keys.sign_ticket(&claims);
         let verified = self
@@ -140,7 +153,21 @@ impl TestServer {
         room: u64,
         mode: &str,
     ) -> Session {
-        let (ticket, secret) = self.ticket(player, room, mode);
+        self.join_with_metadata(transport, player, room, mode, PlayerMetadata::default())
+            .await
+    }
+
+    /// `join` with a ticket carrying `metadata`.
+    pub async fn join_with_metadata(
+        &self,
+        transport: TransportKind,
+        player: u64,
+        room: u64,
+        mode: &str,
+        metadata: PlayerMetadata,
+    ) -> Session {
+        let (ticket, secret) =
+            self.ticket_with_metadata(player, room, mode, "room-1", 10_000, metadata);
         connect::join_target(
             self.target(transport),
             ticket,
