@@ -140,7 +140,7 @@ fn swarm(
         report.to_str().expect("utf-8 temp path"),
     ])
     .expect("valid command line");
-    let code = common::within(SWARM_TIMEOUT, mode, move || tickroom_bot::run(cli, bots));
+    let code = tickroom_testkit::within(SWARM_TIMEOUT, mode, move || tickroom_bot::run(cli, bots));
     let text = std::fs::read_to_string(&report).expect("report written");
     (code, serde_json::from_str(&text).expect("report is JSON"))
 }

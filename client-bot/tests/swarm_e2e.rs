@@ -9,28 +9,12 @@ use std::time::Duration;
 
 mod common;
 
+use tickroom_testkit::wait_output;
+
 /// How long one swarm run may take before it is killed (its own hard deadline is ~34 s).
 const SWARM_TIMEOUT: Duration = Duration::from_secs(50);
 /// Bots per run.
 const BOTS: u64 = 20;
-
-/// Waits for `child` to exit within `limit` and collects its output; kills it past that.
-fn wait_output(child: Child, limit: Duration, what: &str) -> std::process::Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("collect the child's output"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{what} still running after {limit:?}");
-        }
-    }
-}
 
 /// Waits for `child` to exit within `limit`; kills it (by its own id) past that.
 fn wait_exit(child: Child, limit: Duration, what: &str) -> std::process::ExitStatus {

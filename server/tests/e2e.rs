@@ -385,8 +385,7 @@ fn bad_flags_exit_with_usage_code_2() {
     );
     // A mode naming a game this server did not register: a start-up error naming the mode,
     // the game and every registered game.
-    let dir = std::env::temp_dir().join(format!("tickroom-modes-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("modes");
     let modes = dir.join("modes.toml");
     std::fs::write(
         &modes,
@@ -406,7 +405,6 @@ fn bad_flags_exit_with_usage_code_2() {
         ])
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         out.status.code(),
         Some(2),

@@ -78,7 +78,7 @@ async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {
 
 async fn cluster() -> Cluster {
     let dir = TempDir::new("shard");
-    let (redis, url) = start_redis(&dir.0).await;
+    let (redis, url) = start_redis(dir.path()).await;
     let prefix = format!("t{}:", free_port());
     let mut rooms = Vec::new();
     for i in 1..=3 {
@@ -93,12 +93,12 @@ async fn cluster() -> Cluster {
             &id,
         ];
         let listen = ["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"];
-        rooms.push(start_role(&dir.0, &id, &[&args[..], &listen[..]].concat()).await);
+        rooms.push(start_role(dir.path(), &id, &[&args[..], &listen[..]].concat()).await);
     }
     let mut gateways = Vec::new();
     for i in 1..=2 {
         let args = ["gateway", "--redis", &url, "--redis-prefix", &prefix];
-        gateways.push(start_role(&dir.0, &format!("gateway-{i}"), &args).await);
+        gateways.push(start_role(dir.path(), &format!("gateway-{i}"), &args).await);
     }
     Cluster {
         gateways,

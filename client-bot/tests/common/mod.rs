@@ -4,24 +4,10 @@
 // Every test binary compiles this module and uses only a part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// How long the server gets to write its ready file.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Kills and reaps the server when the test ends, pass or fail.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tickroom_testkit::{ServerProcess, ALL_ON_PORT_0, RELAXED_TICK_BUDGET};
 
 /// The `tickroom` binary next to the bot's (build it first:
 /// `cargo build -p tickroom-server --bin tickroom`).
@@ -51,67 +37,18 @@ pub fn unique_temp_dir(label: &str) -> PathBuf {
 }
 
 /// Starts the all-in-one server on port 0 with `extra` flags, its log in `dir/server.log`;
-/// returns it and its HTTP address once it said it is ready.
-pub fn start_server(dir: &Path, extra: &[&str]) -> (ChildGuard, String) {
-    let ready = dir.join("ready.json");
-    let child = Command::new(server_binary())
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-            // Debug builds on a loaded CI machine tick slowly: do not let admission control
-            // refuse rooms in these functional tests.
-            "--max-tick-p99-ms",
-            "1000",
-        ])
-        .args(extra)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tickroom");
-    let mut server = ChildGuard(child);
-    let http = wait_ready(&ready, &mut server.0, &dir.join("server.log"));
+/// returns it (killed when dropped) and its HTTP address once it said it is ready.
+pub fn start_server(dir: &Path, extra: &[&str]) -> (ServerProcess, String) {
+    let args: Vec<&str> = ALL_ON_PORT_0
+        .iter()
+        .chain(&RELAXED_TICK_BUDGET)
+        .chain(extra)
+        .copied()
+        .collect();
+    let server = ServerProcess::start(&server_binary(), dir, &args);
+    let http = server.ready["http"]
+        .as_str()
+        .expect("http address")
+        .to_string();
     (server, http)
-}
-
-/// Copies the server's log to `log` and signals once it logs that it is ready (the ready
-/// file is written before that line); returns the HTTP address from the ready file.
-fn wait_ready(path: &Path, server: &mut Child, log: &Path) -> String {
-    let stderr = server.stderr.take().expect("server stderr is piped");
-    let mut log = std::fs::File::create(log).expect("server log");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(log, "{line}");
-            if line.contains("ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(READY_TIMEOUT)
-        .unwrap_or_else(|_| panic!("server not ready after {READY_TIMEOUT:?}"));
-    let text = std::fs::read_to_string(path).expect("ready file written before the ready line");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("ready file is JSON");
-    v["http"].as_str().expect("http address").to_string()
-}
-
-/// Runs `work` on its own thread and waits for it at most `limit`; panics past that (the
-/// thread is left behind, the test fails).
-pub fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} still running after {limit:?}"))
 }

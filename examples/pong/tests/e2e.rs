@@ -3,10 +3,8 @@
 //! gateway), and a short `pong-swarm` whose report has the keys of `tickroom-bot swarm`'s.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,9 +13,8 @@ use tickroom_game::Message;
 use tickroom_pong::PongResult;
 use tickroom_protocol::connect::GatewayClient;
 use tickroom_protocol::token::decode_hex;
+use tickroom_testkit::{wait_output, ServerProcess, TempDir, ALL_ON_PORT_0, RELAXED_TICK_BUDGET};
 
-/// How long the server gets to say it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a two-point match may take, debug build on a loaded machine included (a few
 /// seconds when idle).
 const MATCH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -54,13 +51,14 @@ ball_speed = 200.0
 #[test]
 fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
     let dir = TempDir::new("match");
-    let server = PongServer::start(&dir);
+    let server = start_pong_server(&dir);
+    let http = server.http();
     let players = [("ws", "pong-e2e-left"), ("quic", "pong-e2e-right")];
     let bots: Vec<Child> = players
         .iter()
         .map(|(transport, device)| {
             Command::new(env!("CARGO_BIN_EXE_pong-play"))
-                .args(["--server", &server.http, "--transport", transport])
+                .args(["--server", &http, "--transport", transport])
                 .args(["--duration", "120s", "--device-id", device])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -94,10 +92,11 @@ fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
         .build()
         .unwrap();
     let record = runtime.block_on(async {
-        let gateway = GatewayClient::new(&server.http);
+        let gateway = GatewayClient::new(&http);
         let login = gateway.login_device(players[0].1).await.expect("log in");
         // The result reaches the gateway's directory just after the players are told.
         let deadline = Instant::now() + RESULT_TIMEOUT;
+        let mut poll = tokio::time::interval(RESULT_POLL);
         loop {
             let found = gateway.match_result(&login.session_token, room).await;
             if let Some(record) = found.expect("GET /v1/matches/{room_id}") {
@@ -107,7 +106,7 @@ fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
                 Instant::now() < deadline,
                 "no stored result for room {room}"
             );
-            tokio::time::sleep(RESULT_POLL).await;
+            poll.tick().await;
         }
     });
     assert_eq!((record.room_id, record.mode.as_str()), (room, "pong"));
@@ -127,10 +126,11 @@ fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
 #[test]
 fn a_pong_swarm_reports_the_keys_of_a_tickroom_bot_swarm() {
     let dir = TempDir::new("swarm");
-    let server = PongServer::start(&dir);
+    let server = start_pong_server(&dir);
+    let http = server.http();
     let report_path = dir.join("report.json");
     let swarm = Command::new(env!("CARGO_BIN_EXE_pong-swarm"))
-        .args(["--server", &server.http, "--bots", &SWARM_BOTS.to_string()])
+        .args(["--server", &http, "--bots", &SWARM_BOTS.to_string()])
         .args(["--ramp", SWARM_RAMP, "--duration", SWARM_PLAY])
         .args(["--transport", "mixed", "--no-progress", "--seed", "7"])
         .arg("--report")
@@ -190,107 +190,20 @@ fn after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
     rest.split(|c: char| c.is_whitespace() || c == ',').next()
 }
 
-/// The real `pong-server`, all-in-one on port 0 with [`FAST_MODES`]; killed (by its own
-/// handle) when dropped.
-struct PongServer {
-    child: Child,
-    /// `http://` + the gateway's bound address.
-    http: String,
-}
-
-impl PongServer {
-    fn start(dir: &TempDir) -> PongServer {
-        let modes = dir.join("modes.toml");
-        std::fs::write(&modes, FAST_MODES).expect("write the test modes");
-        let ready_file = dir.join("ready.json");
-        let child = Command::new(env!("CARGO_BIN_EXE_pong-server"))
-            .args(["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
-            .args(["--quic", "127.0.0.1:0"])
-            // Debug builds on a loaded machine tick slowly: admission control must not
-            // refuse rooms in a functional test.
-            .args(["--max-tick-p99-ms", "1000"])
-            .arg("--modes")
-            .arg(&modes)
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pong-server");
-        let mut server = PongServer {
-            child,
-            http: String::new(),
-        };
-        server.wait_ready(&dir.join("server.log"));
-        let text = std::fs::read_to_string(&ready_file).expect("ready file before the ready line");
-        let ready: Value = serde_json::from_str(&text).expect("the ready file is JSON");
-        server.http = format!("http://{}", ready["http"].as_str().expect("http address"));
-        server
-    }
-
-    /// Copies the server's log to `log` and returns once it logs that it is ready.
-    fn wait_ready(&mut self, log: &Path) {
-        let stderr = self.child.stderr.take().expect("stderr is piped");
-        let mut log = std::fs::File::create(log).expect("server log");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-                if line.contains("ready") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(READY_TIMEOUT)
-            .unwrap_or_else(|_| panic!("pong-server not ready after {READY_TIMEOUT:?}"));
-    }
-}
-
-impl Drop for PongServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits for `child` to exit within `limit` and collects its output; past that it is killed
-/// by its own id and the test fails.
-fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("collect the child's output"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{what} still running after {limit:?}");
-        }
-    }
-}
-
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("pong-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The real `pong-server`, all-in-one on port 0 with [`FAST_MODES`]; killed when dropped.
+fn start_pong_server(dir: &TempDir) -> ServerProcess {
+    let modes = dir.join("modes.toml");
+    std::fs::write(&modes, FAST_MODES).expect("write the test modes");
+    let modes = modes.to_str().expect("a UTF-8 temp path");
+    let args: Vec<&str> = ALL_ON_PORT_0
+        .iter()
+        .chain(&RELAXED_TICK_BUDGET)
+        .copied()
+        .chain(["--modes", modes])
+        .collect();
+    ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_pong-server")),
+        dir.path(),
+        &args,
+    )
 }

@@ -2,7 +2,7 @@
 //! handle) when dropped, a temp dir removed when dropped, and polling with a deadline.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,31 +11,7 @@ use serde_json::Value;
 /// Longest any single wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A temporary directory, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh directory named after `tag`, this process and a counter.
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tickroom-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// A path inside it.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use tickroom_testkit::TempDir;
 
 /// A child process, killed by its own handle when dropped; `ready` is its ready-file JSON.
 pub struct Proc {
@@ -96,7 +72,7 @@ pub async fn start_tickroom(dir: &Path, name: &str, args: &[&str], env: &[(&str,
 /// Starts the all-in-one server on port 0 everywhere.
 pub async fn start_all_in_one(dir: &TempDir) -> Proc {
     start_tickroom(
-        &dir.0,
+        dir.path(),
         "all-in-one",
         &["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"],
         &[],

@@ -1,0 +1,161 @@
+//! What the end-to-end tests of every crate share: a real server binary (`tickroom`, or a
+//! game's own, such as `pong-server`) started on port 0 and killed by its own handle when
+//! dropped, a temp directory per test, and waits bounded by a deadline (never a sleep).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long a server gets to say it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every listener of the all-in-one server on a free port.
+pub const ALL_ON_PORT_0: [&str; 6] = [
+    "--http",
+    "127.0.0.1:0",
+    "--ws",
+    "127.0.0.1:0",
+    "--quic",
+    "127.0.0.1:0",
+];
+
+/// Debug builds on a loaded CI machine tick slowly: admission control must not refuse rooms
+/// in functional tests.
+pub const RELAXED_TICK_BUDGET: [&str; 2] = ["--max-tick-p99-ms", "1000"];
+
+/// A temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after `tag`, this process and a counter.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tickroom-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server process, killed and reaped (by its own handle) when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// The ready file's JSON: the bound addresses (`http`, `ws`, `quic`, `cert_fingerprint`).
+    pub ready: Value,
+}
+
+impl ServerProcess {
+    /// Starts `binary ARGS --ready-file DIR/ready.json`, copies its log to `DIR/server.log`
+    /// and returns once it logged that it is ready (the ready file is written before that).
+    pub fn start(binary: &Path, dir: &Path, args: &[&str]) -> ServerProcess {
+        let ready_file = dir.join("ready.json");
+        let mut child = Command::new(binary)
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        // Owned by the guard from here on, so a failed wait below still ends the process.
+        let mut server = ServerProcess {
+            child,
+            ready: Value::Null,
+        };
+        let mut log = std::fs::File::create(dir.join("server.log")).expect("server log");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if line.contains("ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(READY_TIMEOUT)
+            .unwrap_or_else(|_| panic!("{} not ready after {READY_TIMEOUT:?}", binary.display()));
+        let text = std::fs::read_to_string(&ready_file).expect("ready file before the ready line");
+        server.ready = serde_json::from_str(&text).expect("the ready file is JSON");
+        server
+    }
+
+    /// `http://` + the bound HTTP address.
+    pub fn http(&self) -> String {
+        format!(
+            "http://{}",
+            self.ready["http"].as_str().expect("an http address")
+        )
+    }
+
+    /// The process id (to signal it).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` to exit within `limit` and collects its output; past that it is killed
+/// by its own id and the test fails.
+pub fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("collect the child's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} still running after {limit:?}");
+        }
+    }
+}
+
+/// Runs `work` on its own thread and waits for it at most `limit`; panics past that (the
+/// thread is left behind, the test fails).
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} still running after {limit:?}"))
+}
