@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-mod common;
-
 use tickroom_testkit::wait_output;
+
+mod common;
 
 /// How long one swarm run may take before it is killed (its own hard deadline is ~34 s).
 const SWARM_TIMEOUT: Duration = Duration::from_secs(50);
