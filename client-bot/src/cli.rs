@@ -28,6 +28,9 @@ pub enum Command {
     Swarm(SwarmArgs),
 }
 
+/// The mode `play` and `swarm` queue for without `--mode`.
+pub const DEFAULT_MODE: &str = "arena";
+
 /// Flags of `play`.
 #[derive(Debug, Clone, Args)]
 pub struct PlayArgs {
@@ -35,7 +38,7 @@ pub struct PlayArgs {
     #[arg(long)]
     pub server: String,
     /// Game mode to queue for.
-    #[arg(long, default_value = "arena")]
+    #[arg(long, default_value = DEFAULT_MODE)]
     pub mode: String,
     /// Transport to the room server.
     #[arg(long, value_enum, default_value_t = TransportArg::Ws)]
@@ -68,7 +71,7 @@ pub struct SwarmArgs {
     #[arg(long, value_enum, default_value_t = SwarmTransport::Quic)]
     pub transport: SwarmTransport,
     /// Game mode to queue for.
-    #[arg(long, default_value = "arena")]
+    #[arg(long, default_value = DEFAULT_MODE)]
     pub mode: String,
     /// State-sync inputs per second (default: the room's tick rate); lockstep sends one per frame.
     #[arg(long)]

@@ -35,11 +35,10 @@ pub mod swarm;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 pub use rand::rngs::SmallRng;
 pub use tickroom_game::GameError;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, DEFAULT_MODE};
 pub use error::BotError;
 pub use game_bot::{
     default_factory, factory, ArenaLockstepBot, ArenaStickBot, GameBot, GameBotFactory, RandomBot,
@@ -66,7 +65,28 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    run_game_cli(args, DEFAULT_MODE, factory)
+}
+
+/// [`run_cli_from`] for a game's own bot binary: `--mode` defaults to `default_mode` (and
+/// `--help` says so).
+pub fn run_game_cli<I, T>(args: I, default_mode: &'static str, factory: GameBotFactory) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command()
+        .mut_subcommand("play", |c| {
+            c.mut_arg("mode", |a| a.default_value(default_mode))
+        })
+        .mut_subcommand("swarm", |c| {
+            c.mut_arg("mode", |a| a.default_value(default_mode))
+        });
+    let cli = command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| e.exit());
     let default_filter = if cli.verbose {
         "warn,tickroom_bot=debug"
     } else {

@@ -90,21 +90,17 @@ pub fn pong_bots() -> GameBotFactory {
 /// Runs `tickroom-bot <subcommand>` (`play` or `swarm`) with pong's bots: the process
 /// arguments are that subcommand's flags, and `--mode` defaults to [`DEFAULT_MODE`].
 pub fn run_bot_cli(subcommand: &str) -> ExitCode {
-    tickroom_bot::run_cli_from(bot_args(subcommand, std::env::args_os()), pong_bots())
+    tickroom_bot::run_game_cli(
+        bot_args(subcommand, std::env::args_os()),
+        DEFAULT_MODE,
+        pong_bots(),
+    )
 }
 
-/// `program FLAGS...` as `program SUBCOMMAND FLAGS...`, plus `--mode pong` when no mode is
-/// given (`--help` still shows the bot crate's default, `arena`).
+/// `program FLAGS...` as `program SUBCOMMAND FLAGS...`.
 fn bot_args(subcommand: &str, args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     args.insert(1.min(args.len()), subcommand.into());
-    let names_mode = args.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == "--mode" || a.starts_with("--mode=")
-    });
-    if !names_mode {
-        args.extend([OsString::from("--mode"), DEFAULT_MODE.into()]);
-    }
     args
 }
 
@@ -119,23 +115,19 @@ mod tests {
     }
 
     #[test]
-    fn the_flags_are_the_subcommands_and_the_mode_defaults_to_pong() {
+    fn the_flags_are_the_subcommands() {
         let check = |given: &[&str], expect: &[&str]| {
             assert_eq!(bot_args("play", args(given)), args(expect));
         };
         check(
             &["pong-play", "--server", "x"],
-            &["pong-play", "play", "--server", "x", "--mode", "pong"],
-        );
-        check(
-            &["pong-play", "--mode", "p2"],
-            &["pong-play", "play", "--mode", "p2"],
+            &["pong-play", "play", "--server", "x"],
         );
         check(
             &["pong-play", "--mode=p2"],
             &["pong-play", "play", "--mode=p2"],
         );
-        check(&[], &["play", "--mode", "pong"]);
+        check(&[], &["play"]);
     }
 
     #[test]
