@@ -59,8 +59,7 @@ impl Outbound {
 
     /// Carries over what a game hook asked for through its `Ctx`.
     pub fn take_ctx<M: Message>(&mut self, ctx: &mut tickroom_game::Ctx<M>) {
-        let pending: Vec<_> = ctx.take_sends().collect();
-        for (to, payload) in pending {
+        for (to, payload) in ctx.take_sends() {
             self.send(to, &ServerMsg::Message { payload }, Delivery::Reliable);
         }
         if let Some(result) = ctx.take_result() {

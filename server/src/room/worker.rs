@@ -97,8 +97,8 @@ fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shar
     }
 }
 
-/// Carries out what the room asked for; returns how the room ended, once it did.
-fn carry_out(room: &mut Room, shared: &Shared) -> Option<RoomEnd> {
+/// Carries out what the room asked for (and releases it once it ended).
+fn carry_out(room: &mut Room, shared: &Shared) {
     let counters = room.take_counters();
     let metrics = &shared.metrics;
     metrics.late_frame_inputs.add(counters.late_frame_inputs);
@@ -140,7 +140,6 @@ fn carry_out(room: &mut Room, shared: &Shared) -> Option<RoomEnd> {
     if let Some(e) = &end {
         release_room(shared, room, e);
     }
-    end
 }
 
 /// Forgets a room that ended: its slot, its gauge, and (through `Shared::closed_rooms`) its
