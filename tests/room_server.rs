@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{next_matching, within, TestServer};
 use tickroom::game::{Arena, ArenaLockstep, LockstepGame, StateCodec};
 use tickroom::protocol::codec;
-use tickroom::protocol::connect::TransportKind;
+use tickroom::protocol::connect::{Session, TransportKind};
 use tickroom::protocol::session::SessionEvent;
 use tickroom::protocol::{protocol_hash, ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 use tickroom::server::RoomServerConfig;
@@ -161,14 +161,66 @@ async fn lockstep_players_receive_identical_frames() {
     }
 }
 
+/// Consumes events until frame `n`, failing if a `Desync` comes first.
+async fn no_desync_until_frame(s: &mut Session, n: u64) {
+    within("frames without a desync", async {
+        loop {
+            match s.events.recv().await {
+                Some(SessionEvent::Desync { frame }) => panic!("told of a desync at {frame}"),
+                Some(SessionEvent::Frame { n: got, .. }) if got >= n => return,
+                Some(_) => continue,
+                None => panic!("the session ended"),
+            }
+        }
+    })
+    .await;
+}
+
+/// A relay: with three players the majority decides and only the odd one out is told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lockstep_desync_is_detected_and_reported() {
+async fn lockstep_relay_majority_tells_only_the_desynced_player() {
+    let server = TestServer::quick().await;
+    let mut players = Vec::new();
+    for (p, transport) in [
+        (1, TransportKind::Ws),
+        (2, TransportKind::Quic),
+        (3, TransportKind::Ws),
+    ] {
+        players.push(server.join(transport, p, 3000, "arena-lockstep").await);
+    }
+    for s in players.iter_mut() {
+        next_matching(s, "frame 5", |e| {
+            matches!(e, SessionEvent::Frame { n: 5, .. }).then_some(())
+        })
+        .await;
+    }
+    players[0].handle.checksum(3, 0xAAAA).await;
+    players[1].handle.checksum(3, 0xAAAA).await;
+    players[2].handle.checksum(3, 0xBBBB).await;
+    let frame = next_matching(&mut players[2], "desync", |e| match e {
+        SessionEvent::Desync { frame } => Some(*frame),
+        _ => None,
+    })
+    .await;
+    assert_eq!(frame, 3);
+    for s in players.iter_mut().take(2) {
+        no_desync_until_frame(s, 30).await;
+    }
+    let metrics = &server.server().shared.metrics;
+    assert_eq!(metrics.desyncs.value("arena-lockstep"), 1);
+    assert_eq!(metrics.checksum_disagreements.total(), 0);
+}
+
+/// A relay with two players who disagree cannot blame either: nobody is told (a forged
+/// checksum must not make every room cry desync); the disagreement is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockstep_relay_tie_tells_nobody_and_counts_the_disagreement() {
     let server = TestServer::quick().await;
     let mut a = server
-        .join(TransportKind::Ws, 1, 3000, "arena-lockstep")
+        .join(TransportKind::Ws, 1, 3010, "arena-lockstep")
         .await;
     let mut b = server
-        .join(TransportKind::Quic, 2, 3000, "arena-lockstep")
+        .join(TransportKind::Quic, 2, 3010, "arena-lockstep")
         .await;
     for s in [&mut a, &mut b] {
         next_matching(s, "frame 5", |e| {
@@ -178,24 +230,19 @@ async fn lockstep_desync_is_detected_and_reported() {
     }
     a.handle.checksum(3, 0xAAAA).await;
     b.handle.checksum(3, 0xBBBB).await;
-    // A relay cannot tell who is right between two players: both sides of the tie are told.
     for s in [&mut a, &mut b] {
-        let frame = next_matching(s, "desync", |e| match e {
-            SessionEvent::Desync { frame } => Some(*frame),
-            _ => None,
-        })
-        .await;
-        assert_eq!(frame, 3);
+        no_desync_until_frame(s, 30).await;
     }
-    assert_eq!(
-        server
-            .server()
-            .shared
-            .metrics
-            .desyncs
-            .value("arena-lockstep"),
-        2
-    );
+    let metrics = &server.server().shared.metrics;
+    within("the disagreement metric", async {
+        let mut poll = tokio::time::interval(Duration::from_millis(5));
+        while metrics.checksum_disagreements.value("arena-lockstep") == 0 {
+            poll.tick().await;
+        }
+    })
+    .await;
+    assert_eq!(metrics.checksum_disagreements.value("arena-lockstep"), 1);
+    assert_eq!(metrics.desyncs.total(), 0);
 }
 
 /// With `server_sim` the room steps the game itself: a player whose checksum differs from the

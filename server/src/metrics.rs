@@ -120,6 +120,8 @@ pub struct Metrics {
     pub late_frame_inputs: Counter,
     /// Players told they desynced, by mode.
     pub desyncs: ModeCounter,
+    /// Relay frames whose checksums disagreed with nobody to blame (two players), by mode.
+    pub checksum_disagreements: ModeCounter,
     /// Rooms ended because their game panicked, by mode.
     pub game_panics: ModeCounter,
     /// Custom messages refused (too big, too fast), by the connection.
@@ -257,6 +259,11 @@ impl Metrics {
             out,
             "tickroom_desyncs_total",
             "players told their lockstep checksum diverged",
+        );
+        self.checksum_disagreements.render(
+            out,
+            "tickroom_checksum_disagreements_total",
+            "lockstep frames whose checksums disagreed with no majority to blame",
         );
         self.game_panics.render(
             out,

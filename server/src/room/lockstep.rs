@@ -4,8 +4,9 @@
 //!
 //! Desyncs: with the mode's `server_sim` the room steps the game itself and a player whose
 //! checksum differs from the server's gets `Desync` (only that player). Without it the room
-//! only relays, and once every seated player reported a frame, the players whose checksum
-//! differs from the majority get `Desync` (on a tie, every side of it).
+//! only relays, and once every seated player reported a frame, a strict majority decides: the
+//! players off it get `Desync`. Without a strict majority (two players who disagree) nobody
+//! can be blamed: the disagreement is counted and logged, and nobody is told.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -116,8 +117,19 @@ impl<G: LockstepGame> LockstepSim<G> {
     }
 }
 
-/// The hashes that disagree with the majority of `reports` (every hash on a tie).
-fn minority_hashes(reports: &[(u8, u64)]) -> Vec<u64> {
+/// What a relay makes of every seated player's checksum for one frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Everyone agrees.
+    Agree,
+    /// A strict majority agrees; these are the other hashes (their players desynced).
+    Minority(Vec<u64>),
+    /// They disagree and no hash has a strict majority (two players, or an even split):
+    /// nobody can be blamed.
+    Undecided,
+}
+
+fn judge(reports: &[(u8, u64)]) -> Verdict {
     let mut counts: Vec<(u64, usize)> = Vec::new();
     for (_, h) in reports {
         match counts.iter_mut().find(|(x, _)| x == h) {
@@ -126,15 +138,18 @@ fn minority_hashes(reports: &[(u8, u64)]) -> Vec<u64> {
         }
     }
     if counts.len() < 2 {
-        return Vec::new();
+        return Verdict::Agree;
     }
-    let top = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    let leaders = counts.iter().filter(|(_, n)| *n == top).count();
-    counts
-        .into_iter()
-        .filter(|(_, n)| leaders > 1 || *n < top)
-        .map(|(h, _)| h)
-        .collect()
+    match counts.iter().find(|(_, n)| 2 * n > reports.len()) {
+        Some((majority, _)) => Verdict::Minority(
+            counts
+                .iter()
+                .map(|(h, _)| *h)
+                .filter(|h| h != majority)
+                .collect(),
+        ),
+        None => Verdict::Undecided,
+    }
 }
 
 impl<G: LockstepGame> Sim for LockstepSim<G> {
@@ -211,7 +226,7 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
     }
 
     /// Compares a player's checksum for a closed frame with the server's (server sim) or with
-    /// the other players' reports (relay: once all seated players reported the frame).
+    /// the other players' reports (relay: a strict majority, once all seated players reported).
     fn checksum(&mut self, slot: u8, frame: u64, hash: u64, out: &mut Outbound) {
         if frame == 0 || frame >= self.next_frame {
             return;
@@ -240,14 +255,23 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
         if reports.len() < self.seated.iter().filter(|s| **s).count() {
             return;
         }
-        let minority = minority_hashes(reports);
-        let offenders: Vec<u8> = reports
-            .iter()
-            .filter(|(_, h)| minority.contains(h))
-            .map(|(s, _)| *s)
-            .collect();
-        for s in offenders {
-            self.flag(s, frame, out);
+        match judge(reports) {
+            Verdict::Agree => {}
+            Verdict::Minority(minority) => {
+                let offenders: Vec<u8> = reports
+                    .iter()
+                    .filter(|(_, h)| minority.contains(h))
+                    .map(|(s, _)| *s)
+                    .collect();
+                for s in offenders {
+                    self.flag(s, frame, out);
+                }
+            }
+            Verdict::Undecided => {
+                // Telling both would let any player make every room cry desync.
+                out.counters.checksum_disagreements += 1;
+                warn!(frame, reports = ?reports, "lockstep checksums disagree; nobody can be blamed");
+            }
         }
         while self
             .reports
@@ -310,15 +334,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_minority_is_flagged_and_a_tie_flags_both_sides() {
-        let check = |reports: &[(u8, u64)], expect: &[u64]| {
-            assert_eq!(minority_hashes(reports), expect, "{reports:?}");
+    fn a_strict_majority_blames_the_others_and_a_tie_blames_nobody() {
+        let check = |reports: &[(u8, u64)], expect: Verdict| {
+            assert_eq!(judge(reports), expect, "{reports:?}");
         };
-        check(&[], &[]);
-        check(&[(0, 7)], &[]);
-        check(&[(0, 7), (1, 7)], &[]);
-        check(&[(0, 7), (1, 8)], &[7, 8]);
-        check(&[(0, 7), (1, 7), (2, 8)], &[8]);
-        check(&[(0, 7), (1, 9), (2, 7), (3, 8)], &[9, 8]);
+        check(&[], Verdict::Agree);
+        check(&[(0, 7)], Verdict::Agree);
+        check(&[(0, 7), (1, 7)], Verdict::Agree);
+        check(&[(0, 7), (1, 8)], Verdict::Undecided);
+        check(&[(0, 7), (1, 7), (2, 8)], Verdict::Minority(vec![8]));
+        check(
+            &[(0, 7), (1, 9), (2, 7), (3, 7)],
+            Verdict::Minority(vec![9]),
+        );
+        check(&[(0, 7), (1, 9), (2, 7), (3, 8)], Verdict::Undecided);
+        check(&[(0, 7), (1, 7), (2, 8), (3, 8)], Verdict::Undecided);
     }
 }

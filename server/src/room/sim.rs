@@ -26,6 +26,8 @@ pub struct SimCounters {
     pub dropped_inputs: u64,
     /// Checksum mismatches found (one per desynced player and frame).
     pub desyncs: u64,
+    /// Relay frames whose checksums disagreed with no strict majority to blame anyone.
+    pub checksum_disagreements: u64,
 }
 
 /// What a sim wants sent, and the match result once the game ended it. The core resolves

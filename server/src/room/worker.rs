@@ -106,6 +106,11 @@ fn carry_out(room: &mut Room, shared: &Shared) {
     if counters.desyncs > 0 {
         metrics.desyncs.add(&room.mode().name, counters.desyncs);
     }
+    if counters.checksum_disagreements > 0 {
+        metrics
+            .checksum_disagreements
+            .add(&room.mode().name, counters.checksum_disagreements);
+    }
     let mut end = None;
     for effect in room.drain_effects() {
         match effect {
