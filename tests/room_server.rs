@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{next_matching, within, TestServer};
+use serde_bytes::ByteBuf;
 use tickroom::game::{Arena, ArenaLockstep, LockstepGame, StateCodec};
 use tickroom::protocol::codec;
 use tickroom::protocol::connect::{Session, TransportKind};
@@ -422,6 +423,90 @@ async fn closing_code(conn: &mut tickroom::protocol::connect::RawConn) -> Option
         }
     })
     .await
+}
+
+/// Input is bounded by the mode at the connection, before the room queue: more redundant
+/// inputs than the mode's `input_redundancy`, or an input past `max_input_bytes`, closes the
+/// connection with `BadMessage` (a 64 KiB message of empty entries used to become ~65,000
+/// inputs for the room worker to walk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_beyond_the_modes_bounds_are_refused_at_the_connection() {
+    let server = TestServer::default().await;
+    let empty_entries: Vec<ByteBuf> = (0..60_000).map(|_| ByteBuf::new()).collect();
+    let cases: Vec<(&str, ClientMsg)> = vec![
+        (
+            "arena",
+            ClientMsg::Input {
+                seq: 1,
+                tick: 60_000,
+                ack_tick: 0,
+                inputs: empty_entries,
+            },
+        ),
+        (
+            "arena",
+            ClientMsg::Input {
+                seq: 1,
+                tick: 9,
+                ack_tick: 0,
+                inputs: (0..9).map(|_| ByteBuf::from(input(1, 1))).collect(),
+            },
+        ),
+        (
+            "arena",
+            ClientMsg::Input {
+                seq: 1,
+                tick: 1,
+                ack_tick: 0,
+                inputs: vec![ByteBuf::from(vec![0; 257])],
+            },
+        ),
+        (
+            "arena-lockstep",
+            ClientMsg::FrameInput {
+                seq: 1,
+                frame: 1,
+                input: vec![0; 60_000],
+            },
+        ),
+    ];
+    for (i, (mode, msg)) in cases.into_iter().enumerate() {
+        let ticket = server.ticket(100 + i as u64, 8100 + i as u64, mode);
+        let (mut conn, w) = raw_join(&server, TransportKind::Ws, &ticket).await;
+        assert!(matches!(w, ServerMsg::Welcome(_)), "case {i}: {w:?}");
+        conn.send(&msg).await.unwrap();
+        assert_eq!(
+            closing_code(&mut conn).await,
+            Some(ErrorCode::BadMessage),
+            "case {i}"
+        );
+    }
+    // Within the bounds, the same messages are fine.
+    let ticket = server.ticket(200, 8200, "arena");
+    let (mut conn, _) = raw_join(&server, TransportKind::Ws, &ticket).await;
+    let ok = ClientMsg::Input {
+        seq: 1,
+        tick: 8,
+        ack_tick: 0,
+        inputs: (0..8).map(|_| ByteBuf::from(input(1, 1))).collect(),
+    };
+    conn.send(&ok).await.unwrap();
+    conn.send(&ClientMsg::Ping {
+        seq: 2,
+        client_time_us: 1,
+    })
+    .await
+    .unwrap();
+    within("a pong", async {
+        loop {
+            match conn.recv().await {
+                Ok(Some(ServerMsg::Pong { .. })) => return,
+                Ok(Some(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,6 +144,7 @@ mod tests {
             tick: 1,
             next_seq: 1,
             resumed: false,
+            input_redundancy: 8,
         }
     }
 

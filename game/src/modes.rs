@@ -8,6 +8,9 @@ use serde::Deserialize;
 /// The modes file built into every binary, used when no `--modes` file is given.
 pub const EMBEDDED_MODES_TOML: &str = include_str!("../../assets/modes.toml");
 
+/// The largest `max_input_bytes` a mode may set (16 KiB).
+pub const MAX_INPUT_BYTES_LIMIT: u32 = 16 * 1024;
+
 /// How a mode keeps players in step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,9 +51,14 @@ pub struct ModeConfig {
     /// How long a dropped player's slot is kept for a resume.
     #[serde(default = "thirty")]
     pub grace_s: u32,
-    /// State sync: how many unacknowledged inputs each client message repeats.
+    /// State sync: how many unacknowledged inputs each client message repeats (at most; a
+    /// message with more is refused as `BadMessage`). Clients learn it from `Welcome`.
     #[serde(default = "eight")]
     pub input_redundancy: u8,
+    /// Largest single input (state) or frame input (lockstep) a client may send, in bytes
+    /// (default 256); a larger one is refused as `BadMessage` before it reaches the room.
+    #[serde(default = "two_hundred_fifty_six")]
+    pub max_input_bytes: u32,
     /// Lockstep: clients send a checksum every this many frames.
     #[serde(default = "ten")]
     pub checksum_interval_frames: u32,
@@ -83,6 +91,9 @@ fn ten() -> u32 {
 }
 fn twenty() -> u32 {
     20
+}
+fn two_hundred_fifty_six() -> u32 {
+    256
 }
 fn kib() -> u32 {
     1024
@@ -147,6 +158,12 @@ impl Modes {
             }
             if m.checksum_interval_frames == 0 {
                 return Err(invalid("checksum_interval_frames must be at least 1"));
+            }
+            if m.input_redundancy == 0 {
+                return Err(invalid("input_redundancy must be at least 1"));
+            }
+            if m.max_input_bytes == 0 || m.max_input_bytes > MAX_INPUT_BYTES_LIMIT {
+                return Err(invalid("max_input_bytes must be 1..=16384"));
             }
             if m.message_rate_per_s == 0 || m.message_burst == 0 {
                 return Err(invalid(

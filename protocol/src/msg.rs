@@ -129,6 +129,9 @@ pub struct Welcome {
     pub next_seq: u64,
     /// True when this welcome answers a `Resume`.
     pub resumed: bool,
+    /// State sync: the most inputs one `Input` may carry (the mode's redundancy); more is
+    /// refused as `BadMessage`. 0 in lockstep.
+    pub input_redundancy: u8,
 }
 
 /// Every message the server sends.
@@ -317,6 +320,7 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
             tick: 0,
             next_seq: 1,
             resumed: false,
+            input_redundancy: 8,
         }),
         ServerMsg::Error {
             code: ErrorCode::RoomFull,

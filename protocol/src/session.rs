@@ -496,8 +496,18 @@ impl ClientSession {
         while self.inputs.len() > MAX_BUFFERED_INPUTS {
             self.inputs.pop_front();
         }
-        // At least the input just given, whatever the config says.
-        let count = self.config.input_redundancy.clamp(1, MAX_BUFFERED_INPUTS);
+        // At least the input just given, whatever the config says, and never more than the
+        // room accepts (the mode's redundancy, from Welcome).
+        let room_max = self
+            .welcome
+            .as_ref()
+            .map_or(MAX_BUFFERED_INPUTS, |w| usize::from(w.input_redundancy))
+            .max(1);
+        let count = self
+            .config
+            .input_redundancy
+            .min(room_max)
+            .clamp(1, MAX_BUFFERED_INPUTS);
         let skip = self.inputs.len().saturating_sub(count);
         let inputs = self
             .inputs
@@ -769,6 +779,7 @@ mod tests {
             tick: 0,
             next_seq,
             resumed,
+            input_redundancy: 8,
         }
     }
 
@@ -964,7 +975,8 @@ mod tests {
         let Some(ClientMsg::Input { inputs, .. }) = tx(&mut s).pop() else {
             panic!("no input");
         };
-        assert_eq!(inputs.len(), MAX_BUFFERED_INPUTS);
+        // Never more than the room's redundancy (8 in this Welcome), whatever the config says.
+        assert_eq!(inputs.len(), 8);
         assert_eq!(inputs.last().unwrap().as_slice(), 999u32.to_le_bytes());
     }
 

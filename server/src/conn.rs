@@ -377,6 +377,8 @@ async fn play(
         config.session_message_burst,
     );
     let max_message_bytes = session.mode.max_message_bytes as usize;
+    let max_input_bytes = session.mode.max_input_bytes as usize;
+    let max_inputs = usize::from(session.mode.input_redundancy).max(1);
     let mut replays_in_a_row = 0;
     let mut limited_window = (Instant::now(), 0u32);
     loop {
@@ -426,6 +428,11 @@ async fn play(
                 inputs,
                 ..
             } => {
+                // Bounded by the mode before anything reaches the room: a 64 KiB message of
+                // empty entries must not become 65,000 inputs for the room worker to walk.
+                if inputs.len() > max_inputs || inputs.iter().any(|i| i.len() > max_input_bytes) {
+                    return End::Closed(ErrorCode::BadMessage);
+                }
                 let input = RoomInput::Input {
                     room_id,
                     session_id,
@@ -438,6 +445,9 @@ async fn play(
                     shared.metrics.dropped_inputs.inc();
                 }
                 true
+            }
+            ClientMsg::FrameInput { input, .. } if input.len() > max_input_bytes => {
+                return End::Closed(ErrorCode::BadMessage);
             }
             ClientMsg::FrameInput { frame, input, .. } => server
                 .pool

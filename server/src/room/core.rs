@@ -436,6 +436,10 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             tick: self.sim.current_tick(),
             next_seq: seating.next_seq,
             resumed,
+            input_redundancy: match self.sim.sync() {
+                tickroom_protocol::SyncKind::State => self.mode.input_redundancy,
+                tickroom_protocol::SyncKind::Lockstep => 0,
+            },
         });
         self.out.encode(&msg)
     }

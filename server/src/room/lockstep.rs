@@ -20,8 +20,6 @@ use super::sim::{Delivery, Outbound, Sim};
 
 /// How far ahead of the open frame an input may be sent.
 pub const MAX_FRAMES_AHEAD: u64 = 64;
-/// Largest lockstep input accepted, in bytes.
-pub const MAX_FRAME_INPUT_BYTES: usize = 256;
 /// How many frames of checksums are kept for comparison.
 pub const CHECKSUM_HISTORY_FRAMES: u64 = 1024;
 
@@ -215,7 +213,8 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
             out.counters.late_frame_inputs += 1;
             return;
         }
-        if frame >= self.next_frame + MAX_FRAMES_AHEAD || input.len() > MAX_FRAME_INPUT_BYTES {
+        // Input size is bounded by the mode at the connection, before the room queue.
+        if frame >= self.next_frame + MAX_FRAMES_AHEAD {
             out.counters.dropped_inputs += 1;
             return;
         }
