@@ -40,6 +40,9 @@ pub struct RoomServerConfig {
     pub workers: usize,
     /// Messages each worker's queue holds before inputs are dropped (default 65,536).
     pub room_queue_len: usize,
+    /// Bytes of payload each worker's queue holds at most (default 16 MiB): the queue is
+    /// bounded by bytes as well as by count, so large inputs cannot pile up.
+    pub room_queue_bytes: usize,
     /// Rooms this server runs at most before answering `ServerBusy` (default 5,000).
     pub max_rooms: usize,
     /// Connections accepted at most, over both transports (default 20,000).
@@ -77,6 +80,7 @@ impl Default for RoomServerConfig {
             server_id: "room-1".into(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             room_queue_len: 65_536,
+            room_queue_bytes: 16 * 1024 * 1024,
             max_rooms: 5_000,
             max_connections: 20_000,
             handshake_timeout: Duration::from_secs(5),
@@ -220,6 +224,7 @@ impl RoomServer {
         let games = games.bind(modes)?;
         let workers = config.workers.max(1);
         let queue_len = config.room_queue_len;
+        let queue_bytes = config.room_queue_bytes;
         let slots = Arc::new(Semaphore::new(config.max_connections));
         let shared = Arc::new(Shared {
             keys,
@@ -239,7 +244,7 @@ impl RoomServer {
             config,
         });
         spawn_admission_monitor(Arc::downgrade(&shared));
-        let pool = RoomPool::start(shared.clone(), workers, queue_len);
+        let pool = RoomPool::start(shared.clone(), workers, queue_len, queue_bytes);
         Ok(Arc::new(RoomServer {
             shared,
             pool,

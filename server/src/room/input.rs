@@ -1,6 +1,7 @@
 //! What connections send to rooms: the closed `RoomInput` enum, and the ids and seat data that
 //! travel with it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_bytes::ByteBuf;
@@ -117,4 +118,65 @@ pub enum RoomInput {
     },
     /// Close every room (server shutdown) and stop the worker.
     Shutdown,
+}
+
+/// The bytes a worker's queue holds, taken by senders and given back by the worker.
+#[derive(Debug)]
+pub struct QueueBytes {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl QueueBytes {
+    /// An empty budget of `max` bytes.
+    pub fn new(max: usize) -> QueueBytes {
+        QueueBytes {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `n` bytes if they fit under the bound.
+    pub fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= self.max).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what a dequeued message held.
+    pub fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// What every queued message costs besides its payload, in bytes (ids, channels, headers).
+pub const QUEUED_MESSAGE_OVERHEAD_BYTES: usize = 64;
+
+impl RoomInput {
+    /// Bytes this message holds while queued: the room queues are bounded by this as well as
+    /// by count.
+    pub fn weight(&self) -> usize {
+        let payload = match self {
+            RoomInput::Input { inputs, .. } => inputs
+                .iter()
+                .map(|i| i.len() + std::mem::size_of::<ByteBuf>())
+                .sum(),
+            RoomInput::FrameInput { input, .. } => input.len(),
+            RoomInput::Message { payload, .. } => payload.len(),
+            RoomInput::Join { .. }
+            | RoomInput::Resume { .. }
+            | RoomInput::Detach { .. }
+            | RoomInput::Leave { .. }
+            | RoomInput::Checksum { .. }
+            | RoomInput::Shutdown => 0,
+        };
+        QUEUED_MESSAGE_OVERHEAD_BYTES + payload
+    }
 }

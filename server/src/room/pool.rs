@@ -4,62 +4,161 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::input::{RoomId, RoomInput};
+use super::input::{QueueBytes, RoomId, RoomInput};
 use super::worker;
 use crate::Shared;
 
 /// The worker threads; rooms are spread over them by id.
 #[derive(Debug)]
 pub struct RoomPool {
-    senders: Vec<Sender<RoomInput>>,
+    queues: Vec<WorkerQueue>,
     threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// One worker's queue: bounded by count (the channel) and by bytes (the budget).
+#[derive(Debug)]
+struct WorkerQueue {
+    tx: Sender<RoomInput>,
+    bytes: Arc<QueueBytes>,
+}
+
 impl RoomPool {
-    /// Starts `workers` threads, each with a queue of `queue_len` messages.
-    pub fn start(shared: Arc<Shared>, workers: usize, queue_len: usize) -> RoomPool {
-        let mut senders = Vec::new();
-        let mut threads = Vec::new();
-        for index in 0..workers.max(1) {
-            let (tx, rx) = bounded(queue_len);
-            let shared = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("room-worker-{index}"))
-                .spawn(move || worker::run(index, rx, shared))
-                .expect("spawning a room worker thread");
-            senders.push(tx);
-            threads.push(handle);
-        }
+    /// Starts `workers` threads, each with a queue of at most `queue_len` messages and
+    /// `queue_bytes` bytes.
+    pub fn start(
+        shared: Arc<Shared>,
+        workers: usize,
+        queue_len: usize,
+        queue_bytes: usize,
+    ) -> RoomPool {
+        let (queues, receivers) = RoomPool::queues(workers, queue_len, queue_bytes);
+        let threads = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(index, (rx, bytes))| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("room-worker-{index}"))
+                    .spawn(move || worker::run(index, rx, bytes, shared))
+                    .expect("spawning a room worker thread")
+            })
+            .collect();
         RoomPool {
-            senders,
+            queues,
             threads: parking_lot::Mutex::new(threads),
         }
     }
 
-    /// Sends to the worker that owns `room_id`; a full queue returns the message back.
+    #[allow(clippy::type_complexity)]
+    fn queues(
+        workers: usize,
+        queue_len: usize,
+        queue_bytes: usize,
+    ) -> (
+        Vec<WorkerQueue>,
+        Vec<(Receiver<RoomInput>, Arc<QueueBytes>)>,
+    ) {
+        (0..workers.max(1))
+            .map(|_| {
+                let (tx, rx) = bounded(queue_len);
+                let bytes = Arc::new(QueueBytes::new(queue_bytes));
+                (
+                    WorkerQueue {
+                        tx,
+                        bytes: bytes.clone(),
+                    },
+                    (rx, bytes),
+                )
+            })
+            .unzip()
+    }
+
+    /// Sends to the worker that owns `room_id`; a queue full by count or by bytes returns
+    /// the message back.
     pub fn try_send(&self, room_id: RoomId, msg: RoomInput) -> Result<(), TrySendError<RoomInput>> {
-        self.sender(room_id).try_send(msg)
+        let queue = self.queue(room_id);
+        let weight = msg.weight();
+        if !queue.bytes.try_take(weight) {
+            return Err(TrySendError::Full(msg));
+        }
+        queue
+            .tx
+            .try_send(msg)
+            .inspect_err(|_| queue.bytes.give_back(weight))
     }
 
     /// Messages waiting in each worker's queue.
     pub fn queue_depths(&self) -> Vec<usize> {
-        self.senders.iter().map(|s| s.len()).collect()
+        self.queues.iter().map(|q| q.tx.len()).collect()
     }
 
     /// Tells every worker to close its rooms and waits for the threads to end.
     pub fn shutdown(&self) {
-        for s in &self.senders {
-            let _ = s.send(RoomInput::Shutdown);
+        for q in &self.queues {
+            let _ = q.tx.send(RoomInput::Shutdown);
         }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
     }
 
-    fn sender(&self, room_id: RoomId) -> &Sender<RoomInput> {
+    fn queue(&self, room_id: RoomId) -> &WorkerQueue {
         // Room ids are random, so their low bits spread rooms evenly.
-        &self.senders[(room_id % self.senders.len() as u64) as usize]
+        &self.queues[(room_id % self.queues.len() as u64) as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::room::input::QUEUED_MESSAGE_OVERHEAD_BYTES;
+
+    fn frame_input(bytes: usize) -> RoomInput {
+        RoomInput::FrameInput {
+            room_id: 1,
+            session_id: 1,
+            frame: 1,
+            input: vec![0; bytes],
+        }
+    }
+
+    /// A worker that does not drain: a flood of large inputs stops at the byte bound, long
+    /// before the count bound.
+    #[test]
+    fn a_queue_is_bounded_by_bytes_as_well_as_by_count() {
+        let (queues, receivers) = RoomPool::queues(1, 65_536, 1024 * 1024);
+        let pool = RoomPool {
+            queues,
+            threads: parking_lot::Mutex::new(Vec::new()),
+        };
+        let accepted = (0..1000)
+            .take_while(|_| pool.try_send(1, frame_input(60_000)).is_ok())
+            .count();
+        assert_eq!(
+            accepted,
+            1024 * 1024 / (60_000 + QUEUED_MESSAGE_OVERHEAD_BYTES)
+        );
+        let (rx, bytes) = &receivers[0];
+        assert!(bytes.used() <= 1024 * 1024);
+        // Small messages still fit; a dequeued message gives its bytes back.
+        assert!(pool
+            .try_send(
+                1,
+                RoomInput::Input {
+                    room_id: 1,
+                    session_id: 1,
+                    tick: 1,
+                    ack_tick: 0,
+                    inputs: vec![ByteBuf::from(vec![1, 2, 3])],
+                },
+            )
+            .is_ok());
+        let msg = rx.try_recv().unwrap();
+        bytes.give_back(msg.weight());
+        assert!(pool.try_send(1, frame_input(60_000)).is_ok());
     }
 }

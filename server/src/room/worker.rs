@@ -13,7 +13,7 @@ use tickroom_protocol::ErrorCode;
 use tracing::info;
 
 use super::core::{Effect, EndReason, RoomCore, RoomEnd};
-use super::input::{RoomId, RoomInput, SeatRefusal, Seated};
+use super::input::{QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
 use super::sim::Delivery;
 use crate::outbox::{Outbox, Pushed};
 use crate::{ClosedRoom, Shared};
@@ -34,7 +34,12 @@ impl PartialEq for Conn {
 type Room = RoomCore<Conn>;
 
 /// The worker loop: runs until `Shutdown` or until every sender is gone.
-pub(super) fn run(index: usize, rx: Receiver<RoomInput>, shared: Arc<Shared>) {
+pub(super) fn run(
+    index: usize,
+    rx: Receiver<RoomInput>,
+    queued: Arc<QueueBytes>,
+    shared: Arc<Shared>,
+) {
     let mut rooms: HashMap<RoomId, Room> = HashMap::new();
     loop {
         let deadline = rooms.values().map(|r| r.next_tick_at()).min();
@@ -44,6 +49,9 @@ pub(super) fn run(index: usize, rx: Receiver<RoomInput>, shared: Arc<Shared>) {
                 Some(d) => rx.recv_deadline(d),
                 None => rx.recv_timeout(IDLE_WAIT),
             };
+            if let Ok(msg) = &msg {
+                queued.give_back(msg.weight());
+            }
             match msg {
                 Ok(RoomInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     for (_, mut room) in rooms.drain() {
