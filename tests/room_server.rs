@@ -246,6 +246,59 @@ async fn lockstep_relay_tie_tells_nobody_and_counts_the_disagreement() {
     assert_eq!(metrics.desyncs.total(), 0);
 }
 
+/// A late joiner of a lockstep room with a long log of large inputs is not cut off as a
+/// slow consumer: the log comes in paced chunks (it used to be queued all at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_a_long_log_of_large_inputs() {
+    const MODES: &str = "
+[[mode]]
+name = 'big'
+game = 'arena-lockstep'
+sync = 'lockstep'
+tick_rate_hz = 100
+players = 3
+start_timeout_s = 0
+max_input_bytes = 4096
+";
+    let config = RoomServerConfig {
+        max_reliable_queue_bytes: 256 * 1024,
+        session_message_rate_per_s: 10_000,
+        session_message_burst: 10_000,
+        ..common::test_config()
+    };
+    let server =
+        TestServer::start_with_modes(config, tickroom::game::modes::Modes::parse(MODES).unwrap())
+            .await;
+    let mut busy = server.join(TransportKind::Ws, 1, 9000, "big").await;
+    // About 1 MB of log: 250 frames carrying a 4,000-byte input each.
+    let mut last = 0;
+    while last < 250 {
+        last = next_matching(&mut busy, "a frame", |e| match e {
+            SessionEvent::Frame { n, .. } => Some(*n),
+            _ => None,
+        })
+        .await;
+        busy.handle.frame_input(last + 2, vec![9; 4000]).await;
+    }
+    let mut late = server.join(TransportKind::Ws, 2, 9000, "big").await;
+    let mut expected = 1;
+    within("the whole log, in order", async {
+        while expected <= last {
+            match late.events.recv().await {
+                Some(SessionEvent::Frame { n, .. }) => {
+                    assert_eq!(n, expected, "frames in order");
+                    expected += 1;
+                }
+                Some(SessionEvent::Closed { code }) => panic!("the late joiner was cut: {code:?}"),
+                Some(_) => continue,
+                None => panic!("the late joiner's session ended"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(server.server().shared.metrics.slow_consumers.value(), 0);
+}
+
 /// With `server_sim` the room steps the game itself: a player whose checksum differs from the
 /// server's is told, and only that player.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Lockstep frame synchronisation for any `LockstepGame`: each tick the room closes frame N
 //! with every player's input (an empty input for a player who missed the deadline), queues it
-//! for everyone and keeps the frame log for catch-up and late joiners.
+//! for everyone and keeps the frame log for late joiners and resumes, who get it in paced
+//! chunks (a tick at a time) rather than all at once.
 //!
 //! Desyncs: with the mode's `server_sim` the room steps the game itself and a player whose
 //! checksum differs from the server's gets `Desync` (only that player). Without it the room
@@ -20,6 +21,10 @@ use super::sim::{Delivery, Outbound, Sim};
 
 /// How far ahead of the open frame an input may be sent.
 pub const MAX_FRAMES_AHEAD: u64 = 64;
+/// Catch-up sends at least this many logged frames per tick to a player behind...
+pub const CATCH_UP_MIN_FRAMES_PER_TICK: u64 = 2;
+/// ...and more, up to this many bytes per tick.
+pub const CATCH_UP_BYTES_PER_TICK: usize = 32 * 1024;
 /// How many frames of checksums are kept for comparison.
 pub const CHECKSUM_HISTORY_FRAMES: u64 = 1024;
 
@@ -39,6 +44,8 @@ pub struct LockstepSim<G: LockstepGame> {
     offsets: Vec<usize>,
     /// `server_sim`: the server's checksum after each recent frame.
     server_checksums: VecDeque<(u64, u64)>,
+    /// Per slot: the next logged frame to send while the player catches up (None: live).
+    catching_up: Vec<Option<u64>>,
     /// Relay: the checksums reported for each recent frame, (slot, hash).
     reports: BTreeMap<u64, Vec<(u8, u64)>>,
     /// Slots already told they desynced (told once per seat).
@@ -61,6 +68,7 @@ impl<G: LockstepGame> LockstepSim<G> {
             log: Vec::new(),
             offsets: vec![0],
             server_checksums: VecDeque::new(),
+            catching_up: vec![None; players],
             reports: BTreeMap::new(),
             desynced: vec![false; players],
             seated: vec![false; players],
@@ -68,15 +76,37 @@ impl<G: LockstepGame> LockstepSim<G> {
         }
     }
 
-    /// Queues every logged frame after `last_frame` for `slot`.
-    fn catch_up(&self, slot: u8, last_frame: u64, out: &mut Outbound) {
+    /// Starts sending `slot` the logged frames after `last_frame` (a resume, or a late joiner
+    /// from 0): the first chunk now, then one chunk per tick, so a long log does not land in
+    /// the player's outbox at once (it would be cut as a slow consumer).
+    fn catch_up(&mut self, slot: u8, last_frame: u64, out: &mut Outbound) {
+        let Some(next) = self.catching_up.get_mut(usize::from(slot)) else {
+            return;
+        };
+        *next = Some(last_frame.saturating_add(1));
+        self.send_catch_up_chunk(slot, out);
+    }
+
+    /// Sends `slot` its next chunk of the frame log: at least `CATCH_UP_MIN_FRAMES_PER_TICK`
+    /// frames, then more up to `CATCH_UP_BYTES_PER_TICK`; done once it reaches the newest.
+    fn send_catch_up_chunk(&mut self, slot: u8, out: &mut Outbound) {
         let closed = self.next_frame - 1;
-        for n in last_frame.saturating_add(1)..=closed {
+        let Some(Some(mut n)) = self.catching_up.get(usize::from(slot)).copied() else {
+            return;
+        };
+        let (mut frames, mut bytes) = (0u64, 0usize);
+        while n <= closed
+            && (frames < CATCH_UP_MIN_FRAMES_PER_TICK || bytes < CATCH_UP_BYTES_PER_TICK)
+        {
             let (start, end) = (self.offsets[(n - 1) as usize], self.offsets[n as usize]);
-            let bytes = Bytes::copy_from_slice(&self.log[start..end]);
+            let frame = Bytes::copy_from_slice(&self.log[start..end]);
+            bytes += frame.len();
             out.sends
-                .push((Recipient::Slot(slot), bytes, Delivery::Reliable));
+                .push((Recipient::Slot(slot), frame, Delivery::Reliable));
+            frames += 1;
+            n += 1;
         }
+        self.catching_up[usize::from(slot)] = (n <= closed).then_some(n);
     }
 
     fn flag(&mut self, slot: u8, frame: u64, out: &mut Outbound) {
@@ -185,11 +215,18 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
         if let Some(s) = self.seated.get_mut(usize::from(slot)) {
             *s = false;
         }
+        if let Some(c) = self.catching_up.get_mut(usize::from(slot)) {
+            *c = None;
+        }
         self.game.on_leave(slot, &mut self.ctx);
         out.take_ctx(&mut self.ctx);
     }
 
     fn drop_connection(&mut self, slot: u8, out: &mut Outbound) {
+        // A resume says where the player is; until then nothing is sent to it.
+        if let Some(c) = self.catching_up.get_mut(usize::from(slot)) {
+            *c = None;
+        }
         self.game.on_drop(slot, &mut self.ctx);
         out.take_ctx(&mut self.ctx);
     }
@@ -314,7 +351,19 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
         self.log.extend_from_slice(&bytes);
         self.offsets.push(self.log.len());
         self.next_frame += 1;
-        out.sends.push((Recipient::All, bytes, Delivery::Reliable));
+        if self.catching_up.iter().all(Option::is_none) {
+            out.sends.push((Recipient::All, bytes, Delivery::Reliable));
+            return;
+        }
+        // A player still catching up gets the new frame from the log, in order.
+        for slot in 0..self.catching_up.len() as u8 {
+            if self.catching_up[usize::from(slot)].is_some() {
+                self.send_catch_up_chunk(slot, out);
+            } else {
+                out.sends
+                    .push((Recipient::Slot(slot), bytes.clone(), Delivery::Reliable));
+            }
+        }
     }
 
     fn time_up(&mut self, out: &mut Outbound) {
