@@ -63,7 +63,16 @@ impl StateGame for Fragile {
         }
         Ok(())
     }
-    fn on_join(&mut self, _: &Player<'_>, _: &mut Ctx<String>) {}
+    fn on_join(&mut self, player: &Player<'_>, _: &mut Ctx<String>) {
+        if player.metadata.str("name") == Some("slowpoke") {
+            // A slow game: this hook takes SLOW_JOIN of CPU, longer than a test's handshake
+            // timeout, so the client gives up while the room is seating it.
+            let until = std::time::Instant::now() + SLOW_JOIN;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
     fn on_leave(&mut self, _: u8, _: &mut Ctx<String>) {}
     fn apply_input(&mut self, _: u8, _: &u8) {}
     fn on_message(&mut self, slot: u8, line: String, ctx: &mut Ctx<String>) {
@@ -89,6 +98,9 @@ impl StateGame for Fragile {
         })
     }
 }
+
+/// How long the game's join hook takes for a player named "slowpoke".
+const SLOW_JOIN: std::time::Duration = std::time::Duration::from_millis(600);
 
 const MODES: &str = "
 [[mode]]
@@ -307,4 +319,52 @@ async fn a_busy_player_still_gets_the_result_and_the_close() {
         assert!(ended.starts_with(b"ended by "), "round {round}");
         assert_eq!(code, Some(ErrorCode::RoomClosed), "round {round}");
     }
+}
+
+/// A handshake that times out while the room is seating the player must not leave the
+/// session and its seat behind: the seat is detached and freed after the grace period (it
+/// used to stay bound to the closed connection, so it never expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_times_out_during_seating_leaves_no_session_behind() {
+    let config = RoomServerConfig {
+        handshake_timeout: SLOW_JOIN / 2,
+        ..test_config()
+    };
+    let games = Server::builder().state_game::<Fragile>("fragile");
+    let server =
+        TestServer::start_with_games(config, Modes::parse(MODES).unwrap(), games.games()).await;
+    let mut name = PlayerMetadata::default();
+    name.0
+        .insert("name".into(), MetaValue::Str("slowpoke".into()));
+    let mut slow = server
+        .join_with_metadata(TransportKind::Ws, 1, 900, "chat", name)
+        .await;
+    let code = within("the handshake timeout", async {
+        loop {
+            match slow.events.recv().await {
+                Some(SessionEvent::Closed { code }) => return code,
+                Some(SessionEvent::Joined(_)) => panic!("joined despite the timeout"),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, Some(ErrorCode::HandshakeTimeout));
+    // The room seated the session after the client gave up; it must go within the grace
+    // period (1 s in this mode), not stay forever.
+    let sessions = &server.server().shared.sessions;
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(20));
+    within("the room to seat the session", async {
+        while sessions.is_empty() {
+            poll.tick().await;
+        }
+    })
+    .await;
+    within("the orphan session to go", async {
+        while !sessions.is_empty() {
+            poll.tick().await;
+        }
+    })
+    .await;
 }

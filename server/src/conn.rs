@@ -18,7 +18,7 @@ use tracing::{debug, instrument};
 
 use crate::limits::{self, IpGuard};
 use crate::outbox::Outbox;
-use crate::room::{RoomInput, SeatRefusal, Seated, Seating};
+use crate::room::{RoomId, RoomInput, SeatRefusal, Seated, Seating, SessionId};
 use crate::transport::{Reader, TransportKind};
 use crate::{unix_ms, RoomServer, SessionRecord};
 
@@ -58,23 +58,37 @@ pub async fn serve_connection(
     };
     gauge.add(1);
     let timeout = server.shared.config.handshake_timeout;
-    let session =
-        match tokio::time::timeout(timeout, handshake(&server, &mut reader, &outbox)).await {
-            Ok(Ok(session)) => Some(session),
-            Ok(Err((code, detail))) => {
-                refuse(&server, &outbox, code, detail);
-                None
-            }
-            Err(_) => {
-                refuse(
-                    &server,
-                    &outbox,
-                    ErrorCode::HandshakeTimeout,
-                    "handshake took too long".into(),
-                );
-                None
-            }
-        };
+    // The seat the handshake asked a room for, if it got that far: a handshake that fails or
+    // times out while (or after) the room seats it must not leave a seat bound to a closed
+    // connection (it would never be detached, so never expire).
+    let mut asked: Option<(RoomId, SessionId)> = None;
+    let handshake = handshake(&server, &mut reader, &outbox, &mut asked);
+    let session = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(session)) => Some(session),
+        Ok(Err((code, detail))) => {
+            refuse(&server, &outbox, code, detail);
+            None
+        }
+        Err(_) => {
+            refuse(
+                &server,
+                &outbox,
+                ErrorCode::HandshakeTimeout,
+                "handshake took too long".into(),
+            );
+            None
+        }
+    };
+    if let (None, Some((room_id, session_id))) = (&session, asked) {
+        let _ = server.pool.try_send(
+            room_id,
+            RoomInput::Detach {
+                room_id,
+                session_id,
+                outbox: outbox.clone(),
+            },
+        );
+    }
     if let Some(session) = session {
         let span = tracing::Span::current();
         span.record("session", session.session_id);
@@ -144,6 +158,7 @@ async fn handshake(
     server: &RoomServer,
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
+    asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, Refusal> {
     match recv(reader, server).await? {
         ClientMsg::Hello {
@@ -152,7 +167,7 @@ async fn handshake(
             ticket,
         } => {
             check_version(protocol_version, hash)?;
-            join(server, reader, outbox, &ticket).await
+            join(server, reader, outbox, &ticket, asked).await
         }
         ClientMsg::Resume {
             protocol_version,
@@ -161,7 +176,7 @@ async fn handshake(
             last_frame,
         } => {
             check_version(protocol_version, hash)?;
-            resume(server, reader, outbox, session_id, last_frame).await
+            resume(server, reader, outbox, session_id, last_frame, asked).await
         }
         other => Err((
             ErrorCode::UnexpectedMessage,
@@ -213,6 +228,7 @@ async fn join(
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
     ticket: &str,
+    asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, Refusal> {
     let shared = &server.shared;
     let skew = shared.config.clock_skew.as_millis() as u64;
@@ -281,6 +297,7 @@ async fn join(
         outbox: outbox.clone(),
         reply,
     };
+    *asked = Some((claims.room_id, session_id));
     match seat(server, claims.room_id, msg, answer).await {
         Ok(_) => {
             shared.metrics.joins.inc();
@@ -299,6 +316,7 @@ async fn resume(
     outbox: &Arc<Outbox>,
     session_id: u64,
     last_frame: u64,
+    asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, Refusal> {
     let shared = &server.shared;
     let expired = || {
@@ -338,6 +356,7 @@ async fn resume(
         outbox: outbox.clone(),
         reply,
     };
+    *asked = Some((record.room_id, session_id));
     seat(server, record.room_id, msg, answer)
         .await
         .map_err(|r| (r.code, r.detail))?;
