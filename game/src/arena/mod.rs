@@ -25,6 +25,9 @@ pub const ORB_RADIUS_M: f32 = 0.5;
 pub const MAX_SPEED_M_PER_S: f32 = 8.0;
 /// How much a dash multiplies speed for the step it applies to.
 pub const DASH_SPEED_FACTOR: f32 = 2.0;
+/// Steps after a dash before the next one can apply (1 s at 30 Hz): a client that presses
+/// dash on every input must not move at double speed.
+pub const DASH_COOLDOWN_STEPS: u64 = 30;
 /// `buttons` bit that requests a dash.
 pub const DASH_BUTTON: u8 = 1;
 /// Largest magnitude of `move_x` / `move_y`; `-128` is treated as `-127`.
@@ -65,6 +68,8 @@ struct Player {
     input: ArenaInput,
     /// A dash lasts one step even though the input that asked for it persists.
     dash_pending: bool,
+    /// The first step at which another dash may apply.
+    dash_ready_at: u64,
 }
 
 /// The state-sync arena match.
@@ -243,6 +248,7 @@ impl Arena {
                 score: 0,
                 input: ArenaInput::default(),
                 dash_pending: false,
+                dash_ready_at: 0,
             });
         }
     }
@@ -263,8 +269,13 @@ impl Arena {
             0.0
         };
         self.tick = self.tick.wrapping_add(1);
+        let tick = self.tick;
         for p in self.players.iter_mut().flatten() {
-            p.vel = velocity(&p.input, p.dash_pending);
+            let dash = p.dash_pending && tick >= p.dash_ready_at;
+            if dash {
+                p.dash_ready_at = tick + DASH_COOLDOWN_STEPS;
+            }
+            p.vel = velocity(&p.input, dash);
             p.dash_pending = false;
             p.pos = clamp_to_arena(p.pos + p.vel * dt, PLAYER_LIMIT_M);
         }
@@ -413,6 +424,7 @@ mod save {
                     bytes::put_u32(out, p.score);
                     bytes::put_move_input(out, p.input.move_x, p.input.move_y, p.input.buttons);
                     bytes::put_u8(out, u8::from(p.dash_pending));
+                    bytes::put_u64(out, p.dash_ready_at);
                 }
             }
         }
@@ -446,6 +458,7 @@ mod save {
                         1 => true,
                         _ => return Err(GameError::Invalid("bad dash flag")),
                     };
+                    let dash_ready_at = r.u64()?;
                     Some(Player {
                         pos,
                         vel,
@@ -456,6 +469,7 @@ mod save {
                             buttons,
                         },
                         dash_pending,
+                        dash_ready_at,
                     })
                 }
                 _ => return Err(GameError::Invalid("bad seat marker")),
@@ -605,6 +619,25 @@ mod tests {
         a.step(DT_S);
         let second = pos(&a, 0).x - first;
         assert!((first - 2.0 * second).abs() < 1e-5, "{first} vs {second}");
+    }
+
+    /// Dash held on every input: one boost per cooldown, not double speed throughout.
+    #[test]
+    fn dash_has_a_cooldown() {
+        let mut a = arena(&[0, 1]);
+        place(&mut a, 0, -40.0, -20.0);
+        place(&mut a, 1, -40.0, 20.0);
+        let steps = 2 * DASH_COOLDOWN_STEPS;
+        for _ in 0..steps {
+            a.apply_input(0, &input(127, 0, DASH_BUTTON));
+            a.apply_input(1, &input(127, 0, 0));
+            a.step(DT_S);
+        }
+        let dasher = pos(&a, 0).x + 40.0;
+        let walker = pos(&a, 1).x + 40.0;
+        // Two boosts of one step each in 60 steps: 62/60 of the walker's distance.
+        let expected = walker * (steps as f32 + 2.0) / steps as f32;
+        assert!((dasher - expected).abs() < 1e-3, "{dasher} vs {expected}");
     }
 
     #[test]
