@@ -644,3 +644,43 @@ async fn lockstep_late_joiner_gets_the_frame_log_from_the_start() {
         "the log from frame 1, in order"
     );
 }
+
+/// The per-session rate limit belongs to the session, not the connection: a client that
+/// spent its burst and resumes does not get a fresh one (it used to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_does_not_refill_the_sessions_rate_limit() {
+    const BURST: u32 = 30;
+    let server = TestServer::quick_with(RoomServerConfig {
+        session_message_rate_per_s: 1,
+        session_message_burst: BURST,
+        // Count refusals; do not cut the connection for them.
+        max_rate_limited_per_s: 100_000,
+        ..common::test_config()
+    })
+    .await;
+    let mut s = server.join(TransportKind::Ws, 1, 9300, "arena").await;
+    joined(&mut s).await;
+    let limited = || server.server().shared.metrics.rate_limited.value();
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    // Spend the burst (the session's own pings count too) until messages are refused.
+    within("the burst to run out", async {
+        while limited() == 0 {
+            s.handle.input(vec![1, 1, 0]).await;
+            poll.tick().await;
+        }
+    })
+    .await;
+    s.handle.drop_connection().await;
+    reconnected(&mut s).await;
+    let before = limited();
+    for _ in 0..BURST {
+        s.handle.input(vec![1, 1, 0]).await;
+    }
+    // With a fresh burst none of these would be refused.
+    within("refusals after the resume", async {
+        while limited() < before + BURST as u64 / 2 {
+            poll.tick().await;
+        }
+    })
+    .await;
+}

@@ -278,6 +278,10 @@ async fn join(
         mode: mode.clone(),
         resume_secret: Mutex::new(rand::rng().random()),
         window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
+        message_limit: limits::limiter(
+            shared.config.session_message_rate_per_s,
+            shared.config.session_message_burst,
+        ),
         message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
     });
     let seating = Seating {
@@ -391,10 +395,6 @@ async fn play(
     let idle = config.idle_timeout;
     let room_id = session.room_id;
     let session_id = session.session_id;
-    let session_rate = limits::limiter(
-        config.session_message_rate_per_s,
-        config.session_message_burst,
-    );
     let max_message_bytes = session.mode.max_message_bytes as usize;
     let max_input_bytes = session.mode.max_input_bytes as usize;
     let max_inputs = usize::from(session.mode.input_redundancy).max(1);
@@ -419,7 +419,7 @@ async fn play(
             return End::Closed(ErrorCode::UnexpectedMessage);
         };
         // Both limits are checked; a flood is dropped before it costs the room anything.
-        if session_rate.check().is_err() || ip.limiter.check().is_err() {
+        if session.message_limit.check().is_err() || ip.limiter.check().is_err() {
             shared.metrics.rate_limited.inc();
             let now = Instant::now();
             if now.duration_since(limited_window.0) >= RATE_WINDOW {

@@ -112,6 +112,9 @@ pub struct SessionRecord {
     /// Key for the next resume's challenge; rotated on every resume.
     pub resume_secret: Mutex<Secret>,
     pub window: Mutex<ReplayWindow>,
+    /// The session's message rate limit (every message), for the whole session: a resume does
+    /// not get a fresh burst.
+    pub message_limit: governor::DefaultDirectRateLimiter,
     /// The mode's custom-message rate, for the whole session (a reconnect does not reset it).
     pub message_rate: governor::DefaultDirectRateLimiter,
 }
