@@ -337,14 +337,9 @@ async fn resume(
     let secret = *record.resume_secret.lock();
     challenge(server, reader, outbox, &secret).await?;
     // Rotate: a captured resume exchange can never be used again.
-    let next_secret: Secret = rand::rng().random();
-    {
-        let mut current = record.resume_secret.lock();
-        if *current != secret {
-            return Err((ErrorCode::AuthFailed, "a concurrent resume won".into()));
-        }
-        *current = next_secret;
-    }
+    let next_secret = record
+        .rotate_resume_secret(&secret, rand::rng().random())
+        .ok_or((ErrorCode::AuthFailed, "a concurrent resume won".into()))?;
     let seating = Seating {
         session_id,
         player_id: record.player_id,
@@ -361,9 +356,12 @@ async fn resume(
         reply,
     };
     *asked = Some((record.room_id, session_id));
-    seat(server, record.room_id, msg, answer)
-        .await
-        .map_err(|r| (r.code, r.detail))?;
+    if let Err(refusal) = seat(server, record.room_id, msg, answer).await {
+        // The room refused before any Welcome: the client never saw the new key, so it keeps
+        // the old one for its next try.
+        record.restore_resume_secret(&next_secret, secret);
+        return Err((refusal.code, refusal.detail));
+    }
     shared.metrics.resumes.inc();
     Ok(record)
 }
@@ -431,7 +429,11 @@ async fn play(
             }
             continue;
         }
-        if session.window.lock().check(seq).is_err() {
+        // Check, forward and commit under one lock: a concurrent connection of the same
+        // session (a half-open one and its resume) cannot both accept the same seq.
+        let mut window = session.window.lock();
+        if window.check(seq).is_err() {
+            drop(window);
             shared.metrics.replayed_messages.inc();
             replays_in_a_row += 1;
             if replays_in_a_row > shared.config.max_consecutive_replays {
@@ -506,7 +508,7 @@ async fn play(
                 true
             }
             ClientMsg::Leave { .. } => {
-                session.window.lock().commit(seq);
+                window.commit(seq);
                 let _ = server.pool.try_send(
                     room_id,
                     RoomInput::Leave {
@@ -556,6 +558,6 @@ async fn play(
             shared.metrics.server_busy.inc();
             return End::Closed(ErrorCode::ServerBusy);
         }
-        session.window.lock().commit(seq);
+        window.commit(seq);
     }
 }

@@ -119,6 +119,27 @@ pub struct SessionRecord {
     pub message_rate: governor::DefaultDirectRateLimiter,
 }
 
+impl SessionRecord {
+    /// Replaces the resume key `presented` (the one the client just proved) by `next`;
+    /// `None` when another resume rotated it first.
+    pub fn rotate_resume_secret(&self, presented: &Secret, next: Secret) -> Option<Secret> {
+        let mut current = self.resume_secret.lock();
+        (*current == *presented).then(|| {
+            *current = next;
+            next
+        })
+    }
+
+    /// Puts `previous` back if the key is still `rotated` (the rotation's resume was refused
+    /// before the client could learn the new key).
+    pub fn restore_resume_secret(&self, rotated: &Secret, previous: Secret) {
+        let mut current = self.resume_secret.lock();
+        if *current == *rotated {
+            *current = previous;
+        }
+    }
+}
+
 /// State shared by connections and room workers.
 #[derive(Debug)]
 pub struct Shared {
@@ -297,4 +318,39 @@ pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(secret: Secret) -> SessionRecord {
+        let mode = Modes::embedded().by_name("arena").unwrap().clone();
+        SessionRecord {
+            session_id: 1,
+            player_id: 2,
+            room_id: 3,
+            mode: Arc::new(mode),
+            resume_secret: Mutex::new(secret),
+            window: Mutex::new(ReplayWindow::new(64, false)),
+            message_limit: limits::limiter(1, 1),
+            message_rate: limits::limiter(1, 1),
+        }
+    }
+
+    /// A resume the room refuses leaves the client's key valid; only one of two racing
+    /// resumes rotates it.
+    #[test]
+    fn a_refused_resume_keeps_the_old_key_and_racing_resumes_rotate_once() {
+        let r = record([1; 32]);
+        let next = r.rotate_resume_secret(&[1; 32], [2; 32]).unwrap();
+        assert!(r.rotate_resume_secret(&[1; 32], [3; 32]).is_none(), "the loser");
+        r.restore_resume_secret(&next, [1; 32]);
+        assert_eq!(*r.resume_secret.lock(), [1; 32]);
+        // A restore after another rotation already happened changes nothing.
+        let next = r.rotate_resume_secret(&[1; 32], [4; 32]).unwrap();
+        let later = r.rotate_resume_secret(&next, [5; 32]).unwrap();
+        r.restore_resume_secret(&next, [1; 32]);
+        assert_eq!(*r.resume_secret.lock(), later);
+    }
 }
