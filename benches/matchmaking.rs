@@ -16,6 +16,8 @@ const ROOM_PLAYERS: usize = 10;
 const ROOM_SERVERS: u32 = 8;
 /// A fixed clock for the queue, unix ms.
 const NOW_MS: u64 = 1_700_000_000_000;
+/// How long a placed player may take to join (join ticket TTL + start timeout), in ms.
+const JOIN_WINDOW_MS: u64 = 20_000;
 
 fn queued_directory() -> Arc<InMemoryDirectory> {
     let dir = InMemoryDirectory::new();
@@ -54,6 +56,7 @@ fn request() -> MatchRequest {
         abandon_after_ms: 60_000,
         now_ms: NOW_MS,
         max_matches: usize::MAX,
+        join_window_ms: JOIN_WINDOW_MS,
         seed: 7,
     }
 }

@@ -25,6 +25,12 @@ pub const MAX_MATCH_RESULT_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MATCH_RESULT_TTL: Duration = Duration::from_secs(60 * 60);
 /// Longest a match result is kept; a longer `ttl` is shortened to this.
 pub const MAX_MATCH_RESULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The epoch every room is placed at; `Directory::close_room` closes a room only at it.
+pub const PLACEMENT_EPOCH: u64 = 1;
+/// Most rooms one player may be placed in at once: rooms whose record still exists and whose
+/// owner is alive. Past it `enqueue` answers `TooManyRooms`. (Queued tickets are capped at one
+/// per player: a second is `AlreadyQueued`; each matched ticket belongs to one of these rooms.)
+pub const MAX_OPEN_ROOMS_PER_PLAYER: usize = 4;
 
 /// One room server as registered in the directory. `capacity` and `load` are counted in the
 /// same unit (player seats): placement adds a match's player count to `load` until the
@@ -162,6 +168,21 @@ pub enum EnqueueOutcome {
     Queued,
     /// The player already waits in a queue under this ticket; nothing changed.
     AlreadyQueued(TicketId),
+    /// The player was placed in `room_id` less than its join window ago and may still join
+    /// it: no new ticket until the window ends (`retry_after_ms` from the entry's
+    /// `enqueued_ms`), the room closes, or its server dies. Nothing changed.
+    MatchPending {
+        /// The room the player should join.
+        room_id: u64,
+        /// How long until the join window ends, in ms.
+        retry_after_ms: u64,
+    },
+    /// The player is in `open` rooms that are still open (`MAX_OPEN_ROOMS_PER_PLAYER`);
+    /// nothing changed.
+    TooManyRooms {
+        /// The player's open rooms.
+        open: usize,
+    },
 }
 
 /// The result of `Directory::cancel_ticket`.
@@ -192,6 +213,10 @@ pub struct MatchRequest {
     pub now_ms: u64,
     /// At most this many matches are formed by this pass.
     pub max_matches: usize,
+    /// How long a placed player may take to join, in ms: the join ticket's TTL plus the mode's
+    /// start timeout. Until then the player gets no new ticket (`MatchPending`), and a room
+    /// nobody joined is dropped after it (on servers that report joins: `room_joined`).
+    pub join_window_ms: u64,
     /// Seeds the placement choices and room ids of this pass.
     pub seed: u64,
 }
@@ -243,6 +268,12 @@ pub struct RoomRecord {
     /// Ownership generation: 1 at placement, +1 on every reassignment. Writes that name an
     /// older epoch are refused (fencing), so a stale owner after a split changes nothing.
     pub epoch: u64,
+    /// End of the join window, unix ms (`created_ms` + `MatchRequest::join_window_ms`).
+    #[serde(default)]
+    pub join_by_ms: u64,
+    /// Whether the owner reported a seated player (`Directory::room_joined`).
+    #[serde(default)]
+    pub joined: bool,
 }
 
 /// The result of a finished match, kept for its players to read (`GET /v1/matches/{id}`).
@@ -321,7 +352,10 @@ pub trait Directory: Send + Sync + 'static {
     /// Every room server whose registration has not expired, ordered by `server_id`.
     async fn live_servers(&self) -> Result<Vec<RoomServerInfo>, DirectoryError>;
 
-    /// Puts a player in a mode's queue, unless they already wait in one.
+    /// Puts a player in a mode's queue, unless they already wait in one, were placed in a
+    /// room whose join window is still open (`MatchPending`), or are in
+    /// `MAX_OPEN_ROOMS_PER_PLAYER` open rooms (`TooManyRooms`). Rooms whose owner died do not
+    /// count: their players queue again. `entry.enqueued_ms` is the caller's clock.
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError>;
 
     /// Reads a ticket without side effects. `None` once it is unknown, cancelled, abandoned,
@@ -376,12 +410,29 @@ pub trait Directory: Send + Sync + 'static {
     /// The record of a room, if it still exists.
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError>;
 
-    /// Forgets a room (its match ended).
-    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError>;
+    /// Forgets a room whose match ended, as the owner it was placed on: fenced at
+    /// `PLACEMENT_EPOCH`, so once the room was reassigned the old owner's close changes
+    /// nothing. An owner that took a room over closes with `close_room_at` and its epoch.
+    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
+        self.close_room_at(room_id, PLACEMENT_EPOCH)
+            .await
+            .map(|_| ())
+    }
 
     /// Forgets a room only if it is still at `epoch` (a fenced close by its owner); `false`
     /// when the room is gone or its epoch moved on.
     async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError>;
+
+    /// The room server `server_id` seated a player of `room_id`: the record is kept until
+    /// the room is closed (not dropped at the end of its join window). Returns the room's
+    /// epoch (for `close_room_at`), or `None` when the room is gone or `server_id` does not
+    /// own it. A server that reports joins once is trusted to report them all: from then on,
+    /// rooms placed on it that nobody joins are dropped after their join window.
+    async fn room_joined(
+        &self,
+        room_id: u64,
+        server_id: &str,
+    ) -> Result<Option<u64>, DirectoryError>;
 
     /// Compare-and-set of a room's owner: moves the room to `new_server_id` and increments
     /// its epoch, only if the epoch is still `expected_epoch` and the new server is live.

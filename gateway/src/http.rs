@@ -31,7 +31,7 @@ use crate::auth::{
 };
 use crate::directory::{
     Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, MatchRecord, QueueEntry, TicketId,
-    TicketRecord, TicketStatus,
+    TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway};
@@ -452,6 +452,31 @@ async fn enqueue(
             StatusCode::CONFLICT,
             ErrorCode::Conflict,
             format!("player is already queued with ticket {existing}"),
+        )),
+        EnqueueOutcome::MatchPending {
+            room_id,
+            retry_after_ms,
+        } => {
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            Err(ApiError {
+                retry_after_s: Some(secs),
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    format!(
+                        "player was matched into room {room_id} and may still join it; no new \
+                         ticket before the join window ends in {secs} s"
+                    ),
+                )
+            })
+        }
+        EnqueueOutcome::TooManyRooms { open } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "player is in {open} open rooms (at most {MAX_OPEN_ROOMS_PER_PLAYER}); no new \
+                 ticket until one of them ends"
+            ),
         )),
     }
 }

@@ -68,7 +68,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tickroom_game::modes::Modes;
+use tickroom_game::modes::{ModeConfig, Modes};
 use tickroom_protocol::KeyRing;
 
 pub use crate::redis::{RedisConfig, RedisDirectory};
@@ -185,6 +185,12 @@ impl Gateway {
     /// How long a queued ticket may go unpolled before the directory drops it.
     fn abandon_after(&self) -> Duration {
         self.config.long_poll_max + QUEUE_ABANDON_GRACE
+    }
+
+    /// How long a player placed in a room of `mode` may take to join it: a join ticket's
+    /// lifetime, then the room's start timeout. No new ticket for them before it ends.
+    fn join_window(&self, mode: &ModeConfig) -> Duration {
+        self.config.ticket_ttl + Duration::from_secs(u64::from(mode.start_timeout_s))
     }
 }
 

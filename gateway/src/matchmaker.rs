@@ -62,6 +62,7 @@ impl Gateway {
                 abandon_after_ms: millis(self.abandon_after()),
                 now_ms: now,
                 max_matches: MAX_MATCHES_PER_PASS,
+                join_window_ms: millis(self.join_window(mode)),
                 seed: rand::random(),
             };
             match self.directory.form_matches(request).await {

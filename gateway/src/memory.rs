@@ -2,7 +2,7 @@
 //! mutex, so each trait method is trivially atomic, and a watch channel that wakes
 //! long-polling gateways when tickets change.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::directory::{
     pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
     EnqueueOutcome, Formation, FormedMatch, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
     ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
-    MAX_MATCH_RESULT_TTL,
+    MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, PLACEMENT_EPOCH,
 };
 
 /// Most tickets (queued or recently matched) held at once.
@@ -29,7 +29,8 @@ pub const MAX_SERVERS: usize = 10_000;
 pub const MAX_MATCH_RESULTS: usize = 100_000;
 /// A matched ticket stays readable this long after placement, in ms, so its owner can fetch it.
 pub const MATCHED_TICKET_RETENTION_MS: u64 = 60_000;
-/// A room record not closed by its server is forgotten after this long, in ms.
+/// A room record not closed by its server is forgotten after this long, in ms (a room nobody
+/// joined, on a server that reports joins, is forgotten at the end of its join window).
 pub const ROOM_RECORD_MAX_AGE_MS: u64 = 6 * 60 * 60 * 1000;
 /// Housekeeping (abandoned tickets, old matches and rooms) runs at most this often, in ms.
 pub const SWEEP_INTERVAL_MS: u64 = 1_000;
@@ -50,11 +51,43 @@ struct State {
     queued: HashMap<String, usize>,
     tickets: HashMap<TicketId, Ticket>,
     queued_players: HashMap<u64, TicketId>,
-    rooms: HashMap<u64, RoomRecord>,
+    rooms: HashMap<u64, Room>,
+    /// The rooms each player was placed in (ids of closed or expired rooms are pruned).
+    player_rooms: HashMap<u64, Vec<u64>>,
+    /// Room servers that report joins (`room_joined`).
+    join_reporters: HashSet<String>,
     last_sweep_ms: u64,
     /// Match results by room id, with their expiry.
     results: HashMap<u64, (MatchRecord, Instant)>,
     last_result_sweep: Option<Instant>,
+}
+
+/// A room record and when the sweep forgets it, unix ms (the caller's clock).
+struct Room {
+    record: RoomRecord,
+    expires_ms: u64,
+}
+
+impl Room {
+    /// A joined room, or one on a server that does not report joins, lives
+    /// `ROOM_RECORD_MAX_AGE_MS`; one nobody joined on a reporting server, its join window.
+    fn new(record: RoomRecord, reports_joins: bool) -> Room {
+        let mut room = Room {
+            record,
+            expires_ms: 0,
+        };
+        room.set_expiry(reports_joins);
+        room
+    }
+
+    fn set_expiry(&mut self, reports_joins: bool) {
+        let r = &self.record;
+        self.expires_ms = if r.joined || !reports_joins {
+            r.created_ms.saturating_add(ROOM_RECORD_MAX_AGE_MS)
+        } else {
+            r.join_by_ms
+        };
+    }
 }
 
 struct Ticket {
@@ -127,7 +160,7 @@ impl InMemoryDirectory {
         let status = match ticket.state {
             TicketState::Queued => TicketStatus::Queued,
             TicketState::Matched { room_id, .. } => {
-                let room = state.rooms.get(&room_id)?;
+                let room = &state.rooms.get(&room_id)?.record;
                 TicketStatus::Matched(Assignment {
                     room_id,
                     mode: room.mode.clone(),
@@ -150,6 +183,9 @@ impl State {
     fn enqueue(&mut self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
         if let Some(existing) = self.queued_players.get(&entry.player_id) {
             return Ok(EnqueueOutcome::AlreadyQueued(*existing));
+        }
+        if let Some(refusal) = self.open_rooms_refusal(entry.player_id, entry.enqueued_ms) {
+            return Ok(refusal);
         }
         if self.tickets.len() >= MAX_TICKETS {
             return Err(DirectoryError::Full("matchmaking tickets"));
@@ -175,6 +211,41 @@ impl State {
             },
         );
         Ok(EnqueueOutcome::Queued)
+    }
+
+    /// Why `player_id` may not queue at `now_ms` because of the rooms they are in, if so.
+    /// Prunes their closed rooms and those whose owner died (those players queue again).
+    fn open_rooms_refusal(&mut self, player_id: u64, now_ms: u64) -> Option<EnqueueOutcome> {
+        let now = Instant::now();
+        let (rooms, servers) = (&self.rooms, &self.servers);
+        let placed = self.player_rooms.get_mut(&player_id)?;
+        placed.retain(|id| {
+            rooms.get(id).is_some_and(|room| {
+                let owner = &room.record.server.server_id;
+                servers
+                    .get(owner)
+                    .is_some_and(|(_, expires)| *expires > now)
+            })
+        });
+        let open = placed.len();
+        let pending = placed
+            .iter()
+            .filter_map(|id| rooms.get(id))
+            .find(|room| room.record.join_by_ms > now_ms);
+        let refusal = if let Some(room) = pending {
+            Some(EnqueueOutcome::MatchPending {
+                room_id: room.record.room_id,
+                retry_after_ms: room.record.join_by_ms - now_ms,
+            })
+        } else if open >= MAX_OPEN_ROOMS_PER_PLAYER {
+            Some(EnqueueOutcome::TooManyRooms { open })
+        } else {
+            None
+        };
+        if open == 0 {
+            self.player_rooms.remove(&player_id);
+        }
+        refusal
     }
 
     fn cancel(&mut self, ticket_id: TicketId, player_id: u64) -> CancelOutcome {
@@ -236,6 +307,12 @@ impl State {
                 room_id = random_room_id(&mut rng);
             }
             let players = self.pop(&request.mode, take, room_id, request.now_ms);
+            for p in &players {
+                self.player_rooms
+                    .entry(p.player_id)
+                    .or_default()
+                    .push(room_id);
+            }
             let server = &mut live[server_index];
             server.load = server
                 .load
@@ -243,17 +320,18 @@ impl State {
             if let Some((registered, _)) = self.servers.get_mut(&server.server_id) {
                 registered.load = server.load;
             }
-            self.rooms.insert(
+            let record = RoomRecord {
                 room_id,
-                RoomRecord {
-                    room_id,
-                    mode: request.mode.clone(),
-                    server: server.clone(),
-                    players: players.iter().map(|p| p.player_id).collect(),
-                    created_ms: request.now_ms,
-                    epoch: 1,
-                },
-            );
+                mode: request.mode.clone(),
+                server: server.clone(),
+                players: players.iter().map(|p| p.player_id).collect(),
+                created_ms: request.now_ms,
+                epoch: PLACEMENT_EPOCH,
+                join_by_ms: request.now_ms.saturating_add(request.join_window_ms),
+                joined: false,
+            };
+            let reports_joins = self.join_reporters.contains(&server.server_id);
+            self.rooms.insert(room_id, Room::new(record, reports_joins));
             formation.matches.push(FormedMatch {
                 room_id,
                 server_id: server.server_id.clone(),
@@ -354,7 +432,8 @@ impl State {
         self.results.retain(|_, (_, expires)| *expires > now);
     }
 
-    /// Drops abandoned queued tickets, long-matched tickets, stale rooms and expired servers.
+    /// Drops abandoned queued tickets, long-matched tickets, stale rooms (and unjoined ones
+    /// past their join window) and expired servers.
     fn sweep(&mut self, request: &MatchRequest, now: Instant) {
         let now_ms = request.now_ms;
         self.last_sweep_ms = now_ms;
@@ -385,8 +464,12 @@ impl State {
                     .is_some_and(|t| matches!(t.state, TicketState::Queued))
             });
         }
-        self.rooms
-            .retain(|_, r| now_ms.saturating_sub(r.created_ms) <= ROOM_RECORD_MAX_AGE_MS);
+        self.rooms.retain(|_, r| now_ms <= r.expires_ms);
+        let rooms = &self.rooms;
+        self.player_rooms.retain(|_, placed| {
+            placed.retain(|id| rooms.contains_key(id));
+            !placed.is_empty()
+        });
         self.servers.retain(|_, (_, expires)| *expires > now);
     }
 }
@@ -474,21 +557,46 @@ impl Directory for InMemoryDirectory {
     }
 
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {
-        Ok(self.state.lock().rooms.get(&room_id).cloned())
-    }
-
-    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
-        self.state.lock().rooms.remove(&room_id);
-        Ok(())
+        Ok(self
+            .state
+            .lock()
+            .rooms
+            .get(&room_id)
+            .map(|r| r.record.clone()))
     }
 
     async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError> {
         let mut state = self.state.lock();
-        if state.rooms.get(&room_id).is_some_and(|r| r.epoch == epoch) {
+        if state
+            .rooms
+            .get(&room_id)
+            .is_some_and(|r| r.record.epoch == epoch)
+        {
             state.rooms.remove(&room_id);
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn room_joined(
+        &self,
+        room_id: u64,
+        server_id: &str,
+    ) -> Result<Option<u64>, DirectoryError> {
+        let mut state = self.state.lock();
+        let Some(room) = state.rooms.get_mut(&room_id) else {
+            return Ok(None);
+        };
+        if room.record.server.server_id != server_id {
+            return Ok(None);
+        }
+        room.record.joined = true;
+        room.set_expiry(true);
+        let epoch = room.record.epoch;
+        if !state.join_reporters.contains(server_id) {
+            state.join_reporters.insert(server_id.to_owned());
+        }
+        Ok(Some(epoch))
     }
 
     async fn reassign_room(
@@ -504,7 +612,7 @@ impl Directory for InMemoryDirectory {
             .get(new_server_id)
             .filter(|(_, expires)| *expires > now)
             .map(|(info, _)| info.clone());
-        let Some(room) = state.rooms.get_mut(&room_id) else {
+        let Some(room) = state.rooms.get_mut(&room_id).map(|r| &mut r.record) else {
             return Ok(ReassignOutcome::NotFound);
         };
         if room.epoch != expected_epoch {
@@ -526,8 +634,8 @@ impl Directory for InMemoryDirectory {
             .lock()
             .rooms
             .values()
-            .filter(|r| r.server.server_id == server_id)
-            .map(|r| r.room_id)
+            .filter(|r| r.record.server.server_id == server_id)
+            .map(|r| r.record.room_id)
             .collect())
     }
 

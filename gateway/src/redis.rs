@@ -13,7 +13,9 @@
 //! | `P seen:{mode}`       | zset   | queued ticket ids scored by last poll ms           |
 //! | `P ticket:{id}`       | hash   | `player`, `mode`, `enq`, `meta` (metadata JSON, if any), `room` once matched |
 //! | `P player:{id}`       | string | the player's queued ticket id                      |
-//! | `P room:{id}`         | hash   | `server_id`, `server` JSON, `epoch`, `mode`, `created_ms`, `players` |
+//! | `P player_rooms:{id}` | set    | ids of the rooms the player was placed in (pruned) |
+//! | `P room:{id}`         | hash   | `server_id`, `server` JSON, `epoch`, `mode`, `created_ms`, `players`, `join_by`, `joined` |
+//! | `P join_reporters`    | set    | ids of room servers that report joins (`room_joined`) |
 //! | `P match:{room_id}`   | string | `MatchRecord` JSON, `PX` = the result's TTL         |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
@@ -32,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use crate::directory::{
     random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
     MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus,
-    TicketId, TicketRecord, MAX_MATCH_RESULT_TTL,
+    TicketId, TicketRecord, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
@@ -107,6 +109,7 @@ struct Scripts {
     room: Script,
     reassign_room: Script,
     close_room: Script,
+    room_joined: Script,
     rooms_on_server: Script,
 }
 
@@ -121,6 +124,7 @@ impl Scripts {
             room: Script::new(include_str!("redis/room.lua")),
             reassign_room: Script::new(include_str!("redis/reassign_room.lua")),
             close_room: Script::new(include_str!("redis/close_room.lua")),
+            room_joined: Script::new(include_str!("redis/room_joined.lua")),
             rooms_on_server: Script::new(include_str!("redis/rooms_on_server.lua")),
         }
     }
@@ -228,6 +232,7 @@ impl RedisDirectory {
             MATCHED_TICKET_RETENTION_MS.to_string(),
             ROOM_RECORD_MAX_AGE_MS.to_string(),
             SWEEP_LIMIT_PER_SCRIPT.to_string(),
+            request.join_window_ms.to_string(),
         ];
         for _ in 0..slots {
             // Room ids must differ across passes and gateways whatever their seeds, so they
@@ -308,10 +313,24 @@ impl Directory for RedisDirectory {
             QUEUED_TICKET_TTL_MS.to_string(),
             MAX_QUEUED_PER_MODE.to_string(),
             metadata,
+            MAX_OPEN_ROOMS_PER_PLAYER.to_string(),
         ];
         let reply: Vec<String> = self.run(&self.scripts.enqueue, &args).await?;
+        let number = |i: usize| reply.get(i).and_then(|n| n.parse().ok());
         match reply.first().map(String::as_str) {
             Some("queued") => Ok(EnqueueOutcome::Queued),
+            Some("pending") => match (number(1), number(2)) {
+                (Some(room_id), Some(retry_after_ms)) => Ok(EnqueueOutcome::MatchPending {
+                    room_id,
+                    retry_after_ms,
+                }),
+                _ => Err(malformed(&"enqueue reply")),
+            },
+            Some("too_many_rooms") => number(1)
+                .map(|open| EnqueueOutcome::TooManyRooms {
+                    open: usize::try_from(open).unwrap_or(usize::MAX),
+                })
+                .ok_or_else(|| malformed(&"enqueue reply")),
             Some("already") => {
                 let existing = reply.get(1).and_then(|t| t.parse().ok());
                 existing
@@ -378,16 +397,26 @@ impl Directory for RedisDirectory {
         Ok(self.room_status(room_id).await?.map(|s| s.record))
     }
 
-    async fn close_room(&self, room_id: u64) -> Result<(), DirectoryError> {
-        let args = [room_id.to_string(), String::new()];
-        self.run::<i64>(&self.scripts.close_room, &args).await?;
-        Ok(())
-    }
-
     async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError> {
         let args = [room_id.to_string(), epoch.to_string()];
         let closed: i64 = self.run(&self.scripts.close_room, &args).await?;
         Ok(closed == 1)
+    }
+
+    async fn room_joined(
+        &self,
+        room_id: u64,
+        server_id: &str,
+    ) -> Result<Option<u64>, DirectoryError> {
+        let args = [
+            room_id.to_string(),
+            server_id.to_owned(),
+            ROOM_RECORD_MAX_AGE_MS.to_string(),
+        ];
+        let epoch: Option<String> = self.run(&self.scripts.room_joined, &args).await?;
+        epoch
+            .map(|e| e.parse().map_err(|e| malformed(&e)))
+            .transpose()
     }
 
     async fn reassign_room(
@@ -464,7 +493,7 @@ impl Directory for RedisDirectory {
             return Ok(None);
         };
         let record = room_record(room_id, &fields)?;
-        let owner_alive = fields.get(6).is_some_and(|alive| alive == "1");
+        let owner_alive = fields.get(8).is_some_and(|alive| alive == "1");
         Ok(Some(RoomStatus {
             record,
             owner_alive,

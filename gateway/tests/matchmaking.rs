@@ -359,10 +359,10 @@ impl Directory for DownDirectory {
     async fn room(&self, _: u64) -> Result<Option<RoomRecord>, DirectoryError> {
         Err(down())
     }
-    async fn close_room(&self, _: u64) -> Result<(), DirectoryError> {
+    async fn close_room_at(&self, _: u64, _: u64) -> Result<bool, DirectoryError> {
         Err(down())
     }
-    async fn close_room_at(&self, _: u64, _: u64) -> Result<bool, DirectoryError> {
+    async fn room_joined(&self, _: u64, _: &str) -> Result<Option<u64>, DirectoryError> {
         Err(down())
     }
     async fn reassign_room(

@@ -23,6 +23,8 @@ use common::{config, expect_error, scenarios, server, start, TEST_DEADLINE};
 
 const NOW: u64 = 1_700_000_000_000;
 const TTL: Duration = Duration::from_secs(60);
+/// How long a placed player may take to join, in ms.
+const JOIN_WINDOW_MS: u64 = 20_000;
 const PREFIX: &str = "test:";
 
 /// Timeouts of the load tests: the defaults (500 ms) are for production, where Redis answers
@@ -56,6 +58,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         abandon_after_ms: 30_000,
         now_ms,
         max_matches: usize::MAX,
+        join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
     }
 }
@@ -186,12 +189,19 @@ async fn cancel_queue_once_and_requeue_after_a_match() {
         dir.cancel_ticket(first, 0).await,
         Ok(CancelOutcome::AlreadyMatched)
     );
-    // A matched player (say their room server died) may queue again at once.
+    // A matched player waits for the join window to end (`ghosts.rs`), unless their room
+    // server died: then they may queue again at once.
     let requeue = QueueEntry {
         ticket_id: TicketId(2),
         player_id: 0,
         ..again
     };
+    let pending = dir.enqueue(requeue.clone()).await;
+    assert!(
+        matches!(pending, Ok(EnqueueOutcome::MatchPending { .. })),
+        "{pending:?}"
+    );
+    dir.deregister_server("s1").await.unwrap();
     assert_eq!(dir.enqueue(requeue).await, Ok(EnqueueOutcome::Queued));
 }
 

@@ -5,6 +5,8 @@ use super::*;
 
 const NOW: u64 = 1_700_000_000_000;
 const TTL: Duration = Duration::from_secs(60);
+/// How long a placed player may take to join, in ms.
+const JOIN_WINDOW_MS: u64 = 20_000;
 
 fn server(id: &str, load: u32) -> RoomServerInfo {
     RoomServerInfo {
@@ -27,6 +29,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         abandon_after_ms: 30_000,
         now_ms,
         max_matches: usize::MAX,
+        join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
     }
 }
@@ -62,7 +65,7 @@ fn full_matches_form_and_the_rest_waits() {
         .flat_map(|m| m.players.iter().map(|p| p.player_id))
         .collect();
     assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
-    let room = dir.state.lock().rooms[&f.matches[0].room_id].clone();
+    let room = dir.state.lock().rooms[&f.matches[0].room_id].record.clone();
     assert_eq!(room.players, vec![0, 1, 2]);
     assert_eq!(room.server.server_id, "s1");
 }
@@ -266,22 +269,55 @@ async fn reassign_and_close_are_fenced_by_the_epoch() {
 }
 
 #[test]
-fn a_matched_player_may_queue_again() {
+fn a_matched_player_may_queue_again_once_the_join_window_is_over() {
     let dir = InMemoryDirectory::new();
     dir.register_server_now(server("s1", 0), TTL).unwrap();
     queue(&dir, 0..3, NOW);
-    assert_eq!(
-        dir.form_matches_now(&request(3, 3, 0, NOW)).matches.len(),
-        1
-    );
-    let again = QueueEntry {
-        ticket_id: TicketId(7),
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW));
+    let again = |ticket: u128, at_ms: u64| QueueEntry {
+        ticket_id: TicketId(ticket),
         player_id: 0,
         mode: "m".into(),
-        enqueued_ms: NOW,
+        enqueued_ms: at_ms,
         metadata: Default::default(),
     };
-    assert_eq!(dir.enqueue_now(again), Ok(EnqueueOutcome::Queued));
+    assert_eq!(
+        dir.enqueue_now(again(7, NOW + 5)),
+        Ok(EnqueueOutcome::MatchPending {
+            room_id: f.matches[0].room_id,
+            retry_after_ms: JOIN_WINDOW_MS - 5,
+        })
+    );
+    assert_eq!(
+        dir.enqueue_now(again(7, NOW + JOIN_WINDOW_MS)),
+        Ok(EnqueueOutcome::Queued)
+    );
+}
+
+#[test]
+fn unjoined_rooms_on_a_reporting_server_are_swept_after_their_join_window() {
+    let dir = InMemoryDirectory::new();
+    dir.register_server_now(server("s1", 0), TTL).unwrap();
+    dir.state.lock().join_reporters.insert("s1".into());
+    queue(&dir, 0..6, NOW);
+    let f = dir.form_matches_now(&request(3, 3, 0, NOW));
+    let (joined, unjoined) = (f.matches[0].room_id, f.matches[1].room_id);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(dir.room_joined(joined, "s1")), Ok(Some(1)));
+    dir.form_matches_now(&request(3, 3, 0, NOW + JOIN_WINDOW_MS));
+    assert!(
+        dir.state.lock().rooms.contains_key(&unjoined),
+        "swept at the window's end"
+    );
+    dir.form_matches_now(&request(3, 3, 0, NOW + JOIN_WINDOW_MS + SWEEP_INTERVAL_MS));
+    let state = dir.state.lock();
+    assert!(!state.rooms.contains_key(&unjoined));
+    assert!(state.rooms.contains_key(&joined));
+    // The unjoined room's players are forgotten with it; the joined room's are kept.
+    assert!(!state.player_rooms.contains_key(&3));
+    assert_eq!(state.player_rooms[&0], vec![joined]);
 }
 
 #[test]

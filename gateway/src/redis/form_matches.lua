@@ -1,7 +1,9 @@
 -- One atomic match-formation step over one mode's queue (key layout: see redis.rs).
 -- ARGV: prefix, mode, players, min_players, wait_ms, abandon_before_ms, now_ms,
---       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, then per match slot:
+--       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, then per match slot:
 --       room_id, r1, r2 (random u32s for the power-of-two-choices draw).
+-- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
+-- there it lives join_window_ms until `room_joined.lua` keeps it.
 -- Replies (all strings): still_queued, then per match formed:
 --       room_id, server_id, n, then n times (ticket, player, enqueued_ms).
 local p = ARGV[1]
@@ -14,7 +16,8 @@ local now = tonumber(ARGV[7])
 local matched_ttl = ARGV[8]
 local room_ttl = ARGV[9]
 local sweep_limit = ARGV[10]
-local first_slot = 11
+local join_window = tonumber(ARGV[11])
+local first_slot = 12
 local slots = math.floor((#ARGV - first_slot + 1) / 3)
 
 local qk = p .. 'queue:' .. mode
@@ -134,14 +137,22 @@ while slot < slots do
       redis.call('ZREM', sk, g[1])
       local pk = p .. 'player:' .. g[2]
       if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
+      local prk = p .. 'player_rooms:' .. g[2]
+      redis.call('SADD', prk, room_id)
+      redis.call('PEXPIRE', prk, room_ttl)
       players[#players + 1] = g[2]
       out[#out + 1] = g[1]
       out[#out + 1] = g[2]
       out[#out + 1] = g[3]
     end
     redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
-      'created_ms', ARGV[7], 'players', table.concat(players, ','))
-    redis.call('PEXPIRE', rk, room_ttl)
+      'created_ms', ARGV[7], 'players', table.concat(players, ','),
+      'join_by', string.format('%d', now + join_window), 'joined', '0')
+    if redis.call('SISMEMBER', p .. 'join_reporters', s.id) == 1 then
+      redis.call('PEXPIRE', rk, join_window)
+    else
+      redis.call('PEXPIRE', rk, room_ttl)
+    end
     local ok = p .. 'server_rooms:' .. s.id
     redis.call('SADD', ok, room_id)
     redis.call('PEXPIRE', ok, room_ttl)

@@ -48,9 +48,9 @@ pub(super) fn ticket_record(
     })
 }
 
-/// `{server_id, server_json, epoch, mode, created_ms, players, ..}`.
+/// `{server_id, server_json, epoch, mode, created_ms, players, join_by, joined, ..}`.
 pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord, DirectoryError> {
-    if fields.len() < 6 {
+    if fields.len() < 8 {
         return Err(malformed(&"room record"));
     }
     let players = fields[5]
@@ -65,6 +65,8 @@ pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord,
         players,
         created_ms: number(fields.get(4))?,
         epoch: number(fields.get(2))?,
+        join_by_ms: number(fields.get(6))?,
+        joined: fields[7] == "1",
     })
 }
 
@@ -177,9 +179,13 @@ mod tests {
             "duel".into(),
             "1700000000000".into(),
             "1,18446744073709551615".into(),
+            "1700000020000".into(),
+            "1".into(),
         ];
         let r = room_record(9, &fields).unwrap();
         assert_eq!((r.room_id, r.epoch, r.mode.as_str()), (9, 4, "duel"));
+        assert_eq!((r.join_by_ms, r.joined), (1_700_000_020_000, true));
+        assert!(room_record(9, &fields[..7]).is_err());
         assert_eq!(r.players, vec![1, u64::MAX]);
         assert_eq!(r.server, server);
     }

@@ -1,9 +1,12 @@
 -- A room record and whether its owner's registration is alive.
 -- ARGV: prefix, room_id
--- Replies: nil | {server_id, server_json, epoch, mode, created_ms, players, alive ('1'/'0')}
+-- Replies: nil | {server_id, server_json, epoch, mode, created_ms, players, join_by, joined,
+--                 alive ('1'/'0')}
 local p = ARGV[1]
 local r = redis.call('HMGET', p .. 'room:' .. ARGV[2],
-  'server_id', 'server', 'epoch', 'mode', 'created_ms', 'players')
+  'server_id', 'server', 'epoch', 'mode', 'created_ms', 'players', 'join_by', 'joined')
 if not r[1] then return false end
-r[7] = tostring(redis.call('EXISTS', p .. 'server:' .. r[1]))
+r[7] = r[7] or '0'
+r[8] = r[8] or '0'
+r[9] = tostring(redis.call('EXISTS', p .. 'server:' .. r[1]))
 return r
