@@ -28,8 +28,78 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The window over which rate-limited messages are counted for disconnection.
 const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A refusal: the code and a line for the client.
-type Refusal = (ErrorCode, String);
+/// Why a handshake failed; its `code()` and text reach the client as `Error{code, detail}`.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    /// The transport closed or failed before the handshake finished.
+    #[error("connection closed during the handshake")]
+    Closed,
+    /// The transport refused what the client sent (too large, undecodable).
+    #[error("{0}")]
+    Transport(ErrorCode),
+    /// A message that has no place at this step.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// The client speaks another protocol version or schema.
+    #[error("server speaks protocol {PROTOCOL_VERSION} (schema {server_hash:016x}); client sent {version} ({hash:016x})")]
+    Version {
+        version: u16,
+        hash: u64,
+        server_hash: u64,
+    },
+    /// The ticket is past its expiry.
+    #[error("ask the gateway for a new ticket")]
+    TicketExpired,
+    /// The ticket's signature or format is wrong.
+    #[error("{0}")]
+    TicketInvalid(TokenError),
+    /// The ticket names another room server.
+    #[error("ticket is for server {ticket}, this is {ours}")]
+    WrongServer { ticket: String, ours: String },
+    /// The ticket's mode is not one this server runs.
+    #[error("no mode {0}")]
+    UnknownMode(String),
+    /// The ticket was already used.
+    #[error("this ticket was already used")]
+    TicketReused,
+    /// The challenge response's MAC is wrong.
+    #[error("challenge response is wrong")]
+    BadChallengeResponse,
+    /// The session to resume is gone.
+    #[error("rejoin through the gateway")]
+    SessionExpired,
+    /// Another resume of the same session won the race.
+    #[error("a concurrent resume won")]
+    ConcurrentResume,
+    /// The room refused the seat (full, busy, the game's admission...).
+    #[error("{}", .0.detail)]
+    Seat(SeatRefusal),
+}
+
+impl HandshakeError {
+    /// The stable code the client gets.
+    fn code(&self) -> ErrorCode {
+        match self {
+            HandshakeError::Closed => ErrorCode::Unknown,
+            HandshakeError::Transport(code) => *code,
+            HandshakeError::Unexpected { .. } => ErrorCode::UnexpectedMessage,
+            HandshakeError::Version { .. } => ErrorCode::VersionMismatch,
+            HandshakeError::TicketExpired => ErrorCode::TicketExpired,
+            HandshakeError::TicketInvalid(_) => ErrorCode::TicketInvalid,
+            HandshakeError::WrongServer { .. } => ErrorCode::WrongServer,
+            HandshakeError::UnknownMode(_) => ErrorCode::UnknownMode,
+            HandshakeError::TicketReused => ErrorCode::TicketReused,
+            HandshakeError::BadChallengeResponse | HandshakeError::ConcurrentResume => {
+                ErrorCode::AuthFailed
+            }
+            HandshakeError::SessionExpired => ErrorCode::SessionExpired,
+            HandshakeError::Seat(refusal) => refusal.code,
+        }
+    }
+}
 
 /// How the play loop ended.
 enum End {
@@ -65,8 +135,8 @@ pub async fn serve_connection(
     let handshake = handshake(&server, &mut reader, &outbox, &mut asked);
     let session = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(session)) => Some(session),
-        Ok(Err((code, detail))) => {
-            refuse(&server, &outbox, code, detail);
+        Ok(Err(e)) => {
+            refuse(&server, &outbox, e.code(), e.to_string());
             None
         }
         Err(_) => {
@@ -142,15 +212,15 @@ fn send(server: &RoomServer, outbox: &Outbox, msg: &ServerMsg) {
     }
 }
 
-async fn recv(reader: &mut Reader, server: &RoomServer) -> Result<ClientMsg, Refusal> {
+async fn recv(reader: &mut Reader, server: &RoomServer) -> Result<ClientMsg, HandshakeError> {
     match reader.recv().await {
         Ok(Some((msg, len))) => {
             server.shared.metrics.messages_in.inc();
             server.shared.metrics.bytes_in.add(len as u64);
             Ok(msg)
         }
-        Ok(None) => Err((ErrorCode::Unknown, "connection closed".into())),
-        Err(code) => Err((code, code.to_string())),
+        Ok(None) => Err(HandshakeError::Closed),
+        Err(code) => Err(HandshakeError::Transport(code)),
     }
 }
 
@@ -159,7 +229,7 @@ async fn handshake(
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
     asked: &mut Option<(RoomId, SessionId)>,
-) -> Result<Arc<SessionRecord>, Refusal> {
+) -> Result<Arc<SessionRecord>, HandshakeError> {
     match recv(reader, server).await? {
         ClientMsg::Hello {
             protocol_version,
@@ -178,22 +248,20 @@ async fn handshake(
             check_version(protocol_version, hash)?;
             resume(server, reader, outbox, session_id, last_frame, asked).await
         }
-        other => Err((
-            ErrorCode::UnexpectedMessage,
-            format!("expected Hello or Resume, got {}", other.kind()),
-        )),
+        other => Err(HandshakeError::Unexpected {
+            expected: "Hello or Resume",
+            got: other.kind(),
+        }),
     }
 }
 
-fn check_version(version: u16, hash: u64) -> Result<(), Refusal> {
+fn check_version(version: u16, hash: u64) -> Result<(), HandshakeError> {
     if version != PROTOCOL_VERSION || hash != protocol_hash() {
-        return Err((
-            ErrorCode::VersionMismatch,
-            format!(
-                "server speaks protocol {PROTOCOL_VERSION} (schema {:016x}); client sent {version} ({hash:016x})",
-                protocol_hash()
-            ),
-        ));
+        return Err(HandshakeError::Version {
+            version,
+            hash,
+            server_hash: protocol_hash(),
+        });
     }
     Ok(())
 }
@@ -204,7 +272,7 @@ async fn challenge(
     reader: &mut Reader,
     outbox: &Outbox,
     secret: &Secret,
-) -> Result<(), Refusal> {
+) -> Result<(), HandshakeError> {
     let nonce: Secret = rand::rng().random();
     send(server, outbox, &ServerMsg::Challenge { nonce });
     match recv(reader, server).await? {
@@ -213,13 +281,11 @@ async fn challenge(
         {
             Ok(())
         }
-        ClientMsg::ChallengeResponse { .. } => {
-            Err((ErrorCode::AuthFailed, "challenge response is wrong".into()))
-        }
-        other => Err((
-            ErrorCode::UnexpectedMessage,
-            format!("expected ChallengeResponse, got {}", other.kind()),
-        )),
+        ClientMsg::ChallengeResponse { .. } => Err(HandshakeError::BadChallengeResponse),
+        other => Err(HandshakeError::Unexpected {
+            expected: "ChallengeResponse",
+            got: other.kind(),
+        }),
     }
 }
 
@@ -229,41 +295,32 @@ async fn join(
     outbox: &Arc<Outbox>,
     ticket: &str,
     asked: &mut Option<(RoomId, SessionId)>,
-) -> Result<Arc<SessionRecord>, Refusal> {
+) -> Result<Arc<SessionRecord>, HandshakeError> {
     let shared = &server.shared;
     let skew = shared.config.clock_skew.as_millis() as u64;
     let ticket = shared
         .keys
         .verify_ticket(ticket, unix_ms(), skew)
         .map_err(|e| match e {
-            TokenError::Expired => (
-                ErrorCode::TicketExpired,
-                "ask the gateway for a new ticket".to_string(),
-            ),
-            other => (ErrorCode::TicketInvalid, other.to_string()),
+            TokenError::Expired => HandshakeError::TicketExpired,
+            other => HandshakeError::TicketInvalid(other),
         })?;
     let claims = ticket.claims().clone();
     if claims.server_id != shared.config.server_id {
-        return Err((
-            ErrorCode::WrongServer,
-            format!(
-                "ticket is for server {}, this is {}",
-                claims.server_id, shared.config.server_id
-            ),
-        ));
+        return Err(HandshakeError::WrongServer {
+            ticket: claims.server_id,
+            ours: shared.config.server_id.clone(),
+        });
     }
     let mode = shared
         .games
         .get(&claims.mode)
         .map(|g| g.mode.clone())
-        .ok_or((ErrorCode::UnknownMode, format!("no mode {}", claims.mode)))?;
+        .ok_or_else(|| HandshakeError::UnknownMode(claims.mode.clone()))?;
     challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
     // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
     if !shared.reserve_ticket(claims.nonce, claims.expires_ms) {
-        return Err((
-            ErrorCode::TicketReused,
-            "this ticket was already used".into(),
-        ));
+        return Err(HandshakeError::TicketReused);
     }
     let session_id = loop {
         let id: u64 = rand::rng().random();
@@ -309,7 +366,7 @@ async fn join(
         }
         Err(refusal) => {
             shared.release_ticket(&claims.nonce);
-            Err((refusal.code, refusal.detail))
+            Err(HandshakeError::Seat(refusal))
         }
     }
 }
@@ -321,25 +378,19 @@ async fn resume(
     session_id: u64,
     last_frame: u64,
     asked: &mut Option<(RoomId, SessionId)>,
-) -> Result<Arc<SessionRecord>, Refusal> {
+) -> Result<Arc<SessionRecord>, HandshakeError> {
     let shared = &server.shared;
-    let expired = || {
-        (
-            ErrorCode::SessionExpired,
-            "rejoin through the gateway".to_string(),
-        )
-    };
     let record = shared
         .sessions
         .get(&session_id)
         .map(|r| r.clone())
-        .ok_or_else(expired)?;
+        .ok_or(HandshakeError::SessionExpired)?;
     let secret = *record.resume_secret.lock();
     challenge(server, reader, outbox, &secret).await?;
     // Rotate: a captured resume exchange can never be used again.
     let next_secret = record
         .rotate_resume_secret(&secret, rand::rng().random())
-        .ok_or((ErrorCode::AuthFailed, "a concurrent resume won".into()))?;
+        .ok_or(HandshakeError::ConcurrentResume)?;
     let seating = Seating {
         session_id,
         player_id: record.player_id,
@@ -360,7 +411,7 @@ async fn resume(
         // The room refused before any Welcome: the client never saw the new key, so it keeps
         // the old one for its next try.
         record.restore_resume_secret(&next_secret, secret);
-        return Err((refusal.code, refusal.detail));
+        return Err(HandshakeError::Seat(refusal));
     }
     shared.metrics.resumes.inc();
     Ok(record)
