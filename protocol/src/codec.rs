@@ -88,6 +88,12 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, DecodeError> {
     decode_exact(bytes, SERVER_CONFIG, MAX_SERVER_MSG_BYTES)
 }
 
+/// The length prefix of a stream frame: the body's length as a u32, little-endian. Bodies are
+/// bounded far below 4 GiB by the codec's limits, so the cast cannot truncate.
+pub fn length_prefix(body_len: usize) -> [u8; 4] {
+    (body_len as u32).to_le_bytes()
+}
+
 /// Appends a length-prefixed client message to `buf` (not cleared), for stream transports.
 pub fn frame_client(msg: &ClientMsg, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
     frame_with(buf, |b| {
@@ -112,8 +118,8 @@ fn frame_with(
         buf.truncate(start);
         return Err(e);
     }
-    let len = (buf.len() - start - LENGTH_PREFIX_BYTES) as u32;
-    buf[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&len.to_le_bytes());
+    let len = buf.len() - start - LENGTH_PREFIX_BYTES;
+    buf[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&length_prefix(len));
     Ok(())
 }
 

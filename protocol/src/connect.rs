@@ -35,8 +35,6 @@ use crate::{ClientMsg, ErrorCode, PlayerMetadata, Secret, ServerMsg, ALPN};
 pub const EVENT_QUEUE_LEN: usize = 1024;
 /// Capacity of the command channel from the game to the session task.
 pub const COMMAND_QUEUE_LEN: usize = 1024;
-/// WebSocket close codes for tickroom reasons start here.
-const WS_CLOSE_CODE_BASE: u16 = 4000;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `wait_match` waits before asking again after a 503 (the gateway's Retry-After).
@@ -78,14 +76,7 @@ pub enum ConnectError {
     Timeout(&'static str),
 }
 
-/// Which transport to join over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// QUIC (datagrams for inputs and snapshots).
-    Quic,
-    /// WebSocket.
-    Ws,
-}
+pub use crate::TransportKind;
 
 /// How a QUIC client checks the server's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,7 +572,7 @@ impl RawConn {
                         .send_datagram(bytes::Bytes::copy_from_slice(bytes))
                         .map_err(|e| err(e.to_string()));
                 }
-                send.write_all(&(bytes.len() as u32).to_le_bytes())
+                send.write_all(&codec::length_prefix(bytes.len()))
                     .await
                     .map_err(|e| err(e.to_string()))?;
                 send.write_all(bytes).await.map_err(|e| err(e.to_string()))
@@ -696,8 +687,7 @@ impl RawConn {
 
 /// Maps a WebSocket close code back to a tickroom code.
 pub fn ws_close_to_code(code: CloseCode) -> Option<ErrorCode> {
-    let n = u16::from(code);
-    n.checked_sub(WS_CLOSE_CODE_BASE).map(ErrorCode::from)
+    ErrorCode::from_ws_close_code(u16::from(code))
 }
 
 /// Where and how to (re)connect.

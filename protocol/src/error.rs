@@ -105,7 +105,21 @@ const CODES: &[(ErrorCode, u16)] = &[
     (ErrorCode::JoinRefused, 29),
 ];
 
+/// WebSocket close codes for tickroom reasons start here (4000–4999 is for applications):
+/// a connection closed with `code` carries close code `WS_CLOSE_CODE_BASE + code.as_u16()`.
+pub const WS_CLOSE_CODE_BASE: u16 = 4000;
+
 impl ErrorCode {
+    /// The WebSocket close code that carries this code.
+    pub fn ws_close_code(self) -> u16 {
+        WS_CLOSE_CODE_BASE.saturating_add(self.as_u16())
+    }
+
+    /// The code a WebSocket close code carries (None below the application range).
+    pub fn from_ws_close_code(n: u16) -> Option<ErrorCode> {
+        n.checked_sub(WS_CLOSE_CODE_BASE).map(ErrorCode::from)
+    }
+
     /// The stable wire number.
     pub fn as_u16(self) -> u16 {
         CODES
@@ -224,6 +238,17 @@ mod tests {
             assert!(!code.to_string().is_empty());
         }
         assert_eq!(seen.len(), CODES.len());
+    }
+
+    #[test]
+    fn websocket_close_codes_round_trip() {
+        for code in ErrorCode::all() {
+            assert_eq!(
+                ErrorCode::from_ws_close_code(code.ws_close_code()),
+                Some(code)
+            );
+        }
+        assert_eq!(ErrorCode::from_ws_close_code(1000), None);
     }
 
     #[test]

@@ -25,6 +25,16 @@ pub use session::{ClientSession, SessionConfig, SessionEvent, SessionState};
 pub use tickroom_game::{GameError, PlayerMetadata};
 pub use token::{JoinTicket, KeyRing, SessionClaims, SessionToken, TicketClaims, TokenError};
 
+/// Which transport a connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// QUIC: one bidirectional stream of length-prefixed messages, datagrams for inputs and
+    /// snapshots that fit.
+    Quic,
+    /// WebSocket: one binary message per protocol message.
+    Ws,
+}
+
 /// The protocol version carried in `Hello`; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u16 = 2;
 

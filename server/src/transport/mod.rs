@@ -5,16 +5,8 @@
 pub mod quic;
 pub mod ws;
 
+pub use tickroom_protocol::TransportKind;
 use tickroom_protocol::{ClientMsg, DecodeError, ErrorCode};
-
-/// Which transport a connection uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// QUIC: one bidirectional stream plus datagrams.
-    Quic,
-    /// WebSocket: one binary message per protocol message.
-    Ws,
-}
 
 /// The receiving half of a connection.
 pub enum Reader {

@@ -11,7 +11,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
-use tickroom_protocol::codec::{FrameDecoder, MAX_CLIENT_MSG_BYTES};
+use tickroom_protocol::codec::{self, FrameDecoder, MAX_CLIENT_MSG_BYTES};
 use tickroom_protocol::{token, ClientMsg, ErrorCode, ALPN};
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -266,7 +266,8 @@ async fn write_loop(
 }
 
 async fn write_framed(send: &mut SendStream, body: &[u8]) -> Result<(), ()> {
-    let len = (body.len() as u32).to_le_bytes();
-    send.write_all(&len).await.map_err(|_| ())?;
+    send.write_all(&codec::length_prefix(body.len()))
+        .await
+        .map_err(|_| ())?;
     send.write_all(body).await.map_err(|_| ())
 }

@@ -31,8 +31,6 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes tungstenite may hold unwritten before a write fails (a stuck peer).
 const MAX_WRITE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
-/// WebSocket close codes for tickroom reasons start here (4000-4999 is for applications).
-pub const CLOSE_CODE_BASE: u16 = 4000;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -158,7 +156,7 @@ async fn write_loop(
             }
             OutItem::Close(code) => {
                 let frame = CloseFrame {
-                    code: CloseCode::from(CLOSE_CODE_BASE + code.as_u16()),
+                    code: CloseCode::from(code.ws_close_code()),
                     reason: code.name().into(),
                 };
                 let _ = sink.send(Message::Close(Some(frame))).await;
