@@ -94,9 +94,10 @@ pub struct SwarmArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Server metrics to scrape at the end, repeatable or comma-separated (default: the first
-    /// gateway's /metrics); several servers' figures are combined (worst tick p99 and RSS,
-    /// summed overruns).
+    /// Server metrics to scrape at the end (the server's --metrics listener + /metrics),
+    /// repeatable or comma-separated (default: port 7703 of the first gateway's host, the
+    /// metrics listener of a server run with its defaults); several servers' figures are
+    /// combined (worst tick p99 and RSS, summed overruns).
     #[arg(long, value_delimiter = ',')]
     pub metrics_url: Vec<String>,
     /// No progress bar (it is also off when stderr is not a terminal).
@@ -231,14 +232,15 @@ pub fn parse_drop_rate(text: &str) -> Result<DropRate, String> {
 }
 
 impl SwarmArgs {
-    /// The metrics endpoints to scrape: `--metrics-url`, else the first gateway's `/metrics`.
+    /// The metrics endpoints to scrape: `--metrics-url`, else the default metrics listener on
+    /// the first gateway's host.
     pub fn metrics_urls(&self) -> Vec<String> {
         if !self.metrics_url.is_empty() {
             return self.metrics_url.clone();
         }
         self.server
             .first()
-            .map(|s| format!("{}/metrics", s.trim_end_matches('/')))
+            .and_then(|s| crate::report::default_metrics_url(s))
             .into_iter()
             .collect()
     }
@@ -265,7 +267,11 @@ mod tests {
             "http://c:3",
         ]);
         assert_eq!(s.server, ["http://a:1", "http://b:2", "http://c:3"]);
-        assert_eq!(s.metrics_urls(), ["http://a:1/metrics"]);
+        assert_eq!(s.metrics_urls(), ["http://a:7703/metrics"]);
+        let s = swarm(&["--server", "http://127.0.0.1:7700/"]);
+        assert_eq!(s.metrics_urls(), ["http://127.0.0.1:7703/metrics"]);
+        let s = swarm(&["--server", "http://[::1]:7700"]);
+        assert_eq!(s.metrics_urls(), ["http://[::1]:7703/metrics"]);
         let s = swarm(&[
             "--server",
             "http://a:1/",

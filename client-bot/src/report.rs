@@ -12,6 +12,9 @@ use crate::stats::{count_errors, max_ms, quantile_ms, BotOutcome, Measurements};
 
 /// Time allowed for the `/metrics` scrape.
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The port of the server's metrics listener when it runs with its defaults (`--metrics
+/// 127.0.0.1:7703`): a swarm scrapes it on the first gateway's host unless told otherwise.
+pub const DEFAULT_METRICS_PORT: u16 = 7703;
 /// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
 /// Bytes in a MiB.
@@ -310,6 +313,17 @@ pub fn combine(figures: &[ServerFigures]) -> ServerFigures {
         overruns: (!overruns.is_empty()).then(|| overruns.iter().sum()),
         rss_mb: max(|f| f.rss_mb),
     }
+}
+
+/// The default scrape target for a gateway URL: the same host, the metrics listener's default
+/// port, path `/metrics`; None when `gateway` is not a URL with a host.
+pub fn default_metrics_url(gateway: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(gateway).ok()?;
+    url.host_str()?;
+    url.set_port(Some(DEFAULT_METRICS_PORT)).ok()?;
+    url.set_path("/metrics");
+    url.set_query(None);
+    Some(url.to_string())
 }
 
 /// Scrapes `url`; all `None` when the server cannot be reached.

@@ -38,6 +38,7 @@ fn wait_exit(child: Child, limit: Duration, what: &str) -> std::process::ExitSta
 /// Runs a swarm to its end (killed after `SWARM_TIMEOUT`); returns (exit code, report, output).
 fn run_swarm(
     http: &str,
+    metrics_url: &str,
     transport: &str,
     mode: &str,
     dir: &Path,
@@ -47,6 +48,7 @@ fn run_swarm(
     let log_file = std::fs::File::create(&log).expect("create log");
     let child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
         .args(["swarm", "--server", &format!("http://{http}")])
+        .args(["--metrics-url", metrics_url])
         .args([
             "--bots",
             &BOTS.to_string(),
@@ -74,6 +76,7 @@ fn run_swarm(
 fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
     let dir = common::unique_temp_dir("e2e");
     let (server, http) = common::start_server(&dir, &[]);
+    let metrics_url = server.metrics_url();
 
     // All four at once: 40 bots per mode fill whole rooms (10 per arena room, 8 per lockstep
     // room), so no bot waits for a partial room's start timeout, and the test stays short.
@@ -87,8 +90,11 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
         let handles: Vec<_> = runs
             .iter()
             .map(|&(transport, mode)| {
-                let (http, dir) = (&http, &dir);
-                s.spawn(move || (transport, mode, run_swarm(http, transport, mode, dir)))
+                let (http, metrics_url, dir) = (&http, &metrics_url, &dir);
+                s.spawn(move || {
+                    let run = run_swarm(http, metrics_url, transport, mode, dir);
+                    (transport, mode, run)
+                })
             })
             .collect();
         handles

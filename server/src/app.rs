@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::http::{ops_router, MetricsSource};
+use crate::http::{HttpLimits, HttpStats, MetricsSource};
 use crate::transport::quic::{self, CertAndKey};
 use crate::transport::ws;
 use crate::RoomServer;
@@ -30,6 +30,9 @@ pub struct ReadyInfo {
     pub quic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_fingerprint: Option<String>,
+    /// The metrics listener (`/metrics`, `/healthz`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// A started room server's listeners.
@@ -126,26 +129,20 @@ impl RunningRoomServer {
     }
 }
 
-/// Serves `/metrics` and `/healthz` (plus `extra` routes) on `addr`; returns the bound address.
+/// Serves `app` on `addr` within `limits` (header-read and request timeouts, connection
+/// caps: `http::serve`) until `shutdown`; returns the bound address.
 pub async fn serve_http(
     addr: SocketAddr,
-    sources: Vec<MetricsSource>,
-    extra: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    app: axum::Router,
+    limits: HttpLimits,
+    stats: Arc<HttpStats>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
     let listener = bind_tcp(addr).await?;
     let bound = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let app = ops_router(sources).merge(extra);
-    let task = tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
-    });
+    let task = tokio::spawn(crate::http::serve(listener, app, limits, stats, shutdown));
     Ok((bound, task))
 }
 

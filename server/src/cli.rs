@@ -10,6 +10,10 @@ use tickroom_game::modes::Modes;
 use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 
+use crate::http::{
+    HttpLimits, DEFAULT_HTTP_HEADER_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS,
+    DEFAULT_HTTP_MAX_CONNECTIONS_PER_IP,
+};
 use crate::roles::{random_key_ring, run_gateway, run_server, RoleConfig};
 use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
@@ -39,9 +43,13 @@ enum Role {
 
 #[derive(Args, Clone)]
 struct Opts {
-    /// HTTP address: gateway API (/v1), /metrics and /healthz. Port 0 picks a free port.
+    /// HTTP address: gateway API (/v1) and /healthz. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7700")]
     http: SocketAddr,
+    /// Metrics address: /metrics (Prometheus text) and /healthz, a listener of its own so a
+    /// scrape never waits behind players. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7703")]
+    metrics: SocketAddr,
     /// WebSocket address for players (endpoint path /). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7701")]
     ws: SocketAddr,
@@ -51,7 +59,8 @@ struct Opts {
     /// Host name or IP that clients use to reach this machine (default: the bound address).
     #[arg(long)]
     public_host: Option<String>,
-    /// Once listening, write {"http","ws","quic","cert_fingerprint"} as JSON to this file.
+    /// Once listening, write {"http","ws","quic","cert_fingerprint","metrics"} (the role's
+    /// listeners) as JSON to this file.
     #[arg(long)]
     ready_file: Option<PathBuf>,
     /// Game modes file (default: the assets/modes.toml built into the binary).
@@ -61,9 +70,10 @@ struct Opts {
     /// else (all-in-one only) a random key generated at start-up.
     #[arg(long)]
     keys_file: Option<PathBuf>,
-    /// This room server's id (join tickets name it).
-    #[arg(long, default_value = "room-1")]
-    server_id: String,
+    /// This room server's id (join tickets name it); default room-1. With --redis it is
+    /// required and must be unique among the room servers sharing the directory.
+    #[arg(long)]
+    server_id: Option<String>,
     /// Room worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -93,6 +103,17 @@ struct Opts {
     /// this many milliseconds.
     #[arg(long, default_value_t = 10.0)]
     max_tick_p99_ms: f64,
+    /// Time an HTTP client has to send a request's headers (on a new connection and between
+    /// keep-alive requests), in milliseconds; slower connections are cut.
+    #[arg(long, default_value_t = DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
+    http_header_timeout_ms: u64,
+    /// Most HTTP connections open at once; at the cap the server stops accepting until one
+    /// closes.
+    #[arg(long, default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS)]
+    http_max_connections: usize,
+    /// Most HTTP connections one client IP may hold; more are closed at once.
+    #[arg(long, default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS_PER_IP)]
+    http_max_connections_per_ip: usize,
     /// Gateway requests per second allowed per client IP (sustained).
     #[arg(long, default_value_t = 2_000)]
     gateway_rate_per_ip: u32,
@@ -212,12 +233,39 @@ fn resolve(
             ))
         }
     };
+    // Two room servers with one id would take each other's rooms and tickets in the shared
+    // directory: with Redis the id is never defaulted.
+    let server_id = match o.server_id {
+        Some(id) if id.is_empty() => return Err("--server-id must not be empty".into()),
+        Some(id) => id,
+        None if o.redis.is_some() && role != "gateway" => {
+            return Err(format!(
+                "the {role} role with --redis needs --server-id ID, unique among the room servers sharing the directory"
+            ))
+        }
+        None => RoomServerConfig::default().server_id,
+    };
+    if o.http_header_timeout_ms == 0
+        || o.http_max_connections == 0
+        || o.http_max_connections_per_ip == 0
+    {
+        return Err(
+            "--http-header-timeout-ms, --http-max-connections and --http-max-connections-per-ip must be at least 1"
+                .into(),
+        );
+    }
+    let http_limits = HttpLimits {
+        header_read_timeout: std::time::Duration::from_millis(o.http_header_timeout_ms),
+        max_connections: o.http_max_connections,
+        max_connections_per_ip: o.http_max_connections_per_ip,
+        ..HttpLimits::default()
+    };
     let cert = match (&o.cert, &o.key) {
         (Some(c), Some(k)) => Some(CertAndKey::from_pem_files(c, k).map_err(|e| e.to_string())?),
         _ => None,
     };
     let mut room = RoomServerConfig {
-        server_id: o.server_id,
+        server_id,
         max_rooms: o.max_rooms,
         max_connections: o.max_connections,
         max_tick_p99_ms: o.max_tick_p99_ms,
@@ -228,6 +276,8 @@ fn resolve(
     }
     Ok(RoleConfig {
         http: o.http,
+        metrics: o.metrics,
+        http_limits,
         ws: o.ws,
         quic: o.quic,
         public_host: o.public_host,

@@ -1,14 +1,24 @@
 //! Room-server metrics: lock-free counters and per-worker tick histograms, rendered as
-//! Prometheus text on `/metrics`.
+//! Prometheus text on `/metrics`. A scrape reads the histograms from its own copy, refreshed
+//! at most once per `TICK_COPY_MAX_AGE` without ever waiting for a worker's lock.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 /// Highest tick duration the histograms track, in microseconds (1 s).
 const MAX_TRACKED_TICK_US: u64 = 1_000_000;
+/// How old the scrapes' copy of the workers' tick histograms may get: scrapes at any rate
+/// touch each worker's lock at most once per this interval.
+pub const TICK_COPY_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// An empty tick histogram (µs, 3 significant figures).
+fn tick_histogram() -> Histogram<u64> {
+    Histogram::new_with_max(MAX_TRACKED_TICK_US, 3).expect("valid histogram bounds")
+}
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -90,13 +100,21 @@ pub struct TickStats {
 
 impl Default for TickStats {
     fn default() -> Self {
-        let h = || Histogram::new_with_max(MAX_TRACKED_TICK_US, 3).expect("valid histogram bounds");
         TickStats {
-            duration_us: h(),
-            lateness_us: h(),
-            recent_us: h(),
+            duration_us: tick_histogram(),
+            lateness_us: tick_histogram(),
+            recent_us: tick_histogram(),
         }
     }
+}
+
+/// The scrapes' copy of each worker's tick histograms; only `/metrics` locks it.
+#[derive(Debug, Default)]
+struct TickCopy {
+    /// When the copy was last refreshed.
+    taken: Option<Instant>,
+    /// Per worker: durations and lateness, µs.
+    workers: Vec<(Histogram<u64>, Histogram<u64>)>,
 }
 
 /// Every room-server metric.
@@ -136,6 +154,8 @@ pub struct Metrics {
     pub overloaded: Gauge,
     /// One per worker thread.
     pub tick_stats: Vec<Mutex<TickStats>>,
+    /// What scrapes read instead of `tick_stats`.
+    scrape_copy: Mutex<TickCopy>,
 }
 
 impl Metrics {
@@ -156,6 +176,35 @@ impl Metrics {
             let _ = all.add(&w.lock().duration_us);
         }
         (!all.is_empty()).then(|| all.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Tick durations and lateness merged over all workers, for a scrape: from the scrapes'
+    /// copy, refreshed when older than `TICK_COPY_MAX_AGE`. A worker's lock is tried, never
+    /// waited for (the worker locks it after each tick): one that is busy keeps its last copy.
+    fn scrape_ticks(&self) -> (Histogram<u64>, Histogram<u64>) {
+        let mut copy = self.scrape_copy.lock();
+        let now = Instant::now();
+        if copy
+            .taken
+            .is_none_or(|t| now.duration_since(t) >= TICK_COPY_MAX_AGE)
+        {
+            copy.workers.resize_with(self.tick_stats.len(), || {
+                (tick_histogram(), tick_histogram())
+            });
+            for (worker, (duration, lateness)) in self.tick_stats.iter().zip(&mut copy.workers) {
+                if let Some(stats) = worker.try_lock() {
+                    let _ = duration.set_to(&stats.duration_us);
+                    let _ = lateness.set_to(&stats.lateness_us);
+                }
+            }
+            copy.taken = Some(now);
+        }
+        let (mut duration, mut lateness) = (tick_histogram(), tick_histogram());
+        for (d, l) in &copy.workers {
+            let _ = duration.add(d);
+            let _ = lateness.add(l);
+        }
+        (duration, lateness)
     }
 
     /// p99 of tick durations since the last call, in ms, and resets that window.
@@ -300,14 +349,12 @@ impl Metrics {
             out,
             "# HELP tickroom_tick_duration_ms time spent in one room tick\n# TYPE tickroom_tick_duration_ms summary"
         );
-        for q in [0.5, 0.99, 0.999] {
-            if let Some(v) = self.tick_duration_ms(q) {
+        let (duration, late) = self.scrape_ticks();
+        if !duration.is_empty() {
+            for q in [0.5, 0.99, 0.999] {
+                let v = duration.value_at_quantile(q) as f64 / 1000.0;
                 let _ = writeln!(out, "tickroom_tick_duration_ms{{quantile=\"{q}\"}} {v:.3}");
             }
-        }
-        let mut late = Histogram::<u64>::new_with_max(MAX_TRACKED_TICK_US, 3).expect("bounds");
-        for w in &self.tick_stats {
-            let _ = late.add(&w.lock().lateness_us);
         }
         let _ = writeln!(
             out,
@@ -358,5 +405,40 @@ mod tests {
         assert!(out.contains("tickroom_joins_total 3"));
         assert!(out.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 2.0"));
         assert!(out.contains("tickroom_room_queue_depth{worker=\"0\"} 4"));
+    }
+
+    #[test]
+    fn a_scrape_never_waits_for_a_worker_and_copies_at_most_once_per_interval() {
+        let m = Metrics::new(2);
+        m.tick_stats[0].lock().duration_us.record(1000).unwrap();
+        let mut out = String::new();
+        m.render(&mut out, &[0, 0]);
+        assert!(
+            out.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 1.0"),
+            "{out}"
+        );
+        // Within the interval a scrape reads its copy: a worker holding its lock (mid-record)
+        // does not block it, and what it records shows at the next refresh.
+        let busy = m.tick_stats[0].lock();
+        m.tick_stats[1].lock().duration_us.record(9000).unwrap();
+        let mut again = String::new();
+        m.render(&mut again, &[0, 0]);
+        assert!(
+            again.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 1.0"),
+            "{again}"
+        );
+        // Past the interval the busy worker keeps its last copy; the idle one is copied anew.
+        m.scrape_copy.lock().taken = Some(Instant::now() - TICK_COPY_MAX_AGE);
+        let mut later = String::new();
+        m.render(&mut later, &[0, 0]);
+        drop(busy);
+        assert!(
+            later.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 9.0"),
+            "{later}"
+        );
+        assert!(
+            later.contains("tickroom_tick_duration_ms{quantile=\"0.5\"} 1.0"),
+            "{later}"
+        );
     }
 }

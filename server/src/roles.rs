@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
-use crate::http::MetricsSource;
+use crate::http::{health_router, metrics_router, HttpLimits, HttpStats, MetricsSource};
 use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
 use crate::{RoomServer, RoomServerConfig};
@@ -32,6 +32,10 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 /// Everything a role needs, resolved from flags by `main.rs`.
 pub struct RoleConfig {
     pub http: SocketAddr,
+    /// The metrics listener (`/metrics`, `/healthz`), apart from the players' HTTP.
+    pub metrics: SocketAddr,
+    /// Bounds of the HTTP listener (the metrics listener derives its own from them).
+    pub http_limits: HttpLimits,
     pub ws: SocketAddr,
     pub quic: SocketAddr,
     /// Host clients should use to reach this machine; default: the bound address.
@@ -116,8 +120,9 @@ pub async fn run_server(
         draining: false,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut sources: Vec<MetricsSource> = vec![running.metrics_source()];
-    let mut routes = axum::Router::new();
+    let http_stats = Arc::new(HttpStats::default());
+    let mut sources: Vec<MetricsSource> = vec![running.metrics_source(), http_source(&http_stats)];
+    let mut routes = health_router();
     let mut background = Vec::new();
     // A room server registers with the directory when it is shared (Redis) or when the
     // gateway runs in this process (all-in-one).
@@ -154,14 +159,23 @@ pub async fn run_server(
         )));
         let gw = gateway.clone();
         sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
-        routes = tickroom_gateway::router(gateway);
+        routes = routes.merge(tickroom_gateway::router(gateway));
     }
-    let (http_addr, http_task) = serve_http(cfg.http, sources, routes, stop_rx).await?;
+    let (http_addr, http_task) = serve_http(
+        cfg.http,
+        routes,
+        cfg.http_limits.clone(),
+        http_stats,
+        stop_rx.clone(),
+    )
+    .await?;
+    let (metrics_addr, metrics_task) = serve_metrics(&cfg, sources, stop_rx).await?;
     let ready = ReadyInfo {
         http: Some(http_addr.to_string()),
         ws: Some(running.ws_addr.to_string()),
         quic: Some(running.quic_addr.to_string()),
         cert_fingerprint: Some(running.cert_fingerprint.clone()),
+        metrics: Some(metrics_addr.to_string()),
     };
     if let Some(path) = &cfg.ready_file {
         if let Err(e) = write_ready_file(path, &ready) {
@@ -174,10 +188,11 @@ pub async fn run_server(
             ws = %format!("ws://{}/", running.ws_addr),
             quic = %running.quic_addr,
             cert_fingerprint = %running.cert_fingerprint,
-            "tickroom all-in-one ready: log in at POST http://{http_addr}/v1/auth/device, metrics at http://{http_addr}/metrics"
+            metrics = %format!("http://{metrics_addr}/metrics"),
+            "tickroom all-in-one ready: log in at POST http://{http_addr}/v1/auth/device, metrics at http://{metrics_addr}/metrics"
         );
     } else {
-        info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, "tickroom room server ready");
+        info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, metrics = %metrics_addr, "tickroom room server ready");
     }
     let _ = shutdown.changed().await;
     info!("shutting down: refusing new connections, telling players, draining");
@@ -192,6 +207,7 @@ pub async fn run_server(
         let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), metrics_task).await;
     info!("stopped");
     Ok(())
 }
@@ -216,19 +232,25 @@ pub async fn run_gateway(
         stop_rx.clone(),
     ));
     let gw = gateway.clone();
-    let sources: Vec<MetricsSource> =
-        vec![Arc::new(move |out: &mut String| gw.render_metrics(out))];
+    let http_stats = Arc::new(HttpStats::default());
+    let sources: Vec<MetricsSource> = vec![
+        Arc::new(move |out: &mut String| gw.render_metrics(out)),
+        http_source(&http_stats),
+    ];
     let (http_addr, http_task) = serve_http(
         cfg.http,
-        sources,
-        tickroom_gateway::router(gateway),
-        stop_rx,
+        health_router().merge(tickroom_gateway::router(gateway)),
+        cfg.http_limits.clone(),
+        http_stats,
+        stop_rx.clone(),
     )
     .await?;
-    info!(http = %http_addr, "tickroom gateway ready");
+    let (metrics_addr, metrics_task) = serve_metrics(&cfg, sources, stop_rx).await?;
+    info!(http = %http_addr, metrics = %metrics_addr, "tickroom gateway ready");
     if let Some(path) = &cfg.ready_file {
         let ready = ReadyInfo {
             http: Some(http_addr.to_string()),
+            metrics: Some(metrics_addr.to_string()),
             ..ReadyInfo::default()
         };
         if let Err(e) = write_ready_file(path, &ready) {
@@ -239,7 +261,31 @@ pub async fn run_gateway(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), matcher).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), metrics_task).await;
     Ok(())
+}
+
+/// The HTTP listener's connection counts as a metrics source.
+fn http_source(stats: &Arc<HttpStats>) -> MetricsSource {
+    let stats = stats.clone();
+    Arc::new(move |out: &mut String| stats.render(out))
+}
+
+/// Starts the metrics listener (`/metrics` over `sources`, `/healthz`) on `cfg.metrics`: a
+/// listener of its own, so a scrape never waits behind players' HTTP connections.
+async fn serve_metrics(
+    cfg: &RoleConfig,
+    sources: Vec<MetricsSource>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
+    serve_http(
+        cfg.metrics,
+        metrics_router(sources),
+        cfg.http_limits.metrics(),
+        Arc::new(HttpStats::default()),
+        stop,
+    )
+    .await
 }
 
 /// Capacity of the queue of ended rooms waiting to be closed in the directory.

@@ -114,27 +114,45 @@ async fn join_pair(matches: &[MatchResult]) -> (connect::Session, connect::Sessi
     (a, b)
 }
 
+/// The ready file names every listener; `/healthz` answers on the HTTP and the metrics
+/// listeners; `/metrics` is served by the metrics listener only (room server, gateway and
+/// HTTP front end figures in one scrape).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_file_names_every_listener_and_health_answers() {
     let server = Server::start().await;
-    for key in ["http", "ws", "quic", "cert_fingerprint"] {
+    for key in ["http", "ws", "quic", "cert_fingerprint", "metrics"] {
         assert!(
             server.ready[key].as_str().is_some_and(|v| !v.is_empty()),
             "ready file lacks {key}"
         );
     }
-    let health = reqwest::get(format!("{}/healthz", server.http()))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", server.http()))
+    assert_ne!(server.ready["metrics"], server.ready["http"]);
+    let metrics_base = format!("http://{}", server.ready["metrics"].as_str().unwrap());
+    for base in [server.http(), metrics_base] {
+        let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(health.status(), 200, "{base}/healthz");
+    }
+    let metrics = reqwest::get(server.metrics_url())
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("tickroom_rooms "));
-    assert!(metrics.contains("tickroom_gateway_logins_total"));
+    for name in [
+        "tickroom_rooms ",
+        "tickroom_gateway_logins_total",
+        "tickroom_http_connections ",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
+    let moved = reqwest::get(format!("{}/metrics", server.http()))
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.status(),
+        404,
+        "/metrics left the players' HTTP listener"
+    );
 }
 
 /// The whole flow in state sync: two players (duel) over WebSocket and QUIC in one room.
@@ -383,6 +401,19 @@ fn bad_flags_exit_with_usage_code_2() {
         Some(2),
         "room role without keys is a usage error"
     );
+    // With a shared directory a room server's id is never defaulted: two `room-1`s would take
+    // each other's rooms. Refused before Redis is dialled (nothing listens on port 1).
+    for role in [&["room"][..], &[]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+            .args(role)
+            .args(["--redis", "redis://127.0.0.1:1"])
+            .env("TICKROOM_KEYS", format!("1:{}", "ab".repeat(32)))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{role:?} --redis: {stderr}");
+        assert!(stderr.contains("--server-id"), "{stderr}");
+    }
     // A mode naming a game this server did not register: a start-up error naming the mode,
     // the game and every registered game.
     let dir = TempDir::new("modes");
@@ -421,6 +452,9 @@ fn bad_flags_exit_with_usage_code_2() {
     let text = String::from_utf8_lossy(&help.stdout);
     for flag in [
         "--http",
+        "--metrics",
+        "--http-header-timeout-ms",
+        "--http-max-connections",
         "--ws",
         "--quic",
         "--ready-file",

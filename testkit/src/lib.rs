@@ -15,12 +15,14 @@ use serde_json::Value;
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every listener of the all-in-one server on a free port.
-pub const ALL_ON_PORT_0: [&str; 6] = [
+pub const ALL_ON_PORT_0: [&str; 8] = [
     "--http",
     "127.0.0.1:0",
     "--ws",
     "127.0.0.1:0",
     "--quic",
+    "127.0.0.1:0",
+    "--metrics",
     "127.0.0.1:0",
 ];
 
@@ -64,7 +66,8 @@ impl Drop for TempDir {
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
-    /// The ready file's JSON: the bound addresses (`http`, `ws`, `quic`, `cert_fingerprint`).
+    /// The ready file's JSON: the bound addresses (`http`, `ws`, `quic`, `cert_fingerprint`,
+    /// `metrics`).
     pub ready: Value,
 }
 
@@ -110,6 +113,14 @@ impl ServerProcess {
         format!(
             "http://{}",
             self.ready["http"].as_str().expect("an http address")
+        )
+    }
+
+    /// The metrics listener's `/metrics` URL.
+    pub fn metrics_url(&self) -> String {
+        format!(
+            "http://{}/metrics",
+            self.ready["metrics"].as_str().expect("a metrics address")
         )
     }
 

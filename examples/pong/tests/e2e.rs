@@ -131,6 +131,7 @@ fn a_pong_swarm_reports_the_keys_of_a_tickroom_bot_swarm() {
     let report_path = dir.join("report.json");
     let swarm = Command::new(env!("CARGO_BIN_EXE_pong-swarm"))
         .args(["--server", &http, "--bots", &SWARM_BOTS.to_string()])
+        .args(["--metrics-url", &server.metrics_url()])
         .args(["--ramp", SWARM_RAMP, "--duration", SWARM_PLAY])
         .args(["--transport", "mixed", "--no-progress", "--seed", "7"])
         .arg("--report")

@@ -31,6 +31,11 @@ impl Proc {
     pub fn http(&self) -> String {
         format!("http://{}", self.ready["http"].as_str().unwrap())
     }
+
+    /// The metrics listener's `/metrics` URL.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.ready["metrics"].as_str().unwrap())
+    }
 }
 
 /// Polls `ready` every 20 ms until it holds, failing after `WAIT`.
@@ -43,15 +48,18 @@ pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// Starts `tickroom ARGS --http 127.0.0.1:0 --ready-file DIR/NAME.json` with `env`, and waits
-/// for its ready file. Admission control's tick budget is raised: debug builds on a loaded CI
-/// machine have slow ticks, and refusing rooms there would only make the tests flaky.
+/// Starts `tickroom ARGS --http 127.0.0.1:0 --metrics 127.0.0.1:0 --ready-file DIR/NAME.json`
+/// with `env`, and waits for its ready file. Admission control's tick budget is raised: debug
+/// builds on a loaded CI machine have slow ticks, and refusing rooms there would only make the
+/// tests flaky.
 pub async fn start_tickroom(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let ready_file = dir.join(format!("{name}.json"));
     let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
         .args(args)
         .args([
             "--http",
+            "127.0.0.1:0",
+            "--metrics",
             "127.0.0.1:0",
             "--max-tick-p99-ms",
             "1000",
