@@ -5,17 +5,23 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tickroom_game::PlayerMetadata;
+use tokio::sync::broadcast;
 
 pub use tickroom_protocol::api::MatchPlayer;
 
-/// How often the default `Directory::await_ticket` re-reads a ticket while waiting, in ms.
+/// How often a long poll's waiter re-reads its ticket from a directory that sends no change
+/// notifications (`Directory::ticket_changes` is `None`), in ms.
 pub const TICKET_POLL_INTERVAL_MS: u64 = 25;
+/// Capacity of a directory's ticket-change channel, in messages (one per formation batch or
+/// cancel); a listener that falls behind is told `Lagged` and treats it as `Unknown`.
+pub const TICKET_CHANGES_QUEUE_LEN: usize = 1024;
 /// Room ids stay below 2^53 so every JSON number implementation holds them exactly.
 pub const ROOM_ID_MASK: u64 = (1 << 53) - 1;
 /// Largest match result a directory stores, in bytes (a scoreboard, not a replay).
@@ -183,6 +189,16 @@ pub enum EnqueueOutcome {
         /// The player's open rooms.
         open: usize,
     },
+}
+
+/// A ticket-change notification (`Directory::ticket_changes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketChange {
+    /// These tickets left the queue (matched or cancelled).
+    Left(Arc<[TicketId]>),
+    /// Notifications may have been missed (the listener reconnected): any waiting ticket may
+    /// have changed.
+    Unknown,
 }
 
 /// The result of `Directory::cancel_ticket`.
@@ -370,28 +386,16 @@ pub trait Directory: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<TicketRecord>, DirectoryError>;
 
-    /// How often the default `await_ticket` re-reads a queued ticket.
-    fn ticket_poll_interval(&self) -> Duration {
-        Duration::from_millis(TICKET_POLL_INTERVAL_MS)
+    /// Notifications of tickets leaving the queue, so that long polls wait on them instead of
+    /// re-reading tickets (every call subscribes anew). `None` (the default) when the
+    /// directory sends none: waiters then re-read every `ticket_poll_interval()`.
+    fn ticket_changes(&self) -> Option<broadcast::Receiver<TicketChange>> {
+        None
     }
 
-    /// Waits up to `max_wait` for a queued ticket to leave the queue, then returns its state
-    /// (`None` once it is gone). The default re-reads every `ticket_poll_interval()`.
-    async fn await_ticket(
-        &self,
-        ticket_id: TicketId,
-        max_wait: Duration,
-    ) -> Result<Option<TicketRecord>, DirectoryError> {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        loop {
-            let record = self.ticket(ticket_id).await?;
-            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
-            if !waiting || tokio::time::Instant::now() >= deadline {
-                return Ok(record);
-            }
-            let next = tokio::time::Instant::now() + self.ticket_poll_interval();
-            tokio::time::sleep_until(next.min(deadline)).await;
-        }
+    /// How often a waiter re-reads a queued ticket when `ticket_changes` is `None`.
+    fn ticket_poll_interval(&self) -> Duration {
+        Duration::from_millis(TICKET_POLL_INTERVAL_MS)
     }
 
     /// Removes a queued ticket owned by `player_id`.

@@ -5,7 +5,10 @@
 //! Every error is `{"code": <ErrorCode number>, "error": "<ErrorCode name>", "message": "..."}`.
 //! An unknown mode is `400` with code `UnknownMode` (the request names a mode that is not
 //! served); an unknown, cancelled or foreign ticket is `404` `NotFound`, and so is a room or a
-//! match result asked for by someone who did not play in it.
+//! match result asked for by someone who did not play in it. A placed player who queues again
+//! while they may still join their room is `409` `Conflict` with `Retry-After` (and so is one
+//! in `MAX_OPEN_ROOMS_PER_PLAYER` open rooms); a player already holding
+//! `max_polls_per_player` long polls is `429` `RateLimited`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -34,7 +37,7 @@ use crate::directory::{
     TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
-use crate::{millis, now_ms, Gateway};
+use crate::{millis, now_ms, Gateway, PLACEMENT_YES_REUSE_MS};
 
 /// `Retry-After` sent with `503 ServerBusy`, in seconds.
 pub const BUSY_RETRY_AFTER_S: u64 = 1;
@@ -340,10 +343,70 @@ impl Gateway {
         })
     }
 
-    /// Whether any live room server takes new rooms (not draining, below capacity).
+    /// Whether any live room server takes new rooms (not draining, below capacity). Polls
+    /// that end together share one check: a check that started after a caller asked answers
+    /// it too, and a "yes" is reused for `PLACEMENT_YES_REUSE_MS` (a "no" is never reused, so
+    /// a server that registers is seen at once).
     async fn can_place(&self) -> Result<bool, DirectoryError> {
+        let asked = tokio::time::Instant::now();
+        let mut last = self.placement.lock().await;
+        if let Some((started, answer)) = *last {
+            let young = asked.saturating_duration_since(started)
+                < Duration::from_millis(PLACEMENT_YES_REUSE_MS);
+            if started >= asked || (answer && young) {
+                return Ok(answer);
+            }
+        }
+        let started = tokio::time::Instant::now();
         let servers = self.directory.live_servers().await?;
-        Ok(servers.iter().any(|s| !s.draining && s.load < s.capacity))
+        let answer = servers.iter().any(|s| !s.draining && s.load < s.capacity);
+        *last = Some((started, answer));
+        Ok(answer)
+    }
+
+    /// `GET /v1/matchmaking/{ticket_id}` once the caller is authenticated as `player_id`:
+    /// holds the poll up to `wait` (capped by `long_poll_max`) while the ticket is queued.
+    /// Past `max_polls_per_player` polls of this player it is `429` before any directory
+    /// call; every poll of one ticket shares one waiter (see `waiters`).
+    pub async fn poll_ticket(
+        &self,
+        player_id: u64,
+        ticket_id: TicketId,
+        wait: Option<Duration>,
+    ) -> Result<PollResponse, ApiError> {
+        let Some(_slot) = self.poll_slots.take(player_id) else {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError {
+                retry_after_s: Some(BUSY_RETRY_AFTER_S),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this player already holds {} long polls on this gateway; poll once \
+                         at a time",
+                        self.config.max_polls_per_player.max(1)
+                    ),
+                )
+            });
+        };
+        let max = self.config.long_poll_max;
+        let wait = wait.map_or(max, |w| w.min(max));
+        let record = self
+            .waiters
+            .wait(&self.directory, ticket_id, player_id, wait)
+            .await?
+            .ok_or_else(|| ApiError::not_found("ticket"))?;
+        if record.status == TicketStatus::Queued && !self.can_place().await? {
+            // The ticket stays queued; the client is told why it waits and when to ask again.
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: ErrorCode::ServerBusy,
+                message: "no room server can take a new room right now; the ticket stays queued"
+                    .into(),
+                retry_after_s: Some(BUSY_RETRY_AFTER_S),
+            });
+        }
+        self.poll_answer(record)
     }
 
     fn poll_answer(&self, record: TicketRecord) -> Result<PollResponse, ApiError> {
@@ -502,34 +565,9 @@ async fn poll(
             e.body_text(),
         )
     })?;
-    let record = gw
-        .directory
-        .touch_ticket(id, now_ms())
-        .await?
-        .filter(|r| r.player_id == player_id)
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
-    if record.status != TicketStatus::Queued {
-        return gw.poll_answer(record).map(Json);
-    }
-    let max = gw.config.long_poll_max;
-    let wait = query
-        .wait_ms
-        .map_or(max, |ms| Duration::from_millis(ms).min(max));
-    let record = gw
-        .directory
-        .await_ticket(id, wait)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
-    if record.status == TicketStatus::Queued && !gw.can_place().await? {
-        // The ticket stays queued; the client is told why it waits and when to ask again.
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: ErrorCode::ServerBusy,
-            message: "no room server can take a new room right now; the ticket stays queued".into(),
-            retry_after_s: Some(BUSY_RETRY_AFTER_S),
-        });
-    }
-    gw.poll_answer(record).map(Json)
+    gw.poll_ticket(player_id, id, query.wait_ms.map(Duration::from_millis))
+        .await
+        .map(Json)
 }
 
 async fn cancel(

@@ -2,8 +2,9 @@
 //! each player to a room server with a signed join ticket. Everything shared (room servers,
 //! queues, tickets, rooms) lives behind the `Directory` trait; identity lives in signed tokens.
 //!
-//! Architecture invariant: a `Gateway` holds no per-player state; two gateways over one
-//! directory behave as one.
+//! Architecture invariant: a `Gateway` holds no per-player state beyond its requests in
+//! flight (a count of each player's long polls, one waiter per polled ticket, both gone when
+//! the polls end); two gateways over one directory behave as one.
 //!
 //! Wiring it up (what the `tickroom` binary does):
 //!
@@ -61,6 +62,7 @@ pub mod matchmaker;
 pub mod memory;
 mod metrics;
 pub mod redis;
+pub mod waiters;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -75,13 +77,15 @@ pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use directory::{
     pick_server, Assignment, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
     FormedMatch, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
-    ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketId, TicketRecord, TicketStatus,
+    ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketChange, TicketId, TicketRecord,
+    TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;
 pub use memory::InMemoryDirectory;
 
 use crate::metrics::Metrics;
+use crate::waiters::{PollSlots, TicketWaiters};
 
 /// Default lifetime of a session token.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(60 * 60);
@@ -99,6 +103,10 @@ pub const DEFAULT_RATE_PER_IP_PER_S: u32 = 50;
 pub const DEFAULT_RATE_BURST: u32 = 100;
 /// A queued ticket whose owner has not polled for `long_poll_max` plus this long is dropped.
 pub const QUEUE_ABANDON_GRACE: Duration = Duration::from_secs(30);
+/// Default most long polls one player holds open at once on one gateway; more get 429.
+pub const DEFAULT_MAX_POLLS_PER_PLAYER: usize = 4;
+/// How long a "yes, a room server can take a room" answers the polls that end queued, in ms.
+pub const PLACEMENT_YES_REUSE_MS: u64 = 1_000;
 
 /// Everything a gateway is configured with; `GatewayConfig::new` documents the defaults.
 #[derive(Debug, Clone)]
@@ -123,6 +131,9 @@ pub struct GatewayConfig {
     pub rate_burst: u32,
     /// Key of the studio's custom account tokens; `None` disables `/v1/auth/custom` (default).
     pub custom_auth_key: Option<Vec<u8>>,
+    /// Most long polls one player may hold open at once on this gateway; more get
+    /// `429 RateLimited` (default 4; 0 is treated as 1).
+    pub max_polls_per_player: usize,
 }
 
 impl GatewayConfig {
@@ -139,16 +150,22 @@ impl GatewayConfig {
             rate_per_ip_per_s: DEFAULT_RATE_PER_IP_PER_S,
             rate_burst: DEFAULT_RATE_BURST,
             custom_auth_key: None,
+            max_polls_per_player: DEFAULT_MAX_POLLS_PER_PLAYER,
         }
     }
 }
 
-/// One gateway: config, the shared directory, metrics and the per-IP rate limiter.
+/// One gateway: config, the shared directory, metrics, the per-IP rate limiter and the long
+/// polls in flight.
 pub struct Gateway {
     config: GatewayConfig,
     directory: Arc<dyn Directory>,
     metrics: Metrics,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    waiters: TicketWaiters,
+    poll_slots: PollSlots,
+    /// The last placement check and when it started (shared by polls ending together).
+    placement: tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
 }
 
 impl Gateway {
@@ -158,11 +175,15 @@ impl Gateway {
         let burst = NonZeroU32::new(config.rate_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
         let metrics = Metrics::new(config.modes.iter().map(|m| m.name.as_str()));
+        let poll_slots = PollSlots::new(config.max_polls_per_player);
         Arc::new(Gateway {
             config,
             directory,
             metrics,
             limiter,
+            waiters: TicketWaiters::new(),
+            poll_slots,
+            placement: tokio::sync::Mutex::new(None),
         })
     }
 

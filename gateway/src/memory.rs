@@ -1,6 +1,6 @@
 //! `InMemoryDirectory`: the `Directory` of the all-in-one server — every table behind one
-//! mutex, so each trait method is trivially atomic, and a watch channel that wakes
-//! long-polling gateways when tickets change.
+//! mutex, so each trait method is trivially atomic, and a broadcast channel that tells
+//! long-polling gateways which tickets left the queue.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use tickroom_game::PlayerMetadata;
 use crate::directory::{
     pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
     EnqueueOutcome, Formation, FormedMatch, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
-    ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
-    MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, PLACEMENT_EPOCH,
+    ReassignOutcome, RoomRecord, RoomServerInfo, TicketChange, TicketId, TicketRecord,
+    TicketStatus, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, PLACEMENT_EPOCH,
+    TICKET_CHANGES_QUEUE_LEN,
 };
 
 /// Most tickets (queued or recently matched) held at once.
@@ -38,8 +39,8 @@ pub const SWEEP_INTERVAL_MS: u64 = 1_000;
 /// The in-process directory used by the all-in-one server and tests.
 pub struct InMemoryDirectory {
     state: Mutex<State>,
-    /// Bumped whenever a ticket leaves the queue; long pollers wait on it.
-    changed: tokio::sync::watch::Sender<u64>,
+    /// Tickets that left the queue; long pollers wait on it.
+    changes: tokio::sync::broadcast::Sender<TicketChange>,
 }
 
 #[derive(Default)]
@@ -110,7 +111,7 @@ impl InMemoryDirectory {
     pub fn new() -> Arc<Self> {
         Arc::new(InMemoryDirectory {
             state: Mutex::new(State::default()),
-            changed: tokio::sync::watch::channel(0).0,
+            changes: tokio::sync::broadcast::channel(TICKET_CHANGES_QUEUE_LEN).0,
         })
     }
 
@@ -118,7 +119,10 @@ impl InMemoryDirectory {
     pub fn form_matches_now(&self, request: &MatchRequest) -> Formation {
         let formation = self.state.lock().form(request, Instant::now());
         if !formation.matches.is_empty() {
-            self.changed.send_modify(|g| *g = g.wrapping_add(1));
+            let left = formation.matches.iter().flat_map(|m| &m.players);
+            let left: Arc<[TicketId]> = left.map(|p| p.ticket_id).collect();
+            // Nobody listening is fine: no gateway is long-polling.
+            let _ = self.changes.send(TicketChange::Left(left));
         }
         formation
     }
@@ -519,25 +523,8 @@ impl Directory for InMemoryDirectory {
         Ok(self.record(ticket_id, Some(now_ms)))
     }
 
-    async fn await_ticket(
-        &self,
-        ticket_id: TicketId,
-        max_wait: Duration,
-    ) -> Result<Option<TicketRecord>, DirectoryError> {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        // Subscribe before reading, so a change between the read and the wait still wakes us.
-        let mut changes = self.changed.subscribe();
-        loop {
-            let record = self.record(ticket_id, None);
-            let waiting = matches!(&record, Some(r) if r.status == TicketStatus::Queued);
-            if !waiting || tokio::time::Instant::now() >= deadline {
-                return Ok(record);
-            }
-            if let Ok(Err(_)) = tokio::time::timeout_at(deadline, changes.changed()).await {
-                // The sender lives as long as `self`; this cannot happen, but never spin.
-                return Ok(record);
-            }
-        }
+    fn ticket_changes(&self) -> Option<tokio::sync::broadcast::Receiver<TicketChange>> {
+        Some(self.changes.subscribe())
     }
 
     async fn cancel_ticket(
@@ -547,7 +534,9 @@ impl Directory for InMemoryDirectory {
     ) -> Result<CancelOutcome, DirectoryError> {
         let outcome = self.state.lock().cancel(ticket_id, player_id);
         if outcome == CancelOutcome::Cancelled {
-            self.changed.send_modify(|g| *g = g.wrapping_add(1));
+            let _ = self
+                .changes
+                .send(TicketChange::Left(Arc::from([ticket_id])));
         }
         Ok(outcome)
     }

@@ -17,24 +17,29 @@
 //! | `P room:{id}`         | hash   | `server_id`, `server` JSON, `epoch`, `mode`, `created_ms`, `players`, `join_by`, `joined` |
 //! | `P join_reporters`    | set    | ids of room servers that report joins (`room_joined`) |
 //! | `P match:{room_id}`   | string | `MatchRecord` JSON, `PX` = the result's TTL         |
+//! | `P ticket_changes`    | channel | ids of tickets that left the queue, comma-separated (published by the scripts) |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{FromRedisValue, RedisResult, Script};
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::broadcast;
+use tokio::task::AbortHandle;
 
 use crate::directory::{
     random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
     MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus,
-    TicketId, TicketRecord, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
+    TicketChange, TicketId, TicketRecord, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
+    TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
@@ -62,8 +67,8 @@ pub const SWEEP_LIMIT_PER_SCRIPT: usize = 256;
 pub const QUEUED_TICKET_TTL_MS: u64 = 10 * 60 * 1000;
 /// Most tickets waiting in one mode's queue; more get `DirectoryError::Full`.
 pub const MAX_QUEUED_PER_MODE: usize = 1_000_000;
-/// How often `await_ticket` re-reads a waiting ticket from Redis, in ms.
-pub const REDIS_TICKET_POLL_INTERVAL_MS: u64 = 50;
+/// Pause before the ticket-change listener connects again after losing Redis, in ms.
+pub const TICKET_CHANGES_RECONNECT_DELAY_MS: u64 = 250;
 
 /// How a `RedisDirectory` talks to Redis; `RedisConfig::default()` holds the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,12 +97,30 @@ impl Default for RedisConfig {
 }
 
 /// The Redis-backed directory; cheap to share (`Arc`), one multiplexed connection that
-/// reconnects by itself.
+/// reconnects by itself, and (once a gateway long-polls) one subscriber connection for
+/// ticket changes.
 pub struct RedisDirectory {
     conn: ConnectionManager,
+    client: ::redis::Client,
     prefix: String,
+    connect_timeout: Duration,
     call_timeout: Duration,
     scripts: Scripts,
+    changes: OnceLock<ChangeListener>,
+}
+
+/// The task that forwards `P ticket_changes` messages, and its channel.
+struct ChangeListener {
+    tx: broadcast::Sender<TicketChange>,
+    task: AbortHandle,
+}
+
+impl Drop for RedisDirectory {
+    fn drop(&mut self) {
+        if let Some(listener) = self.changes.get() {
+            listener.task.abort();
+        }
+    }
 }
 
 struct Scripts {
@@ -155,14 +178,17 @@ impl RedisDirectory {
         let call_timeout = config.call_timeout;
         let conn = bounded(
             call_timeout,
-            ConnectionManager::new_with_config(client, manager),
+            ConnectionManager::new_with_config(client.clone(), manager),
         )
         .await?;
         let directory = RedisDirectory {
             conn,
+            client,
             prefix: config.prefix,
+            connect_timeout: config.connect_timeout,
             call_timeout,
             scripts: Scripts::load(),
+            changes: OnceLock::new(),
         };
         let mut conn = directory.conn.clone();
         let ping = ::redis::cmd("PING");
@@ -355,8 +381,27 @@ impl Directory for RedisDirectory {
         self.read_ticket(ticket_id, Some(now_ms)).await
     }
 
-    fn ticket_poll_interval(&self) -> Duration {
-        Duration::from_millis(REDIS_TICKET_POLL_INTERVAL_MS)
+    /// Starts the listener on first use (room servers never call it, so they hold no
+    /// subscriber connection); `None` outside a tokio runtime.
+    fn ticket_changes(&self) -> Option<broadcast::Receiver<TicketChange>> {
+        if let Some(listener) = self.changes.get() {
+            return Some(listener.tx.subscribe());
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let listener = self.changes.get_or_init(|| {
+            let (tx, _) = broadcast::channel(TICKET_CHANGES_QUEUE_LEN);
+            let task = runtime.spawn(listen_for_ticket_changes(
+                self.client.clone(),
+                self.key("ticket_changes", ""),
+                self.connect_timeout,
+                tx.clone(),
+            ));
+            ChangeListener {
+                tx,
+                task: task.abort_handle(),
+            }
+        });
+        Some(listener.tx.subscribe())
     }
 
     async fn cancel_ticket(
@@ -498,6 +543,39 @@ impl Directory for RedisDirectory {
             record,
             owner_alive,
         }))
+    }
+}
+
+/// Subscribes to `channel` and forwards each message (ticket ids, comma-separated) as
+/// `TicketChange::Left`; says `Unknown` after every (re)subscription, since messages published
+/// while it was not subscribed are lost. Runs until aborted.
+async fn listen_for_ticket_changes(
+    client: ::redis::Client,
+    channel: String,
+    connect_timeout: Duration,
+    tx: broadcast::Sender<TicketChange>,
+) {
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            RedisResult::Ok(pubsub)
+        };
+        if let Ok(Ok(pubsub)) = tokio::time::timeout(connect_timeout, subscribed).await {
+            let _ = tx.send(TicketChange::Unknown);
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let left: Arc<[TicketId]> =
+                    payload.split(',').filter_map(|t| t.parse().ok()).collect();
+                let _ = tx.send(TicketChange::Left(left));
+            }
+            tracing::warn!("lost the redis ticket-change subscription; reconnecting");
+        }
+        let _ = tx.send(TicketChange::Unknown);
+        tokio::time::sleep(Duration::from_millis(TICKET_CHANGES_RECONNECT_DELAY_MS)).await;
     }
 }
 

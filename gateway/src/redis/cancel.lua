@@ -1,4 +1,4 @@
--- Removes a queued ticket owned by a player.
+-- Removes a queued ticket owned by a player and publishes it on `ticket_changes`.
 -- ARGV: prefix, ticket, player. Replies: 'cancelled' | 'matched' | 'not_found'
 local p, t, player = ARGV[1], ARGV[2], ARGV[3]
 local tk = p .. 'ticket:' .. t
@@ -10,4 +10,5 @@ redis.call('ZREM', p .. 'seen:' .. f[2], t)
 redis.call('DEL', tk)
 local pk = p .. 'player:' .. player
 if redis.call('GET', pk) == t then redis.call('DEL', pk) end
+redis.call('PUBLISH', p .. 'ticket_changes', t)
 return 'cancelled'

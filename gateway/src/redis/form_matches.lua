@@ -3,7 +3,8 @@
 --       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, then per match slot:
 --       room_id, r1, r2 (random u32s for the power-of-two-choices draw).
 -- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
--- there it lives join_window_ms until `room_joined.lua` keeps it.
+-- there it lives join_window_ms until `room_joined.lua` keeps it. The placed tickets are
+-- published on `ticket_changes` (comma-separated), once per call.
 -- Replies (all strings): still_queued, then per match formed:
 --       room_id, server_id, n, then n times (ticket, player, enqueued_ms).
 local p = ARGV[1]
@@ -100,6 +101,7 @@ local function collect(take)
 end
 
 local out = {}
+local left = {}
 local slot = 0
 while slot < slots do
   local oldest = oldest_ms()
@@ -144,6 +146,7 @@ while slot < slots do
       out[#out + 1] = g[1]
       out[#out + 1] = g[2]
       out[#out + 1] = g[3]
+      left[#left + 1] = g[1]
     end
     redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
       'created_ms', ARGV[7], 'players', table.concat(players, ','),
@@ -158,5 +161,6 @@ while slot < slots do
     redis.call('PEXPIRE', ok, room_ttl)
   end
 end
+if #left > 0 then redis.call('PUBLISH', p .. 'ticket_changes', table.concat(left, ',')) end
 table.insert(out, 1, tostring(redis.call('ZCARD', qk)))
 return out
