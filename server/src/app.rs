@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::http::{HttpLimits, HttpStats, MetricsSource};
-use crate::transport::quic::{self, CertAndKey};
-use crate::transport::ws;
+use crate::listen;
+use crate::transport::quic::{self, CertAndKey, QuicListener};
+use crate::transport::ws::WsListener;
 use crate::RoomServer;
 
 /// How long shutdown waits for connections to flush their last messages.
@@ -93,8 +94,12 @@ impl RunningRoomServer {
             source,
         })?;
         let tasks = vec![
-            tokio::spawn(ws::run(listener, server.clone(), rx.clone())),
-            tokio::spawn(quic::run(endpoint, server.clone(), rx)),
+            tokio::spawn(listen::run(
+                WsListener(listener),
+                server.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(listen::run(QuicListener(endpoint), server.clone(), rx)),
         ];
         info!(%ws_addr, %quic_addr, fingerprint = %cert_fingerprint, "room server listening (ws, quic)");
         Ok(RunningRoomServer {

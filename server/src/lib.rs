@@ -8,6 +8,7 @@ mod cli;
 pub mod conn;
 pub mod http;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod outbox;
 pub mod roles;
@@ -344,7 +345,10 @@ mod tests {
     fn a_refused_resume_keeps_the_old_key_and_racing_resumes_rotate_once() {
         let r = record([1; 32]);
         let next = r.rotate_resume_secret(&[1; 32], [2; 32]).unwrap();
-        assert!(r.rotate_resume_secret(&[1; 32], [3; 32]).is_none(), "the loser");
+        assert!(
+            r.rotate_resume_secret(&[1; 32], [3; 32]).is_none(),
+            "the loser"
+        );
         r.restore_resume_secret(&next, [1; 32]);
         assert_eq!(*r.resume_secret.lock(), [1; 32]);
         // A restore after another rotation already happened changes nothing.

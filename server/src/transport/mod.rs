@@ -1,6 +1,7 @@
-//! Transports: the only code that knows quinn and tokio-tungstenite. Each accepts
-//! connections (taking a connection slot before accepting), and presents every connection
-//! upward as a `Reader` of decoded `ClientMsg`s plus an `Outbox` that its writer task drains.
+//! Transports: the only code that knows quinn and tokio-tungstenite. Each implements the
+//! accept path's `Listener` and `Pending` (`listen.rs` takes the connection slot, admits the
+//! IP and runs the connection), and presents every connection upward as a `Reader` of decoded
+//! `ClientMsg`s plus a writer task that drains the connection's `Outbox`.
 
 pub mod quic;
 pub mod ws;

@@ -13,12 +13,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use tickroom_protocol::codec::{self, FrameDecoder, MAX_CLIENT_MSG_BYTES};
 use tickroom_protocol::{token, ClientMsg, ErrorCode, ALPN};
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::{decode, Reader, TransportKind};
-use crate::conn::serve_connection;
-use crate::limits::IpGuard;
+use crate::listen::{Listener, Pending};
 use crate::outbox::{OutItem, Outbox};
 use crate::RoomServer;
 
@@ -140,82 +139,70 @@ impl QuicReader {
     }
 }
 
-/// Accepts QUIC connections until `shutdown` turns true.
-pub async fn run(endpoint: Endpoint, server: Arc<RoomServer>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let permit = tokio::select! {
-            p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => break,
-        };
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => break },
-            _ = shutdown.changed() => break,
-        };
-        let Some(ip) = server
-            .shared
-            .ip_limits
-            .admit(incoming.remote_address().ip())
-        else {
-            server.shared.metrics.refused_connections.inc();
-            incoming.refuse();
-            continue;
-        };
-        let server = server.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            handle(server, incoming, ip).await;
-        });
+/// The QUIC listener: the server endpoint.
+pub struct QuicListener(pub Endpoint);
+
+/// An incoming QUIC connection, before its handshake.
+pub struct QuicPending(quinn::Incoming);
+
+impl Listener for QuicListener {
+    type Pending = QuicPending;
+
+    async fn accept(&mut self) -> Option<(QuicPending, SocketAddr)> {
+        let incoming = self.0.accept().await?;
+        let peer = incoming.remote_address();
+        Some((QuicPending(incoming), peer))
     }
-    endpoint.close(
-        VarInt::from_u32(u32::from(ErrorCode::ServerShutdown.as_u16())),
-        b"server_shutdown",
-    );
+
+    fn shut(self) {
+        self.0.close(
+            VarInt::from_u32(u32::from(ErrorCode::ServerShutdown.as_u16())),
+            b"server_shutdown",
+        );
+    }
 }
 
-async fn handle(server: Arc<RoomServer>, incoming: quinn::Incoming, ip: IpGuard) {
-    let peer = incoming.remote_address();
-    let timeout = server.shared.config.handshake_timeout;
-    let conn = match tokio::time::timeout(timeout, incoming).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "quic handshake failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let (send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
-        Ok(Ok(pair)) => pair,
-        _ => {
-            conn.close(
-                VarInt::from_u32(u32::from(ErrorCode::HandshakeTimeout.as_u16())),
-                b"handshake_timeout",
-            );
-            return;
-        }
-    };
-    let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
-    let writer = tokio::spawn(write_loop(
-        conn.clone(),
-        send,
-        outbox.clone(),
-        server.clone(),
-    ));
-    let reader = QuicReader {
-        conn,
-        recv,
-        frames: FrameDecoder::new(MAX_CLIENT_MSG_BYTES),
-        chunk: vec![0; READ_CHUNK_BYTES],
-    };
-    serve_connection(
-        server,
-        Reader::Quic(reader),
-        outbox,
-        TransportKind::Quic,
-        peer,
-        ip,
-    )
-    .await;
-    let _ = writer.await;
+impl Pending for QuicPending {
+    const KIND: TransportKind = TransportKind::Quic;
+
+    fn refuse(self) {
+        self.0.refuse();
+    }
+
+    async fn open(
+        self,
+        server: Arc<RoomServer>,
+        outbox: Arc<Outbox>,
+    ) -> Option<(Reader, JoinHandle<()>)> {
+        let peer = self.0.remote_address();
+        let timeout = server.shared.config.handshake_timeout;
+        let conn = match tokio::time::timeout(timeout, self.0).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "quic handshake failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let (send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+            Ok(Ok(pair)) => pair,
+            _ => {
+                conn.close(
+                    VarInt::from_u32(u32::from(ErrorCode::HandshakeTimeout.as_u16())),
+                    b"handshake_timeout",
+                );
+                return None;
+            }
+        };
+        let writer = tokio::spawn(write_loop(conn.clone(), send, outbox, server));
+        let reader = QuicReader {
+            conn,
+            recv,
+            frames: FrameDecoder::new(MAX_CLIENT_MSG_BYTES),
+            chunk: vec![0; READ_CHUNK_BYTES],
+        };
+        Some((Reader::Quic(reader), writer))
+    }
 }
 
 async fn write_loop(

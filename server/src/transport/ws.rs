@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tickroom_protocol::codec::MAX_CLIENT_MSG_BYTES;
 use tickroom_protocol::ErrorCode;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -19,8 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
 use super::{decode, Reader, TransportKind};
-use crate::conn::serve_connection;
-use crate::limits::IpGuard;
+use crate::listen::{Listener, Pending};
 use crate::outbox::{OutItem, Outbox};
 use crate::RoomServer;
 
@@ -68,74 +67,67 @@ pub fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
 }
 
-/// Accepts WebSocket connections until `shutdown` turns true.
-pub async fn run(
-    listener: TcpListener,
-    server: Arc<RoomServer>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let permit = tokio::select! {
-            p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { warn!(error = %e, "websocket accept failed"); continue; }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Some(ip) = server.shared.ip_limits.admit(peer.ip()) else {
-            server.shared.metrics.refused_connections.inc();
-            continue;
-        };
-        let server = server.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            handle(server, stream, peer, ip).await;
-        });
+/// The WebSocket listener.
+pub struct WsListener(pub TcpListener);
+
+/// An accepted TCP connection, before the WebSocket upgrade.
+pub struct WsPending(TcpStream);
+
+impl Listener for WsListener {
+    type Pending = WsPending;
+
+    async fn accept(&mut self) -> Option<(WsPending, SocketAddr)> {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => return Some((WsPending(stream), peer)),
+                // A failed accept (out of descriptors, a reset) is that connection's problem.
+                Err(e) => warn!(error = %e, "websocket accept failed"),
+            }
+        }
     }
+
+    fn shut(self) {}
 }
 
-// tungstenite's callback signature fixes the error type; it is built once per refused upgrade.
-#[allow(clippy::result_large_err)]
-async fn handle(server: Arc<RoomServer>, stream: TcpStream, peer: SocketAddr, ip: IpGuard) {
-    let _ = stream.set_nodelay(true);
-    let only_root = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == "/" {
-            Ok(resp)
-        } else {
-            let mut not_found =
-                ErrorResponse::new(Some("not found: the WebSocket endpoint is /".into()));
-            *not_found.status_mut() = http::StatusCode::NOT_FOUND;
-            Err(not_found)
-        }
-    };
-    let timeout = server.shared.config.handshake_timeout;
-    let accept =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
-    let ws = match tokio::time::timeout(timeout, accept).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "websocket upgrade failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let (sink, stream) = ws.split();
-    let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), server.clone()));
-    serve_connection(
-        server,
-        Reader::Ws(WsReader { stream }),
-        outbox,
-        TransportKind::Ws,
-        peer,
-        ip,
-    )
-    .await;
-    let _ = writer.await;
+impl Pending for WsPending {
+    const KIND: TransportKind = TransportKind::Ws;
+
+    fn refuse(self) {}
+
+    // tungstenite's callback signature fixes the error type; it is built once per refused upgrade.
+    #[allow(clippy::result_large_err)]
+    async fn open(
+        self,
+        server: Arc<RoomServer>,
+        outbox: Arc<Outbox>,
+    ) -> Option<(Reader, JoinHandle<()>)> {
+        let stream = self.0;
+        let _ = stream.set_nodelay(true);
+        let only_root = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+            if req.uri().path() == "/" {
+                Ok(resp)
+            } else {
+                let mut not_found =
+                    ErrorResponse::new(Some("not found: the WebSocket endpoint is /".into()));
+                *not_found.status_mut() = http::StatusCode::NOT_FOUND;
+                Err(not_found)
+            }
+        };
+        let timeout = server.shared.config.handshake_timeout;
+        let accept =
+            tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
+        let ws = match tokio::time::timeout(timeout, accept).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                debug!(error = %e, "websocket upgrade failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let (sink, stream) = ws.split();
+        let writer = tokio::spawn(write_loop(sink, outbox, server));
+        Some((Reader::Ws(WsReader { stream }), writer))
+    }
 }
 
 async fn write_loop(
