@@ -232,9 +232,17 @@ impl LockstepGame for ArenaLockstep {
         }
         let fixed =
             |r: &mut bytes::Reader<'_>| -> Result<Fixed, GameError> { Ok(r.u32()? as Fixed) };
+        // A position the game could never reach would overflow the next step's arithmetic.
+        let point = |r: &mut bytes::Reader<'_>, limit_m: Fixed| -> Result<[Fixed; 2], GameError> {
+            let p = [fixed(r)?, fixed(r)?];
+            if clamp_to_arena(p, limit_m) != p {
+                return Err(GameError::Invalid("saved position outside the arena"));
+            }
+            Ok(p)
+        };
         let mut players = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let pos = [fixed(&mut r)?, fixed(&mut r)?];
+            let pos = point(&mut r, PLAYER_LIMIT_M)?;
             let vel = [fixed(&mut r)?, fixed(&mut r)?];
             players.push(Player {
                 pos,
@@ -244,7 +252,7 @@ impl LockstepGame for ArenaLockstep {
         }
         let mut orbs = [[0; 2]; ORB_COUNT];
         for orb in &mut orbs {
-            *orb = [fixed(&mut r)?, fixed(&mut r)?];
+            *orb = point(&mut r, ORB_LIMIT_M)?;
         }
         r.finish()?;
         Ok(ArenaLockstep {
@@ -502,6 +510,44 @@ mod tests {
         assert_eq!(g.score(1), Some(1));
         assert_ne!(g.orbs[3], orb);
         assert_eq!(g.score(2), None);
+    }
+
+    /// Found by the fuzz harness: a save with a player at x = i32::MAX restored, and the next
+    /// step overflowed (`attempt to add with overflow`).
+    #[test]
+    fn restore_refuses_positions_outside_the_arena() {
+        let setup = Setup {
+            mode: "m",
+            max_players: 2,
+            tick_rate_hz: 20,
+            seed: 5,
+            params: &NoParams {},
+        };
+        let mut saved = Vec::new();
+        ArenaLockstep::new(2, 5).save(&mut saved);
+        // frame u64, rng u64, player count u8, then player 0's x.
+        let player_x = 17;
+        let last_orb_y = saved.len() - 4;
+        for (at, value) in [
+            (player_x, i32::MAX),
+            (player_x, -PLAYER_LIMIT_M - 1),
+            (last_orb_y, ORB_LIMIT_M + 1),
+        ] {
+            let mut bad = saved.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(
+                ArenaLockstep::restore(&setup, ArenaLockstep::SAVE_VERSION, &bad),
+                Err(GameError::Invalid("saved position outside the arena")),
+                "{value} at {at}"
+            );
+        }
+        let mut edge = saved.clone();
+        edge[player_x..player_x + 4].copy_from_slice(&PLAYER_LIMIT_M.to_le_bytes());
+        let mut g = ArenaLockstep::restore(&setup, ArenaLockstep::SAVE_VERSION, &edge).unwrap();
+        g.step(
+            0,
+            &[input(127, 0, DASH_BUTTON), input(-128, 0, DASH_BUTTON)],
+        );
     }
 
     #[test]
