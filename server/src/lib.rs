@@ -160,7 +160,16 @@ pub struct Shared {
     pub admission: Admission,
     /// Rooms that ended, for the process role to close in the directory and store their
     /// result (set when there is a directory).
-    pub closed_rooms: std::sync::OnceLock<tokio::sync::mpsc::Sender<ClosedRoom>>,
+    pub room_events: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoomEvent>>,
+}
+
+/// What the room workers tell the process role about rooms, for the directory.
+#[derive(Debug, Clone)]
+pub enum RoomEvent {
+    /// The room seated its first player: the directory keeps its record until it closes.
+    Joined(RoomId),
+    /// The room ended.
+    Closed(ClosedRoom),
 }
 
 /// A room that ended, on its way to the directory.
@@ -265,7 +274,7 @@ impl RoomServer {
                 config.ip_message_burst,
             ),
             admission: Admission::default(),
-            closed_rooms: std::sync::OnceLock::new(),
+            room_events: std::sync::OnceLock::new(),
             config,
         });
         spawn_admission_monitor(Arc::downgrade(&shared));

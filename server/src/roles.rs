@@ -3,6 +3,7 @@
 //! its listeners (port 0 allowed), writes the ready-file, logs where it listens, and shuts down
 //! gracefully when `shutdown` fires.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, Sta
 use crate::http::{health_router, metrics_router, HttpLimits, HttpStats, MetricsSource};
 use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
-use crate::{RoomServer, RoomServerConfig};
+use crate::{RoomEvent, RoomServer, RoomServerConfig};
 
 /// How often a room server refreshes its directory entry.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,7 +132,7 @@ pub async fn run_server(
         if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
             warn!(error = %e, "first directory registration failed; the heartbeat retries");
         }
-        background.push(tokio::spawn(close_ended_rooms(
+        background.push(tokio::spawn(report_rooms(
             dir.clone(),
             room.clone(),
             cfg.match_result_ttl,
@@ -288,46 +289,64 @@ async fn serve_metrics(
     .await
 }
 
-/// Capacity of the queue of ended rooms waiting to be closed in the directory.
-const CLOSED_ROOMS_QUEUE_LEN: usize = 4096;
+/// Capacity of the queue of room events waiting for the directory.
+const ROOM_EVENTS_QUEUE_LEN: usize = 4096;
 
-/// Closes ended rooms' directory records, so "where is my room" answers 404 once a room
-/// ends, and stores each finished match's result for its players.
-async fn close_ended_rooms(
+/// Tells the directory about this server's rooms: a room that seated a player is kept until
+/// it ends (rooms nobody joins are dropped after their join window), and an ended room's
+/// record is closed, fenced by the epoch the join reported, after storing its result.
+async fn report_rooms(
     dir: Arc<dyn Directory>,
     room: Arc<RoomServer>,
     result_ttl: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(CLOSED_ROOMS_QUEUE_LEN);
-    if room.shared.closed_rooms.set(tx).is_err() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(ROOM_EVENTS_QUEUE_LEN);
+    if room.shared.room_events.set(tx).is_err() {
         return;
     }
+    let server_id = room.shared.config.server_id.clone();
+    // Epochs of this server's joined rooms, for fenced closes.
+    let mut epochs: HashMap<u64, u64> = HashMap::new();
     loop {
         tokio::select! {
-            closed = rx.recv() => {
-                let Some(closed) = closed else { return };
-                let room_id = closed.room_id;
-                if let Some(outcome) = closed.outcome {
-                    let record = MatchRecord {
-                        room_id,
-                        mode: closed.mode,
-                        players: outcome
-                            .players
-                            .iter()
-                            .map(|&(player_id, slot)| MatchPlayer { player_id, slot })
-                            .collect(),
-                        result: outcome.result,
-                        ended_ms: crate::unix_ms(),
+            event = rx.recv() => match event {
+                None => return,
+                Some(RoomEvent::Joined(room_id)) => match dir.room_joined(room_id, &server_id).await {
+                    Ok(Some(epoch)) => {
+                        epochs.insert(room_id, epoch);
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(room = room_id, error = %e, "could not report the room joined"),
+                },
+                Some(RoomEvent::Closed(closed)) => {
+                    let room_id = closed.room_id;
+                    if let Some(outcome) = closed.outcome {
+                        let record = MatchRecord {
+                            room_id,
+                            mode: closed.mode,
+                            players: outcome
+                                .players
+                                .iter()
+                                .map(|&(player_id, slot)| MatchPlayer { player_id, slot })
+                                .collect(),
+                            result: outcome.result,
+                            ended_ms: crate::unix_ms(),
+                        };
+                        if let Err(e) = dir.store_match_result(record, result_ttl).await {
+                            warn!(room = room_id, error = %e, "could not store the match result");
+                        }
+                    }
+                    // Fenced: a room reassigned to another server since is not ours to close.
+                    let closed = match epochs.remove(&room_id) {
+                        Some(epoch) => dir.close_room_at(room_id, epoch).await.map(|_| ()),
+                        None => dir.close_room(room_id).await,
                     };
-                    if let Err(e) = dir.store_match_result(record, result_ttl).await {
-                        warn!(room = room_id, error = %e, "could not store the match result");
+                    if let Err(e) = closed {
+                        warn!(room = room_id, error = %e, "could not close the room's directory record");
                     }
                 }
-                if let Err(e) = dir.close_room(room_id).await {
-                    warn!(room = room_id, error = %e, "could not close the room's directory record");
-                }
-            }
+            },
             _ = stop.changed() => return,
         }
     }

@@ -143,6 +143,11 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         self.ended
     }
 
+    /// Players who took a seat in this room so far.
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
     /// Seats taken (connected or in grace).
     pub fn occupied(&self) -> usize {
         self.seats.iter().filter(|s| s.is_some()).count()

@@ -16,7 +16,7 @@ use super::core::{Effect, EndReason, RoomCore, RoomEnd};
 use super::input::{QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
 use super::sim::Delivery;
 use crate::outbox::{Outbox, Pushed};
-use crate::{ClosedRoom, Shared};
+use crate::{ClosedRoom, RoomEvent, Shared};
 
 /// How long a worker waits for input when it has no room at all.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -155,7 +155,7 @@ fn carry_out(room: &mut Room, shared: &Shared) {
     }
 }
 
-/// Forgets a room that ended: its slot, its gauge, and (through `Shared::closed_rooms`) its
+/// Forgets a room that ended: its slot, its gauge, and (through `Shared::room_events`) its
 /// directory record and result.
 fn release_room(shared: &Shared, room: &Room, end: &RoomEnd) {
     shared.room_count.fetch_sub(1, Ordering::AcqRel);
@@ -164,13 +164,13 @@ fn release_room(shared: &Shared, room: &Room, end: &RoomEnd) {
         shared.metrics.game_panics.add(&room.mode().name, 1);
     }
     info!(room = room.id(), reason = ?end.reason, result = end.result.is_some(), "room ended");
-    if let Some(closed) = shared.closed_rooms.get() {
+    if let Some(events) = shared.room_events.get() {
         // Bounded and best effort: a record that is not closed expires with its TTL.
-        let _ = closed.try_send(ClosedRoom {
+        let _ = events.try_send(RoomEvent::Closed(ClosedRoom {
             room_id: room.id(),
             mode: room.mode().name.clone(),
             outcome: end.result.clone(),
-        });
+        }));
     }
 }
 
@@ -203,9 +203,16 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
                 return;
             }
         };
+        let first = room.participant_count() == 0;
         let seated = room
             .guarded(|r| r.join(now, *seating, Conn(outbox)))
             .unwrap_or_else(|| Err(ErrorCode::Internal.into()));
+        if seated.is_ok() && first {
+            if let Some(events) = shared.room_events.get() {
+                // Best effort: a room never reported joined is dropped after its join window.
+                let _ = events.try_send(RoomEvent::Joined(room_id));
+            }
+        }
         if seated.is_ok() {
             // The session table's one writer: rooms add sessions when seated, end them here.
             shared.sessions.insert(session.session_id, session);
