@@ -39,12 +39,25 @@ const JOIN_CONNECT_TRIES: u32 = 3;
 /// Pause between two failed attempts to queue again for a rejoin.
 const REQUEUE_RETRY: Duration = Duration::from_millis(500);
 
+/// The device id of bot `index` of a run seeded `seed`: 32 hex digits, the 128 bits a
+/// gateway requires of a device id, the same for the same seed and index.
+pub fn bot_device_id(seed: u64, index: usize) -> String {
+    let mix = |x: u64| {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let lane = mix(seed ^ mix(index as u64));
+    format!("{:016x}{:016x}", mix(lane), mix(lane ^ 1))
+}
+
 /// What one bot does.
 #[derive(Debug, Clone)]
 pub struct BotConfig {
     /// Bot number (logs, transport choice, seeds).
     pub index: usize,
-    /// Device id to log in with.
+    /// Device id to log in with (`bot_device_id`, or a checked `--device-id`).
     pub device_id: String,
     /// Mode to queue for.
     pub mode: String,
@@ -268,5 +281,27 @@ fn failed(live: &LiveStats, index: usize, error: BotError, why: &dyn fmt::Displa
     BotOutcome {
         error: Some(error),
         ..BotOutcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use tickroom_protocol::api::check_device_id;
+
+    use super::*;
+
+    #[test]
+    fn bot_device_ids_are_valid_stable_and_distinct() {
+        let mut seen = HashSet::new();
+        for seed in [0, 1, u64::MAX] {
+            for index in 0..1000 {
+                let id = bot_device_id(seed, index);
+                assert_eq!(check_device_id(&id), Ok(()), "{id}");
+                assert_eq!(id, bot_device_id(seed, index));
+                assert!(seen.insert(id), "seed {seed} index {index} collides");
+            }
+        }
     }
 }

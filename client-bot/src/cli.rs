@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tickroom_protocol::api::check_device_id;
 use tickroom_protocol::connect::TransportKind;
 
 /// tickroom-bot: headless tickroom clients for playing and load testing.
@@ -46,8 +47,9 @@ pub struct PlayArgs {
     /// How long to play once the match started (e.g. 10s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
-    /// Device id to log in with (default: a random one).
-    #[arg(long)]
+    /// Device id to log in with: at least 128 random bits, written as 32 hex digits or 22
+    /// base64url characters (default: a random one).
+    #[arg(long, value_parser = parse_device_id)]
     pub device_id: Option<String>,
 }
 
@@ -187,6 +189,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is out of range"))
 }
 
+/// Checks a device id as the gateway will (at least 128 random bits, see
+/// `tickroom_protocol::api::check_device_id`), so a bad one fails at start-up.
+pub fn parse_device_id(text: &str) -> Result<String, String> {
+    check_device_id(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| format!("`{text}`: {e}"))
+}
+
 /// Parses `2%` or `0.5%` into a fraction (0.02, 0.005); 0–100 % only.
 pub fn parse_percent(text: &str) -> Result<f64, String> {
     let number = text
@@ -308,6 +318,27 @@ mod tests {
         check_duration("s", None);
         check_duration("10 parsecs", None);
         check_duration("-1s", None);
+    }
+
+    #[test]
+    fn device_ids_are_checked_at_start_up() {
+        let play = |id: &str| {
+            let args = [
+                "tickroom-bot",
+                "play",
+                "--server",
+                "http://a:1",
+                "--device-id",
+                id,
+            ];
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Play(p) => p.device_id,
+                Command::Swarm(_) => panic!("not play"),
+            })
+        };
+        let hex = "00112233445566778899aabbccddeeff";
+        assert_eq!(play(hex).unwrap(), Some(hex.to_owned()));
+        assert!(play("my-phone").is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
         device_id: args
             .device_id
             .clone()
-            .unwrap_or_else(|| format!("play-{:016x}", rand::random::<u64>())),
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>())),
         mode: args.mode.clone(),
         transport: args.transport.into(),
         input_hz: None,

@@ -13,7 +13,7 @@ use tickroom_protocol::connect::{GatewayClient, QuicClient, TransportKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bot::{run_bot, BotConfig, BotContext};
+use crate::bot::{bot_device_id, run_bot, BotConfig, BotContext};
 use crate::cli::{SwarmArgs, SwarmTransport};
 use crate::error::BotError;
 use crate::game_bot::GameBotFactory;
@@ -103,7 +103,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         }
         let config = BotConfig {
             index,
-            device_id: format!("swarm-{base_seed:016x}-{index}"),
+            device_id: bot_device_id(base_seed, index),
             mode: args.mode.clone(),
             transport: args.transport.for_bot(index),
             input_hz: args.input_hz,

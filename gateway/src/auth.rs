@@ -12,8 +12,8 @@ use sha2::Sha256;
 use tickroom_protocol::token::MAX_TOKEN_BYTES;
 use tickroom_protocol::{KeyRing, SessionClaims, TokenError};
 
-/// Longest accepted device id, in characters.
-pub const MAX_DEVICE_ID_CHARS: usize = 128;
+pub use tickroom_protocol::api::{check_device_id, DeviceIdError, MAX_DEVICE_ID_CHARS};
+
 /// Longest accepted custom-token subject, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 128;
 /// Label mixed into device-derived player ids.

@@ -29,9 +29,7 @@ use tickroom_protocol::{ErrorCode, TicketClaims};
 
 pub use tickroom_protocol::api::{EnqueueRequest, MatchResultRecord};
 
-use crate::auth::{
-    self, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL, MAX_DEVICE_ID_CHARS,
-};
+use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
     Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, MatchRecord, QueueEntry, TicketId,
     TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
@@ -71,10 +69,14 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// `POST /v1/auth/device` body.
+/// `POST /v1/auth/device` body. Anyone who knows a device id logs in as its player, so the
+/// id must be unguessable: at least 128 random bits, written as at least 32 hex digits or 22
+/// base64url characters (`A-Z a-z 0-9 - _`, no padding), at most 128 characters
+/// (`tickroom_protocol::api::check_device_id`); anything else is `400 bad_request`. A client
+/// draws 16 random bytes once and keeps them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceLogin {
-    /// A stable id of the device, 1..=128 characters.
+    /// A stable, random id of the device (see above).
     pub device_id: String,
 }
 
@@ -427,12 +429,11 @@ async fn device_login(
     body: Result<Json<DeviceLogin>, JsonRejection>,
 ) -> Result<Json<Session>, ApiError> {
     let Json(body) = body.map_err(|e| gw.rejected_login(ApiError::json(&e)))?;
-    let chars = body.device_id.chars().count();
-    if chars == 0 || chars > MAX_DEVICE_ID_CHARS {
+    if let Err(e) = check_device_id(&body.device_id) {
         return Err(gw.rejected_login(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
-            format!("device_id must be 1..={MAX_DEVICE_ID_CHARS} characters"),
+            e.to_string(),
         )));
     }
     let player_id = gw

@@ -9,20 +9,21 @@ use tickroom_gateway::auth::sign_custom_token;
 use tickroom_gateway::{now_ms, InMemoryDirectory};
 use tickroom_protocol::{ErrorCode, SessionClaims};
 
-use common::{config, expect_error, keys, start};
+use common::{config, device_id, expect_error, keys, start};
 
 const STUDIO_KEY: &[u8] = b"the studio's account key";
 
 #[tokio::test]
 async fn device_login_issues_a_verifiable_session_with_a_derived_id() {
     let t = start(config(), InMemoryDirectory::new(), false).await;
+    let phone = device_id("phone-1");
     let r = t
-        .post_json("/v1/auth/device", json!({"device_id": "phone-1"}), None)
+        .post_json("/v1/auth/device", json!({"device_id": phone}), None)
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     let player_id = v["player_id"].as_u64().unwrap();
-    assert_eq!(player_id, keys().derive_id(b"device", b"phone-1"));
+    assert_eq!(player_id, keys().derive_id(b"device", phone.as_bytes()));
     let session = keys()
         .verify_session(v["session_token"].as_str().unwrap(), now_ms(), 0)
         .unwrap();
@@ -42,23 +43,40 @@ async fn device_login_issues_a_verifiable_session_with_a_derived_id() {
     );
 }
 
+/// Device ids must carry at least 128 random bits: 32 hex digits, or 22 base64url characters
+/// (an id of hex digits only needs 32); at most 128 characters. Guessable ids such as
+/// `phone-1` are refused, so nobody logs in as someone else's device.
 #[tokio::test]
-async fn device_ids_outside_1_to_128_chars_are_bad_requests() {
+async fn device_ids_need_128_random_bits() {
     let t = start(config(), InMemoryDirectory::new(), false).await;
-    for id in [String::new(), "x".repeat(129)] {
-        let r = t
-            .post_json("/v1/auth/device", json!({"device_id": id}), None)
-            .await;
-        expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::BadRequest).await;
-    }
-    let r = t
-        .post_json(
-            "/v1/auth/device",
-            json!({"device_id": "é".repeat(128)}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    let hex32 = "0123456789abcdef0123456789ABCDEF";
+    let b64_22 = "AbCdEfGhIjKlMnOpQrSt-_";
+    let check = |id: String, expect: StatusCode| {
+        let t = &t;
+        async move {
+            let r = t
+                .post_json("/v1/auth/device", json!({"device_id": id}), None)
+                .await;
+            assert_eq!(r.status(), expect, "{id:?}");
+            if expect == StatusCode::BAD_REQUEST {
+                let body = expect_error(r, expect, ErrorCode::BadRequest).await;
+                assert!(body.message.contains("a device id"), "{}", body.message);
+            }
+        }
+    };
+    check(hex32.into(), StatusCode::OK).await;
+    check(b64_22.into(), StatusCode::OK).await;
+    check("z".repeat(128), StatusCode::OK).await;
+    check(String::new(), StatusCode::BAD_REQUEST).await;
+    check("phone-1".into(), StatusCode::BAD_REQUEST).await;
+    check(hex32[..31].into(), StatusCode::BAD_REQUEST).await;
+    check(hex32[..25].into(), StatusCode::BAD_REQUEST).await;
+    check(b64_22[..21].into(), StatusCode::BAD_REQUEST).await;
+    check(format!("{}=", &b64_22[..21]), StatusCode::BAD_REQUEST).await;
+    check(format!("{hex32} "), StatusCode::BAD_REQUEST).await;
+    check(format!("{b64_22}+/"), StatusCode::BAD_REQUEST).await;
+    check("é".repeat(32), StatusCode::BAD_REQUEST).await;
+    check("z".repeat(129), StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
@@ -202,7 +220,7 @@ async fn rate_limit_answers_429_with_retry_after() {
         let r = t
             .post_json(
                 "/v1/auth/device",
-                json!({"device_id": format!("d{i}")}),
+                json!({"device_id": device_id(&format!("d{i}"))}),
                 None,
             )
             .await;

@@ -3,9 +3,13 @@
 //! print what arrives, and leave.
 //!
 //! `cargo run --example client -p tickroom-protocol --features tokio -- http://127.0.0.1:7700 arena [ws|quic] [device-id]`
+//!
+//! A device id carries at least 128 random bits (32 hex digits or 22 base64url characters);
+//! without one the example makes a fresh one.
 
 use std::time::Duration;
 
+use tickroom_protocol::api::check_device_id;
 use tickroom_protocol::connect::{self, GatewayClient, TransportKind};
 use tickroom_protocol::session::{SessionConfig, SessionEvent};
 use tickroom_protocol::SyncKind;
@@ -21,7 +25,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("ws") => TransportKind::Ws,
         _ => TransportKind::Quic,
     };
-    let device = args.next().unwrap_or_else(|| "example-device".into());
+    let device = args.next().unwrap_or_else(fresh_device_id);
+    check_device_id(&device)?;
 
     // 1. Login + matchmaking over HTTP: the match result names the room server and carries a
     //    signed single-use join ticket and the certificate fingerprint to pin.
@@ -88,4 +93,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.bytes_out, stats.bytes_in
     );
     Ok(())
+}
+
+/// A fresh device id: 32 hex digits from the process's random hash keys. A real client draws
+/// 16 random bytes once and keeps them, so that it is the same player next time.
+fn fresh_device_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
 }

@@ -51,6 +51,51 @@ pub struct MatchPlayer {
     pub slot: u8,
 }
 
+/// Longest accepted device id, in characters.
+pub const MAX_DEVICE_ID_CHARS: usize = 128;
+/// Fewest characters of a device id written in hex digits only (16 bytes: 128 bits).
+pub const MIN_DEVICE_ID_HEX_CHARS: usize = 32;
+/// Fewest characters of any other device id, in the base64url alphabet (`A-Z a-z 0-9 - _`,
+/// no padding): 22 characters carry 132 bits.
+pub const MIN_DEVICE_ID_BASE64URL_CHARS: usize = 22;
+
+/// Why a device id is refused by `POST /v1/auth/device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceIdError {
+    /// Longer than `MAX_DEVICE_ID_CHARS`.
+    #[error("a device id is at most 128 characters")]
+    TooLong,
+    /// Too short, or outside the base64url alphabet, to carry 128 random bits.
+    #[error(
+        "a device id must carry at least 128 random bits: 32 hex digits, or 22 base64url \
+         characters (A-Z a-z 0-9 - _)"
+    )]
+    TooFewBits,
+}
+
+/// Checks that `id` can carry at least 128 random bits, so that device ids cannot be guessed:
+/// at least `MIN_DEVICE_ID_HEX_CHARS` characters if it is hex digits only, else at least
+/// `MIN_DEVICE_ID_BASE64URL_CHARS` base64url characters; at most `MAX_DEVICE_ID_CHARS`. A
+/// client makes one once (16 random bytes, hex or base64url) and keeps it.
+pub fn check_device_id(id: &str) -> Result<(), DeviceIdError> {
+    if id.len() > MAX_DEVICE_ID_CHARS {
+        return Err(DeviceIdError::TooLong);
+    }
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if !id.bytes().all(base64url) {
+        return Err(DeviceIdError::TooFewBits);
+    }
+    let min = if id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        MIN_DEVICE_ID_HEX_CHARS
+    } else {
+        MIN_DEVICE_ID_BASE64URL_CHARS
+    };
+    if id.len() < min {
+        return Err(DeviceIdError::TooFewBits);
+    }
+    Ok(())
+}
+
 fn is_empty(metadata: &PlayerMetadata) -> bool {
     metadata.0.is_empty()
 }
@@ -278,5 +323,37 @@ mod tests {
         let mut bad = expected;
         bad["result"] = json!("not base64!");
         assert!(serde_json::from_value::<MatchResultRecord>(bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod device_id_tests {
+    use super::*;
+
+    fn check(id: &str, expect: Result<(), DeviceIdError>) {
+        assert_eq!(check_device_id(id), expect, "{id:?}");
+    }
+
+    #[test]
+    fn device_ids_need_128_random_bits() {
+        let hex = "0123456789abcdefABCDEF0123456789";
+        let b64 = "AbCdEfGhIjKlMnOpQrSt-_";
+        check(hex, Ok(()));
+        check(b64, Ok(()));
+        check(&"z".repeat(MAX_DEVICE_ID_CHARS), Ok(()));
+        check(
+            &"a".repeat(MAX_DEVICE_ID_CHARS + 1),
+            Err(DeviceIdError::TooLong),
+        );
+        for short in ["", "phone-1", &hex[..31], &hex[..22], &b64[..21]] {
+            check(short, Err(DeviceIdError::TooFewBits));
+        }
+        for alphabet in [
+            "AbCdEfGhIjKlMnOpQrSt+/",
+            "AbCdEfGhIjKlMnOpQrStU=",
+            "ééééééééééééééééééééééé",
+        ] {
+            check(alphabet, Err(DeviceIdError::TooFewBits));
+        }
     }
 }

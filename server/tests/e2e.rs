@@ -74,7 +74,7 @@ async fn match_players(gw: &GatewayClient, mode: &str, n: usize, tag: &str) -> V
     for i in 0..n {
         let gw = gw.clone();
         let mode = mode.to_string();
-        let device = format!("{tag}-{i}");
+        let device = tickroom_testkit::device_id(&format!("{tag}-{i}"));
         tasks.push(tokio::spawn(async move {
             gw.find_match(&device, &mode, WAIT).await.unwrap()
         }));
@@ -200,7 +200,10 @@ async fn login_queue_join_and_play_state_sync_over_both_transports() {
     let stats = tokio::time::timeout(WAIT, a.task).await.unwrap().unwrap();
     assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
     // Once everyone left, the room ends and its directory record is closed.
-    let login = gw.login_device("state-0").await.unwrap();
+    let login = gw
+        .login_device(&tickroom_testkit::device_id("state-0"))
+        .await
+        .unwrap();
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     while gw
@@ -278,7 +281,10 @@ async fn gateway_refusals_are_typed() {
     let base = server.http();
     let gw = GatewayClient::new(&base);
     // Unknown mode.
-    let login = gw.login_device("refusals").await.unwrap();
+    let login = gw
+        .login_device(&tickroom_testkit::device_id("refusals"))
+        .await
+        .unwrap();
     let err = gw
         .queue(&login.session_token, "no-such-mode")
         .await
@@ -522,9 +528,10 @@ async fn readme_client_example_plays_a_duel() {
     );
     let children: Vec<_> = [("ws", "example-a"), ("quic", "example-b")]
         .iter()
-        .map(|(transport, device)| {
+        .map(|(transport, tag)| {
+            let device = tickroom_testkit::device_id(tag);
             tokio::process::Command::new(&example)
-                .args([server.http().as_str(), "duel", transport, device])
+                .args([server.http().as_str(), "duel", transport, &device])
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()

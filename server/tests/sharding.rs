@@ -122,7 +122,7 @@ async fn match_all(c: &Cluster, n: usize, tag: &str) -> Vec<(usize, String, Matc
     let mut tasks = Vec::new();
     for i in 0..n {
         let gw = c.gateway(i);
-        let device = format!("{tag}-{i}");
+        let device = tickroom_testkit::device_id(&format!("{tag}-{i}"));
         tasks.push(tokio::spawn(async move {
             let login = gw.login_device(&device).await.unwrap();
             let ticket = gw.queue(&login.session_token, "duel").await.unwrap();
@@ -293,7 +293,7 @@ async fn login_to_room_times(gateways: &[GatewayClient], n: usize, tag: &str) ->
     let mut tasks = Vec::new();
     for i in 0..n {
         let gw = gateways[i % gateways.len()].clone();
-        let device = format!("{tag}-{i}");
+        let device = tickroom_testkit::device_id(&format!("{tag}-{i}"));
         tasks.push(tokio::spawn(async move {
             let start = Instant::now();
             let m = gw.find_match(&device, "duel", WAIT).await.unwrap();

@@ -170,3 +170,17 @@ pub fn within<T: Send + 'static>(
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what} still running after {limit:?}"))
 }
+
+/// A valid device id standing for `tag`: 32 hex digits (the 128 bits the gateway requires of
+/// a device id), the same for the same tag, so a test can log in as "player 3" again.
+pub fn device_id(tag: &str) -> String {
+    /// Two FNV-1a lanes, told apart by a trailing lane byte.
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let lane = |salt: u8| {
+        tag.bytes()
+            .chain([salt])
+            .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+    };
+    format!("{:016x}{:016x}", lane(0), lane(1))
+}

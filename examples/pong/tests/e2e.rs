@@ -13,7 +13,9 @@ use tickroom_game::Message;
 use tickroom_pong::PongResult;
 use tickroom_protocol::connect::GatewayClient;
 use tickroom_protocol::token::decode_hex;
-use tickroom_testkit::{wait_output, ServerProcess, TempDir, ALL_ON_PORT_0, RELAXED_TICK_BUDGET};
+use tickroom_testkit::{
+    device_id, wait_output, ServerProcess, TempDir, ALL_ON_PORT_0, RELAXED_TICK_BUDGET,
+};
 
 /// How long a two-point match may take, debug build on a loaded machine included (a few
 /// seconds when idle).
@@ -53,13 +55,17 @@ fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
     let dir = TempDir::new("match");
     let server = start_pong_server(&dir);
     let http = server.http();
-    let players = [("ws", "pong-e2e-left"), ("quic", "pong-e2e-right")];
+    // Device ids carry 128 random bits (32 hex digits).
+    let players = [
+        ("ws", device_id("pong-e2e-left")),
+        ("quic", device_id("pong-e2e-right")),
+    ];
     let bots: Vec<Child> = players
         .iter()
         .map(|(transport, device)| {
             Command::new(env!("CARGO_BIN_EXE_pong-play"))
                 .args(["--server", &http, "--transport", transport])
-                .args(["--duration", "120s", "--device-id", device])
+                .args(["--duration", "120s", "--device-id", device.as_str()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -93,7 +99,7 @@ fn two_bots_play_a_match_to_the_score_limit_and_the_gateway_keeps_the_result() {
         .unwrap();
     let record = runtime.block_on(async {
         let gateway = GatewayClient::new(&http);
-        let login = gateway.login_device(players[0].1).await.expect("log in");
+        let login = gateway.login_device(&players[0].1).await.expect("log in");
         // The result reaches the gateway's directory just after the players are told.
         let deadline = Instant::now() + RESULT_TIMEOUT;
         let mut poll = tokio::time::interval(RESULT_POLL);

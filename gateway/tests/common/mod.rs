@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tickroom_game::modes::Modes;
 use tickroom_gateway::http::{ErrorBody, PollResponse};
 use tickroom_gateway::{router, run_matchmaker, Directory, Gateway, GatewayConfig, RoomServerInfo};
+use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 
@@ -49,6 +51,11 @@ matchmaking_wait_s = 600
 
 /// Longest any test waits for a state before failing.
 pub const TEST_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A valid device id (32 hex digits) standing for `tag`: the same tag, the same device.
+pub fn device_id(tag: &str) -> String {
+    encode_hex(&Sha256::digest(tag.as_bytes())[..16])
+}
 
 pub fn keys() -> KeyRing {
     KeyRing::single(3, [9; 32])
@@ -132,10 +139,14 @@ impl TestGateway {
         req.send().await.expect("request")
     }
 
-    /// Device login; returns (player_id, session_token).
-    pub async fn login(&self, device: &str) -> (u64, String) {
+    /// Device login as the device `device_id(tag)`; returns (player_id, session_token).
+    pub async fn login(&self, tag: &str) -> (u64, String) {
         let r = self
-            .post_json("/v1/auth/device", json!({"device_id": device}), None)
+            .post_json(
+                "/v1/auth/device",
+                json!({"device_id": device_id(tag)}),
+                None,
+            )
             .await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.expect("json");
