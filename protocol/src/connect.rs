@@ -180,7 +180,9 @@ impl GatewayClient {
         }
     }
 
-    /// `POST /v1/auth/device`.
+    /// `POST /v1/auth/device`. The id must carry at least 128 random bits (32 hex digits or
+    /// 22 base64url characters, `crate::api::check_device_id`); the gateway answers anything
+    /// else with 400. Draw it once per device and keep it.
     pub async fn login_device(&self, device_id: &str) -> Result<Login, ConnectError> {
         let req = self
             .http
@@ -189,7 +191,9 @@ impl GatewayClient {
         parse(req.send().await).await
     }
 
-    /// `POST /v1/matchmaking`: returns the matchmaking ticket id.
+    /// `POST /v1/matchmaking`: returns the matchmaking ticket id. A player placed in a room
+    /// they may still join gets 409 (`Conflict`, with the room in the message) until its join
+    /// window ends, the room closes or its server dies.
     pub async fn queue(&self, token: &str, mode: &str) -> Result<String, ConnectError> {
         self.queue_with_metadata(token, mode, &PlayerMetadata::default())
             .await
@@ -218,7 +222,8 @@ impl GatewayClient {
             .map(|b| b.ticket_id)
     }
 
-    /// Long-polls `GET /v1/matchmaking/{id}` until matched or `deadline` passes.
+    /// Long-polls `GET /v1/matchmaking/{id}` until matched or `deadline` passes, one poll at
+    /// a time (a gateway refuses a player's polls past a few at once with 429).
     pub async fn wait_match(
         &self,
         token: &str,
