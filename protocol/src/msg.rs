@@ -6,6 +6,12 @@ use serde_bytes::ByteBuf;
 
 use crate::error::ErrorCode;
 
+/// Most inputs one `Input` may carry (a room accepts at most its mode's redundancy, which is
+/// a `u8`); more is refused at decode, before anything is allocated for them.
+pub const MAX_INPUTS_PER_MESSAGE: usize = 256;
+/// Most slots a `Frame` carries (room sizes are a `u8`); more is refused at decode.
+pub const MAX_FRAME_SLOTS: usize = 256;
+
 /// Length of challenge nonces, MACs and secrets, in bytes.
 pub const SECRET_LEN: usize = 32;
 
@@ -59,7 +65,8 @@ pub enum ClientMsg {
         tick: u64,
         /// Newest snapshot tick the client has (the baseline the server may delta against).
         ack_tick: u64,
-        /// Game input bytes, oldest first.
+        /// Game input bytes, oldest first; at most `MAX_INPUTS_PER_MESSAGE`.
+        #[serde(deserialize_with = "bounded::inputs")]
         inputs: Vec<ByteBuf>,
     },
     /// Lockstep input for `frame`.
@@ -168,7 +175,8 @@ pub enum ServerMsg {
     Frame {
         /// Frame number, from 1.
         n: u64,
-        /// One input per slot.
+        /// One input per slot; at most `MAX_FRAME_SLOTS`.
+        #[serde(deserialize_with = "bounded::slots")]
         inputs: Vec<ByteBuf>,
     },
     /// Lockstep: checksums for `frame` disagreed.
@@ -360,4 +368,50 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
         },
     ];
     (client, server)
+}
+
+/// Sequences with a protocol bound, checked against the declared length before anything is
+/// allocated: serde would otherwise preallocate up to 1 MiB for a few bytes declaring a long
+/// sequence, and grow a `Vec` of empty entries far past the message's own size.
+mod bounded {
+    use std::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::Deserializer;
+    use serde_bytes::ByteBuf;
+
+    use super::{MAX_FRAME_SLOTS, MAX_INPUTS_PER_MESSAGE};
+
+    pub(super) fn inputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
+        d.deserialize_seq(Bounded::<MAX_INPUTS_PER_MESSAGE>)
+    }
+
+    pub(super) fn slots<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
+        d.deserialize_seq(Bounded::<MAX_FRAME_SLOTS>)
+    }
+
+    struct Bounded<const N: usize>;
+
+    impl<'de, const N: usize> Visitor<'de> for Bounded<N> {
+        type Value = Vec<ByteBuf>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "at most {N} byte strings")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let declared = seq.size_hint().unwrap_or(0);
+            if declared > N {
+                return Err(A::Error::invalid_length(declared, &self));
+            }
+            let mut out = Vec::with_capacity(declared);
+            while let Some(item) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(A::Error::invalid_length(N + 1, &self));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
 }

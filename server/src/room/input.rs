@@ -140,9 +140,14 @@ impl QueueBytes {
     pub fn try_take(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used + n <= self.max).then_some(used + n)
+                used.checked_add(n).filter(|total| *total <= self.max)
             })
             .is_ok()
+    }
+
+    /// Takes `n` bytes whatever the bound (a message that must get through: shutdown).
+    pub fn take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
     }
 
     /// Gives back what a dequeued message held.

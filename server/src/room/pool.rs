@@ -97,6 +97,8 @@ impl RoomPool {
     /// Tells every worker to close its rooms and waits for the threads to end.
     pub fn shutdown(&self) {
         for q in &self.queues {
+            // The worker gives back every message's weight, this one's too.
+            q.bytes.take(RoomInput::Shutdown.weight());
             let _ = q.tx.send(RoomInput::Shutdown);
         }
         for t in self.threads.lock().drain(..) {
@@ -160,5 +162,23 @@ mod tests {
         let msg = rx.try_recv().unwrap();
         bytes.give_back(msg.weight());
         assert!(pool.try_send(1, frame_input(60_000)).is_ok());
+    }
+
+    /// Shutdown goes through whatever the bound, and its weight is accounted like any other
+    /// message's (the worker gives it back): the budget never underflows.
+    #[test]
+    fn shutdown_is_accounted_so_the_budget_never_underflows() {
+        let (queues, receivers) = RoomPool::queues(1, 16, 100);
+        let pool = RoomPool {
+            queues,
+            threads: parking_lot::Mutex::new(Vec::new()),
+        };
+        pool.shutdown();
+        let (rx, bytes) = &receivers[0];
+        let msg = rx.try_recv().unwrap();
+        assert!(matches!(msg, RoomInput::Shutdown));
+        bytes.give_back(msg.weight());
+        assert_eq!(bytes.used(), 0);
+        assert!(pool.try_send(1, frame_input(8)).is_ok());
     }
 }
