@@ -53,7 +53,8 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, AllocStats) {
 /// measurement would read zero and every limit check would pass.
 pub fn assert_installed() {
     const PROBE_BYTES: usize = 1_000;
-    let (probe, stats) = measure(|| Vec::<u8>::with_capacity(PROBE_BYTES));
+    // black_box: an optimised build would otherwise elide an allocation nobody reads.
+    let (probe, stats) = measure(|| std::hint::black_box(Vec::<u8>::with_capacity(PROBE_BYTES)));
     drop(probe);
     assert!(
         stats.largest_bytes >= PROBE_BYTES,

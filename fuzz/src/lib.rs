@@ -14,7 +14,7 @@
 //! `TICKROOM_FUZZ_SEED` replays one. For a long run:
 //!
 //! ```text
-//! TICKROOM_FUZZ_CASES=1000000 nice -n 10 cargo test --release -p tickroom-fuzz -- --nocapture
+//! TICKROOM_FUZZ_CASES=1000000 nice -n 10 cargo test --release --no-fail-fast -p tickroom-fuzz -- --nocapture
 //! ```
 
 pub mod alloc;
@@ -40,6 +40,8 @@ pub const CASES_ENV: &str = "TICKROOM_FUZZ_CASES";
 pub const SEED_ENV: &str = "TICKROOM_FUZZ_SEED";
 /// Shrink steps for a failing case: enough to reach a short reproducer, bounded for CI.
 const MAX_SHRINK_ITERS: u32 = 20_000;
+/// Longest a failing case is shrunk, in milliseconds, so a failure in CI ends in bounded time.
+const MAX_SHRINK_TIME_MS: u32 = 60_000;
 
 /// Cases per target: `TICKROOM_FUZZ_CASES`, or [`DEFAULT_CASES`].
 pub fn cases() -> u32 {
@@ -86,6 +88,7 @@ pub fn config() -> Config {
         cases: cases(),
         failure_persistence: None,
         max_shrink_iters: MAX_SHRINK_ITERS,
+        max_shrink_time: MAX_SHRINK_TIME_MS,
         ..Config::default()
     }
 }
@@ -104,15 +107,20 @@ where
     S: Strategy,
     S::Value: Debug,
 {
-    let config = config();
-    let cases = config.cases;
     let seed = seed();
-    let mut runner = TestRunner::new_with_rng(config, rng(seed));
+    let mut runner = TestRunner::new_with_rng(config(), rng(seed));
     LARGEST_SEEN.set(None);
     let started = Instant::now();
-    if let Err(e) = runner.run(&strategy, case) {
+    // Counted here rather than read from the config: the summary says what really ran.
+    let cases = Cell::new(0u64);
+    let counted = |input| {
+        cases.set(cases.get() + 1);
+        case(input)
+    };
+    if let Err(e) = runner.run(&strategy, counted) {
         panic!("fuzz target {name} failed (replay with {SEED_ENV}={seed}): {e}");
     }
+    let cases = cases.get();
     let largest = LARGEST_SEEN
         .get()
         .map(|bytes| format!(", largest allocation while decoding {bytes} bytes"))
