@@ -20,7 +20,7 @@ use tickroom_protocol::codec::{
     decode_client, decode_server, encode_client, encode_server, frame_client, frame_server,
     FrameDecoder, LENGTH_PREFIX_BYTES, MAX_CLIENT_MSG_BYTES, MAX_SERVER_MSG_BYTES,
 };
-use tickroom_protocol::msg::samples;
+use tickroom_protocol::msg::{samples, MAX_INPUTS_PER_MESSAGE};
 use tickroom_protocol::token::{decode_hex, encode_hex, MAX_TOKEN_BYTES};
 use tickroom_protocol::{ClientMsg, KeyRing, ServerMsg, SessionClaims, TicketClaims};
 
@@ -45,17 +45,12 @@ const MAX_SMALL_FRAME_BYTES: usize = 1_024;
 const MAX_READ_BYTES: usize = 4_096;
 /// A JSON body larger than this never reaches serde (the gateway's default body limit).
 const MAX_JSON_BYTES: usize = tickroom_gateway::DEFAULT_MAX_BODY_BYTES;
-/// serde's cap on what it preallocates for a sequence from its declared length.
-const SERDE_PREALLOC_CAP_BYTES: usize = 1024 * 1024;
-/// The largest single allocation `decode_client` makes today. It should be
-/// `MAX_CLIENT_MSG_BYTES`, but bincode hands serde a sequence's declared length as its size
-/// hint: a 7-byte `Input` declaring 65,535 inputs preallocates 1 MiB (serde's cap). A known
-/// bug, shown by the ignored `known_bug_*` tests; lower this once `inputs` is bounded at decode.
-const CLIENT_DECODE_ALLOC_BYTES_TODAY: usize = SERDE_PREALLOC_CAP_BYTES;
-/// The same for `decode_server`, which should stay within `MAX_SERVER_MSG_BYTES`: bincode's
-/// limit charges 8 bytes per `Frame` input and the `Vec` holds 24 per input, doubling as it
-/// grows, so a 128 KiB `Frame` of empty inputs makes a 4 MiB `Vec`.
-const SERVER_DECODE_ALLOC_BYTES_TODAY: usize = 4 * MAX_SERVER_MSG_BYTES;
+/// The largest single allocation a client message's decode may make: the message's own limit
+/// (sequences are bounded against their declared length before anything is allocated; a
+/// 7-byte `Input` declaring 65,535 inputs used to preallocate 1 MiB).
+const CLIENT_DECODE_ALLOC_BYTES: usize = MAX_CLIENT_MSG_BYTES;
+/// The same for a server message (a 128 KiB `Frame` of empty inputs used to grow a 4 MiB `Vec`).
+const SERVER_DECODE_ALLOC_BYTES: usize = MAX_SERVER_MSG_BYTES;
 /// Allocations this small are never a concern (a `Vec<u8>`'s first capacity is 8 bytes).
 const SMALL_ALLOC_BYTES: usize = 64;
 /// The capacity a `Vec` of small elements takes on its first push.
@@ -212,12 +207,7 @@ fn client_decoder() {
     let input = hostile(client_seeds(), MAX_RANDOM_BYTES, max_len);
     run("client_decoder", input, |bytes| {
         let (decoded, stats) = measure(|| decode_client(&bytes));
-        check_alloc(
-            "decode_client",
-            &bytes,
-            stats,
-            CLIENT_DECODE_ALLOC_BYTES_TODAY,
-        )?;
+        check_alloc("decode_client", &bytes, stats, CLIENT_DECODE_ALLOC_BYTES)?;
         if let Ok(msg) = decoded {
             let mut again = Vec::new();
             encode_client(&msg, &mut again).expect("a decoded message encodes");
@@ -233,12 +223,7 @@ fn server_decoder() {
     let input = hostile(server_seeds(), MAX_RANDOM_BYTES, max_len);
     run("server_decoder", input, |bytes| {
         let (decoded, stats) = measure(|| decode_server(&bytes));
-        check_alloc(
-            "decode_server",
-            &bytes,
-            stats,
-            SERVER_DECODE_ALLOC_BYTES_TODAY,
-        )?;
+        check_alloc("decode_server", &bytes, stats, SERVER_DECODE_ALLOC_BYTES)?;
         if let Ok(msg) = decoded {
             // Unknown error numbers decode as `Unknown`: compare re-encodings, not values.
             let mut once = Vec::new();
@@ -425,50 +410,43 @@ fn empty_inputs(prefix: &[u8], count: u32) -> Vec<u8> {
     bytes
 }
 
+/// Found by this harness: a few bytes declaring a long sequence preallocated 1 MiB.
 #[test]
-#[ignore = "known bug: decode_client preallocates 1 MiB for a declared input count"]
-fn known_bug_a_declared_input_count_preallocates_past_the_client_limit() {
+fn a_declared_input_count_is_refused_before_allocating() {
     let (decoded, stats) = measure(|| decode_client(&DECLARED_INPUTS_7_BYTES));
     assert!(decoded.is_err());
-    assert!(stats.largest_bytes <= MAX_CLIENT_MSG_BYTES, "{stats:?}");
+    assert!(
+        stats.largest_bytes <= CLIENT_DECODE_ALLOC_BYTES,
+        "{stats:?}"
+    );
 }
 
+/// Found by this harness: 8,000 empty inputs decoded into a 192 KB `Vec`; more than the
+/// protocol's 256 inputs per message are now refused.
 #[test]
-#[ignore = "known bug: a valid Input of 8,000 empty inputs allocates 192 KB at once"]
-fn known_bug_many_empty_inputs_allocate_past_the_client_limit() {
+fn many_empty_inputs_are_refused_within_the_client_limit() {
     let bytes = empty_inputs(&[3, 0, 0, 0], EMPTY_CLIENT_INPUTS);
     let (decoded, stats) = measure(|| decode_client(&bytes));
-    assert!(decoded.is_ok(), "{decoded:?}");
-    assert!(stats.largest_bytes <= MAX_CLIENT_MSG_BYTES, "{stats:?}");
+    assert!(decoded.is_err(), "{decoded:?}");
+    assert!(
+        stats.largest_bytes <= CLIENT_DECODE_ALLOC_BYTES,
+        "{stats:?}"
+    );
+    let bytes = empty_inputs(&[3, 0, 0, 0], MAX_INPUTS_PER_MESSAGE as u32);
+    assert!(
+        decode_client(&bytes).is_ok(),
+        "the protocol's maximum decodes"
+    );
 }
 
+/// Found by this harness: a 128 KiB `Frame` of empty inputs grew a 4 MiB `Vec`.
 #[test]
-#[ignore = "known bug: a 128 KiB Frame of empty inputs allocates 4 MiB at once"]
-fn known_bug_many_empty_frame_inputs_allocate_past_the_server_limit() {
+fn many_empty_frame_inputs_are_refused_within_the_server_limit() {
     let bytes = empty_inputs(&[4, 0], EMPTY_FRAME_INPUTS);
     let (decoded, stats) = measure(|| decode_server(&bytes));
-    assert!(decoded.is_ok(), "{decoded:?}");
-    assert!(stats.largest_bytes <= MAX_SERVER_MSG_BYTES, "{stats:?}");
-}
-
-/// The known bugs stay within today's bounds, so the fuzz targets' limits are not too low.
-#[test]
-fn the_known_over_allocations_are_within_todays_bounds() {
-    let (_, stats) = measure(|| decode_client(&DECLARED_INPUTS_7_BYTES));
+    assert!(decoded.is_err(), "{decoded:?}");
     assert!(
-        stats.largest_bytes <= CLIENT_DECODE_ALLOC_BYTES_TODAY,
-        "{stats:?}"
-    );
-    let bytes = empty_inputs(&[3, 0, 0, 0], EMPTY_CLIENT_INPUTS);
-    let (_, stats) = measure(|| decode_client(&bytes));
-    assert!(
-        stats.largest_bytes <= CLIENT_DECODE_ALLOC_BYTES_TODAY,
-        "{stats:?}"
-    );
-    let bytes = empty_inputs(&[4, 0], EMPTY_FRAME_INPUTS);
-    let (_, stats) = measure(|| decode_server(&bytes));
-    assert!(
-        stats.largest_bytes <= SERVER_DECODE_ALLOC_BYTES_TODAY,
+        stats.largest_bytes <= SERVER_DECODE_ALLOC_BYTES,
         "{stats:?}"
     );
 }

@@ -389,7 +389,8 @@ impl StateGame for Pong {
     }
 
     fn step(&mut self, dt_s: f32, ctx: &mut Ctx<PongServerMsg>) {
-        self.tick += 1;
+        // A restored save may carry any tick: wrap rather than overflow.
+        self.tick = self.tick.wrapping_add(1);
         let dt_s = if dt_s.is_finite() {
             dt_s.clamp(0.0, MAX_STEP_S)
         } else {
