@@ -125,8 +125,18 @@ impl RunningRoomServer {
         let server = self.server.clone();
         let _ = tokio::task::spawn_blocking(move || server.pool.shutdown()).await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
-        while !self.server.shared.sessions.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Wait for the players to be told, not only for the sessions to end: a connection
+        // counts until its writer sent the last message and the client closed (or the
+        // linger ran out). Exiting earlier cut sockets without their close reason, and the
+        // clients, seeing a plain loss, tried to resume a server that was gone.
+        let metrics = &self.server.shared.metrics;
+        let busy = || {
+            !self.server.shared.sessions.is_empty()
+                || metrics.connections_ws.value() + metrics.connections_quic.value() > 0
+        };
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        while busy() && tokio::time::Instant::now() < deadline {
+            poll.tick().await;
         }
         for t in self.tasks {
             let _ = tokio::time::timeout_at(deadline, t).await;
