@@ -186,8 +186,13 @@ async fn the_game_refuses_a_player_with_a_typed_error() {
     })
     .await;
     assert_eq!(code, Some(ErrorCode::JoinRefused));
-    // The seat was not taken: two others fill the room.
-    let _a = server.join(TransportKind::Ws, 1, 600, "chat").await;
+    // The seat was not taken: two others fill the room (one after the other, so the second
+    // is the one told the room holds two).
+    let mut a = server.join(TransportKind::Ws, 1, 600, "chat").await;
+    next_matching(&mut a, "the first seated", |e| {
+        matches!(e, SessionEvent::Joined(_)).then_some(())
+    })
+    .await;
     let mut b = server.join(TransportKind::Ws, 2, 600, "chat").await;
     next_matching(&mut b, "started with two", |e| {
         matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())

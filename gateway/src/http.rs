@@ -319,19 +319,9 @@ impl Gateway {
             nonce: rand::random(),
             metadata: a.metadata,
         };
-        let join_ticket = self.config.keys.sign_ticket(&claims);
-        let verified = self
-            .config
-            .keys
-            .verify_ticket(&join_ticket, now, self.skew_ms())
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    e.to_string(),
-                )
-            })?;
-        let join_secret = encode_hex(&self.config.keys.join_secret(&verified));
+        let expires_ms = claims.expires_ms;
+        let (join_ticket, join_secret) = self.config.keys.issue_ticket(claims);
+        let join_secret = encode_hex(&join_secret);
         Ok(MatchedResponse {
             room_id: a.room_id,
             mode: a.mode,
@@ -341,7 +331,7 @@ impl Gateway {
             cert_fingerprint: a.server.cert_fingerprint,
             join_ticket,
             join_secret,
-            expires_ms: claims.expires_ms,
+            expires_ms,
         })
     }
 

@@ -212,6 +212,16 @@ impl KeyRing {
         self.sign(TICKET_KIND, claims)
     }
 
+    /// Issues a join ticket: the signed token and the join secret its holder answers the
+    /// challenge with, in one call (the secret is derived under the key that signed it, as the
+    /// room server will derive it again from the verified ticket).
+    pub fn issue_ticket(&self, claims: TicketClaims) -> (String, Secret) {
+        let token = self.sign_ticket(&claims);
+        let key_id = self.keys[self.keys.len() - 1].0;
+        let secret = self.join_secret(&JoinTicket { claims, key_id });
+        (token, secret)
+    }
+
     /// Checks a session token's signature and validity at `now_ms`, tolerating `skew_ms`.
     pub fn verify_session(
         &self,
@@ -378,6 +388,17 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::single(1, [42; 32])
+    }
+
+    #[test]
+    fn an_issued_secret_is_the_one_the_room_derives_from_the_verified_ticket() {
+        let old = KeyRing::parse(&format!("1:{}", "11".repeat(32))).unwrap();
+        let both = KeyRing::parse(&format!("1:{},2:{}", "11".repeat(32), "22".repeat(32))).unwrap();
+        for ring in [old, both] {
+            let (token, secret) = ring.issue_ticket(ticket());
+            let verified = ring.verify_ticket(&token, NOW, 0).unwrap();
+            assert_eq!(ring.join_secret(&verified), secret);
+        }
     }
 
     fn ticket() -> TicketClaims {
