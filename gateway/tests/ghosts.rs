@@ -14,7 +14,7 @@ use tickroom_gateway::directory::MAX_OPEN_ROOMS_PER_PLAYER;
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
     now_ms, Directory, EnqueueOutcome, GatewayConfig, InMemoryDirectory, MatchRequest, QueueEntry,
-    RedisConfig, RedisDirectory, TicketId,
+    TicketId,
 };
 use tickroom_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -39,7 +39,6 @@ const REALS: usize = 2;
 /// Most rooms the table may hold at once (ghosts' plus the real players').
 const ROOM_TABLE_BOUND: usize = GHOSTS * MAX_OPEN_ROOMS_PER_PLAYER + REALS;
 const SERVER_TTL: Duration = Duration::from_secs(600);
-const LOADED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `duel` with a 1 s start timeout: with 1 s join tickets a room nobody joined is over after
 /// 2 s, which keeps the CI run short.
@@ -175,18 +174,6 @@ async fn ghost_loop(dir: Arc<dyn Directory>, run: Duration) {
     assert!(rounds > 0, "the real players were never matched");
 }
 
-async fn redis_directory(redis: &RedisServer) -> Arc<RedisDirectory> {
-    let config = RedisConfig {
-        prefix: "ghosts:".into(),
-        response_timeout: LOADED_TIMEOUT,
-        call_timeout: LOADED_TIMEOUT,
-        ..RedisConfig::default()
-    };
-    RedisDirectory::connect_with(&redis.url(), config)
-        .await
-        .expect("connect to the test redis")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ghosts_do_not_grow_the_in_memory_room_table() {
     ghost_loop(InMemoryDirectory::new(), CI_RUN).await;
@@ -195,7 +182,7 @@ async fn ghosts_do_not_grow_the_in_memory_room_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ghosts_do_not_grow_the_redis_room_table() {
     let redis = RedisServer::start().await;
-    ghost_loop(redis_directory(&redis).await, CI_RUN).await;
+    ghost_loop(redis.patient_directory("ghosts:").await, CI_RUN).await;
 }
 
 /// `cargo test -p tickroom-gateway --test ghosts -- --ignored --nocapture`
@@ -210,7 +197,7 @@ async fn ghosts_for_30_s_do_not_grow_the_in_memory_room_table() {
 #[ignore = "30 s attack run"]
 async fn ghosts_for_30_s_do_not_grow_the_redis_room_table() {
     let redis = RedisServer::start().await;
-    ghost_loop(redis_directory(&redis).await, LONG_RUN).await;
+    ghost_loop(redis.patient_directory("ghosts:").await, LONG_RUN).await;
 }
 
 /// A fixed clock for the directory-level tests, unix ms.
@@ -384,7 +371,7 @@ async fn in_memory_placed_players_queue_again_only_when_the_match_is_settled() {
 #[tokio::test]
 async fn redis_placed_players_queue_again_only_when_the_match_is_settled() {
     let redis = RedisServer::start().await;
-    let dir = redis_directory(&redis).await;
+    let dir = redis.patient_directory("ghosts:").await;
     a_placed_player_queues_again_only_when_the_match_is_settled(dir).await;
 }
 
@@ -396,7 +383,8 @@ async fn in_memory_rooms_nobody_joins_expire_after_their_join_window() {
 #[tokio::test]
 async fn redis_rooms_nobody_joins_expire_after_their_join_window() {
     let redis = RedisServer::start().await;
-    rooms_nobody_joins_expire_after_their_join_window(redis_directory(&redis).await).await;
+    rooms_nobody_joins_expire_after_their_join_window(redis.patient_directory("ghosts:").await)
+        .await;
 }
 
 /// Over HTTP: a matched player who queues again hears 409 with the room and a Retry-After.

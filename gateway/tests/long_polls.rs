@@ -35,21 +35,7 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// ... with this TTL: a heartbeat is on time when it lands within TTL - interval of its
 /// schedule, so the registration never expires.
 const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
-/// Timeouts of the directory under load (see `redis.rs`).
-const LOADED_TIMEOUT: Duration = Duration::from_secs(5);
 const PREFIX: &str = "poll:";
-
-async fn patient_directory(redis: &RedisServer) -> Arc<RedisDirectory> {
-    let config = RedisConfig {
-        prefix: PREFIX.into(),
-        response_timeout: LOADED_TIMEOUT,
-        call_timeout: LOADED_TIMEOUT,
-        ..RedisConfig::default()
-    };
-    RedisDirectory::connect_with(&redis.url(), config)
-        .await
-        .expect("connect to the test redis")
-}
 
 /// Every command Redis executed so far (scripts' own commands included), except `INFO`.
 async fn redis_commands(redis: &RedisServer) -> u64 {
@@ -184,7 +170,7 @@ async fn command_rate<F: std::future::Future>(redis: &RedisServer, work: F) -> (
 
 async fn poll_storm_costs_redis_what_one_poll_costs(polls: usize, config: GatewayConfig, via: Via) {
     let redis = RedisServer::start().await;
-    let dir = patient_directory(&redis).await;
+    let dir = redis.patient_directory(PREFIX).await;
     let (stop_tx, stop) = watch::channel(false);
     let beats = heartbeat_thread(redis.url(), stop);
     let registered = tokio::time::Instant::now() + common::TEST_DEADLINE;
@@ -266,7 +252,7 @@ async fn polls_past_the_per_player_cap_are_refused_before_redis() {
 async fn a_parked_poll_is_woken_by_its_match_within_a_fraction_of_the_refresh() {
     const WAKE_BOUND: Duration = Duration::from_millis(WAITER_REFRESH_MS / 2);
     let redis = RedisServer::start().await;
-    let dir = patient_directory(&redis).await;
+    let dir = redis.patient_directory(PREFIX).await;
     dir.register_server(server("room-a", 0), HEARTBEAT_TTL * 100)
         .await
         .unwrap();

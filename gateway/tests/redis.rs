@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
     CancelOutcome, Directory, EnqueueOutcome, Formation, MatchRequest, QueueEntry, ReassignOutcome,
-    RedisConfig, RedisDirectory, RoomServerInfo, TicketId, TicketStatus,
+    RedisDirectory, RoomServerInfo, TicketId, TicketStatus,
 };
 use tickroom_protocol::ErrorCode;
 use tokio::task::JoinSet;
@@ -27,24 +27,8 @@ const TTL: Duration = Duration::from_secs(60);
 const JOIN_WINDOW_MS: u64 = 20_000;
 const PREFIX: &str = "test:";
 
-/// Timeouts of the load tests: the defaults (500 ms) are for production, where Redis answers
-/// in microseconds; on a loaded 2-core CI box a burst of hundreds of calls may take longer.
-const LOADED_TIMEOUT: Duration = Duration::from_secs(5);
-
 async fn directory(redis: &RedisServer) -> Arc<RedisDirectory> {
     RedisDirectory::connect(&redis.url(), PREFIX)
-        .await
-        .expect("connect to the test redis")
-}
-
-async fn patient_directory(redis: &RedisServer) -> Arc<RedisDirectory> {
-    let config = RedisConfig {
-        prefix: PREFIX.into(),
-        response_timeout: LOADED_TIMEOUT,
-        call_timeout: LOADED_TIMEOUT,
-        ..RedisConfig::default()
-    };
-    RedisDirectory::connect_with(&redis.url(), config)
         .await
         .expect("connect to the test redis")
 }
@@ -221,7 +205,7 @@ async fn abandoned_tickets_are_dropped_by_formation() {
 async fn concurrent_matchers_over_separate_connections_place_each_player_once() {
     const PLAYERS: u64 = 3_000;
     let redis = RedisServer::start().await;
-    let feeder = patient_directory(&redis).await;
+    let feeder = redis.patient_directory(PREFIX).await;
     for id in ["s1", "s2"] {
         let big = RoomServerInfo {
             capacity: 1_000_000,
@@ -232,7 +216,7 @@ async fn concurrent_matchers_over_separate_connections_place_each_player_once() 
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut matchers = JoinSet::new();
     for seed in 0..3 {
-        let dir = patient_directory(&redis).await;
+        let dir = redis.patient_directory(PREFIX).await;
         let done = done_rx.clone();
         matchers.spawn(async move {
             let mut mine = Vec::new();
@@ -273,8 +257,8 @@ async fn two_gateways_over_one_redis_match_300_players_exactly_once() {
     const PLAYERS: usize = 300;
     let redis = RedisServer::start().await;
     let (dir_a, dir_b) = (
-        patient_directory(&redis).await,
-        patient_directory(&redis).await,
+        redis.patient_directory(PREFIX).await,
+        redis.patient_directory(PREFIX).await,
     );
     for id in ["room-a", "room-b"] {
         dir_a.register_server(server(id, 0), TTL).await.unwrap();

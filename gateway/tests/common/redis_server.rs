@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// Longest a fresh redis-server may take to answer PING.
 pub const REDIS_START_DEADLINE: Duration = Duration::from_secs(10);
+/// Redis timeouts of a directory under a test's load.
+pub const LOADED_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between two readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// Longest one readiness probe may take.
@@ -43,6 +45,23 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A directory on this server under `prefix`, with timeouts long enough for a 2-core
+    /// machine running a test's load next to it.
+    pub async fn patient_directory(
+        &self,
+        prefix: &str,
+    ) -> std::sync::Arc<tickroom_gateway::RedisDirectory> {
+        let config = tickroom_gateway::RedisConfig {
+            prefix: prefix.into(),
+            response_timeout: LOADED_TIMEOUT,
+            call_timeout: LOADED_TIMEOUT,
+            ..tickroom_gateway::RedisConfig::default()
+        };
+        tickroom_gateway::RedisDirectory::connect_with(&self.url(), config)
+            .await
+            .expect("connect to the test redis")
     }
 
     /// Kills the server (as a crash would) and reaps it.
