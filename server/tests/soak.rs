@@ -4,7 +4,7 @@
 //! descriptors by 0. Not run in CI:
 //!
 //! ```sh
-//! cargo build --release --bins
+//! cargo build --release --workspace --bins
 //! cargo test --release -p tickroom-server --test soak -- --ignored --nocapture
 //! ```
 
