@@ -56,16 +56,28 @@ async fn a_churning_swarm_for_half_an_hour_leaks_nothing() {
     let mut first: Option<(u64, usize)> = None;
     let mut rounds = 0;
     while started.elapsed() < total {
+        let report = dir.join("round.json");
         let status = Command::new(&bot)
             .args(["swarm", "--server", &server.http(), "--bots", BOTS])
             .args(["--ramp", "5s", "--duration", ROUND, "--transport", "mixed"])
             .args(["--mode", "arena", "--drop-rate", "30%/min", "--no-progress"])
             .args(["--max-errors", "1000000"])
+            .arg("--report")
+            .arg(&report)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .expect("run tickroom-bot swarm");
         assert!(status.code().is_some(), "the swarm was killed");
+        // Every round must really play: a soak of failing joins would prove nothing.
+        let text = std::fs::read_to_string(&report).expect("the swarm's report");
+        let joined = serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["joined"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            joined * 10 >= BOTS.parse::<u64>().unwrap() * 9,
+            "round {rounds}: {text}"
+        );
         rounds += 1;
         if first.is_none() && started.elapsed() >= warm {
             first = Some((rss_kib(pid), fds(pid)));
