@@ -343,23 +343,27 @@ async fn slowloris(
     let mut drip = kind.drip();
     let mut every = tokio::time::interval(DRIP_INTERVAL);
     let mut buf = [0u8; 512];
-    loop {
-        tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return Some(opened.elapsed()),
-                // A 408 (or any answer) before the close: keep reading until the close.
-                Ok(_) => continue,
-            },
-            _ = every.tick() => {
-                if let Some(byte) = drip.next() {
-                    if stream.write_all(&[byte]).await.is_err() {
-                        return Some(opened.elapsed());
+    let until_cut = async {
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return opened.elapsed(),
+                    // A 408 (or any answer) before the close: keep reading until the close.
+                    Ok(_) => continue,
+                },
+                _ = every.tick() => {
+                    if let Some(byte) = drip.next() {
+                        if stream.write_all(&[byte]).await.is_err() {
+                            return opened.elapsed();
+                        }
                     }
                 }
             }
-            _ = tokio::time::sleep_until(give_up.into()) => return None,
         }
-    }
+    };
+    tokio::time::timeout_at(give_up.into(), until_cut)
+        .await
+        .ok()
 }
 
 /// Starts the all-in-one server with short HTTP limits `extra`.
