@@ -4,12 +4,14 @@
 //! through the gateway and plays on in a new room (a rejoin).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tickroom_protocol::connect::{
-    ConnectError, GatewayClient, MatchResult, QuicClient, RoomStatus, SessionDriver, TransportKind,
+    ConnectError, GatewayClient, JoinTarget, MatchResult, QuicClient, RoomStatus, SessionDriver,
+    TransportKind,
 };
 use tickroom_protocol::SessionConfig;
 use tokio::sync::watch;
@@ -77,13 +79,34 @@ pub struct BotConfig {
     pub give_up_at: Instant,
 }
 
+/// One address bots connect from, with its clients.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The address connections leave from (`None`: the system's choice).
+    pub local_ip: Option<IpAddr>,
+    /// Gateway clients (one HTTP connection pool each); bot i starts with gateway i % n.
+    pub gateways: Arc<[GatewayClient]>,
+    /// One QUIC endpoint (one UDP socket) for this source's bots; `None` makes one per
+    /// connection.
+    pub quic: Option<QuicClient>,
+}
+
+impl Source {
+    /// Clients of `gateways` leaving from the system's choice of address.
+    pub fn system(gateways: Arc<[GatewayClient]>, quic: Option<QuicClient>) -> Source {
+        Source {
+            local_ip: None,
+            gateways,
+            quic,
+        }
+    }
+}
+
 /// What bots share.
 #[derive(Clone)]
 pub struct BotContext {
-    /// Gateway clients (one HTTP connection pool each); bot i starts with gateway i % n.
-    pub gateways: Arc<[GatewayClient]>,
-    /// One QUIC endpoint (one UDP socket) for all bots; `None` makes one per connection.
-    pub quic: Option<QuicClient>,
+    /// The addresses bots connect from: bot i uses source i % n.
+    pub sources: Arc<[Source]>,
     /// Live counters for the progress bar.
     pub live: Arc<LiveStats>,
     /// Becomes true when the bots should leave now (Ctrl-C).
@@ -95,8 +118,7 @@ pub struct BotContext {
 impl fmt::Debug for BotContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BotContext")
-            .field("gateways", &self.gateways)
-            .field("quic", &self.quic)
+            .field("sources", &self.sources)
             .field("live", &self.live)
             .finish_non_exhaustive()
     }
@@ -107,10 +129,10 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
     ctx.live.started.fetch_add(1, Ordering::Relaxed);
     let index = config.index;
     let give_up = tokio::time::Instant::from_std(config.give_up_at);
-    let mut player = Player::new(&ctx.gateways, index, config.device_id.clone());
+    let source = ctx.sources[index % ctx.sources.len().max(1)].clone();
+    let mut player = Player::new(&source, index, config.device_id.clone());
     let mut attempt = 0u64;
-    let joined =
-        tokio::time::timeout_at(give_up, player.join(&config, attempt, ctx.quic.clone())).await;
+    let joined = tokio::time::timeout_at(give_up, player.join(&config, attempt)).await;
     let mut driver = match joined {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => return failed(&ctx.live, index, BotError::from(&e), &e),
@@ -137,7 +159,7 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
                 debug!(bot = index, "queueing again: the room's server is gone");
                 let rejoin = async {
                     loop {
-                        match player.join(&config, attempt, ctx.quic.clone()).await {
+                        match player.join(&config, attempt).await {
                             Ok(d) => return d,
                             Err(e) => {
                                 debug!(bot = index, "rejoin attempt failed: {e}");
@@ -163,16 +185,20 @@ pub async fn run_bot(config: BotConfig, ctx: BotContext) -> BotOutcome {
 /// The bot as the gateway knows it: its gateway, device id and session token.
 pub(crate) struct Player {
     gateways: Arc<[GatewayClient]>,
+    local_ip: Option<IpAddr>,
+    quic: Option<QuicClient>,
     gateway: usize,
     device_id: String,
     token: Option<String>,
 }
 
 impl Player {
-    fn new(gateways: &Arc<[GatewayClient]>, index: usize, device_id: String) -> Player {
+    fn new(source: &Source, index: usize, device_id: String) -> Player {
         Player {
-            gateways: gateways.clone(),
-            gateway: index % gateways.len().max(1),
+            gateways: source.gateways.clone(),
+            local_ip: source.local_ip,
+            quic: source.quic.clone(),
+            gateway: index % source.gateways.len().max(1),
             device_id,
             token: None,
         }
@@ -202,7 +228,6 @@ impl Player {
         &mut self,
         config: &BotConfig,
         attempt: u64,
-        quic: Option<QuicClient>,
     ) -> Result<SessionDriver, ConnectError> {
         let m = self.find_match(&config.mode).await?;
         debug!(bot = config.index, room = m.room_id, "matched");
@@ -215,11 +240,14 @@ impl Player {
         let mut tries = 0;
         loop {
             tries += 1;
-            match SessionDriver::open_match(
-                &m,
-                config.transport,
+            let mut target = JoinTarget::from_match(&m, config.transport)?;
+            target.local_ip = self.local_ip;
+            match SessionDriver::open(
+                target,
+                m.join_ticket.clone(),
+                m.join_secret()?,
                 session_config.clone(),
-                quic.clone(),
+                self.quic.clone(),
             )
             .await
             {

@@ -108,6 +108,40 @@ pub struct SwarmArgs {
     /// Seed for the bots' inputs, link conditioners and chaos (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Loopback source addresses to spread the bots over, as real players come from many
+    /// addresses: N uses 127.0.0.1 to 127.0.0.N (bot i leaves from address i % N); `auto`
+    /// (the default) uses one address per 8 bots against an IPv4 loopback server, so no
+    /// address nears the server's per-IP cap (64) even with several swarms at once, and the
+    /// system's choice otherwise.
+    #[arg(long, value_parser = parse_source_addrs, default_value = "auto")]
+    pub source_addrs: SourceAddrs,
+}
+
+/// How many loopback source addresses a swarm spreads its bots over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceAddrs {
+    /// One per [`BOTS_PER_SOURCE_ADDR`] bots against an IPv4 loopback server.
+    Auto,
+    /// Exactly this many (1 to 254).
+    Count(u8),
+}
+
+/// Bots per source address that `--source-addrs auto` aims for: an eighth of the server's
+/// default per-IP cap, so several swarms at once, and reconnects overlapping their old
+/// connections, stay under it.
+pub const BOTS_PER_SOURCE_ADDR: usize = 8;
+
+/// Parses `auto` or a count of loopback addresses (1 to 254).
+pub fn parse_source_addrs(text: &str) -> Result<SourceAddrs, String> {
+    if text.trim() == "auto" {
+        return Ok(SourceAddrs::Auto);
+    }
+    match text.trim().parse::<u8>() {
+        Ok(n @ 1..=254) => Ok(SourceAddrs::Count(n)),
+        _ => Err(format!(
+            "`{text}` is neither `auto` nor a count from 1 to 254"
+        )),
+    }
 }
 
 /// A single-transport choice.

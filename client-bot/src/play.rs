@@ -7,7 +7,7 @@ use tickroom_protocol::connect::GatewayClient;
 use tickroom_protocol::token::encode_hex;
 use tokio::sync::watch;
 
-use crate::bot::{run_bot, BotConfig, BotContext, MATCHMAKING_TIMEOUT};
+use crate::bot::{run_bot, BotConfig, BotContext, Source, MATCHMAKING_TIMEOUT};
 use crate::cli::PlayArgs;
 use crate::game_bot::GameBotFactory;
 use crate::link::LinkConfig;
@@ -43,8 +43,10 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
         give_up_at: Instant::now() + MATCHMAKING_TIMEOUT + args.duration + PLAY_DEADLINE_SLACK,
     };
     let ctx = BotContext {
-        gateways: Arc::new([GatewayClient::new(&args.server)]),
-        quic: None,
+        sources: Arc::new([Source::system(
+            Arc::new([GatewayClient::new(&args.server)]),
+            None,
+        )]),
         live: Arc::new(LiveStats::default()),
         stop,
         factory,

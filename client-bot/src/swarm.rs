@@ -3,7 +3,7 @@
 //! which stragglers are aborted, then the report.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,8 @@ use tickroom_protocol::connect::{GatewayClient, QuicClient, TransportKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::bot::{bot_device_id, run_bot, BotConfig, BotContext};
-use crate::cli::{SwarmArgs, SwarmTransport};
+use crate::bot::{bot_device_id, run_bot, BotConfig, BotContext, Source};
+use crate::cli::{SourceAddrs, SwarmArgs, SwarmTransport, BOTS_PER_SOURCE_ADDR};
 use crate::error::BotError;
 use crate::game_bot::GameBotFactory;
 use crate::link::{LinkConfig, DEFAULT_MEAN_BURST_LEN};
@@ -60,12 +60,6 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         .checked_sub(BOT_GIVE_UP_MARGIN)
         .unwrap_or(hard_deadline);
     let base_seed = args.seed.unwrap_or_else(rand::random);
-    let quic = match args.transport {
-        SwarmTransport::Ws => None,
-        SwarmTransport::Quic | SwarmTransport::Mixed => Some(QuicClient::new(family_of(
-            args.server.first().map_or("", String::as_str),
-        ))?),
-    };
     let live = Arc::new(LiveStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
@@ -74,11 +68,8 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         }
     });
     anyhow::ensure!(!args.server.is_empty(), "--server is required");
-    let gateways: Arc<[GatewayClient]> =
-        args.server.iter().map(|s| GatewayClient::new(s)).collect();
     let ctx = BotContext {
-        gateways,
-        quic,
+        sources: sources(args)?,
         live: live.clone(),
         stop: stop_rx.clone(),
         factory,
@@ -176,6 +167,60 @@ fn show_progress(args: &SwarmArgs) -> bool {
 }
 
 /// An address of the server's family, for binding the shared QUIC endpoint.
+/// The addresses the swarm's bots leave from, each with its gateway clients and QUIC endpoint.
+fn sources(args: &SwarmArgs) -> anyhow::Result<Arc<[Source]>> {
+    let first = args.server.first().map_or("", String::as_str);
+    let loopback_v4 = host_of(first).is_some_and(|h| {
+        h.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    });
+    let count = match args.source_addrs {
+        SourceAddrs::Auto if loopback_v4 => args.bots.div_ceil(BOTS_PER_SOURCE_ADDR).clamp(1, 254),
+        SourceAddrs::Auto => 1,
+        SourceAddrs::Count(n) => {
+            anyhow::ensure!(
+                n == 1 || loopback_v4,
+                "--source-addrs {n} needs a server on an IPv4 loopback address (127.x.x.x)"
+            );
+            usize::from(n)
+        }
+    };
+    let quic_wanted = args.transport != SwarmTransport::Ws;
+    if count == 1 {
+        let gateways = args.server.iter().map(|s| GatewayClient::new(s)).collect();
+        let quic = quic_wanted
+            .then(|| QuicClient::new(family_of(first)))
+            .transpose()?;
+        return Ok(Arc::new([Source::system(gateways, quic)]));
+    }
+    (0..count)
+        .map(|k| {
+            let ip = IpAddr::from([127, 0, 0, 1 + k as u8]);
+            let gateways = args
+                .server
+                .iter()
+                .map(|s| GatewayClient::from_address(s, ip))
+                .collect::<Result<Arc<[_]>, _>>()?;
+            let quic = quic_wanted.then(|| QuicClient::bind(ip)).transpose()?;
+            Ok(Source {
+                local_ip: Some(ip),
+                gateways,
+                quic,
+            })
+        })
+        .collect()
+}
+
+/// The host part of a gateway URL (`http://127.0.0.1:7700` → `127.0.0.1`).
+fn host_of(server_url: &str) -> Option<&str> {
+    let rest = server_url.split_once("://").map_or(server_url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    if authority.starts_with('[') {
+        return authority.split(']').next().map(|h| &h[1..]);
+    }
+    authority.split(':').next()
+}
+
 fn family_of(server_url: &str) -> SocketAddr {
     let host = server_url
         .split_once("://")
@@ -267,6 +312,60 @@ mod tests {
         assert!(family_of("http://127.0.0.1:7700").is_ipv4());
         assert!(family_of("http://[::1]:7700").is_ipv6());
         assert!(family_of("localhost:1").is_ipv4());
+    }
+
+    fn args(line: &[&str]) -> SwarmArgs {
+        use clap::Parser;
+        let cli =
+            crate::cli::Cli::try_parse_from(["tickroom-bot", "swarm"].iter().chain(line)).unwrap();
+        match cli.command {
+            crate::cli::Command::Swarm(s) => s,
+            crate::cli::Command::Play(_) => unreachable!("a swarm was parsed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bots_spread_over_loopback_addresses() {
+        let ips = |line: &[&str]| {
+            sources(&args(line))
+                .unwrap()
+                .iter()
+                .map(|s| s.local_ip.map(|ip| ip.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let base = ["--server", "http://127.0.0.1:7700", "--transport", "ws"];
+        assert_eq!(ips(&[&base[..], &["--bots", "8"]].concat()), [None]);
+        let hundred = ips(&[&base[..], &["--bots", "100"]].concat());
+        assert_eq!(hundred.len(), 13, "one address per 8 bots");
+        assert_eq!(hundred[12].as_deref(), Some("127.0.0.13"));
+        let many = ips(&[&base[..], &["--bots", "4000"]].concat());
+        assert_eq!(many.len(), 254, "127.0.0.1 to 127.0.0.254");
+        let three = ips(&[&base[..], &["--source-addrs", "3"]].concat());
+        assert_eq!(three[0].as_deref(), Some("127.0.0.1"));
+        assert_eq!(three[2].as_deref(), Some("127.0.0.3"));
+        let remote = ["--server", "http://10.0.0.1:7700", "--bots", "500"];
+        assert_eq!(
+            ips(&remote),
+            [None],
+            "auto never spreads to a remote server"
+        );
+        assert!(sources(&args(&[&remote[..], &["--source-addrs", "2"]].concat())).is_err());
+        let quic = sources(&args(&[
+            "--server",
+            "http://127.0.0.1:1",
+            "--source-addrs",
+            "2",
+        ]))
+        .unwrap();
+        let bound = quic[1]
+            .quic
+            .as_ref()
+            .and_then(QuicClient::local_addr)
+            .unwrap();
+        assert_eq!(bound.ip().to_string(), "127.0.0.2");
+        assert_eq!(host_of("http://[::1]:7700/x"), Some("::1"));
+        assert!(crate::cli::parse_source_addrs("0").is_err());
+        assert!(crate::cli::parse_source_addrs("255").is_err());
     }
 
     #[test]

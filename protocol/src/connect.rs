@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,6 +178,19 @@ impl GatewayClient {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// A client for the gateway at `base` whose connections leave from `local` (for example
+    /// one of many loopback addresses, as load tests do).
+    pub fn from_address(base: &str, local: IpAddr) -> Result<GatewayClient, ConnectError> {
+        let http = reqwest::Client::builder()
+            .local_address(local)
+            .build()
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        Ok(GatewayClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
     }
 
     /// `POST /v1/auth/device`. The id must carry at least 128 random bits (32 hex digits or
@@ -368,6 +381,18 @@ impl QuicClient {
         Ok(QuicClient { endpoint })
     }
 
+    /// Binds a client endpoint on an ephemeral port of `local` (its connections leave from it).
+    pub fn bind(local: IpAddr) -> Result<QuicClient, ConnectError> {
+        let endpoint = quinn::Endpoint::client(SocketAddr::new(local, 0))
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        Ok(QuicClient { endpoint })
+    }
+
+    /// The address the endpoint's socket is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
     fn config(check: &CertCheck) -> Result<quinn::ClientConfig, ConnectError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PinVerifier {
@@ -469,6 +494,26 @@ pub struct RawConn {
     pub bytes_in: u64,
 }
 
+/// A TCP connection to `addr` (`host:port`) from an ephemeral port of `local`.
+async fn tcp_from(addr: &str, local: IpAddr) -> Result<TcpStream, ConnectError> {
+    let transport = |e: std::io::Error| ConnectError::Transport(format!("{addr}: {e}"));
+    let target = tokio::net::lookup_host(addr)
+        .await
+        .map_err(transport)?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| {
+            ConnectError::Transport(format!("{addr} has no address of {local}'s family"))
+        })?;
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(transport)?;
+    socket.bind(SocketAddr::new(local, 0)).map_err(transport)?;
+    socket.connect(target).await.map_err(transport)
+}
+
 enum Raw {
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
     Quic {
@@ -485,17 +530,35 @@ enum Raw {
 impl RawConn {
     /// Opens a WebSocket to `addr` (`host:port`), path `/`.
     pub async fn open_ws(addr: &str) -> Result<RawConn, ConnectError> {
+        RawConn::open_ws_from(addr, None).await
+    }
+
+    /// Opens a WebSocket to `addr` (`host:port`), path `/`, leaving from `local` when given.
+    pub async fn open_ws_from(addr: &str, local: Option<IpAddr>) -> Result<RawConn, ConnectError> {
         let url = format!("ws://{addr}/");
         // tungstenite zero-fills its whole read buffer before every read: keep it small.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER_BYTES)
             .max_message_size(Some(MAX_SERVER_MSG_BYTES))
             .max_frame_size(Some(MAX_SERVER_MSG_BYTES));
-        let open = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let open = async {
+            let Some(local) = local else {
+                return tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                    .await
+                    .map_err(|e| ConnectError::Transport(e.to_string()));
+            };
+            let stream = tcp_from(addr, local).await?;
+            tokio_tungstenite::client_async_with_config(
+                url,
+                MaybeTlsStream::Plain(stream),
+                Some(config),
+            )
+            .await
+            .map_err(|e| ConnectError::Transport(e.to_string()))
+        };
         let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
-            .map_err(|_| ConnectError::Timeout("websocket connect"))?
-            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+            .map_err(|_| ConnectError::Timeout("websocket connect"))??;
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             let _ = s.set_nodelay(true);
         }
@@ -706,6 +769,9 @@ pub struct JoinTarget {
     pub quic_addr: String,
     /// How the QUIC certificate is checked.
     pub cert: CertCheck,
+    /// The address WebSocket connections leave from (`None`: the system's choice). QUIC
+    /// connections leave from their [`QuicClient`]'s socket.
+    pub local_ip: Option<IpAddr>,
 }
 
 impl JoinTarget {
@@ -719,12 +785,13 @@ impl JoinTarget {
             ws_addr: m.ws_addr.clone(),
             quic_addr: m.quic_addr.clone(),
             cert: CertCheck::pinned_hex(&m.cert_fingerprint)?,
+            local_ip: None,
         })
     }
 
     async fn open(&self, quic: &Option<QuicClient>) -> Result<RawConn, ConnectError> {
         match self.transport {
-            TransportKind::Ws => RawConn::open_ws(&self.ws_addr).await,
+            TransportKind::Ws => RawConn::open_ws_from(&self.ws_addr, self.local_ip).await,
             TransportKind::Quic => {
                 let addr: SocketAddr = self.quic_addr.parse().map_err(|_| {
                     ConnectError::Transport(format!("bad quic address {}", self.quic_addr))
@@ -733,7 +800,10 @@ impl JoinTarget {
                 let client = match quic {
                     Some(c) => c,
                     None => {
-                        owned = QuicClient::new(addr)?;
+                        owned = match self.local_ip {
+                            Some(local) => QuicClient::bind(local)?,
+                            None => QuicClient::new(addr)?,
+                        };
                         &owned
                     }
                 };

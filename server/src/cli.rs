@@ -17,7 +17,7 @@ use crate::http::{
 use crate::roles::{random_key_ring, run_gateway, run_server, RoleConfig};
 use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
-use crate::RoomServerConfig;
+use crate::{QuicRetry, RoomServerConfig};
 
 /// tickroom: a real-time multiplayer game server.
 ///
@@ -80,9 +80,21 @@ struct Opts {
     /// Most rooms this server runs before refusing new ones with ServerBusy.
     #[arg(long, default_value_t = 5_000)]
     max_rooms: usize,
-    /// Most player connections accepted at once (over both transports).
+    /// Most logged-in player connections at once (over both transports).
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Most connections not logged in yet at once; when spent, the oldest of them is closed.
+    #[arg(long, default_value_t = 1_024)]
+    max_prelogin_connections: usize,
+    /// Most player connections one client IP (one /64 for IPv6) may hold.
+    #[arg(long, default_value_t = 64)]
+    max_connections_per_ip: usize,
+    /// Time a new connection has to log in (from accept to Welcome), in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    handshake_timeout_ms: u64,
+    /// When QUIC validates a client's address with a Retry before the handshake.
+    #[arg(long, value_enum, default_value_t = QuicRetry::UnderLoad)]
+    quic_retry: QuicRetry,
     /// QUIC certificate chain (PEM); default: a self-signed certificate made at start-up.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -245,6 +257,13 @@ fn resolve(
         }
         None => RoomServerConfig::default().server_id,
     };
+    if o.max_connections == 0
+        || o.max_prelogin_connections == 0
+        || o.max_connections_per_ip == 0
+        || o.handshake_timeout_ms == 0
+    {
+        return Err("--max-connections, --max-prelogin-connections, --max-connections-per-ip and --handshake-timeout-ms must be at least 1".into());
+    }
     if o.http_header_timeout_ms == 0
         || o.http_max_connections == 0
         || o.http_max_connections_per_ip == 0
@@ -268,6 +287,10 @@ fn resolve(
         server_id,
         max_rooms: o.max_rooms,
         max_connections: o.max_connections,
+        max_prelogin_connections: o.max_prelogin_connections,
+        max_connections_per_ip: o.max_connections_per_ip,
+        handshake_timeout: std::time::Duration::from_millis(o.handshake_timeout_ms),
+        quic_retry: o.quic_retry,
         max_tick_p99_ms: o.max_tick_p99_ms,
         ..RoomServerConfig::default()
     };

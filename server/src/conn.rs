@@ -16,7 +16,7 @@ use tickroom_protocol::{
 use tokio::sync::oneshot;
 use tracing::{debug, instrument};
 
-use crate::limits::{self, IpGuard};
+use crate::limits::{self, ConnectionSlot, IpGuard, SlotError};
 use crate::outbox::Outbox;
 use crate::room::{RoomId, RoomInput, SeatRefusal, Seated, Seating, SessionId};
 use crate::transport::{Reader, TransportKind};
@@ -77,6 +77,9 @@ enum HandshakeError {
     /// The room refused the seat (full, busy, the game's admission...).
     #[error("{}", .0.detail)]
     Seat(SeatRefusal),
+    /// No session slot for a proven client, or the pre-login budget evicted this connection.
+    #[error("{0}")]
+    Slot(SlotError),
 }
 
 impl HandshakeError {
@@ -97,6 +100,7 @@ impl HandshakeError {
             }
             HandshakeError::SessionExpired => ErrorCode::SessionExpired,
             HandshakeError::Seat(refusal) => refusal.code,
+            HandshakeError::Slot(_) => ErrorCode::ServerBusy,
         }
     }
 }
@@ -120,6 +124,7 @@ pub async fn serve_connection(
     kind: TransportKind,
     peer: SocketAddr,
     ip: IpGuard,
+    mut slot: ConnectionSlot,
 ) {
     let metrics = &server.shared.metrics;
     let gauge = match kind {
@@ -132,7 +137,16 @@ pub async fn serve_connection(
     // times out while (or after) the room seats it must not leave a seat bound to a closed
     // connection (it would never be detached, so never expire).
     let mut asked: Option<(RoomId, SessionId)> = None;
-    let handshake = handshake(&server, &mut reader, &outbox, &mut asked);
+    let mark = slot.mark();
+    let handshake = async {
+        tokio::select! {
+            done = handshake(&server, &mut reader, &outbox, &mut slot, &mut asked) => done,
+            () = mark.evicted() => {
+                metrics.prelogin_evictions.inc();
+                Err(HandshakeError::Slot(SlotError::Evicted))
+            }
+        }
+    };
     let session = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(session)) => Some(session),
         Ok(Err(e)) => {
@@ -228,6 +242,7 @@ async fn handshake(
     server: &RoomServer,
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
+    slot: &mut ConnectionSlot,
     asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, HandshakeError> {
     match recv(reader, server).await? {
@@ -237,7 +252,7 @@ async fn handshake(
             ticket,
         } => {
             check_version(protocol_version, hash)?;
-            join(server, reader, outbox, &ticket, asked).await
+            join(server, reader, outbox, &ticket, slot, asked).await
         }
         ClientMsg::Resume {
             protocol_version,
@@ -246,7 +261,7 @@ async fn handshake(
             last_frame,
         } => {
             check_version(protocol_version, hash)?;
-            resume(server, reader, outbox, session_id, last_frame, asked).await
+            resume(server, reader, outbox, session_id, last_frame, slot, asked).await
         }
         other => Err(HandshakeError::Unexpected {
             expected: "Hello or Resume",
@@ -294,6 +309,7 @@ async fn join(
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
     ticket: &str,
+    slot: &mut ConnectionSlot,
     asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, HandshakeError> {
     let shared = &server.shared;
@@ -318,6 +334,7 @@ async fn join(
         .map(|g| g.mode.clone())
         .ok_or_else(|| HandshakeError::UnknownMode(claims.mode.clone()))?;
     challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
+    promote(server, slot)?;
     // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
     if !shared.reserve_ticket(claims.nonce, claims.expires_ms) {
         return Err(HandshakeError::TicketReused);
@@ -377,6 +394,7 @@ async fn resume(
     outbox: &Arc<Outbox>,
     session_id: u64,
     last_frame: u64,
+    slot: &mut ConnectionSlot,
     asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, HandshakeError> {
     let shared = &server.shared;
@@ -387,6 +405,7 @@ async fn resume(
         .ok_or(HandshakeError::SessionExpired)?;
     let secret = *record.resume_secret.lock();
     challenge(server, reader, outbox, &secret).await?;
+    promote(server, slot)?;
     // Rotate: a captured resume exchange can never be used again.
     let next_secret = record
         .rotate_resume_secret(&secret, rand::rng().random())
@@ -415,6 +434,16 @@ async fn resume(
     }
     shared.metrics.resumes.inc();
     Ok(record)
+}
+
+/// The client proved a ticket or session: its pre-login permit becomes a session permit.
+fn promote(server: &RoomServer, slot: &mut ConnectionSlot) -> Result<(), HandshakeError> {
+    slot.promote(&server.session_slots).map_err(|e| {
+        if e == SlotError::Full {
+            server.shared.metrics.server_busy.inc();
+        }
+        HandshakeError::Slot(e)
+    })
 }
 
 async fn seat(

@@ -27,7 +27,7 @@ use tickroom_protocol::{KeyRing, ReplayWindow, Secret};
 use tokio::sync::Semaphore;
 
 pub use crate::builder::{Server, ServerBuilder};
-use crate::limits::{Admission, IpLimits};
+use crate::limits::{Admission, IpLimits, PreLogin};
 use crate::metrics::Metrics;
 use crate::room::core::MatchOutcome;
 use crate::room::{GameRegistry, ModeRooms, RegistryError, RoomId, RoomPool, SessionId};
@@ -46,9 +46,17 @@ pub struct RoomServerConfig {
     pub room_queue_bytes: usize,
     /// Rooms this server runs at most before answering `ServerBusy` (default 5,000).
     pub max_rooms: usize,
-    /// Connections accepted at most, over both transports (default 20,000).
+    /// Logged-in connections (sessions) at most, over both transports (default 20,000).
     pub max_connections: usize,
-    /// Time allowed from accept to `Welcome` (default 5 s).
+    /// Connections that have not logged in yet, at most (default 1,024): a budget of their
+    /// own, so they never use up the slots of established sessions. When it is spent, the
+    /// oldest of them is closed to make room.
+    pub max_prelogin_connections: usize,
+    /// When QUIC answers a new connection with a Retry to validate its address first (default:
+    /// while more than half the pre-login budget is in use).
+    pub quic_retry: QuicRetry,
+    /// Time allowed from accept to `Welcome` (default 5 s): a pre-login connection is closed
+    /// after it.
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed (default 15 s).
     pub idle_timeout: Duration,
@@ -60,7 +68,9 @@ pub struct RoomServerConfig {
     pub max_consecutive_replays: u32,
     /// Anti-replay window size in sequence numbers (default 64).
     pub replay_window: u32,
-    /// Connections one client IP may hold (default 10,000: load tests run from one address).
+    /// Connections one client IP (one /64 for IPv6) may hold, logged in or not (default 64).
+    /// Load tests spread their bots over many loopback addresses instead of raising it
+    /// (`tickroom-bot swarm --source-addrs`).
     pub max_connections_per_ip: usize,
     /// Messages per second one client IP may send, sustained (default 100,000) and burst.
     pub ip_message_rate_per_s: u32,
@@ -75,6 +85,20 @@ pub struct RoomServerConfig {
     pub max_tick_p99_ms: f64,
 }
 
+/// When QUIC validates a client's address with a Retry before starting the handshake. A Retry
+/// costs the server nothing but a MAC and the client one round trip; it stops Initials from
+/// spoofed addresses from holding handshake state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum QuicRetry {
+    /// Never (every Initial starts a handshake).
+    Never,
+    /// While more than half the pre-login budget is in use.
+    #[default]
+    UnderLoad,
+    /// Always (one more round trip for every connection).
+    Always,
+}
+
 impl Default for RoomServerConfig {
     fn default() -> Self {
         RoomServerConfig {
@@ -84,13 +108,15 @@ impl Default for RoomServerConfig {
             room_queue_bytes: 16 * 1024 * 1024,
             max_rooms: 5_000,
             max_connections: 20_000,
+            max_prelogin_connections: 1_024,
+            quic_retry: QuicRetry::UnderLoad,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             clock_skew: Duration::from_secs(5),
             max_reliable_queue_bytes: outbox::DEFAULT_MAX_RELIABLE_QUEUE_BYTES,
             max_consecutive_replays: 32,
             replay_window: tickroom_protocol::replay::DEFAULT_REPLAY_WINDOW,
-            max_connections_per_ip: 10_000,
+            max_connections_per_ip: 64,
             ip_message_rate_per_s: 100_000,
             ip_message_burst: 200_000,
             session_message_rate_per_s: 120,
@@ -238,13 +264,16 @@ impl Shared {
     }
 }
 
-/// The room server: shared state plus the worker pool and the connection limit.
+/// The room server: shared state plus the worker pool and the connection budgets.
 #[derive(Debug)]
 pub struct RoomServer {
     pub shared: Arc<Shared>,
     pub pool: RoomPool,
-    /// Taken before each accept, so a full server stops accepting instead of growing.
-    pub connection_slots: Arc<Semaphore>,
+    /// Connections that have not logged in: a permit is taken before each accept.
+    pub prelogin: PreLogin,
+    /// Logged-in connections: a pre-login permit is exchanged for one of these once the
+    /// handshake's challenge is answered.
+    pub session_slots: Arc<Semaphore>,
 }
 
 impl RoomServer {
@@ -259,7 +288,8 @@ impl RoomServer {
         let workers = config.workers.max(1);
         let queue_len = config.room_queue_len;
         let queue_bytes = config.room_queue_bytes;
-        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let session_slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let prelogin = PreLogin::new(config.max_prelogin_connections);
         let shared = Arc::new(Shared {
             keys,
             games,
@@ -282,13 +312,19 @@ impl RoomServer {
         Ok(Arc::new(RoomServer {
             shared,
             pool,
-            connection_slots: slots,
+            prelogin,
+            session_slots,
         }))
     }
 
     /// Prometheus text of this server's metrics.
     pub fn render_metrics(&self, out: &mut String) {
         self.shared.metrics.render(out, &self.pool.queue_depths());
+        let _ = std::fmt::Write::write_fmt(
+            out,
+            format_args!("# HELP tickroom_prelogin_connections connections not logged in yet\n# TYPE tickroom_prelogin_connections gauge\ntickroom_prelogin_connections {}\n",
+            self.prelogin.in_use()
+        ));
     }
 
     /// Current load for placement: players seated or in grace.

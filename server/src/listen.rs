@@ -1,7 +1,10 @@
-//! The one accept path of both transports: a connection slot taken before accept, per-IP
-//! admission, the connection's outbox and its writer, then `serve_connection`. A transport
-//! only accepts (`Listener`) and opens an accepted connection into a `Reader` and a writer
-//! task (`Pending`); it knows nothing of sessions or rooms.
+//! The one accept path of both transports: a pre-login permit taken before accept (evicting
+//! the oldest pre-login connection when the budget is spent), QUIC's Retry for unvalidated
+//! addresses under load, per-IP admission, the connection's outbox and its writer, then
+//! `serve_connection`, which exchanges the pre-login permit for a session permit once the
+//! client proved its ticket. A transport only accepts (`Listener`) and opens an accepted
+//! connection into a `Reader` and a writer task (`Pending`); it knows nothing of sessions or
+//! rooms.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::conn::serve_connection;
 use crate::outbox::Outbox;
 use crate::transport::{Reader, TransportKind};
-use crate::RoomServer;
+use crate::{QuicRetry, RoomServer};
 
 /// A transport's listening side.
 pub trait Listener: Send + 'static {
@@ -31,6 +34,15 @@ pub trait Pending: Send + 'static {
     const KIND: TransportKind;
     /// Turns the connection away (per-IP limit) as cheaply as the transport allows.
     fn refuse(self);
+    /// Asks the client to prove its address first when `retry` and the transport can (QUIC's
+    /// stateless Retry): `None` when it did, the connection itself otherwise.
+    fn screen(self, retry: bool) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = retry;
+        Some(self)
+    }
     /// Finishes the transport's own handshake (bounded by the server's handshake timeout)
     /// and starts the writer task that drains `outbox`; `None` when the peer went away.
     fn open(
@@ -46,29 +58,51 @@ pub async fn run<L: Listener>(
     server: Arc<RoomServer>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        // Taken before accept: a full server stops accepting instead of growing.
+    let metrics = &server.shared.metrics;
+    'accept: loop {
+        // Taken before accept: with the budget spent, the oldest pre-login connection is
+        // closed and this waits for its permit.
         let permit = tokio::select! {
-            p = server.connection_slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = server.prelogin.acquire() => match p { Some(p) => p, None => break },
             _ = shutdown.changed() => break,
         };
-        let (pending, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted { Some(a) => a, None => break },
-            _ = shutdown.changed() => break,
+        let (pending, peer) = loop {
+            let (pending, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted { Some(a) => a, None => break 'accept },
+                _ = shutdown.changed() => break 'accept,
+            };
+            let retry = match server.shared.config.quic_retry {
+                QuicRetry::Never => false,
+                QuicRetry::UnderLoad => server.prelogin.under_load(),
+                QuicRetry::Always => true,
+            };
+            match pending.screen(retry) {
+                Some(pending) => break (pending, peer),
+                // The Retry cost no permit: keep it for the next connection.
+                None => metrics.quic_retries.inc(),
+            }
         };
         let Some(ip) = server.shared.ip_limits.admit(peer.ip()) else {
-            server.shared.metrics.refused_connections.inc();
+            metrics.refused_connections.inc();
             pending.refuse();
             continue;
         };
+        let slot = server.prelogin.slot(permit);
         let server = server.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
-            let Some((reader, writer)) = pending.open(server.clone(), outbox.clone()).await else {
+            let mark = slot.mark();
+            let opened = tokio::select! {
+                opened = pending.open(server.clone(), outbox.clone()) => opened,
+                () = mark.evicted() => {
+                    server.shared.metrics.prelogin_evictions.inc();
+                    None
+                }
+            };
+            let Some((reader, writer)) = opened else {
                 return;
             };
-            serve_connection(server, reader, outbox, L::Pending::KIND, peer, ip).await;
+            serve_connection(server, reader, outbox, L::Pending::KIND, peer, ip, slot).await;
             let _ = writer.await;
         });
     }

@@ -150,6 +150,10 @@ pub struct Metrics {
     pub server_busy: Counter,
     pub rate_limited: Counter,
     pub refused_connections: Counter,
+    /// Pre-login connections closed to make room for newer ones.
+    pub prelogin_evictions: Counter,
+    /// QUIC connections answered with a Retry (address validation).
+    pub quic_retries: Counter,
     /// 1 while admission control refuses new rooms.
     pub overloaded: Gauge,
     /// One per worker thread.
@@ -220,7 +224,7 @@ impl Metrics {
 
     /// Renders Prometheus text exposition; `extra` lines (queue depths) are appended.
     pub fn render(&self, out: &mut String, queue_depths: &[usize]) {
-        let counters: [(&str, &str, &Counter); 19] = [
+        let counters: [(&str, &str, &Counter); 21] = [
             (
                 "tickroom_rooms_created_total",
                 "rooms created",
@@ -295,6 +299,16 @@ impl Metrics {
                 "tickroom_refused_connections_total",
                 "connections refused by the per-IP limit",
                 &self.refused_connections,
+            ),
+            (
+                "tickroom_prelogin_evictions_total",
+                "connections not logged in, closed to make room for newer ones",
+                &self.prelogin_evictions,
+            ),
+            (
+                "tickroom_quic_retries_total",
+                "QUIC connections asked to validate their address with a Retry",
+                &self.quic_retries,
             ),
         ];
         for (name, help, c) in counters {

@@ -407,6 +407,20 @@ fn bad_flags_exit_with_usage_code_2() {
         Some(2),
         "room role without keys is a usage error"
     );
+    // A connection budget of 0 would refuse every player: refused at start-up, naming the flag.
+    for flag in [
+        "--max-connections-per-ip",
+        "--max-prelogin-connections",
+        "--handshake-timeout-ms",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+            .args([flag, "0", "--http", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} 0: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
     // With a shared directory a room server's id is never defaulted: two `room-1`s would take
     // each other's rooms. Refused before Redis is dialled (nothing listens on port 1).
     for role in [&["room"][..], &[]] {

@@ -142,6 +142,7 @@ impl TestServer {
             ws_addr: self.running.ws_addr.to_string(),
             quic_addr: self.running.quic_addr.to_string(),
             cert: CertCheck::pinned_hex(&self.running.cert_fingerprint).unwrap(),
+            local_ip: None,
         }
     }
 

@@ -169,6 +169,17 @@ impl Pending for QuicPending {
         self.0.refuse();
     }
 
+    fn screen(self, retry: bool) -> Option<Self> {
+        if retry && !self.0.remote_address_validated() && self.0.may_retry() {
+            // Stateless: the client comes back with a token proving it owns its address.
+            return match self.0.retry() {
+                Ok(()) => None,
+                Err(e) => Some(QuicPending(e.into_incoming())),
+            };
+        }
+        Some(self)
+    }
+
     async fn open(
         self,
         server: Arc<RoomServer>,

@@ -6,7 +6,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
+use tickroom_protocol::ALPN;
 
 /// Longest any single wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -54,7 +60,7 @@ pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 /// tests flaky.
 pub async fn start_tickroom(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let ready_file = dir.join(format!("{name}.json"));
-    let child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+    let child = Command::new(tickroom_bin())
         .args(args)
         .args([
             "--http",
@@ -77,6 +83,13 @@ pub async fn start_tickroom(dir: &Path, name: &str, args: &[&str], env: &[(&str,
     Proc { child, ready }
 }
 
+/// The binary under test: this build's `tickroom`, or `TICKROOM_TEST_BIN` when set (to show
+/// that an attack test fails on an older build: see the hostile tests).
+pub fn tickroom_bin() -> std::path::PathBuf {
+    std::env::var_os("TICKROOM_TEST_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_tickroom").into(), Into::into)
+}
+
 /// Starts the all-in-one server on port 0 everywhere.
 pub async fn start_all_in_one(dir: &TempDir) -> Proc {
     start_tickroom(
@@ -86,4 +99,56 @@ pub async fn start_all_in_one(dir: &TempDir) -> Proc {
         &[],
     )
     .await
+}
+
+/// Accepts any certificate: these tests are about the server's behaviour, not pinning.
+#[derive(Debug)]
+pub struct AnyCert(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub fn quic_client(early_data: bool) -> quinn::Endpoint {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = early_data;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
 }
