@@ -65,9 +65,10 @@ async fn state_sync_resumes_over_both_transports_and_across() {
         s.handle.drop_connection().await;
         let r = reconnected(&mut s).await;
         assert_eq!(r.session_id, w.session_id);
-        assert_ne!(
-            r.resume_secret, w.resume_secret,
-            "the resume secret rotates"
+        assert_eq!(
+            r.resume_counter,
+            w.resume_counter + 1,
+            "the resume key rotates"
         );
         assert!(r.next_seq > 5, "the server's window continued");
         let b = acked(&mut s, a + 5).await;
@@ -75,7 +76,7 @@ async fn state_sync_resumes_over_both_transports_and_across() {
         s.handle.switch_transport(second).await;
         s.handle.drop_connection().await;
         let r2 = reconnected(&mut s).await;
-        assert_ne!(r2.resume_secret, r.resume_secret);
+        assert_eq!(r2.resume_counter, r.resume_counter + 1);
         acked(&mut s, b + 5).await;
         s.handle.leave().await;
     }
@@ -159,15 +160,24 @@ async fn raw_join(
     mode: &str,
     capture: &mut Vec<Vec<u8>>,
 ) -> (RawConn, Welcome) {
-    let mut conn = raw_handshake(
-        server,
-        transport,
-        server.ticket(player, room, mode),
-        capture,
-    )
-    .await;
-    let w = welcome(&mut conn).await;
+    let (conn, w, _) = raw_join_keyed(server, transport, player, room, mode, capture).await;
     (conn, w)
+}
+
+/// `raw_join`, also returning the join secret (the player's resume keys derive from it).
+async fn raw_join_keyed(
+    server: &TestServer,
+    transport: TransportKind,
+    player: u64,
+    room: u64,
+    mode: &str,
+    capture: &mut Vec<Vec<u8>>,
+) -> (RawConn, Welcome, Secret) {
+    let ticket = server.ticket(player, room, mode);
+    let join_secret = ticket.1;
+    let mut conn = raw_handshake(server, transport, ticket, capture).await;
+    let w = welcome(&mut conn).await;
+    (conn, w, join_secret)
 }
 
 /// Opens a raw connection, sends Hello with `ticket` and answers the challenge; the reply
@@ -276,7 +286,8 @@ async fn replay_attack_of_captured_traffic_is_refused() {
     })
     .await;
     let mut handshake = Vec::new();
-    let (mut conn, w) = raw_join(&server, TransportKind::Ws, 1, 300, "arena", &mut handshake).await;
+    let (mut conn, w, join_secret) =
+        raw_join_keyed(&server, TransportKind::Ws, 1, 300, "arena", &mut handshake).await;
     // Real play traffic: inputs and pings (a replayed ping would be answered: easy to see).
     let mut play = Vec::new();
     for seq in 1..=50u64 {
@@ -350,7 +361,10 @@ async fn replay_attack_of_captured_traffic_is_refused() {
     send(
         &mut conn,
         &ClientMsg::ChallengeResponse {
-            mac: token::challenge_mac(&w.resume_secret, &nonce),
+            mac: token::challenge_mac(
+                &token::resume_key(&join_secret, w.session_id, w.resume_counter),
+                &nonce,
+            ),
         },
         &mut resume_capture,
     )
@@ -683,4 +697,90 @@ async fn a_resume_does_not_refill_the_sessions_rate_limit() {
         }
     })
     .await;
+}
+
+/// Resumes `session_id` on a fresh connection answering the challenge with `key`; the server's
+/// answer: the Welcome, or the code it refused with.
+async fn resume_with(
+    server: &TestServer,
+    session_id: u64,
+    key: &Secret,
+) -> Result<Welcome, Option<ErrorCode>> {
+    let mut conn = server.raw(TransportKind::Ws).await;
+    let resume = ClientMsg::Resume {
+        protocol_version: PROTOCOL_VERSION,
+        protocol_hash: protocol_hash(),
+        session_id,
+        last_frame: 0,
+    };
+    send(&mut conn, &resume, &mut Vec::new()).await;
+    let nonce = challenge(&mut conn).await;
+    let mac = token::challenge_mac(key, &nonce);
+    send(
+        &mut conn,
+        &ClientMsg::ChallengeResponse { mac },
+        &mut Vec::new(),
+    )
+    .await;
+    within("the resume's answer", async {
+        loop {
+            match conn.recv().await {
+                Ok(Some(ServerMsg::Welcome(w))) => return Ok(w),
+                Ok(Some(ServerMsg::Error { code, .. } | ServerMsg::Kicked { code })) => {
+                    return Err(Some(code))
+                }
+                Ok(Some(_)) => continue,
+                _ => return Err(conn.close_code()),
+            }
+        }
+    })
+    .await
+}
+
+/// An observer who captured everything a plaintext room connection carried, both ways, cannot
+/// take the session over: no resume key (nor the join secret it derives from) is anywhere in
+/// the capture, every 32 bytes of the server's Welcome tried as the key are refused, and the
+/// player resumes afterwards as if nothing happened. (Before, `Welcome` carried the resume
+/// secret itself: the observer resumed, kicked the player and locked them out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_plaintext_session_cannot_be_resumed_by_its_observer() {
+    let server = TestServer::quick().await;
+    let mut sent = Vec::new();
+    let (conn, w, join_secret) =
+        raw_join_keyed(&server, TransportKind::Ws, 1, 900, "arena", &mut sent).await;
+    drop(conn);
+    let mut welcome_bytes = Vec::new();
+    codec::encode_server(&ServerMsg::Welcome(w.clone()), &mut welcome_bytes).unwrap();
+    let key = token::resume_key(&join_secret, w.session_id, w.resume_counter);
+    let capture: Vec<&[u8]> = sent
+        .iter()
+        .map(Vec::as_slice)
+        .chain([welcome_bytes.as_slice()])
+        .collect();
+    for bytes in &capture {
+        for window in bytes.windows(32) {
+            assert_ne!(window, key, "the resume key travelled");
+            assert_ne!(window, join_secret, "the join secret travelled");
+        }
+    }
+    // Live guesses: the transcript, the server's Welcome first (where the secret used to be).
+    let transcript: Vec<u8> = capture
+        .iter()
+        .rev()
+        .flat_map(|b| b.iter().copied())
+        .collect();
+    let mut refused = 0;
+    for window in transcript.windows(32).take(48) {
+        let guess: Secret = window.try_into().unwrap();
+        match resume_with(&server, w.session_id, &guess).await {
+            Err(Some(ErrorCode::AuthFailed)) => refused += 1,
+            other => panic!("a guess from the capture was answered with {other:?}"),
+        }
+    }
+    assert_eq!(refused, 48);
+    // The player is neither kicked nor locked out.
+    let resumed = resume_with(&server, w.session_id, &key).await.unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.session_id, w.session_id);
+    assert_eq!(resumed.resume_counter, w.resume_counter + 1);
 }

@@ -35,7 +35,7 @@ impl BenchRoom {
             let seating = Seating {
                 session_id: u64::from(p) + 1,
                 player_id: u64::from(p) + 100,
-                resume_secret: [0; 32],
+                resume_counter: 0,
                 next_seq: 1,
                 metadata: Default::default(),
             };

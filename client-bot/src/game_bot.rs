@@ -134,7 +134,7 @@ mod tests {
     pub(crate) fn welcome(sync: SyncKind) -> Welcome {
         Welcome {
             session_id: 1,
-            resume_secret: Default::default(),
+            resume_counter: 0,
             room_id: 42,
             player_id: 7,
             slot: 1,

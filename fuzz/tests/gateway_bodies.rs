@@ -85,7 +85,14 @@ fn gateway() -> Router {
 }
 
 fn session_token() -> String {
-    issue_session(&keys(), PLAYER_ID, now_ms(), SESSION_TTL_MS).session_token
+    let policy = tickroom_gateway::auth::SessionPolicy {
+        ttl_ms: SESSION_TTL_MS,
+        max_lifetime_ms: SESSION_TTL_MS,
+    };
+    let now = now_ms();
+    issue_session(&keys(), PLAYER_ID, now, now, policy)
+        .expect("a fresh login is within its lifetime")
+        .session_token
 }
 
 fn json(value: serde_json::Value) -> Vec<u8> {

@@ -22,7 +22,7 @@ use tickroom_protocol::codec::{
 };
 use tickroom_protocol::msg::{samples, MAX_INPUTS_PER_MESSAGE};
 use tickroom_protocol::token::{decode_hex, encode_hex, MAX_TOKEN_BYTES};
-use tickroom_protocol::{ClientMsg, KeyRing, ServerMsg, SessionClaims, TicketClaims};
+use tickroom_protocol::{ClientMsg, KeyRing, RoomKeys, ServerMsg, SessionClaims, TicketClaims};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -127,6 +127,7 @@ fn session_claims() -> SessionClaims {
         player_id: 42,
         issued_ms: NOW_MS,
         expires_ms: NOW_MS + 3_600_000,
+        login_ms: NOW_MS - 60_000,
     }
 }
 
@@ -197,6 +198,8 @@ fn key_ring_seeds() -> Vec<Vec<u8>> {
     vec![
         format!("1:{hex32}").into_bytes(),
         format!("1:{hex32}, 7:{}\n2:{hex32}", "0F".repeat(40)).into_bytes(),
+        format!("ids:{hex32},3:{hex32}").into_bytes(),
+        ring().room_keys().to_string().into_bytes(),
         encode_hex(&[0, 1, 2, 254, 255]).into_bytes(),
     ]
 }
@@ -333,6 +336,14 @@ fn key_ring_text_and_hex() {
         check_alloc("KeyRing::parse", &bytes, stats, limit)?;
         if let Ok(ring) = ring {
             prop_assert!(!ring.key_ids().is_empty());
+        }
+        let (room, stats) = measure(|| RoomKeys::parse(&text));
+        check_alloc("RoomKeys::parse", &bytes, stats, limit)?;
+        if let Ok(room) = room {
+            prop_assert_eq!(
+                RoomKeys::parse(&room.to_string()).map(|r| r.key_ids()),
+                Ok(room.key_ids())
+            );
         }
         let (decoded, stats) = measure(|| decode_hex(&text));
         check_alloc(

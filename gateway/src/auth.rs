@@ -106,18 +106,46 @@ pub struct Session {
     pub expires_ms: u64,
 }
 
-/// Signs a session for `player_id` valid from `now_ms` for `ttl_ms`.
-pub fn issue_session(keys: &KeyRing, player_id: u64, now_ms: u64, ttl_ms: u64) -> Session {
+/// How long sessions last: each token `ttl_ms`, and all the tokens of one login together (a
+/// login and its refreshes) at most `max_lifetime_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Lifetime of one token.
+    pub ttl_ms: u64,
+    /// Lifetime of a login across refreshes.
+    pub max_lifetime_ms: u64,
+}
+
+/// A refresh came after the login's lifetime ended: the player must log in again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session reached its maximum lifetime; log in again")]
+pub struct LifetimeOver;
+
+/// Signs a session for `player_id` at `now_ms`, for the login made at `login_ms` (`now_ms`
+/// for a login, the token's `login_ms` for a refresh). It expires after `policy.ttl_ms`, or
+/// at the end of the login's lifetime if that comes first.
+pub fn issue_session(
+    keys: &KeyRing,
+    player_id: u64,
+    now_ms: u64,
+    login_ms: u64,
+    policy: SessionPolicy,
+) -> Result<Session, LifetimeOver> {
+    let end_of_life = login_ms.saturating_add(policy.max_lifetime_ms);
+    if now_ms >= end_of_life {
+        return Err(LifetimeOver);
+    }
     let claims = SessionClaims {
         player_id,
         issued_ms: now_ms,
-        expires_ms: now_ms.saturating_add(ttl_ms),
+        expires_ms: now_ms.saturating_add(policy.ttl_ms).min(end_of_life),
+        login_ms,
     };
-    Session {
+    Ok(Session {
         player_id,
         session_token: keys.sign_session(&claims),
         expires_ms: claims.expires_ms,
-    }
+    })
 }
 
 /// Why a request carries no valid session.
@@ -131,20 +159,20 @@ pub enum BearerError {
     Token(#[from] TokenError),
 }
 
-/// The player id of a request's `Authorization: Bearer <token>` header value.
-pub fn bearer_player(
+/// The verified session of a request's `Authorization: Bearer <token>` header value.
+pub fn bearer_session(
     keys: &KeyRing,
     header: Option<&str>,
     now_ms: u64,
     skew_ms: u64,
-) -> Result<u64, BearerError> {
+) -> Result<SessionClaims, BearerError> {
     let value = header.ok_or(BearerError::Missing)?.trim();
     let (scheme, token) = value.split_once(' ').ok_or(BearerError::Missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(BearerError::Missing);
     }
     let session = keys.verify_session(token.trim(), now_ms, skew_ms)?;
-    Ok(session.claims().player_id)
+    Ok(session.claims().clone())
 }
 
 #[cfg(test)]
@@ -185,10 +213,24 @@ mod tests {
         );
     }
 
+    const POLICY: SessionPolicy = SessionPolicy {
+        ttl_ms: 1000,
+        max_lifetime_ms: 2500,
+    };
+
+    fn bearer_player(
+        keys: &KeyRing,
+        header: Option<&str>,
+        now_ms: u64,
+        skew_ms: u64,
+    ) -> Result<u64, BearerError> {
+        bearer_session(keys, header, now_ms, skew_ms).map(|c| c.player_id)
+    }
+
     #[test]
     fn bearer_header_forms() {
         let keys = KeyRing::single(1, [7; 32]);
-        let s = issue_session(&keys, 42, NOW_MS, 1000);
+        let s = issue_session(&keys, 42, NOW_MS, NOW_MS, POLICY).unwrap();
         let header = format!("Bearer {}", s.session_token);
         assert_eq!(bearer_player(&keys, Some(&header), NOW_MS, 0), Ok(42));
         let lower = format!("bearer {}", s.session_token);
@@ -204,6 +246,34 @@ mod tests {
         assert_eq!(
             bearer_player(&keys, Some(&header), NOW_MS + 2000, 0),
             Err(BearerError::Token(TokenError::Expired))
+        );
+    }
+
+    /// Refreshes keep the login time: each token ends at the login's lifetime at the latest,
+    /// and a refresh after it is refused.
+    #[test]
+    fn refreshes_never_outlive_the_login() {
+        let keys = KeyRing::single(1, [7; 32]);
+        let login = issue_session(&keys, 42, NOW_MS, NOW_MS, POLICY).unwrap();
+        assert_eq!(login.expires_ms, NOW_MS + 1000);
+        let mut token = login.session_token;
+        let mut at = NOW_MS;
+        let mut expiries = Vec::new();
+        // Refresh every 900 ms for as long as the token in hand still verifies.
+        while let Ok(session) = keys.verify_session(&token, at + 900, 0) {
+            at += 900;
+            let claims = session.claims();
+            assert_eq!(claims.login_ms, NOW_MS);
+            let s = issue_session(&keys, claims.player_id, at, claims.login_ms, POLICY).unwrap();
+            expiries.push(s.expires_ms - NOW_MS);
+            token = s.session_token;
+        }
+        // Refreshed at +900 and +1800; the second token ends at the cap (+2500), not +2800,
+        // and nothing extends a login past it.
+        assert_eq!(expiries, [1900, 2500]);
+        assert_eq!(
+            issue_session(&keys, 42, NOW_MS + 2500, NOW_MS, POLICY),
+            Err(LifetimeOver)
         );
     }
 }

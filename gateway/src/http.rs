@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use governor::clock::Clock;
 use serde::{Deserialize, Serialize};
 use tickroom_protocol::token::encode_hex;
-use tickroom_protocol::{ErrorCode, TicketClaims};
+use tickroom_protocol::{ErrorCode, SessionClaims, TicketClaims};
 
 pub use tickroom_protocol::api::{EnqueueRequest, MatchResultRecord};
 
@@ -281,16 +281,35 @@ impl Gateway {
         millis(self.config.clock_skew)
     }
 
-    fn session(&self, player_id: u64, method: LoginMethod) -> Json<Session> {
-        self.metrics.login(method);
-        tracing::debug!(player_id, ?method, "session issued");
-        let ttl_ms = millis(self.config.session_ttl);
-        Json(auth::issue_session(
+    /// A session for a login (`login_ms` None: now) or a refresh of the login made then.
+    fn session(
+        &self,
+        player_id: u64,
+        method: LoginMethod,
+        login_ms: Option<u64>,
+    ) -> Result<Json<Session>, ApiError> {
+        let policy = auth::SessionPolicy {
+            ttl_ms: millis(self.config.session_ttl),
+            max_lifetime_ms: millis(self.config.session_max_lifetime),
+        };
+        let now = now_ms();
+        let session = auth::issue_session(
             &self.config.keys,
             player_id,
-            now_ms(),
-            ttl_ms,
-        ))
+            now,
+            login_ms.unwrap_or(now),
+            policy,
+        )
+        .map_err(|e| {
+            self.rejected_login(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::SessionExpired,
+                e.to_string(),
+            ))
+        })?;
+        self.metrics.login(method);
+        tracing::debug!(player_id, ?method, "session issued");
+        Ok(Json(session))
     }
 
     fn rejected_login(&self, error: ApiError) -> ApiError {
@@ -299,10 +318,14 @@ impl Gateway {
     }
 
     fn player(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
+        self.session_claims(headers).map(|c| c.player_id)
+    }
+
+    fn session_claims(&self, headers: &HeaderMap) -> Result<SessionClaims, ApiError> {
         let header = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        auth::bearer_player(&self.config.keys, header, now_ms(), self.skew_ms())
+        auth::bearer_session(&self.config.keys, header, now_ms(), self.skew_ms())
             .map_err(|e| ApiError::unauthorized(&e))
     }
 
@@ -430,7 +453,7 @@ async fn device_login(
         .config
         .keys
         .derive_id(DEVICE_ID_LABEL, body.device_id.as_bytes());
-    Ok(gw.session(player_id, LoginMethod::Device))
+    gw.session(player_id, LoginMethod::Device, None)
 }
 
 async fn custom_login(
@@ -457,15 +480,21 @@ async fn custom_login(
         .config
         .keys
         .derive_id(CUSTOM_ID_LABEL, subject.as_bytes());
-    Ok(gw.session(player_id, LoginMethod::Custom))
+    gw.session(player_id, LoginMethod::Custom, None)
 }
 
 async fn refresh(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<Json<Session>, ApiError> {
-    let player_id = gw.player(&headers).map_err(|e| gw.rejected_login(e))?;
-    Ok(gw.session(player_id, LoginMethod::Refresh))
+    let claims = gw
+        .session_claims(&headers)
+        .map_err(|e| gw.rejected_login(e))?;
+    gw.session(
+        claims.player_id,
+        LoginMethod::Refresh,
+        Some(claims.login_ms),
+    )
 }
 
 async fn enqueue(

@@ -89,6 +89,8 @@ use crate::waiters::{PollSlots, TicketWaiters};
 
 /// Default lifetime of a session token.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(60 * 60);
+/// Default lifetime of a login across all its refreshes.
+pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default lifetime of a join ticket.
 pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(10);
 /// Default longest a matchmaking long poll is held open.
@@ -117,6 +119,8 @@ pub struct GatewayConfig {
     pub modes: Modes,
     /// Lifetime of a session token (default 1 h).
     pub session_ttl: Duration,
+    /// Lifetime of a login across its refreshes (default 24 h): then the player logs in again.
+    pub session_max_lifetime: Duration,
     /// Lifetime of a join ticket (default 10 s).
     pub ticket_ttl: Duration,
     /// Longest a `GET /v1/matchmaking/{ticket}` is held open (default 20 s).
@@ -143,6 +147,7 @@ impl GatewayConfig {
             keys,
             modes,
             session_ttl: DEFAULT_SESSION_TTL,
+            session_max_lifetime: DEFAULT_SESSION_MAX_LIFETIME,
             ticket_ttl: DEFAULT_TICKET_TTL,
             long_poll_max: DEFAULT_LONG_POLL_MAX,
             clock_skew: DEFAULT_CLOCK_SKEW,

@@ -159,6 +159,7 @@ async fn expired_tampered_and_foreign_session_tokens_get_401() {
         player_id: 5,
         issued_ms: long_ago,
         expires_ms: long_ago + 1000,
+        login_ms: long_ago,
     });
     let mut tampered = token.clone().into_bytes();
     let i = tampered.len() - 3;
@@ -168,6 +169,7 @@ async fn expired_tampered_and_foreign_session_tokens_get_401() {
         player_id: 5,
         issued_ms: now_ms(),
         expires_ms: now_ms() + 60_000,
+        login_ms: now_ms(),
     });
     for bad in [
         expired.as_str(),
@@ -185,6 +187,49 @@ async fn expired_tampered_and_foreign_session_tokens_get_401() {
         .post_json("/v1/auth/refresh", json!({}), Some(&token))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A login lives 24 h at most, however often it is refreshed: a valid token of a login made
+/// 25 h ago is refused by refresh (401 `SessionExpired`), and a refresh near the end of the
+/// lifetime gets a token that ends with it, not an hour later.
+#[tokio::test]
+async fn refresh_cannot_extend_a_login_past_its_lifetime() {
+    let t = start(config(), InMemoryDirectory::new(), false).await;
+    let hour = 3_600_000;
+    let now = now_ms();
+    let sign = |login_ms: u64| {
+        keys().sign_session(&SessionClaims {
+            player_id: 5,
+            issued_ms: now,
+            expires_ms: now + 60_000,
+            login_ms,
+        })
+    };
+    let over = sign(now - 25 * hour);
+    let r = t
+        .post_json("/v1/auth/refresh", json!({}), Some(&over))
+        .await;
+    expect_error(r, StatusCode::UNAUTHORIZED, ErrorCode::SessionExpired).await;
+
+    let near_end = now - 24 * hour + 10 * 60_000;
+    let r = t
+        .post_json("/v1/auth/refresh", json!({}), Some(&sign(near_end)))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let expires = body["expires_ms"].as_u64().unwrap();
+    assert_eq!(
+        expires,
+        near_end + 24 * hour,
+        "the token ends with the login"
+    );
+    let refreshed = body["session_token"].as_str().unwrap();
+    let claims = keys()
+        .verify_session(refreshed, now_ms(), 0)
+        .unwrap()
+        .claims()
+        .clone();
+    assert_eq!(claims.login_ms, near_end, "a refresh keeps the login time");
 }
 
 #[tokio::test]

@@ -23,7 +23,9 @@ pub use msg::{ClientMsg, Secret, ServerMsg, SyncKind, Welcome};
 pub use replay::{ReplayError, ReplayWindow};
 pub use session::{ClientSession, SessionConfig, SessionEvent, SessionState};
 pub use tickroom_game::{GameError, PlayerMetadata};
-pub use token::{JoinTicket, KeyRing, SessionClaims, SessionToken, TicketClaims, TokenError};
+pub use token::{
+    JoinTicket, KeyRing, RoomKeys, SessionClaims, SessionToken, TicketClaims, TokenError,
+};
 
 /// Which transport a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub enum TransportKind {
 }
 
 /// The protocol version carried in `Hello`; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN protocol id for QUIC connections.
 pub const ALPN: &[u8] = b"tickroom/1";

@@ -40,7 +40,7 @@ pub enum ClientMsg {
         /// The signed join ticket, as the gateway returned it.
         ticket: String,
     },
-    /// Proves possession of the join secret (or the resume secret) for the server's nonce.
+    /// Proves possession of the join secret (or the resume key derived from it) for the server's nonce.
     ChallengeResponse {
         /// `token::challenge_mac(secret, nonce)`.
         mac: Secret,
@@ -116,8 +116,10 @@ pub enum ClientMsg {
 pub struct Welcome {
     /// Identifies the session for `Resume`.
     pub session_id: u64,
-    /// Key for the MAC in the next resume's challenge response; rotated on every resume.
-    pub resume_secret: Secret,
+    /// Successful resumes of this session so far: the next resume answers its challenge with
+    /// `token::resume_key(join secret, session_id, resume_counter)`. Not a secret: the key is
+    /// derived on both ends and never travels.
+    pub resume_counter: u32,
     /// The room joined.
     pub room_id: u64,
     /// The player's id (from the ticket).
@@ -144,7 +146,7 @@ pub struct Welcome {
 /// Every message the server sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg {
-    /// A fresh nonce the client must MAC to prove it holds the join or resume secret.
+    /// A fresh nonce the client must MAC to prove it holds the join secret or resume key.
     Challenge {
         /// Random, never reused.
         nonce: Secret,
@@ -318,7 +320,7 @@ pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {
         },
         ServerMsg::Welcome(Welcome {
             session_id: 300,
-            resume_secret: [2; SECRET_LEN],
+            resume_counter: 2,
             room_id: 77,
             player_id: 1234,
             slot: 3,

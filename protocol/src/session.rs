@@ -186,7 +186,7 @@ pub struct ClientSession {
     state: SessionState,
     /// `connected` was called and no loss since: messages are accepted only then.
     transport_up: bool,
-    /// The handshake under way answers a `Resume` (so its challenge uses the resume secret).
+    /// The handshake under way answers a `Resume` (so its challenge uses the resume key).
     resuming: bool,
     handshake_deadline: Option<Instant>,
     /// The latest Welcome; its presence means a session exists that can be resumed.
@@ -357,7 +357,9 @@ impl ClientSession {
             ServerMsg::Challenge { nonce } => {
                 if self.state == SessionState::Connecting {
                     let secret = match (&self.welcome, self.resuming) {
-                        (Some(w), true) => w.resume_secret,
+                        (Some(w), true) => {
+                            token::resume_key(&self.join_secret, w.session_id, w.resume_counter)
+                        }
                         _ => self.join_secret,
                     };
                     self.state = SessionState::Challenged;
@@ -630,7 +632,7 @@ impl ClientSession {
             SessionEvent::Joined(w.clone())
         };
         self.resuming = false;
-        // Keeps the rotated resume secret for the next resume.
+        // Keeps the new resume count: the next resume derives the next key.
         self.welcome = Some(w);
         self.events.push_back(event);
     }
@@ -766,10 +768,10 @@ mod tests {
         ClientSession::new(SessionConfig::default(), "j1.ticket".into(), JOIN, t0)
     }
 
-    fn welcome(resume_secret: u8, next_seq: u64, sync: SyncKind, resumed: bool) -> Welcome {
+    fn welcome(resume_counter: u32, next_seq: u64, sync: SyncKind, resumed: bool) -> Welcome {
         Welcome {
             session_id: 42,
-            resume_secret: [resume_secret; 32],
+            resume_counter,
             room_id: 7,
             player_id: 9,
             slot: 0,
@@ -1071,7 +1073,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_uses_resume_secret_and_seq_continues() {
+    fn resume_answers_with_the_derived_resume_key_and_seq_continues() {
         let t0 = Instant::now();
         let mut s = joined(t0, SyncKind::Lockstep);
         s.handle_message(
@@ -1100,7 +1102,7 @@ mod tests {
         let at = lose_and_wait(&mut s, t0 + ms(100));
         // The server restarted its counter view lower than ours: ours must win.
         let w2 = welcome(2, 3, SyncKind::Lockstep, true);
-        let resume = handshake(&mut s, at, [1; 32], w2.clone());
+        let resume = handshake(&mut s, at, token::resume_key(&JOIN, 42, 1), w2.clone());
         assert_eq!(
             resume,
             ClientMsg::Resume {
@@ -1117,9 +1119,14 @@ mod tests {
         assert!(after[0] > max_before, "{after:?} vs {max_before}");
         assert_ne!(after[0], 0);
 
-        // The resume secret rotated: the next resume answers with the new one.
+        // The resume key rotated: the next resume answers with the next one.
         let at = lose_and_wait(&mut s, at + ms(100));
-        handshake(&mut s, at, [2; 32], welcome(3, 1, SyncKind::Lockstep, true));
+        handshake(
+            &mut s,
+            at,
+            token::resume_key(&JOIN, 42, 2),
+            welcome(3, 1, SyncKind::Lockstep, true),
+        );
         assert_eq!(s.reconnects(), 2);
         s.send_frame_input(9, vec![9]);
         assert!(seqs(&tx(&mut s))[0] > after[0]);
@@ -1149,7 +1156,12 @@ mod tests {
         assert!(tx(&mut s).is_empty());
         let at = s.poll_timeout().unwrap();
         s.handle_timeout(at);
-        let resume = handshake(&mut s, at, [1; 32], welcome(2, 1, SyncKind::State, true));
+        let resume = handshake(
+            &mut s,
+            at,
+            token::resume_key(&JOIN, 42, 1),
+            welcome(2, 1, SyncKind::State, true),
+        );
         assert!(matches!(resume, ClientMsg::Resume { last_frame: 30, .. }));
         assert_eq!(s.send_input(at, vec![4]), 4);
         let Some(ClientMsg::Input { inputs, tick, .. }) = s.poll_transmit() else {
@@ -1438,7 +1450,7 @@ mod tests {
         );
         s.connected(t0);
         assert_eq!(s.state(), SessionState::InRoom);
-        assert_eq!(s.welcome().unwrap().resume_secret, [1; 32]);
+        assert_eq!(s.welcome().unwrap().resume_counter, 1);
         assert!(ev(&mut s).is_empty() && tx(&mut s).is_empty());
         // A pong for a ping never sent is ignored.
         s.handle_message(

@@ -23,7 +23,7 @@ const CLIENT: &[(&str, &str)] = &[
 
 const SERVER: &[&str] = &[
     "000101010101010101010101010101010101010101010101010101010101010101",
-    "01fb2c0102020202020202020202020202020202020202020202020202020202020202024dfbd204030a011e00010008",
+    "01fb2c01024dfbd204030a011e00010008",
     "02070466756c6c",
     "03fbe803fbe703fbe60304000102fa",
     "040c020301000000",
@@ -78,7 +78,7 @@ fn protocol_hash_is_pinned() {
         PROTOCOL_HASH,
         "schema changed: bump PROTOCOL_VERSION"
     );
-    assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 2);
+    assert_eq!(tickroom_protocol::PROTOCOL_VERSION, 3);
 }
 
-const PROTOCOL_HASH: u64 = 0x1ae23440d03c0847;
+const PROTOCOL_HASH: u64 = 0x8f4d0a007b762f69;

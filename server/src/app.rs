@@ -64,6 +64,9 @@ pub enum StartError {
     /// A mode names a game this server cannot run.
     #[error(transparent)]
     Games(#[from] crate::room::RegistryError),
+    /// A gateway needs the key ring; it was given only room keys.
+    #[error("a gateway needs the key ring (TICKROOM_KEYS or --keys-file), not only room keys")]
+    NoKeyRing,
 }
 
 /// Binds a TCP listener, naming the address on failure.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tickroom_game::modes::Modes;
-use tickroom_protocol::KeyRing;
+use tickroom_protocol::{KeyRing, RoomKeys};
 use tokio::sync::watch;
 
 use crate::http::{
@@ -35,10 +35,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Role {
-    /// Run a room server alone (needs the key ring the gateway signs tickets with).
+    /// Run a room server alone (needs the room keys of the gateways' key ring).
     Room(Opts),
     /// Run a login and matchmaking gateway alone.
     Gateway(Opts),
+    /// Print the room keys of the key ring (TICKROOM_KEYS or --keys-file): what room servers
+    /// get as TICKROOM_ROOM_KEYS. They verify tickets and cannot sign anything; keep them
+    /// secret all the same (they derive join secrets).
+    RoomKeys(KeysOpts),
+}
+
+#[derive(Args, Clone)]
+struct KeysOpts {
+    /// Key ring file ("id:hexsecret,..."); else the TICKROOM_KEYS environment variable.
+    #[arg(long)]
+    keys_file: Option<PathBuf>,
+}
+
+/// `tickroom room-keys`: prints the room keys of the configured key ring.
+fn print_room_keys(name: &str, o: &KeysOpts) -> ExitCode {
+    let text = match &o.keys_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        None => env_text("TICKROOM_KEYS")
+            .ok_or_else(|| "needs a key ring: --keys-file or TICKROOM_KEYS".to_string()),
+    };
+    match text.and_then(|t| KeyRing::parse(&t).map_err(|e| format!("bad key ring: {e}"))) {
+        Ok(ring) => {
+            println!("{}", ring.room_keys());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -70,6 +101,11 @@ struct Opts {
     /// else (all-in-one only) a random key generated at start-up.
     #[arg(long)]
     keys_file: Option<PathBuf>,
+    /// Room role: room keys file ("id:verifyhex:joinhex,...", printed by `tickroom room-keys`);
+    /// else the TICKROOM_ROOM_KEYS environment variable. With these alone a room server
+    /// verifies tickets and cannot sign sessions or tickets.
+    #[arg(long)]
+    room_keys_file: Option<PathBuf>,
     /// This room server's id (join tickets name it); default room-1. With --redis it is
     /// required and must be unique among the room servers sharing the directory.
     #[arg(long)]
@@ -136,6 +172,10 @@ struct Opts {
     /// seconds.
     #[arg(long, default_value_t = 86_400)]
     match_result_ttl_s: u64,
+    /// How long a login lasts across all its refreshes, in seconds; then the player logs in
+    /// again.
+    #[arg(long, default_value_t = 86_400)]
+    session_max_lifetime_s: u64,
 }
 
 /// Parses the command line and runs the chosen role with `games` registered; `default_modes`
@@ -158,6 +198,7 @@ pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
         None => ("all-in-one", cli.opts),
         Some(Role::Room(o)) => ("room", o),
         Some(Role::Gateway(o)) => ("gateway", o),
+        Some(Role::RoomKeys(o)) => return print_room_keys(name, &o),
     };
     let config = match resolve(role, opts, games, default_modes) {
         Ok(c) => c,
@@ -197,6 +238,11 @@ pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
     }
 }
 
+/// An environment variable's text; unset and empty are the same.
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|t| !t.trim().is_empty())
+}
+
 /// The running binary's file name (for usage and errors), `tickroom` when unknown.
 fn program_name() -> &'static str {
     let name = std::env::args_os()
@@ -234,12 +280,45 @@ fn resolve(
             std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
         ),
-        None => std::env::var("TICKROOM_KEYS").ok(),
+        None => env_text("TICKROOM_KEYS"),
     };
-    let keys = match keys_text {
-        Some(text) => KeyRing::parse(&text).map_err(|e| format!("bad key ring: {e}"))?,
-        None if role == "all-in-one" => random_key_ring(),
-        None => {
+    let room_keys_text = match &o.room_keys_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => env_text("TICKROOM_ROOM_KEYS"),
+    };
+    let (keys, room_keys) = match (keys_text, room_keys_text) {
+        // A room server given its room keys holds nothing that can sign.
+        (None, Some(text)) if role == "room" => (
+            None,
+            RoomKeys::parse(&text).map_err(|e| format!("bad room keys: {e}"))?,
+        ),
+        (Some(text), _) => {
+            let ring = KeyRing::parse(&text).map_err(|e| format!("bad key ring: {e}"))?;
+            if role == "room" {
+                tracing::warn!(
+                    "this room server holds the whole key ring, so it could sign sessions and \
+                     tickets; give it only TICKROOM_ROOM_KEYS (`tickroom room-keys` prints them)"
+                );
+            }
+            let room = ring.room_keys().clone();
+            (Some(ring), room)
+        }
+        (None, _) if role == "all-in-one" => {
+            let ring = random_key_ring();
+            let room = ring.room_keys().clone();
+            (Some(ring), room)
+        }
+        (None, _) if role == "room" => {
+            return Err(
+                "the room role needs its keys: TICKROOM_ROOM_KEYS or --room-keys-file (from \
+                 `tickroom room-keys`), or the key ring"
+                    .into(),
+            )
+        }
+        (None, _) => {
             return Err(format!(
                 "the {role} role needs a key ring: --keys-file or TICKROOM_KEYS"
             ))
@@ -306,6 +385,7 @@ fn resolve(
         public_host: o.public_host,
         ready_file: o.ready_file,
         keys,
+        room_keys,
         modes,
         games,
         room,
@@ -316,6 +396,7 @@ fn resolve(
         redis_prefix: o.redis_prefix,
         drain: o.drain,
         match_result_ttl: std::time::Duration::from_secs(o.match_result_ttl_s),
+        session_max_lifetime: std::time::Duration::from_secs(o.session_max_lifetime_s),
     })
 }
 

@@ -281,22 +281,21 @@ fn check_version(version: u16, hash: u64) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// Sends a fresh challenge and checks the answer against `secret`.
+/// Sends a fresh challenge and checks the answer against each of `secrets`: the index of the
+/// one it was made with.
 async fn challenge(
     server: &RoomServer,
     reader: &mut Reader,
     outbox: &Outbox,
-    secret: &Secret,
-) -> Result<(), HandshakeError> {
+    secrets: &[Secret],
+) -> Result<usize, HandshakeError> {
     let nonce: Secret = rand::rng().random();
     send(server, outbox, &ServerMsg::Challenge { nonce });
     match recv(reader, server).await? {
-        ClientMsg::ChallengeResponse { mac }
-            if token::verify_challenge_mac(secret, &nonce, &mac) =>
-        {
-            Ok(())
-        }
-        ClientMsg::ChallengeResponse { .. } => Err(HandshakeError::BadChallengeResponse),
+        ClientMsg::ChallengeResponse { mac } => secrets
+            .iter()
+            .position(|s| token::verify_challenge_mac(s, &nonce, &mac))
+            .ok_or(HandshakeError::BadChallengeResponse),
         other => Err(HandshakeError::Unexpected {
             expected: "ChallengeResponse",
             got: other.kind(),
@@ -333,7 +332,8 @@ async fn join(
         .get(&claims.mode)
         .map(|g| g.mode.clone())
         .ok_or_else(|| HandshakeError::UnknownMode(claims.mode.clone()))?;
-    challenge(server, reader, outbox, &shared.keys.join_secret(&ticket)).await?;
+    let join_secret = shared.keys.join_secret(&ticket);
+    challenge(server, reader, outbox, &[join_secret]).await?;
     promote(server, slot)?;
     // Reserve only after the challenge: a captured Hello cannot burn someone else's ticket.
     if !shared.reserve_ticket(claims.nonce, claims.expires_ms) {
@@ -350,7 +350,8 @@ async fn join(
         player_id: claims.player_id,
         room_id: claims.room_id,
         mode: mode.clone(),
-        resume_secret: Mutex::new(rand::rng().random()),
+        join_secret,
+        resume_counter: Mutex::new(0),
         window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
         message_limit: limits::limiter(
             shared.config.session_message_rate_per_s,
@@ -361,7 +362,7 @@ async fn join(
     let seating = Seating {
         session_id,
         player_id: claims.player_id,
-        resume_secret: *record.resume_secret.lock(),
+        resume_counter: 0,
         next_seq: 1,
         metadata: claims.metadata,
     };
@@ -403,17 +404,20 @@ async fn resume(
         .get(&session_id)
         .map(|r| r.clone())
         .ok_or(HandshakeError::SessionExpired)?;
-    let secret = *record.resume_secret.lock();
-    challenge(server, reader, outbox, &secret).await?;
+    // The keys are derived from the join secret on both ends: nothing secret was ever sent
+    // on a room connection, so capturing one cannot resume it.
+    let (seen, keys) = record.resume_keys();
+    let secrets: Vec<Secret> = keys.iter().map(|(_, k)| *k).collect();
+    let used = keys[challenge(server, reader, outbox, &secrets).await?].0;
     promote(server, slot)?;
-    // Rotate: a captured resume exchange can never be used again.
-    let next_secret = record
-        .rotate_resume_secret(&secret, rand::rng().random())
+    // Rotate: the next resume needs the next key.
+    let next = record
+        .rotate_resume(seen, used)
         .ok_or(HandshakeError::ConcurrentResume)?;
     let seating = Seating {
         session_id,
         player_id: record.player_id,
-        resume_secret: next_secret,
+        resume_counter: next,
         next_seq: record.window.lock().highest() + 1,
         metadata: Default::default(),
     };
@@ -427,9 +431,9 @@ async fn resume(
     };
     *asked = Some((record.room_id, session_id));
     if let Err(refusal) = seat(server, record.room_id, msg, answer).await {
-        // The room refused before any Welcome: the client never saw the new key, so it keeps
-        // the old one for its next try.
-        record.restore_resume_secret(&next_secret, secret);
+        // The room refused before any Welcome: the client never saw the new count, so it
+        // keeps the old key for its next try.
+        record.restore_resume(next, seen);
         return Err(HandshakeError::Seat(refusal));
     }
     shared.metrics.resumes.inc();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tickroom_game::modes::Modes;
-use tickroom_protocol::{KeyRing, ReplayWindow, Secret};
+use tickroom_protocol::{token, ReplayWindow, RoomKeys, Secret};
 use tokio::sync::Semaphore;
 
 pub use crate::builder::{Server, ServerBuilder};
@@ -136,8 +136,12 @@ pub struct SessionRecord {
     pub room_id: RoomId,
     /// The room's mode (its custom-message limits apply to this session).
     pub mode: Arc<tickroom_game::modes::ModeConfig>,
-    /// Key for the next resume's challenge; rotated on every resume.
-    pub resume_secret: Mutex<Secret>,
+    /// The join secret the player proved at join; resume keys are derived from it
+    /// (`token::resume_key`) and never sent.
+    pub join_secret: Secret,
+    /// Successful resumes so far: the next resume's key is derived with this count (or, when
+    /// the client missed the last `Welcome`, with the one before).
+    pub resume_counter: Mutex<u32>,
     pub window: Mutex<ReplayWindow>,
     /// The session's message rate limit (every message), for the whole session: a resume does
     /// not get a fresh burst.
@@ -147,21 +151,33 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// Replaces the resume key `presented` (the one the client just proved) by `next`;
-    /// `None` when another resume rotated it first.
-    pub fn rotate_resume_secret(&self, presented: &Secret, next: Secret) -> Option<Secret> {
-        let mut current = self.resume_secret.lock();
-        (*current == *presented).then(|| {
-            *current = next;
-            next
+    /// The resume keys a client may answer with now, with the count each stands for: the
+    /// current one, and the previous one for a client that missed its last `Welcome`.
+    pub fn resume_keys(&self) -> (u32, Vec<(u32, Secret)>) {
+        let current = *self.resume_counter.lock();
+        let keys = [Some(current), current.checked_sub(1)]
+            .into_iter()
+            .flatten()
+            .map(|n| (n, token::resume_key(&self.join_secret, self.session_id, n)))
+            .collect();
+        (current, keys)
+    }
+
+    /// Moves the counter from `seen` (read before the challenge) past `used`, the count whose
+    /// key the client just proved; `None` when another resume moved it first.
+    pub fn rotate_resume(&self, seen: u32, used: u32) -> Option<u32> {
+        let mut current = self.resume_counter.lock();
+        (*current == seen).then(|| {
+            *current = used + 1;
+            *current
         })
     }
 
-    /// Puts `previous` back if the key is still `rotated` (the rotation's resume was refused
-    /// before the client could learn the new key).
-    pub fn restore_resume_secret(&self, rotated: &Secret, previous: Secret) {
-        let mut current = self.resume_secret.lock();
-        if *current == *rotated {
+    /// Puts the counter back to `previous` if it is still `rotated` (the resume was refused
+    /// before the client could see the new count).
+    pub fn restore_resume(&self, rotated: u32, previous: u32) {
+        let mut current = self.resume_counter.lock();
+        if *current == rotated {
             *current = previous;
         }
     }
@@ -171,7 +187,8 @@ impl SessionRecord {
 #[derive(Debug)]
 pub struct Shared {
     pub config: RoomServerConfig,
-    pub keys: KeyRing,
+    /// Ticket verification and join secrets only: a room server cannot sign anything.
+    pub keys: RoomKeys,
     /// Every mode with the factory of its rooms (from the registered games).
     pub games: HashMap<String, ModeRooms>,
     /// Sessions seated in a room or in grace. Architecture invariant: only room workers
@@ -280,7 +297,7 @@ impl RoomServer {
     /// Starts the worker threads; every mode must name a game in `games`.
     pub fn new(
         config: RoomServerConfig,
-        keys: KeyRing,
+        keys: RoomKeys,
         modes: &Modes,
         games: &GameRegistry,
     ) -> Result<Arc<RoomServer>, RegistryError> {
@@ -370,14 +387,15 @@ pub fn unix_ms() -> u64 {
 mod tests {
     use super::*;
 
-    fn record(secret: Secret) -> SessionRecord {
+    fn record(join_secret: Secret) -> SessionRecord {
         let mode = Modes::embedded().by_name("arena").unwrap().clone();
         SessionRecord {
             session_id: 1,
             player_id: 2,
             room_id: 3,
             mode: Arc::new(mode),
-            resume_secret: Mutex::new(secret),
+            join_secret,
+            resume_counter: Mutex::new(0),
             window: Mutex::new(ReplayWindow::new(64, false)),
             message_limit: limits::limiter(1, 1),
             message_rate: limits::limiter(1, 1),
@@ -385,21 +403,29 @@ mod tests {
     }
 
     /// A resume the room refuses leaves the client's key valid; only one of two racing
-    /// resumes rotates it.
+    /// resumes rotates it; a client that missed its last Welcome may use the key before.
     #[test]
     fn a_refused_resume_keeps_the_old_key_and_racing_resumes_rotate_once() {
         let r = record([1; 32]);
-        let next = r.rotate_resume_secret(&[1; 32], [2; 32]).unwrap();
-        assert!(
-            r.rotate_resume_secret(&[1; 32], [3; 32]).is_none(),
-            "the loser"
-        );
-        r.restore_resume_secret(&next, [1; 32]);
-        assert_eq!(*r.resume_secret.lock(), [1; 32]);
+        let (seen, keys) = r.resume_keys();
+        assert_eq!((seen, keys.len()), (0, 1), "no key before the first");
+        assert_eq!(keys[0].1, token::resume_key(&[1; 32], 1, 0));
+        let next = r.rotate_resume(seen, 0).unwrap();
+        assert!(r.rotate_resume(seen, 0).is_none(), "the loser");
+        r.restore_resume(next, seen);
+        assert_eq!(*r.resume_counter.lock(), 0);
         // A restore after another rotation already happened changes nothing.
-        let next = r.rotate_resume_secret(&[1; 32], [4; 32]).unwrap();
-        let later = r.rotate_resume_secret(&next, [5; 32]).unwrap();
-        r.restore_resume_secret(&next, [1; 32]);
-        assert_eq!(*r.resume_secret.lock(), later);
+        let next = r.rotate_resume(0, 0).unwrap();
+        let later = r.rotate_resume(next, next).unwrap();
+        r.restore_resume(next, 0);
+        assert_eq!(*r.resume_counter.lock(), later);
+        // At count 2 the keys of counts 2 and 1 are accepted, and never that of 0.
+        let (seen, keys) = r.resume_keys();
+        assert_eq!(seen, 2);
+        let counts: Vec<u32> = keys.iter().map(|(n, _)| *n).collect();
+        assert_eq!(counts, [2, 1]);
+        assert!(keys
+            .iter()
+            .all(|(_, k)| *k != token::resume_key(&[1; 32], 1, 0)));
     }
 }

@@ -15,7 +15,7 @@ use tickroom_gateway::{
     Directory, Gateway, GatewayConfig, InMemoryDirectory, MatchPlayer, MatchRecord, RedisDirectory,
     RoomServerInfo,
 };
-use tickroom_protocol::KeyRing;
+use tickroom_protocol::{KeyRing, RoomKeys};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -42,7 +42,11 @@ pub struct RoleConfig {
     /// Host clients should use to reach this machine; default: the bound address.
     pub public_host: Option<String>,
     pub ready_file: Option<PathBuf>,
-    pub keys: KeyRing,
+    /// The gateways' key ring (gateway and all-in-one; a room server given only room keys
+    /// has none).
+    pub keys: Option<KeyRing>,
+    /// What the room server holds: ticket verification and join secrets.
+    pub room_keys: RoomKeys,
     pub modes: Modes,
     pub room: RoomServerConfig,
     pub cert: Option<CertAndKey>,
@@ -59,6 +63,8 @@ pub struct RoleConfig {
     pub games: GameRegistry,
     /// How long a finished match's result is kept in the directory.
     pub match_result_ttl: Duration,
+    /// How long a login lasts across its refreshes.
+    pub session_max_lifetime: Duration,
 }
 
 /// The directory this process uses: Redis when configured, else in-memory.
@@ -108,8 +114,13 @@ pub async fn run_server(
         Some(c) => c,
         None => CertAndKey::self_signed()?,
     };
-    let room = RoomServer::new(cfg.room.clone(), cfg.keys.clone(), &cfg.modes, &cfg.games)
-        .map_err(StartError::Games)?;
+    let room = RoomServer::new(
+        cfg.room.clone(),
+        cfg.room_keys.clone(),
+        &cfg.modes,
+        &cfg.games,
+    )
+    .map_err(StartError::Games)?;
     let running = RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert).await?;
     let info = RoomServerInfo {
         server_id: cfg.room.server_id.clone(),
@@ -150,7 +161,9 @@ pub async fn run_server(
         None
     };
     if let Some(dir) = dir.clone().filter(|_| with_gateway) {
-        let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
+        let keys = cfg.keys.clone().ok_or(StartError::NoKeyRing)?;
+        let mut gw_config = GatewayConfig::new(keys, cfg.modes.clone());
+        gw_config.session_max_lifetime = cfg.session_max_lifetime;
         gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
         gw_config.rate_burst = cfg.gateway_rate_burst;
         let gateway = Gateway::new(gw_config, dir);
@@ -222,9 +235,11 @@ pub async fn run_gateway(
     if cfg.redis.is_none() {
         warn!("gateway without --redis: no room server in another process can register with it");
     }
+    let keys = cfg.keys.clone().ok_or(StartError::NoKeyRing)?;
     let dir = directory(&cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut gw_config = GatewayConfig::new(cfg.keys.clone(), cfg.modes.clone());
+    let mut gw_config = GatewayConfig::new(keys, cfg.modes.clone());
+    gw_config.session_max_lifetime = cfg.session_max_lifetime;
     gw_config.rate_per_ip_per_s = cfg.gateway_rate_per_ip_per_s;
     gw_config.rate_burst = cfg.gateway_rate_burst;
     let gateway = Gateway::new(gw_config, dir);

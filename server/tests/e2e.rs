@@ -400,6 +400,7 @@ fn bad_flags_exit_with_usage_code_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
         .arg("room")
         .env_remove("TICKROOM_KEYS")
+        .env_remove("TICKROOM_ROOM_KEYS")
         .output()
         .unwrap();
     assert_eq!(

@@ -72,8 +72,32 @@ async fn start_redis(dir: &Path) -> (Proc, String) {
     )
 }
 
+/// The room keys of `KEYS`, as `tickroom room-keys` prints them: room servers get only these,
+/// so none of them could sign a session or a ticket.
+fn room_keys() -> &'static str {
+    static ROOM_KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ROOM_KEYS.get_or_init(|| {
+        let out = Command::new(common::tickroom_bin())
+            .arg("room-keys")
+            .env("TICKROOM_KEYS", KEYS)
+            .output()
+            .expect("run tickroom room-keys");
+        assert!(out.status.success(), "tickroom room-keys: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(
+            !text.contains(&KEYS[2..]),
+            "room keys must not contain the master key"
+        );
+        text
+    })
+}
+
 async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    start_tickroom(dir, name, args, &[("TICKROOM_KEYS", KEYS)]).await
+    if args.first() == Some(&"room") {
+        start_tickroom(dir, name, args, &[("TICKROOM_ROOM_KEYS", room_keys())]).await
+    } else {
+        start_tickroom(dir, name, args, &[("TICKROOM_KEYS", KEYS)]).await
+    }
 }
 
 async fn cluster() -> Cluster {

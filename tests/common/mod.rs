@@ -71,7 +71,7 @@ impl TestServer {
         games: &GameRegistry,
     ) -> TestServer {
         let keys = KeyRing::single(1, [7; 32]);
-        let server = RoomServer::new(config, keys.clone(), &modes, games).unwrap();
+        let server = RoomServer::new(config, keys.room_keys().clone(), &modes, games).unwrap();
         let any = "127.0.0.1:0".parse().unwrap();
         let running =
             RunningRoomServer::start(server, any, any, CertAndKey::self_signed().unwrap())

@@ -431,7 +431,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     fn welcome(&mut self, slot: usize, seating: &Seating, resumed: bool) -> Bytes {
         let msg = ServerMsg::Welcome(Welcome {
             session_id: seating.session_id,
-            resume_secret: seating.resume_secret,
+            resume_counter: seating.resume_counter,
             room_id: self.id,
             player_id: seating.player_id,
             slot: slot as u8,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_bytes::ByteBuf;
 use tickroom_game::modes::ModeConfig;
 use tickroom_game::PlayerMetadata;
-use tickroom_protocol::{ErrorCode, Secret};
+use tickroom_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use crate::outbox::Outbox;
@@ -24,7 +24,8 @@ pub type SessionId = u64;
 pub struct Seating {
     pub session_id: SessionId,
     pub player_id: u64,
-    pub resume_secret: Secret,
+    /// Successful resumes so far (the client derives its next resume key from it).
+    pub resume_counter: u32,
     pub next_seq: u64,
     /// What the gateway put in the ticket (empty on resume: the room kept it).
     pub metadata: PlayerMetadata,

@@ -150,7 +150,7 @@ fn seating(session_id: u64, player_id: u64) -> Seating {
     Seating {
         session_id,
         player_id,
-        resume_secret: [0; 32],
+        resume_counter: 0,
         next_seq: 1,
         metadata: PlayerMetadata::default(),
     }
