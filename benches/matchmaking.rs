@@ -27,6 +27,7 @@ fn queued_directory() -> Arc<InMemoryDirectory> {
             quic_addr: format!("10.0.0.{i}:4433"),
             ws_addr: format!("10.0.0.{i}:8080"),
             cert_fingerprint: "ab".repeat(32),
+            ws_tls: false,
             capacity: 100_000,
             load: i * 100,
             draining: false,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tickroom_protocol::api::check_device_id;
-use tickroom_protocol::connect::TransportKind;
+use tickroom_protocol::connect::{CertCheck, TransportKind};
 
 /// tickroom-bot: headless tickroom clients for playing and load testing.
 #[derive(Debug, Parser)]
@@ -51,6 +51,11 @@ pub struct PlayArgs {
     /// base64url characters (default: a random one).
     #[arg(long, value_parser = parse_device_id)]
     pub device_id: Option<String>,
+    /// With an `https://` server: pin its certificate by this hex SHA-256 fingerprint (a
+    /// `--tls-self-signed` server's, from its log or ready file); default: the web's public
+    /// certificate authorities.
+    #[arg(long, value_parser = parse_tls_pin)]
+    pub tls_pin: Option<CertCheck>,
 }
 
 /// Flags of `swarm`.
@@ -115,6 +120,16 @@ pub struct SwarmArgs {
     /// system's choice otherwise.
     #[arg(long, value_parser = parse_source_addrs, default_value = "auto")]
     pub source_addrs: SourceAddrs,
+    /// With `https://` gateways: pin their certificate by this hex SHA-256 fingerprint (a
+    /// `--tls-self-signed` server's); default: the web's public certificate authorities.
+    #[arg(long, value_parser = parse_tls_pin)]
+    pub tls_pin: Option<CertCheck>,
+}
+
+/// Parses a hex SHA-256 certificate fingerprint into a pin.
+pub fn parse_tls_pin(text: &str) -> Result<CertCheck, String> {
+    CertCheck::pinned_hex(text.trim())
+        .map_err(|_| format!("`{text}` is not a hex SHA-256 fingerprint (64 hex digits)"))
 }
 
 /// How many loopback source addresses a swarm spreads its bots over.

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::bot::{run_bot, BotConfig, BotContext, Source, MATCHMAKING_TIMEOUT};
 use crate::cli::PlayArgs;
+use crate::error::BotError;
 use crate::game_bot::GameBotFactory;
 use crate::link::LinkConfig;
 use crate::stats::{max_ms, quantile_ms, BotOutcome, LiveStats};
@@ -27,6 +28,16 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
             let _ = stop_tx.send(true);
         }
     });
+    let gateway = match GatewayClient::with_options(&args.server, None, args.tls_pin.as_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            ctrl_c.abort();
+            return BotOutcome {
+                error: Some(BotError::from(&e)),
+                ..BotOutcome::default()
+            };
+        }
+    };
     let config = BotConfig {
         index: 0,
         device_id: args
@@ -43,10 +54,7 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
         give_up_at: Instant::now() + MATCHMAKING_TIMEOUT + args.duration + PLAY_DEADLINE_SLACK,
     };
     let ctx = BotContext {
-        sources: Arc::new([Source::system(
-            Arc::new([GatewayClient::new(&args.server)]),
-            None,
-        )]),
+        sources: Arc::new([Source::system(Arc::new([gateway]), None)]),
         live: Arc::new(LiveStats::default()),
         stop,
         factory,

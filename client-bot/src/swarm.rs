@@ -166,7 +166,6 @@ fn show_progress(args: &SwarmArgs) -> bool {
     !args.no_progress && std::io::stderr().is_terminal()
 }
 
-/// An address of the server's family, for binding the shared QUIC endpoint.
 /// The addresses the swarm's bots leave from, each with its gateway clients and QUIC endpoint.
 fn sources(args: &SwarmArgs) -> anyhow::Result<Arc<[Source]>> {
     let first = args.server.first().map_or("", String::as_str);
@@ -186,8 +185,13 @@ fn sources(args: &SwarmArgs) -> anyhow::Result<Arc<[Source]>> {
         }
     };
     let quic_wanted = args.transport != SwarmTransport::Ws;
+    let pin = args.tls_pin.as_ref();
     if count == 1 {
-        let gateways = args.server.iter().map(|s| GatewayClient::new(s)).collect();
+        let gateways = args
+            .server
+            .iter()
+            .map(|s| GatewayClient::with_options(s, None, pin))
+            .collect::<Result<Arc<[_]>, _>>()?;
         let quic = quic_wanted
             .then(|| QuicClient::new(family_of(first)))
             .transpose()?;
@@ -199,7 +203,7 @@ fn sources(args: &SwarmArgs) -> anyhow::Result<Arc<[Source]>> {
             let gateways = args
                 .server
                 .iter()
-                .map(|s| GatewayClient::from_address(s, ip))
+                .map(|s| GatewayClient::with_options(s, Some(ip), pin))
                 .collect::<Result<Arc<[_]>, _>>()?;
             let quic = quic_wanted.then(|| QuicClient::bind(ip)).transpose()?;
             Ok(Source {
@@ -221,6 +225,7 @@ fn host_of(server_url: &str) -> Option<&str> {
     authority.split(':').next()
 }
 
+/// An address of the server's family, for binding the shared QUIC endpoint.
 fn family_of(server_url: &str) -> SocketAddr {
     let host = server_url
         .split_once("://")

@@ -51,6 +51,9 @@ pub struct RoomServerInfo {
     pub ws_addr: String,
     /// Hex SHA-256 of its (self-signed) certificate, for clients to pin.
     pub cert_fingerprint: String,
+    /// Its WebSocket listener speaks TLS (`wss://`, the same certificate).
+    #[serde(default)]
+    pub ws_tls: bool,
     /// Seats it accepts in total.
     pub capacity: u32,
     /// Seats in use (or promised by placement since the last heartbeat).
@@ -536,6 +539,7 @@ mod tests {
             quic_addr: String::new(),
             ws_addr: String::new(),
             cert_fingerprint: String::new(),
+            ws_tls: false,
             capacity,
             load,
             draining: false,

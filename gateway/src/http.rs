@@ -133,6 +133,8 @@ pub struct MatchedResponse {
     pub ws_addr: String,
     /// Hex SHA-256 of the room server's certificate.
     pub cert_fingerprint: String,
+    /// The room server's WebSocket speaks TLS (`wss://`, the same certificate).
+    pub ws_tls: bool,
     /// The signed join ticket to send in `Hello`.
     pub join_ticket: String,
     /// Hex of the secret that answers the join challenge.
@@ -352,6 +354,7 @@ impl Gateway {
             quic_addr: a.server.quic_addr,
             ws_addr: a.server.ws_addr,
             cert_fingerprint: a.server.cert_fingerprint,
+            ws_tls: a.server.ws_tls,
             join_ticket,
             join_secret,
             expires_ms,

@@ -22,6 +22,7 @@
 //!     quic_addr: "127.0.0.1:4433".into(),
 //!     ws_addr: "127.0.0.1:8080".into(),
 //!     cert_fingerprint: "ab".repeat(32),
+//!     ws_tls: false,
 //!     capacity: 2_000,
 //!     load: 0,
 //!     draining: false,

@@ -78,7 +78,7 @@ pub enum ConnectError {
 
 pub use crate::TransportKind;
 
-/// How a QUIC client checks the server's certificate.
+/// How a client checks a server's certificate (QUIC, wss, and the gateway's HTTPS when pinned).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertCheck {
     /// Accept only a leaf certificate whose SHA-256 is this (from the match result).
@@ -111,6 +111,9 @@ pub struct MatchResult {
     pub ws_addr: String,
     /// Hex SHA-256 of the room server's certificate: pin it.
     pub cert_fingerprint: String,
+    /// The room server's WebSocket speaks TLS (`wss://`, the same certificate).
+    #[serde(default)]
+    pub ws_tls: bool,
     /// The signed, single-use join ticket (valid about 10 s).
     pub join_ticket: String,
     /// Hex of the secret that answers the join challenge.
@@ -183,8 +186,26 @@ impl GatewayClient {
     /// A client for the gateway at `base` whose connections leave from `local` (for example
     /// one of many loopback addresses, as load tests do).
     pub fn from_address(base: &str, local: IpAddr) -> Result<GatewayClient, ConnectError> {
-        let http = reqwest::Client::builder()
-            .local_address(local)
+        GatewayClient::with_options(base, Some(local), None)
+    }
+
+    /// A client for the gateway at `base` (`https://` for TLS), its connections leaving from
+    /// `local` when given, checking an HTTPS certificate with `cert` when given (a pinned
+    /// self-signed certificate: the gateway's `--tls-self-signed` fingerprint) and against the
+    /// web's public roots otherwise.
+    pub fn with_options(
+        base: &str,
+        local: Option<IpAddr>,
+        cert: Option<&CertCheck>,
+    ) -> Result<GatewayClient, ConnectError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(local) = local {
+            builder = builder.local_address(local);
+        }
+        if let Some(check) = cert {
+            builder = builder.use_preconfigured_tls(tls_client_config(check, b"http/1.1")?);
+        }
+        let http = builder
             .build()
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
         Ok(GatewayClient {
@@ -394,22 +415,7 @@ impl QuicClient {
     }
 
     fn config(check: &CertCheck) -> Result<quinn::ClientConfig, ConnectError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinVerifier {
-            pin: match check {
-                CertCheck::Pinned(p) => Some(*p),
-                CertCheck::InsecureAcceptAnyCertificate => None,
-            },
-            provider: provider.clone(),
-        });
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Transport(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        tls.enable_early_data = false;
+        let tls = tls_client_config(check, ALPN)?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -418,6 +424,28 @@ impl QuicClient {
         config.transport_config(Arc::new(transport));
         Ok(config)
     }
+}
+
+/// A TLS 1.3 client configuration that checks the certificate with `check`, offering `alpn`;
+/// never sends early data (it could be replayed).
+fn tls_client_config(check: &CertCheck, alpn: &[u8]) -> Result<rustls::ClientConfig, ConnectError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinVerifier {
+        pin: match check {
+            CertCheck::Pinned(p) => Some(*p),
+            CertCheck::InsecureAcceptAnyCertificate => None,
+        },
+        provider: provider.clone(),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ConnectError::Transport(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.enable_early_data = false;
+    Ok(tls)
 }
 
 #[derive(Debug)]
@@ -530,28 +558,43 @@ enum Raw {
 impl RawConn {
     /// Opens a WebSocket to `addr` (`host:port`), path `/`.
     pub async fn open_ws(addr: &str) -> Result<RawConn, ConnectError> {
-        RawConn::open_ws_from(addr, None).await
+        RawConn::open_ws_from(addr, None, None).await
     }
 
-    /// Opens a WebSocket to `addr` (`host:port`), path `/`, leaving from `local` when given.
-    pub async fn open_ws_from(addr: &str, local: Option<IpAddr>) -> Result<RawConn, ConnectError> {
-        let url = format!("ws://{addr}/");
+    /// Opens a WebSocket to `addr` (`host:port`), path `/`, leaving from `local` when given;
+    /// over TLS (`wss://`) checking the certificate with `tls` when given.
+    pub async fn open_ws_from(
+        addr: &str,
+        local: Option<IpAddr>,
+        tls: Option<&CertCheck>,
+    ) -> Result<RawConn, ConnectError> {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let url = format!("{scheme}://{addr}/");
+        let connector = match tls {
+            Some(check) => tokio_tungstenite::Connector::Rustls(Arc::new(tls_client_config(
+                check,
+                b"http/1.1",
+            )?)),
+            None => tokio_tungstenite::Connector::Plain,
+        };
         // tungstenite zero-fills its whole read buffer before every read: keep it small.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER_BYTES)
             .max_message_size(Some(MAX_SERVER_MSG_BYTES))
             .max_frame_size(Some(MAX_SERVER_MSG_BYTES));
         let open = async {
-            let Some(local) = local else {
-                return tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            let stream = match local {
+                Some(local) => tcp_from(addr, local).await?,
+                None => TcpStream::connect(addr)
                     .await
-                    .map_err(|e| ConnectError::Transport(e.to_string()));
+                    .map_err(|e| ConnectError::Transport(format!("{addr}: {e}")))?,
             };
-            let stream = tcp_from(addr, local).await?;
-            tokio_tungstenite::client_async_with_config(
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async_tls_with_config(
                 url,
-                MaybeTlsStream::Plain(stream),
+                stream,
                 Some(config),
+                Some(connector),
             )
             .await
             .map_err(|e| ConnectError::Transport(e.to_string()))
@@ -559,9 +602,6 @@ impl RawConn {
         let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .map_err(|_| ConnectError::Timeout("websocket connect"))??;
-        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            let _ = s.set_nodelay(true);
-        }
         Ok(RawConn::new(Raw::Ws(Box::new(ws))))
     }
 
@@ -772,6 +812,8 @@ pub struct JoinTarget {
     /// The address WebSocket connections leave from (`None`: the system's choice). QUIC
     /// connections leave from their [`QuicClient`]'s socket.
     pub local_ip: Option<IpAddr>,
+    /// The WebSocket speaks TLS (`wss://`, checked with `cert` like QUIC).
+    pub ws_tls: bool,
 }
 
 impl JoinTarget {
@@ -786,12 +828,16 @@ impl JoinTarget {
             quic_addr: m.quic_addr.clone(),
             cert: CertCheck::pinned_hex(&m.cert_fingerprint)?,
             local_ip: None,
+            ws_tls: m.ws_tls,
         })
     }
 
     async fn open(&self, quic: &Option<QuicClient>) -> Result<RawConn, ConnectError> {
         match self.transport {
-            TransportKind::Ws => RawConn::open_ws_from(&self.ws_addr, self.local_ip).await,
+            TransportKind::Ws => {
+                let tls = self.ws_tls.then_some(&self.cert);
+                RawConn::open_ws_from(&self.ws_addr, self.local_ip, tls).await
+            }
             TransportKind::Quic => {
                 let addr: SocketAddr = self.quic_addr.parse().map_err(|_| {
                     ConnectError::Transport(format!("bad quic address {}", self.quic_addr))

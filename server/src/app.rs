@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::http::{HttpLimits, HttpStats, MetricsSource};
 use crate::listen;
+use crate::tls::TlsServer;
 use crate::transport::quic::{self, CertAndKey, QuicListener};
 use crate::transport::ws::WsListener;
 use crate::RoomServer;
@@ -31,6 +32,9 @@ pub struct ReadyInfo {
     pub quic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_fingerprint: Option<String>,
+    /// Hex SHA-256 of the HTTPS/wss certificate, when TLS is on (what clients pin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
     /// The metrics listener (`/metrics`, `/healthz`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
@@ -83,6 +87,7 @@ impl RunningRoomServer {
         ws_addr: SocketAddr,
         quic_addr: SocketAddr,
         cert: CertAndKey,
+        tls: Option<Arc<TlsServer>>,
     ) -> Result<RunningRoomServer, StartError> {
         let (shutdown, rx) = watch::channel(false);
         let listener = bind_tcp(ws_addr).await?;
@@ -98,7 +103,7 @@ impl RunningRoomServer {
         })?;
         let tasks = vec![
             tokio::spawn(listen::run(
-                WsListener(listener),
+                WsListener(listener, tls),
                 server.clone(),
                 rx.clone(),
             )),
@@ -153,6 +158,7 @@ pub async fn serve_http(
     addr: SocketAddr,
     app: axum::Router,
     limits: HttpLimits,
+    tls: Option<Arc<TlsServer>>,
     stats: Arc<HttpStats>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
@@ -160,7 +166,9 @@ pub async fn serve_http(
     let bound = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let task = tokio::spawn(crate::http::serve(listener, app, limits, stats, shutdown));
+    let task = tokio::spawn(crate::http::serve(
+        listener, app, limits, tls, stats, shutdown,
+    ));
     Ok((bound, task))
 }
 

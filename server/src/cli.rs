@@ -87,6 +87,20 @@ struct Opts {
     /// QUIC (UDP) address for players, ALPN tickroom/1. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7702")]
     quic: SocketAddr,
+    /// TLS certificate chain (PEM) for the gateway's HTTPS and WebSocket's wss (and QUIC,
+    /// unless --cert is given); with --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS with a fresh self-signed certificate (its fingerprint goes to the ready file and
+    /// the log; clients pin it).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Allow binding a non-loopback address without TLS (a proxy in front terminates TLS).
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// Host name or IP that clients use to reach this machine (default: the bound address).
     #[arg(long)]
     public_host: Option<String>,
@@ -362,6 +376,24 @@ fn resolve(
         (Some(c), Some(k)) => Some(CertAndKey::from_pem_files(c, k).map_err(|e| e.to_string())?),
         _ => None,
     };
+    let tls = match (&o.tls_cert, &o.tls_key) {
+        (Some(c), Some(k)) => Some(CertAndKey::from_pem_files(c, k).map_err(|e| e.to_string())?),
+        _ if o.tls_self_signed => Some(CertAndKey::self_signed().map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    // Secrets (session tokens, join secrets) cross these listeners: off loopback, only with
+    // TLS, or when the operator says a proxy in front provides it.
+    let exposed: Vec<SocketAddr> = [o.http, o.ws]
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback())
+        .collect();
+    if tls.is_none() && !exposed.is_empty() && !o.insecure_plaintext {
+        return Err(format!(
+            "refusing to serve players in plaintext on {}: give --tls-cert/--tls-key or --tls-self-signed, \
+             or --insecure-plaintext when a proxy in front terminates TLS",
+            exposed.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ")
+        ));
+    }
     let mut room = RoomServerConfig {
         server_id,
         max_rooms: o.max_rooms,
@@ -390,6 +422,7 @@ fn resolve(
         games,
         room,
         cert,
+        tls,
         gateway_rate_per_ip_per_s: o.gateway_rate_per_ip,
         gateway_rate_burst: o.gateway_rate_burst,
         redis: o.redis,

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::limits::{IpGuard, IpLimits};
 use crate::metrics::{Counter, Gauge};
+use crate::tls::TlsServer;
 
 /// Default time a client has to send a request's headers, in ms.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 5_000;
@@ -91,13 +92,15 @@ pub struct HttpStats {
     pub refused: Counter,
     /// Connections cut because a request header did not arrive in time.
     pub header_timeouts: Counter,
+    /// TLS connections whose handshake failed or did not finish in the header-read time.
+    pub tls_failures: Counter,
 }
 
 impl HttpStats {
     /// Appends these counts as Prometheus text (one listener per process is rendered).
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let lines: [(&str, &str, &str, i64); 3] = [
+        let lines: [(&str, &str, &str, i64); 4] = [
             (
                 "tickroom_http_connections",
                 "gauge",
@@ -115,6 +118,12 @@ impl HttpStats {
                 "counter",
                 "HTTP connections cut for not sending a request header in time",
                 self.header_timeouts.value() as i64,
+            ),
+            (
+                "tickroom_http_tls_handshake_failures_total",
+                "counter",
+                "HTTPS connections whose TLS handshake failed or took too long",
+                self.tls_failures.value() as i64,
             ),
         ];
         for (name, kind, help, v) in lines {
@@ -156,6 +165,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<Arc<TlsServer>>,
     stats: Arc<HttpStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -198,7 +208,7 @@ pub async fn serve(
         tokio::spawn(serve_connection(
             http.clone(),
             app.clone(),
-            stream,
+            (stream, tls.clone(), limits.header_read_timeout),
             peer,
             held,
             shutdown.clone(),
@@ -233,12 +243,17 @@ impl Drop for Held {
 async fn serve_connection(
     http: http1::Builder,
     app: Router,
-    stream: TcpStream,
+    (stream, tls, handshake_timeout): (TcpStream, Option<Arc<TlsServer>>, Duration),
     peer: SocketAddr,
     held: Held,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    // A TLS handshake gets the header-read time: a silent client is cut as fast either way.
+    let Some(stream) = crate::tls::open(tls.as_deref(), stream, handshake_timeout).await else {
+        held.stats.tls_failures.inc();
+        return;
+    };
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().call(req)

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod roles;
 pub mod room;
+pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;

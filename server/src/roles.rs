@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
 use crate::http::{health_router, metrics_router, HttpLimits, HttpStats, MetricsSource};
 use crate::room::GameRegistry;
+use crate::tls::TlsServer;
 use crate::transport::quic::CertAndKey;
 use crate::{RoomEvent, RoomServer, RoomServerConfig};
 
@@ -49,7 +50,10 @@ pub struct RoleConfig {
     pub room_keys: RoomKeys,
     pub modes: Modes,
     pub room: RoomServerConfig,
+    /// QUIC's certificate (default: the TLS certificate, else a self-signed one).
     pub cert: Option<CertAndKey>,
+    /// TLS on the gateway's HTTP and on WebSocket (`https://`, `wss://`) with this certificate.
+    pub tls: Option<CertAndKey>,
     /// Per-IP gateway request rate (requests/s) and burst.
     pub gateway_rate_per_ip_per_s: u32,
     pub gateway_rate_burst: u32,
@@ -110,7 +114,8 @@ pub async fn run_server(
     with_gateway: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
-    let cert = match cfg.cert.take() {
+    let tls = cfg.tls.as_ref().map(TlsServer::new).transpose()?;
+    let cert = match cfg.cert.take().or_else(|| cfg.tls.clone()) {
         Some(c) => c,
         None => CertAndKey::self_signed()?,
     };
@@ -121,12 +126,14 @@ pub async fn run_server(
         &cfg.games,
     )
     .map_err(StartError::Games)?;
-    let running = RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert).await?;
+    let running =
+        RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert, tls.clone()).await?;
     let info = RoomServerInfo {
         server_id: cfg.room.server_id.clone(),
         quic_addr: advertised(&cfg.public_host, running.quic_addr),
         ws_addr: advertised(&cfg.public_host, running.ws_addr),
         cert_fingerprint: running.cert_fingerprint.clone(),
+        ws_tls: tls.is_some(),
         capacity: cfg.room.max_connections as u32,
         load: 0,
         draining: false,
@@ -179,6 +186,7 @@ pub async fn run_server(
         cfg.http,
         routes,
         cfg.http_limits.clone(),
+        tls.clone(),
         http_stats,
         stop_rx.clone(),
     )
@@ -189,6 +197,7 @@ pub async fn run_server(
         ws: Some(running.ws_addr.to_string()),
         quic: Some(running.quic_addr.to_string()),
         cert_fingerprint: Some(running.cert_fingerprint.clone()),
+        tls_fingerprint: tls.as_ref().map(|t| t.fingerprint().to_string()),
         metrics: Some(metrics_addr.to_string()),
     };
     if let Some(path) = &cfg.ready_file {
@@ -197,13 +206,18 @@ pub async fn run_server(
         }
     }
     if with_gateway {
+        let (http, ws) = if tls.is_some() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
         info!(
-            gateway = %format!("http://{http_addr}"),
-            ws = %format!("ws://{}/", running.ws_addr),
+            gateway = %format!("{http}://{http_addr}"),
+            ws = %format!("{ws}://{}/", running.ws_addr),
             quic = %running.quic_addr,
             cert_fingerprint = %running.cert_fingerprint,
             metrics = %format!("http://{metrics_addr}/metrics"),
-            "tickroom all-in-one ready: log in at POST http://{http_addr}/v1/auth/device, metrics at http://{metrics_addr}/metrics"
+            "tickroom all-in-one ready: log in at POST {http}://{http_addr}/v1/auth/device, metrics at http://{metrics_addr}/metrics"
         );
     } else {
         info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, metrics = %metrics_addr, "tickroom room server ready");
@@ -253,10 +267,12 @@ pub async fn run_gateway(
         Arc::new(move |out: &mut String| gw.render_metrics(out)),
         http_source(&http_stats),
     ];
+    let tls = cfg.tls.as_ref().map(TlsServer::new).transpose()?;
     let (http_addr, http_task) = serve_http(
         cfg.http,
         health_router().merge(tickroom_gateway::router(gateway)),
         cfg.http_limits.clone(),
+        tls.clone(),
         http_stats,
         stop_rx.clone(),
     )
@@ -267,6 +283,7 @@ pub async fn run_gateway(
         let ready = ReadyInfo {
             http: Some(http_addr.to_string()),
             metrics: Some(metrics_addr.to_string()),
+            tls_fingerprint: tls.as_ref().map(|t| t.fingerprint().to_string()),
             ..ReadyInfo::default()
         };
         if let Err(e) = write_ready_file(path, &ready) {
@@ -298,6 +315,7 @@ async fn serve_metrics(
         cfg.metrics,
         metrics_router(sources),
         cfg.http_limits.metrics(),
+        None,
         Arc::new(HttpStats::default()),
         stop,
     )

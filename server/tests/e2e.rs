@@ -408,6 +408,18 @@ fn bad_flags_exit_with_usage_code_2() {
         Some(2),
         "room role without keys is a usage error"
     );
+    // Players' secrets never cross a non-loopback listener in plaintext unless the operator
+    // says a proxy in front terminates TLS (refused before anything is bound).
+    for flags in [&["--http", "0.0.0.0:0"][..], &["--ws", "0.0.0.0:0"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains("--insecure-plaintext"), "{stderr}");
+        assert!(stderr.contains("--tls-self-signed"), "{stderr}");
+    }
     // A connection budget of 0 would refuse every player: refused at start-up, naming the flag.
     for flag in [
         "--max-connections-per-ip",

@@ -74,7 +74,7 @@ impl TestServer {
         let server = RoomServer::new(config, keys.room_keys().clone(), &modes, games).unwrap();
         let any = "127.0.0.1:0".parse().unwrap();
         let running =
-            RunningRoomServer::start(server, any, any, CertAndKey::self_signed().unwrap())
+            RunningRoomServer::start(server, any, any, CertAndKey::self_signed().unwrap(), None)
                 .await
                 .unwrap();
         TestServer { running, keys }
@@ -143,6 +143,7 @@ impl TestServer {
             quic_addr: self.running.quic_addr.to_string(),
             cert: CertCheck::pinned_hex(&self.running.cert_fingerprint).unwrap(),
             local_ip: None,
+            ws_tls: false,
         }
     }
 

@@ -14,6 +14,7 @@ fn server(id: &str, load: u32) -> RoomServerInfo {
         quic_addr: format!("{id}:1"),
         ws_addr: format!("{id}:2"),
         cert_fingerprint: "ff".into(),
+        ws_tls: false,
         capacity: 1000,
         load,
         draining: false,

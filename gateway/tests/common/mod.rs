@@ -75,6 +75,7 @@ pub fn server(id: &str, load: u32) -> RoomServerInfo {
         quic_addr: format!("127.0.0.1:{}", 4000 + load),
         ws_addr: format!("127.0.0.1:{}", 5000 + load),
         cert_fingerprint: format!("fp-{id}"),
+        ws_tls: false,
         capacity: 10_000,
         load,
         draining: false,

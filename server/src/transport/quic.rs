@@ -53,6 +53,15 @@ pub struct CertAndKey {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl Clone for CertAndKey {
+    fn clone(&self) -> Self {
+        CertAndKey {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 impl CertAndKey {
     /// A fresh self-signed certificate for `localhost`.
     pub fn self_signed() -> Result<CertAndKey, QuicSetupError> {

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use super::{decode, Reader, TransportKind};
 use crate::listen::{Listener, Pending};
 use crate::outbox::{OutItem, Outbox};
+use crate::tls::{self, MaybeTls, TlsServer};
 use crate::RoomServer;
 
 /// Bytes tungstenite reads per call. Small on purpose: tungstenite zero-fills its whole read
@@ -31,7 +32,7 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes tungstenite may hold unwritten before a write fails (a stuck peer).
 const MAX_WRITE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<MaybeTls>;
 
 /// The receiving half of a WebSocket connection.
 pub struct WsReader {
@@ -67,11 +68,11 @@ pub fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
 }
 
-/// The WebSocket listener.
-pub struct WsListener(pub TcpListener);
+/// The WebSocket listener; with TLS (`wss://`) when it has a [`TlsServer`].
+pub struct WsListener(pub TcpListener, pub Option<Arc<TlsServer>>);
 
-/// An accepted TCP connection, before the WebSocket upgrade.
-pub struct WsPending(TcpStream);
+/// An accepted TCP connection, before TLS and the WebSocket upgrade.
+pub struct WsPending(TcpStream, Option<Arc<TlsServer>>);
 
 impl Listener for WsListener {
     type Pending = WsPending;
@@ -79,7 +80,7 @@ impl Listener for WsListener {
     async fn accept(&mut self) -> Option<(WsPending, SocketAddr)> {
         loop {
             match self.0.accept().await {
-                Ok((stream, peer)) => return Some((WsPending(stream), peer)),
+                Ok((stream, peer)) => return Some((WsPending(stream, self.1.clone()), peer)),
                 // A failed accept (out of descriptors, a reset) is that connection's problem.
                 Err(e) => warn!(error = %e, "websocket accept failed"),
             }
@@ -114,16 +115,24 @@ impl Pending for WsPending {
             }
         };
         let timeout = server.shared.config.handshake_timeout;
-        let accept =
-            tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(ws_config()));
-        let ws = match tokio::time::timeout(timeout, accept).await {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                debug!(error = %e, "websocket upgrade failed");
-                return None;
+        // TLS (when on) and the upgrade share the handshake's time.
+        let accept = async {
+            let stream = tls::open(self.1.as_deref(), stream, timeout).await?;
+            match tokio_tungstenite::accept_hdr_async_with_config(
+                stream,
+                only_root,
+                Some(ws_config()),
+            )
+            .await
+            {
+                Ok(ws) => Some(ws),
+                Err(e) => {
+                    debug!(error = %e, "websocket upgrade failed");
+                    None
+                }
             }
-            Err(_) => return None,
         };
+        let ws = tokio::time::timeout(timeout, accept).await.ok()??;
         let (sink, stream) = ws.split();
         let writer = tokio::spawn(write_loop(sink, outbox, server));
         Some((Reader::Ws(WsReader { stream }), writer))
