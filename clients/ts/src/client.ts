@@ -1,0 +1,365 @@
+// `TickroomClient`: the WebSocket IO driver around the sans-IO `ClientSession`. It opens
+// `ws(s)://<ws_addr>/`, sends one message per binary frame, feeds received frames to the
+// session, runs its timers, reopens the socket when the session asks (resume with backoff
+// within the grace period) and hands out the session's events to listeners.
+//
+// Works unchanged with the browser's WebSocket and Node's (`--experimental-websocket` on
+// Node 20, or any WHATWG-compatible constructor passed as `options.WebSocket`).
+
+import type { Welcome } from './codec.js';
+import { fromWsCloseCode, TransportError } from './errors.js';
+import type { MatchResult } from './gateway.js';
+import { joinSecretBytes } from './gateway.js';
+import { ClientSession, SessionConfig, SessionCrypto, SessionEvent, SessionState } from './session.js';
+
+/** The parts of a WHATWG WebSocket the client uses. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Where to connect: the WebSocket fields of the gateway's match result. */
+export type JoinInfo = Pick<MatchResult, 'ws_addr' | 'join_ticket' | 'join_secret'> & { ws_tls?: boolean };
+
+export interface ClientOptions {
+  /** The WebSocket constructor (default: `globalThis.WebSocket`). */
+  WebSocket?: WebSocketConstructor;
+  /** Session tunables. */
+  session?: Partial<SessionConfig>;
+  /** A monotonic clock in ms (default: `performance.now()`). */
+  now?: () => number;
+  /** The WebSocket URL for a join (default: `ws(s)://<ws_addr>/`). */
+  url?: (join: JoinInfo) => string;
+  /** Time allowed to open a socket, in ms (default 5000). */
+  connectTimeoutMs?: number;
+  /** Crypto override (tests). */
+  crypto?: SessionCrypto;
+}
+
+/** Every event a client emits, by type. */
+export type ClientEvent = SessionEvent | { type: 'state'; state: SessionState };
+export type ClientEventType = ClientEvent['type'];
+export type ClientEventOf<T extends ClientEventType> = Extract<ClientEvent, { type: T }>;
+
+const OPEN = 1;
+
+/** The default WebSocket URL of a match: `ws://host:port/` or `wss://host:port/`. */
+export function defaultWsUrl(join: JoinInfo): string {
+  return `${join.ws_tls === true ? 'wss' : 'ws'}://${join.ws_addr}/`;
+}
+
+/** An event-based WebSocket client for one room session. */
+export class TickroomClient {
+  /** The sans-IO session (read its state, RTT, Welcome, seqs). */
+  readonly session: ClientSession;
+  /** The transport in use. */
+  readonly transport = 'websocket';
+
+  private readonly WS: WebSocketConstructor;
+  private readonly now: () => number;
+  private readonly url: string;
+  private readonly connectTimeoutMs: number;
+  private ws: WebSocketLike | null = null;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerAt: number | undefined;
+  private listeners = new Map<string, Set<(ev: never) => void>>();
+  private flushing = false;
+  private again = false;
+  private lastState: SessionState;
+  private started = false;
+  private finished = false;
+
+  constructor(join: JoinInfo, options: ClientOptions = {}) {
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (WS === undefined) {
+      throw new TransportError('no WebSocket available (Node 20 needs --experimental-websocket, or pass options.WebSocket)');
+    }
+    this.WS = WS;
+    this.now = options.now ?? (() => performance.now());
+    this.url = (options.url ?? defaultWsUrl)(join);
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.session = new ClientSession(options.session ?? {}, join.join_ticket, joinSecretBytes(join), this.now(), options.crypto);
+    this.session.onWake = () => this.flush();
+    this.lastState = this.session.state;
+  }
+
+  /** Listens to events of `type`; returns a function that removes the listener. */
+  on<T extends ClientEventType>(type: T, listener: (ev: ClientEventOf<T>) => void): () => void {
+    let set = this.listeners.get(type);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(type, set);
+    }
+    set.add(listener as (ev: never) => void);
+    return () => {
+      set?.delete(listener as (ev: never) => void);
+    };
+  }
+
+  /** Listens to every event. */
+  onAny(listener: (ev: ClientEvent) => void): () => void {
+    return this.on('*' as ClientEventType, listener as never);
+  }
+
+  /** The next event of `type` (rejects after `timeoutMs`, default 10000). */
+  next<T extends ClientEventType>(type: T, timeoutMs = 10000): Promise<ClientEventOf<T>> {
+    return new Promise((resolve, reject) => {
+      const off = this.on(type, (ev) => {
+        clearTimeout(timer);
+        off();
+        resolve(ev);
+      });
+      const timer = setTimeout(() => {
+        off();
+        reject(new TransportError(`timed out after ${timeoutMs} ms waiting for '${type}'`));
+      }, timeoutMs);
+    });
+  }
+
+  /** Opens the socket and starts the handshake (Hello). Call once. */
+  join(): void {
+    if (this.started) return;
+    this.started = true;
+    this.openSocket();
+  }
+
+  /** State sync: sends one input (the session adds redundancy); returns its input number, 0n when not in the room. */
+  sendInput(input: Uint8Array): bigint {
+    const tick = this.session.sendInput(this.now(), input);
+    this.flush();
+    return tick;
+  }
+
+  /** Lockstep: the input for `frame`. */
+  sendFrameInput(frame: bigint, input: Uint8Array): void {
+    this.session.sendFrameInput(frame, input);
+    this.flush();
+  }
+
+  /** Lockstep: the state hash after `frame`. */
+  sendChecksum(frame: bigint, hash: bigint): void {
+    this.session.sendChecksum(frame, hash);
+    this.flush();
+  }
+
+  /** A custom reliable message (the game's encoding); false when not in the room. */
+  sendMessage(payload: Uint8Array): boolean {
+    const ok = this.session.sendMessage(payload);
+    this.flush();
+    return ok;
+  }
+
+  /** Leaves the room for good; `closed` follows. */
+  leave(): void {
+    this.session.leave();
+    this.flush();
+  }
+
+  /**
+   * Debug and chaos hook: drops the socket as if the network failed (no Leave); the session
+   * resumes by itself within the grace period.
+   */
+  dropConnection(): void {
+    const ws = this.ws;
+    if (ws === null) return;
+    this.detach(ws);
+    try {
+      ws.close(4000, 'dropped by the client');
+    } catch {
+      // Already closing.
+    }
+    this.session.connectionLost(this.now(), null);
+    this.flush();
+  }
+
+  /** The session state. */
+  get state(): SessionState {
+    return this.session.state;
+  }
+
+  /** Smoothed RTT in ms, once a pong came back. */
+  get rttMs(): number | undefined {
+    return this.session.rttMs;
+  }
+
+  /** The latest Welcome. */
+  get welcome(): Welcome | undefined {
+    return this.session.welcome;
+  }
+
+  /** The WebSocket URL in use. */
+  get wsUrl(): string {
+    return this.url;
+  }
+
+  private emit(ev: ClientEvent): void {
+    for (const key of [ev.type, '*']) {
+      const set = this.listeners.get(key);
+      if (set === undefined) continue;
+      for (const listener of [...set]) {
+        try {
+          (listener as (ev: ClientEvent) => void)(ev);
+        } catch (e) {
+          // A listener's bug must not break the driver: report it out of band.
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
+  }
+
+  private openSocket(): void {
+    if (this.finished) return;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.url);
+    } catch (e) {
+      this.emit({ type: 'error', error: new TransportError(`cannot open ${this.url}: ${String(e)}`) });
+      this.session.connectionLost(this.now(), null);
+      this.flush();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    this.connectTimer = setTimeout(() => {
+      if (this.ws !== ws || ws.readyState === OPEN) return;
+      this.detach(ws);
+      try {
+        ws.close();
+      } catch {
+        // Never opened.
+      }
+      this.session.connectionLost(this.now(), null);
+      this.flush();
+    }, this.connectTimeoutMs);
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      clearTimeout(this.connectTimer);
+      this.session.connected(this.now());
+      this.flush();
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      const data = ev.data;
+      let bytes: Uint8Array;
+      if (data instanceof ArrayBuffer) {
+        bytes = new Uint8Array(data);
+      } else if (ArrayBuffer.isView(data)) {
+        bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      } else {
+        // A text frame is not a tickroom message: the same as malformed bytes.
+        bytes = new Uint8Array([0xff]);
+      }
+      this.session.handleBytes(this.now(), bytes);
+      this.flush();
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.detach(ws);
+      this.session.connectionLost(this.now(), fromWsCloseCode(ev.code) ?? null);
+      this.flush();
+    };
+    ws.onerror = () => {
+      // A close event follows.
+    };
+  }
+
+  private detach(ws: WebSocketLike): void {
+    if (this.ws === ws) this.ws = null;
+    clearTimeout(this.connectTimer);
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+  }
+
+  private closeSocket(code: number, reason: string): void {
+    const ws = this.ws;
+    if (ws === null) return;
+    this.detach(ws);
+    try {
+      ws.close(code, reason);
+    } catch {
+      try {
+        ws.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+
+  /** Sends what the session queued, applies its close requests, hands out its events, re-arms the timer. */
+  private flush(): void {
+    if (this.flushing) {
+      this.again = true;
+      return;
+    }
+    this.flushing = true;
+    try {
+      do {
+        this.again = false;
+        for (let bytes = this.session.pollTransmitBytes(); bytes !== undefined; bytes = this.session.pollTransmitBytes()) {
+          const ws = this.ws;
+          if (ws === null || ws.readyState !== OPEN) continue;
+          try {
+            ws.send(bytes);
+          } catch (e) {
+            this.detach(ws);
+            this.emit({ type: 'error', error: new TransportError(`send failed: ${String(e)}`) });
+            this.session.connectionLost(this.now(), null);
+          }
+        }
+        const close = this.session.pollClose();
+        if (close !== undefined) this.closeSocket(close.closeCode, close.reason);
+        for (let ev = this.session.pollEvent(); ev !== undefined; ev = this.session.pollEvent()) {
+          if (ev.type === 'reconnect') {
+            this.closeSocket(4000, 'reconnecting');
+            this.openSocket();
+          } else if (ev.type === 'closed') {
+            // A final Leave was sent above; the socket closes after its buffered data.
+            this.closeSocket(1000, 'closed');
+            this.finished = true;
+          }
+          this.emitState();
+          this.emit(ev);
+        }
+        this.emitState();
+      } while (this.again);
+    } finally {
+      this.flushing = false;
+    }
+    this.arm();
+  }
+
+  private emitState(): void {
+    const state = this.session.state;
+    if (state !== this.lastState) {
+      this.lastState = state;
+      this.emit({ type: 'state', state });
+    }
+  }
+
+  private arm(): void {
+    const at = this.session.pollTimeout();
+    if (at === this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    if (at === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timerAt = undefined;
+      this.session.handleTimeout(this.now());
+      this.flush();
+    }, Math.max(0, at - this.now()));
+  }
+}

@@ -1,0 +1,664 @@
+// `ClientSession`: the sans-IO client side of a tickroom connection, a port of
+// protocol/src/session.rs — handshake (Hello or Resume, challenge, Welcome), sequence numbers
+// that continue across reconnects, redundant inputs and snapshot acks, pings and RTT, silence
+// and handshake timeouts, and resumption with full-jitter exponential backoff inside the
+// server's grace period.
+//
+// It does no IO and reads no clock: time comes in as `now` (milliseconds on any monotonic
+// clock), backoff jitter comes from a PRNG seeded by `jitterSeed`. A driver opens the
+// transport, calls `connected(now)`, feeds every received frame to `handleBytes(now, bytes)`
+// (or decoded messages to `handleMessage`), sends what `pollTransmit()` yields, reacts to
+// `pollEvent()` and `pollClose()`, and calls `handleTimeout(now)` at `pollTimeout()`.
+//
+// The one asynchronous step is the challenge MAC (WebCrypto is promise based): the response is
+// queued when the MAC is ready and `onWake` is called so the driver flushes; `settled()`
+// resolves once no MAC is being computed (tests await it).
+
+import {
+  ClientMsg,
+  PROTOCOL_HASH,
+  PROTOCOL_VERSION,
+  ServerMsg,
+  Welcome,
+  decodeServer,
+  encodeClient,
+} from './codec.js';
+import { challengeMac as defaultChallengeMac, resumeKey as defaultResumeKey } from './crypto.js';
+import { DecodeError, EncodeError, ErrorCode, SessionError, TickroomError, errorName, sessionError } from './errors.js';
+
+/** How many unacked inputs are kept for redundant resending. */
+export const MAX_BUFFERED_INPUTS = 256;
+/** How many unanswered pings are remembered. */
+export const MAX_OUTSTANDING_PINGS = 32;
+const MIN_PING_INTERVAL_MS = 1;
+
+/** Tunables of a `ClientSession` (the Rust `SessionConfig` defaults). */
+export interface SessionConfig {
+  /** How many unacked inputs each `Input` carries at most (the room's `input_redundancy` caps it); default 8. */
+  inputRedundancy: number;
+  /** Interval between pings while in the room; default 1000 ms. */
+  pingIntervalMs: number;
+  /** Hello/Resume sent but no Welcome after this long: connection considered lost; default 5000 ms. */
+  handshakeTimeoutMs: number;
+  /** Nothing received for this long while in the room: connection lost; default 10000 ms. */
+  serverSilenceTimeoutMs: number;
+  /** Base of the exponential reconnect backoff; default 100 ms. */
+  reconnectBaseMs: number;
+  /** Cap of the reconnect backoff; default 5000 ms. */
+  reconnectMaxMs: number;
+  /** Give up reconnecting this long after the first loss (the server's grace period); default 30000 ms. */
+  reconnectWindowMs: number;
+  /** Seed of the backoff jitter PRNG; default 0x5eed. */
+  jitterSeed: bigint;
+  /** The protocol version sent in Hello/Resume (tests override it to provoke a mismatch). */
+  protocolVersion: number;
+  /** The schema hash sent in Hello/Resume (tests override it to provoke a mismatch). */
+  protocolHash: bigint;
+}
+
+export const DEFAULT_SESSION_CONFIG: Readonly<SessionConfig> = {
+  inputRedundancy: 8,
+  pingIntervalMs: 1000,
+  handshakeTimeoutMs: 5000,
+  serverSilenceTimeoutMs: 10000,
+  reconnectBaseMs: 100,
+  reconnectMaxMs: 5000,
+  reconnectWindowMs: 30000,
+  jitterSeed: 0x5eedn,
+  protocolVersion: PROTOCOL_VERSION,
+  protocolHash: PROTOCOL_HASH,
+};
+
+/** Where a session is in its life. */
+export type SessionState = 'connecting' | 'challenged' | 'in_room' | 'reconnecting' | 'closed';
+
+/** What the driver (and the game above it) should know about. */
+export type SessionEvent =
+  /** The first Welcome: the player is in the room. */
+  | { type: 'joined'; welcome: Welcome }
+  /** A Welcome answering a Resume: the session continues on a new connection. */
+  | { type: 'reconnected'; welcome: Welcome }
+  | { type: 'started'; tick: bigint; players: number }
+  /** State sync: a full snapshot (`baseline === 0n`) or a delta against `baseline`. */
+  | { type: 'snapshot'; tick: bigint; ackSeq: bigint; baseline: bigint; payload: Uint8Array }
+  /** Lockstep: frame `n` closed with one input per slot (empty = no input). */
+  | { type: 'frame'; n: bigint; inputs: Uint8Array[] }
+  | { type: 'desync'; frame: bigint }
+  /** A custom reliable message from the game. */
+  | { type: 'message'; payload: Uint8Array }
+  /** The server refused the client's message `seq`; the session goes on. */
+  | { type: 'refused'; seq: bigint; code: number }
+  /** The match ended; `closed` with `RoomClosed` follows. */
+  | { type: 'matchEnded'; result: Uint8Array }
+  /** A Pong came back: this sample's round trip (see `rttMs` for the smoothed one). */
+  | { type: 'pong'; rttMs: number }
+  /** The transport should be (re)opened now; call `connected(now)` once it is up. */
+  | { type: 'reconnect'; attempt: number }
+  /** The connection was lost or closed; `code` says why when known. */
+  | { type: 'disconnected'; code: number | null }
+  /** A protocol fault that did not end the session by itself (malformed bytes from the server, a message too large to send). */
+  | { type: 'error'; error: TickroomError }
+  /** The session is over for good; `code`/`error` say why (`null` after `leave`). */
+  | { type: 'closed'; code: number | null; error: SessionError | null };
+
+/** The driver should close the transport it has open (the session dropped it on its own). */
+export interface CloseRequest {
+  /** A WebSocket close code (1000 normal, 4000 + tickroom code otherwise). */
+  closeCode: number;
+  reason: string;
+}
+
+/** The two crypto operations, injectable for tests. */
+export interface SessionCrypto {
+  challengeMac(secret: Uint8Array, nonce: Uint8Array): Promise<Uint8Array>;
+  resumeKey(joinSecret: Uint8Array, sessionId: bigint, counter: number): Promise<Uint8Array>;
+}
+
+const DEFAULT_CRYPTO: SessionCrypto = { challengeMac: defaultChallengeMac, resumeKey: defaultResumeKey };
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+/** SplitMix64: tiny, seedable, good enough for jitter (not for secrets). */
+class SplitMix64 {
+  constructor(private state: bigint) {}
+
+  next(): bigint {
+    this.state = (this.state + 0x9e3779b97f4a7c15n) & U64_MAX;
+    let z = this.state;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & U64_MAX;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & U64_MAX;
+    return z ^ (z >> 31n);
+  }
+}
+
+/**
+ * Whether a loss for `code` may be followed by a Resume: transport trouble and transient
+ * server conditions may; anything saying the session or room is gone may not.
+ */
+export function isResumable(code: number | null | undefined): boolean {
+  if (code === null || code === undefined) return true;
+  switch (code) {
+    case ErrorCode.Unknown:
+    case ErrorCode.BadMessage:
+    case ErrorCode.HandshakeTimeout:
+    case ErrorCode.IdleTimeout:
+    case ErrorCode.SlowConsumer:
+    case ErrorCode.ServerBusy:
+    case ErrorCode.RateLimited:
+    case ErrorCode.Internal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+/** The sans-IO client state machine; see the module comment for how a driver uses it. */
+export class ClientSession {
+  readonly config: SessionConfig;
+  /** Called when the session has something new to send or report outside a driver call (a MAC became ready). */
+  onWake: (() => void) | undefined;
+
+  private readonly ticket: string;
+  private readonly joinSecret: Uint8Array;
+  private readonly crypto: SessionCrypto;
+  private readonly epoch: number;
+  private _state: SessionState = 'connecting';
+  private transportUp = false;
+  private resuming = false;
+  /** Bumped whenever a transport comes up or goes away: a late MAC for an old connection is dropped. */
+  private generation = 0;
+  private handshakeDeadline: number | undefined;
+  private _welcome: Welcome | undefined;
+  private _nextSeq = 1n;
+  private inputTick = 0n;
+  private inputs: { tick: bigint; bytes: Uint8Array }[] = [];
+  private _lastSnapshotTick = 0n;
+  private _lastFrame = 0n;
+  private lastReceived: number;
+  private nextPing: number | undefined;
+  private pings: bigint[] = [];
+  private srtt: number | undefined;
+  private firstLoss: number | undefined;
+  private reconnectAt: number | undefined;
+  private attempt = 0;
+  private _reconnects = 0;
+  private readonly rng: SplitMix64;
+  private outbox: ClientMsg[] = [];
+  private events: SessionEvent[] = [];
+  private closeRequest: CloseRequest | undefined;
+  private pending = new Set<Promise<void>>();
+
+  /**
+   * A fresh session in `connecting`; `ticket` and `joinSecret` (32 bytes) come from the
+   * gateway's match result. Nothing is sent until `connected`.
+   */
+  constructor(
+    config: Partial<SessionConfig>,
+    ticket: string,
+    joinSecret: Uint8Array,
+    now: number,
+    crypto: SessionCrypto = DEFAULT_CRYPTO,
+  ) {
+    if (joinSecret.length !== 32) throw new TypeError('the join secret must be 32 bytes');
+    this.config = { ...DEFAULT_SESSION_CONFIG, ...config };
+    this.ticket = ticket;
+    this.joinSecret = joinSecret.slice();
+    this.crypto = crypto;
+    this.epoch = now;
+    this.lastReceived = now;
+    this.rng = new SplitMix64(BigInt.asUintN(64, this.config.jitterSeed));
+  }
+
+  /**
+   * The transport is up: queues Hello on a fresh session, or Resume once a Welcome was seen,
+   * and starts the handshake timer. Ignored when closed, in the room, or mid-handshake.
+   */
+  connected(now: number): void {
+    if (this._state === 'closed' || this._state === 'in_room') return;
+    if ((this._state === 'connecting' || this._state === 'challenged') && this.transportUp) return;
+    this.transportUp = true;
+    this.generation++;
+    this._state = 'connecting';
+    this.reconnectAt = undefined;
+    this.handshakeDeadline = now + this.config.handshakeTimeoutMs;
+    this.lastReceived = now;
+    this.outbox = [];
+    this.closeRequest = undefined;
+    const w = this._welcome;
+    if (w !== undefined) {
+      this.resuming = true;
+      this.outbox.push({
+        type: 'Resume',
+        protocol_version: this.config.protocolVersion,
+        protocol_hash: this.config.protocolHash,
+        session_id: w.session_id,
+        // The server replays from here: frames in lockstep, snapshot ticks in state sync.
+        last_frame: w.sync === 'Lockstep' ? this._lastFrame : this._lastSnapshotTick,
+      });
+    } else {
+      this.resuming = false;
+      this.outbox.push({
+        type: 'Hello',
+        protocol_version: this.config.protocolVersion,
+        protocol_hash: this.config.protocolHash,
+        ticket: this.ticket,
+      });
+    }
+  }
+
+  /**
+   * The transport dropped (or failed to open). A joined session with a resumable `code` goes
+   * to `reconnecting` with full-jitter backoff; a never-joined session, a non-resumable code or
+   * an exhausted window closes it. `disconnected` is emitted first whenever a transport was up.
+   */
+  connectionLost(now: number, code: number | null = null): void {
+    this.lose(now, code, undefined);
+  }
+
+  private lose(now: number, code: number | null, error: SessionError | undefined): void {
+    if (this._state === 'closed') return;
+    const wasUp = this.transportUp;
+    this.transportUp = false;
+    this.generation++;
+    this.resuming = false;
+    this.handshakeDeadline = undefined;
+    this.nextPing = undefined;
+    this.reconnectAt = undefined;
+    this.pings = [];
+    this.outbox = [];
+    if (wasUp) this.events.push({ type: 'disconnected', code });
+    if (this._welcome === undefined || !isResumable(code)) {
+      this.close(code, error ?? (code === null ? new SessionError(ErrorCode.Unknown, 'the connection was lost before the session was joined') : sessionError(code)));
+      return;
+    }
+    if (this.firstLoss === undefined) this.firstLoss = now;
+    const windowEnd = this.windowDeadline();
+    if (windowEnd !== undefined && windowEnd <= now) {
+      this.close(ErrorCode.SessionExpired, sessionError(ErrorCode.SessionExpired, 'the reconnect window is over'));
+      return;
+    }
+    this._state = 'reconnecting';
+    this.reconnectAt = now + this.backoffDelay();
+  }
+
+  /** Drops the transport from the session's side: the driver must close it (see `pollClose`). */
+  private dropTransport(now: number, code: number, reason: string): void {
+    if (this.transportUp) this.closeRequest = { closeCode: 4000 + code, reason };
+    this.lose(now, code, undefined);
+  }
+
+  /**
+   * Feeds one received frame. Bytes that do not decode as a server message (malformed,
+   * truncated, oversized) emit `error` with a `DecodeError`, ask the driver to close the
+   * transport (`pollClose`, close code 4001) and are handled as a loss (the session resumes
+   * when it can). Returns the decoded message, or `undefined` when refused.
+   */
+  handleBytes(now: number, bytes: Uint8Array): ServerMsg | undefined {
+    if (this._state === 'closed' || !this.transportUp) return undefined;
+    let msg: ServerMsg;
+    try {
+      msg = decodeServer(bytes);
+    } catch (e) {
+      const error = e instanceof DecodeError ? e : new DecodeError('malformed', String(e));
+      this.events.push({ type: 'error', error });
+      this.dropTransport(now, ErrorCode.BadMessage, error.message.slice(0, 100));
+      return undefined;
+    }
+    this.handleMessage(now, msg);
+    return msg;
+  }
+
+  /** Feeds one decoded server message; messages that make no sense now are ignored. */
+  handleMessage(now: number, msg: ServerMsg): void {
+    if (this._state === 'closed' || !this.transportUp) return;
+    this.lastReceived = Math.max(this.lastReceived, now);
+    const inRoom = this._state === 'in_room';
+    switch (msg.type) {
+      case 'Challenge':
+        if (this._state === 'connecting') this.answerChallenge(msg.nonce);
+        return;
+      case 'Welcome':
+        if (this._state === 'connecting' || this._state === 'challenged') {
+          const { type: _type, ...welcome } = msg;
+          this.onWelcome(now, welcome);
+        }
+        return;
+      case 'Error':
+        // The server closes the connection after both, so the session cannot go on on it.
+        this.close(msg.code, sessionError(msg.code, msg.detail || errorName(msg.code)));
+        return;
+      case 'Kicked':
+        this.close(msg.code, sessionError(msg.code, `kicked: ${errorName(msg.code)}`));
+        return;
+      default:
+        break;
+    }
+    if (!inRoom) return;
+    switch (msg.type) {
+      case 'Snapshot': {
+        if (msg.tick > this._lastSnapshotTick) this._lastSnapshotTick = msg.tick;
+        let drop = 0;
+        while (drop < this.inputs.length && (this.inputs[drop] as { tick: bigint }).tick <= msg.ack_seq) drop++;
+        if (drop > 0) this.inputs.splice(0, drop);
+        this.events.push({ type: 'snapshot', tick: msg.tick, ackSeq: msg.ack_seq, baseline: msg.baseline, payload: msg.payload });
+        return;
+      }
+      case 'Frame':
+        if (msg.n > this._lastFrame) this._lastFrame = msg.n;
+        this.events.push({ type: 'frame', n: msg.n, inputs: msg.inputs });
+        return;
+      case 'Desync':
+        this.events.push({ type: 'desync', frame: msg.frame });
+        return;
+      case 'Started':
+        this.events.push({ type: 'started', tick: msg.tick, players: msg.players });
+        return;
+      case 'Pong':
+        this.onPong(now, msg.client_time_us);
+        return;
+      case 'Message':
+        this.events.push({ type: 'message', payload: msg.payload });
+        return;
+      case 'MatchEnded':
+        this.events.push({ type: 'matchEnded', result: msg.result });
+        return;
+      case 'Refused':
+        this.events.push({ type: 'refused', seq: msg.seq, code: msg.code });
+        return;
+    }
+  }
+
+  private answerChallenge(nonce: Uint8Array): void {
+    const w = this._welcome;
+    const resuming = this.resuming && w !== undefined;
+    this._state = 'challenged';
+    const generation = this.generation;
+    const job = (async () => {
+      const secret = resuming && w !== undefined
+        ? await this.crypto.resumeKey(this.joinSecret, w.session_id, w.resume_counter)
+        : this.joinSecret;
+      return this.crypto.challengeMac(secret, nonce);
+    })().then(
+      (mac) => {
+        if (generation !== this.generation || this._state !== 'challenged' || !this.transportUp) return;
+        this.outbox.push({ type: 'ChallengeResponse', mac });
+        this.onWake?.();
+      },
+      (e: unknown) => {
+        if (generation !== this.generation || this._state === 'closed') return;
+        const error = e instanceof TickroomError ? e : new SessionError(ErrorCode.Internal, `challenge MAC failed: ${String(e)}`);
+        this.events.push({ type: 'error', error });
+        if (this.transportUp) this.closeRequest = { closeCode: 1000, reason: 'crypto unavailable' };
+        this.close(ErrorCode.Internal, new SessionError(error.code, error.message));
+        this.onWake?.();
+      },
+    );
+    this.pending.add(job);
+    void job.finally(() => this.pending.delete(job));
+  }
+
+  /** Resolves once no challenge MAC is being computed (for tests and orderly shutdowns). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** Runs whatever timer is due at `now`; calling it early is harmless. */
+  handleTimeout(now: number): void {
+    const due = (t: number | undefined): boolean => t !== undefined && t <= now;
+    switch (this._state) {
+      case 'closed':
+        return;
+      case 'connecting':
+      case 'challenged':
+        if (this.transportUp && due(this.handshakeDeadline)) {
+          this.dropTransport(now, ErrorCode.HandshakeTimeout, 'handshake timeout');
+        }
+        return;
+      case 'in_room':
+        if (due(this.silenceDeadline())) {
+          this.dropTransport(now, ErrorCode.IdleTimeout, 'server silent');
+        } else if (due(this.nextPing)) {
+          this.sendPing(now);
+        }
+        return;
+      case 'reconnecting':
+        if (due(this.windowDeadline())) {
+          this.close(ErrorCode.SessionExpired, sessionError(ErrorCode.SessionExpired, 'the reconnect window is over'));
+        } else if (due(this.reconnectAt)) {
+          this.reconnectAt = undefined;
+          this.attempt++;
+          this.events.push({ type: 'reconnect', attempt: this.attempt });
+        }
+        return;
+    }
+  }
+
+  /** When `handleTimeout` should run next; `undefined` when no timer runs. */
+  pollTimeout(): number | undefined {
+    switch (this._state) {
+      case 'closed':
+        return undefined;
+      case 'connecting':
+      case 'challenged':
+        return this.transportUp ? this.handshakeDeadline : undefined;
+      case 'in_room':
+        return earliest(this.nextPing, this.silenceDeadline());
+      case 'reconnecting':
+        return earliest(this.reconnectAt, this.windowDeadline());
+    }
+  }
+
+  /** The next message to send, oldest first. */
+  pollTransmit(): ClientMsg | undefined {
+    return this.outbox.shift();
+  }
+
+  /**
+   * The next message to send, encoded. A message that cannot be encoded (over 64 KiB) is
+   * dropped with an `error` event.
+   */
+  pollTransmitBytes(): Uint8Array | undefined {
+    for (;;) {
+      const msg = this.outbox.shift();
+      if (msg === undefined) return undefined;
+      try {
+        return encodeClient(msg);
+      } catch (e) {
+        this.events.push({ type: 'error', error: e instanceof EncodeError ? e : new EncodeError('invalid', String(e)) });
+      }
+    }
+  }
+
+  /** The next event, oldest first. */
+  pollEvent(): SessionEvent | undefined {
+    return this.events.shift();
+  }
+
+  /** A request to close the transport the session gave up on (once). */
+  pollClose(): CloseRequest | undefined {
+    const r = this.closeRequest;
+    this.closeRequest = undefined;
+    return r;
+  }
+
+  /**
+   * State sync: records `input` as the next input number (1, 2, 3, ...) and queues an `Input`
+   * carrying up to the redundancy's newest unacked inputs, oldest first. Returns the input
+   * number, or 0n (input ignored) unless in the room with a transport up.
+   */
+  sendInput(_now: number, input: Uint8Array): bigint {
+    if (!this.canSend()) return 0n;
+    this.inputTick++;
+    const tick = this.inputTick;
+    this.inputs.push({ tick, bytes: input.slice() });
+    if (this.inputs.length > MAX_BUFFERED_INPUTS) this.inputs.splice(0, this.inputs.length - MAX_BUFFERED_INPUTS);
+    const roomMax = Math.max(1, this._welcome?.input_redundancy ?? MAX_BUFFERED_INPUTS);
+    const count = Math.min(MAX_BUFFERED_INPUTS, Math.max(1, Math.min(this.config.inputRedundancy, roomMax)));
+    const inputs = this.inputs.slice(Math.max(0, this.inputs.length - count)).map((i) => i.bytes);
+    this.outbox.push({ type: 'Input', seq: this.takeSeq(), tick, ack_tick: this._lastSnapshotTick, inputs });
+    return tick;
+  }
+
+  /** Lockstep: queues `FrameInput` for `frame`. Ignored unless in the room. */
+  sendFrameInput(frame: bigint, input: Uint8Array): void {
+    if (this.canSend()) this.outbox.push({ type: 'FrameInput', seq: this.takeSeq(), frame, input: input.slice() });
+  }
+
+  /** Lockstep: queues `Checksum` of the state after `frame`. Ignored unless in the room. */
+  sendChecksum(frame: bigint, hash: bigint): void {
+    if (this.canSend()) this.outbox.push({ type: 'Checksum', seq: this.takeSeq(), frame, hash });
+  }
+
+  /** Queues a custom reliable message; false (dropped) unless in the room. */
+  sendMessage(payload: Uint8Array): boolean {
+    if (!this.canSend()) return false;
+    this.outbox.push({ type: 'Message', seq: this.takeSeq(), payload: payload.slice() });
+    return true;
+  }
+
+  /** Leaves for good: queues `Leave` (when in the room) and closes with `closed{code: null}`. */
+  leave(): void {
+    if (this._state === 'closed') return;
+    const seq = this.canSend() ? this.takeSeq() : undefined;
+    const wasUp = this.transportUp;
+    this.close(null, null);
+    if (seq !== undefined) this.outbox.push({ type: 'Leave', seq });
+    if (wasUp) this.closeRequest = { closeCode: 1000, reason: 'leave' };
+  }
+
+  /** The current state. */
+  get state(): SessionState {
+    return this._state;
+  }
+
+  /** Smoothed RTT in ms (EWMA with gain 1/8), once a Pong came back. */
+  get rttMs(): number | undefined {
+    return this.srtt;
+  }
+
+  /** The latest Welcome. */
+  get welcome(): Welcome | undefined {
+    return this._welcome;
+  }
+
+  /** The highest lockstep frame received (0n if none). */
+  get lastFrame(): bigint {
+    return this._lastFrame;
+  }
+
+  /** The highest snapshot tick received (0n if none). */
+  get lastSnapshotTick(): bigint {
+    return this._lastSnapshotTick;
+  }
+
+  /** The seq the next message will carry; it only grows, across reconnects too. */
+  get nextSeq(): bigint {
+    return this._nextSeq;
+  }
+
+  /** How many resumes completed. */
+  get reconnects(): number {
+    return this._reconnects;
+  }
+
+  /** The transport is up (between `connected` and a loss). */
+  get isTransportUp(): boolean {
+    return this.transportUp;
+  }
+
+  /** Unacked inputs held for redundancy (for tests and debugging). */
+  get bufferedInputs(): number {
+    return this.inputs.length;
+  }
+
+  private canSend(): boolean {
+    return this._state === 'in_room' && this.transportUp;
+  }
+
+  private takeSeq(): bigint {
+    const seq = this._nextSeq;
+    if (this._nextSeq < U64_MAX) this._nextSeq++;
+    return seq;
+  }
+
+  private onWelcome(now: number, w: Welcome): void {
+    this._state = 'in_room';
+    this.handshakeDeadline = undefined;
+    // The server's view wins when it is ahead, ours when it is behind: seqs never repeat.
+    if (w.next_seq > this._nextSeq) this._nextSeq = w.next_seq;
+    this.lastReceived = now;
+    this.nextPing = now + this.pingInterval();
+    this.pings = [];
+    this.firstLoss = undefined;
+    this.reconnectAt = undefined;
+    this.attempt = 0;
+    const resumed = this.resuming;
+    if (resumed) this._reconnects++;
+    this.resuming = false;
+    // Keeps the new resume count: the next resume derives the next key.
+    this._welcome = w;
+    this.events.push({ type: resumed ? 'reconnected' : 'joined', welcome: w });
+  }
+
+  private onPong(now: number, clientTimeUs: bigint): void {
+    // Only pongs for pings we sent (and not yet answered) count.
+    const i = this.pings.indexOf(clientTimeUs);
+    if (i < 0) return;
+    this.pings.splice(i, 1);
+    const sent = this.epoch + Number(clientTimeUs) / 1000;
+    const sample = Math.max(0, now - sent);
+    this.srtt = this.srtt === undefined ? sample : (this.srtt * 7 + sample) / 8;
+    this.events.push({ type: 'pong', rttMs: sample });
+  }
+
+  private sendPing(now: number): void {
+    const clientTimeUs = BigInt(Math.max(0, Math.round((now - this.epoch) * 1000)));
+    this.outbox.push({ type: 'Ping', seq: this.takeSeq(), client_time_us: clientTimeUs });
+    this.pings.push(clientTimeUs);
+    if (this.pings.length > MAX_OUTSTANDING_PINGS) this.pings.splice(0, this.pings.length - MAX_OUTSTANDING_PINGS);
+    // From `now`, not from the old deadline: after a long stall one ping is enough.
+    this.nextPing = now + this.pingInterval();
+  }
+
+  private pingInterval(): number {
+    return Math.max(MIN_PING_INTERVAL_MS, this.config.pingIntervalMs);
+  }
+
+  private silenceDeadline(): number {
+    return this.lastReceived + this.config.serverSilenceTimeoutMs;
+  }
+
+  private windowDeadline(): number | undefined {
+    return this.firstLoss === undefined ? undefined : this.firstLoss + this.config.reconnectWindowMs;
+  }
+
+  /** The ceiling of the next backoff: `min(reconnectMax, reconnectBase * 2^attempt)`. */
+  backoffCeilingMs(attempt: number = this.attempt): number {
+    return Math.min(this.config.reconnectMaxMs, this.config.reconnectBaseMs * 2 ** Math.min(attempt, 1000));
+  }
+
+  /** Full jitter: uniform in [0, ceiling] (in whole nanoseconds, as in Rust). */
+  private backoffDelay(): number {
+    const ceilingNs = BigInt(Math.round(this.backoffCeilingMs() * 1e6));
+    const r = this.rng.next();
+    return Number(r % (ceilingNs + 1n)) / 1e6;
+  }
+
+  private close(code: number | null, error: SessionError | null): void {
+    this._state = 'closed';
+    this.transportUp = false;
+    this.generation++;
+    this.resuming = false;
+    this.handshakeDeadline = undefined;
+    this.nextPing = undefined;
+    this.reconnectAt = undefined;
+    this.outbox = [];
+    this.events.push({ type: 'closed', code, error });
+  }
+}
