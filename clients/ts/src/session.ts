@@ -54,6 +54,12 @@ export interface SessionConfig {
   protocolVersion: number;
   /** The schema hash sent in Hello/Resume (tests override it to provoke a mismatch). */
   protocolHash: bigint;
+  /**
+   * When true, `Input.ack_tick` only moves through `ackSnapshot(tick)`, so a client acknowledges
+   * only views it decoded (a delta it could not decode is then never used as a baseline).
+   * Default false: the newest snapshot tick received is acknowledged, as the Rust client does.
+   */
+  manualAck: boolean;
 }
 
 export const DEFAULT_SESSION_CONFIG: Readonly<SessionConfig> = {
@@ -67,6 +73,7 @@ export const DEFAULT_SESSION_CONFIG: Readonly<SessionConfig> = {
   jitterSeed: 0x5eedn,
   protocolVersion: PROTOCOL_VERSION,
   protocolHash: PROTOCOL_HASH,
+  manualAck: false,
 };
 
 /** Where a session is in its life. */
@@ -179,6 +186,7 @@ export class ClientSession {
   private inputTick = 0n;
   private inputs: { tick: bigint; bytes: Uint8Array }[] = [];
   private _lastSnapshotTick = 0n;
+  private ackTick = 0n;
   private _lastFrame = 0n;
   private lastReceived: number;
   private nextPing: number | undefined;
@@ -343,6 +351,7 @@ export class ClientSession {
     switch (msg.type) {
       case 'Snapshot': {
         if (msg.tick > this._lastSnapshotTick) this._lastSnapshotTick = msg.tick;
+        if (!this.config.manualAck && msg.tick > this.ackTick) this.ackTick = msg.tick;
         let drop = 0;
         while (drop < this.inputs.length && (this.inputs[drop] as { tick: bigint }).tick <= msg.ack_seq) drop++;
         if (drop > 0) this.inputs.splice(0, drop);
@@ -501,8 +510,21 @@ export class ClientSession {
     const roomMax = Math.max(1, this._welcome?.input_redundancy ?? MAX_BUFFERED_INPUTS);
     const count = Math.min(MAX_BUFFERED_INPUTS, Math.max(1, Math.min(this.config.inputRedundancy, roomMax)));
     const inputs = this.inputs.slice(Math.max(0, this.inputs.length - count)).map((i) => i.bytes);
-    this.outbox.push({ type: 'Input', seq: this.takeSeq(), tick, ack_tick: this._lastSnapshotTick, inputs });
+    this.outbox.push({ type: 'Input', seq: this.takeSeq(), tick, ack_tick: this.ackTick, inputs });
     return tick;
+  }
+
+  /**
+   * With `manualAck`: acknowledges the view of `tick` as decoded (the next `Input` carries the
+   * newest acknowledged tick). Acknowledgements never move backwards.
+   */
+  ackSnapshot(tick: bigint): void {
+    if (tick > this.ackTick && tick <= this._lastSnapshotTick) this.ackTick = tick;
+  }
+
+  /** The snapshot tick the next `Input` acknowledges. */
+  get ackedTick(): bigint {
+    return this.ackTick;
   }
 
   /** Lockstep: queues `FrameInput` for `frame`. Ignored unless in the room. */
