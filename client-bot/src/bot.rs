@@ -251,9 +251,7 @@ impl Player {
             )
             .await
             {
-                Err(ConnectError::Timeout(_) | ConnectError::Transport(_))
-                    if tries < JOIN_CONNECT_TRIES =>
-                {
+                Err(e) if e.is_transient() && tries < JOIN_CONNECT_TRIES => {
                     debug!(
                         bot = config.index,
                         tries, "connect failed; retrying with the same ticket"

@@ -74,10 +74,22 @@ impl From<&ConnectError> for BotError {
         match e {
             ConnectError::Gateway { code, .. } => BotError::Gateway(*code),
             ConnectError::Closed(code) => BotError::Closed(*code),
-            ConnectError::Http(_) => BotError::Http,
-            ConnectError::Transport(_) => BotError::Transport,
+            ConnectError::Http(_) | ConnectError::BadAnswer(_) => BotError::Http,
             ConnectError::BadFingerprint => BotError::BadFingerprint,
             ConnectError::Timeout(_) => BotError::Timeout,
+            ConnectError::BadMatch(_)
+            | ConnectError::BadAddress(_)
+            | ConnectError::Io { .. }
+            | ConnectError::WebSocket(_)
+            | ConnectError::QuicConnect(_)
+            | ConnectError::Quic(_)
+            | ConnectError::QuicWrite(_)
+            | ConnectError::QuicRead(_)
+            | ConnectError::QuicDatagram(_)
+            | ConnectError::Tls(_)
+            | ConnectError::Encode(_)
+            | ConnectError::Decode(_)
+            | ConnectError::Frame(_) => BotError::Transport,
         }
     }
 }
@@ -142,9 +154,18 @@ mod tests {
             BotError::from(&ConnectError::Timeout("connect")),
             BotError::Timeout
         );
+        let bad_json = serde_json::from_str::<u8>("x").unwrap_err();
         assert_eq!(
-            BotError::from(&ConnectError::Http("refused".into())),
+            BotError::from(&ConnectError::BadAnswer(bad_json)),
             BotError::Http
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            BotError::from(&ConnectError::Io {
+                addr: "127.0.0.1:1".into(),
+                source: refused
+            }),
+            BotError::Transport
         );
     }
 }

@@ -95,16 +95,8 @@ pub fn sign_custom_token(key: &[u8], sub: &str, exp_unix_s: u64) -> String {
     format!("{payload}.{}", B64.encode(mac.finalize().into_bytes()))
 }
 
-/// A freshly issued session, as returned by every login route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// The stable player id.
-    pub player_id: u64,
-    /// The bearer token for later requests.
-    pub session_token: String,
-    /// When the token expires, unix ms.
-    pub expires_ms: u64,
-}
+/// A freshly issued session, as returned by every login route (the shared API type).
+pub use tickroom_protocol::api::LoginResponse as Session;
 
 /// How long sessions last: each token `ttl_ms`, and all the tokens of one login together (a
 /// login and its refreshes) at most `max_lifetime_ms`.

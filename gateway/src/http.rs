@@ -23,11 +23,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use governor::clock::Clock;
-use serde::{Deserialize, Serialize};
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::{ErrorCode, SessionClaims, TicketClaims};
 
-pub use tickroom_protocol::api::{EnqueueRequest, MatchResultRecord};
+pub use tickroom_protocol::api::{
+    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody,
+    MatchResultRecord, MatchedResponse, PollQuery, PollResponse, RoomResponse,
+};
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
@@ -56,114 +58,6 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(gw.clone(), rate_limit))
         .with_state(gw)
-}
-
-/// The JSON body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The stable `ErrorCode` number.
-    pub code: u16,
-    /// The `ErrorCode` name, e.g. `"rate_limited"`.
-    pub error: String,
-    /// A human-readable explanation.
-    pub message: String,
-}
-
-/// `POST /v1/auth/device` body. Anyone who knows a device id logs in as its player, so the
-/// id must be unguessable: at least 128 random bits, written as at least 32 hex digits or 22
-/// base64url characters (`A-Z a-z 0-9 - _`, no padding), at most 128 characters
-/// (`tickroom_protocol::api::check_device_id`); anything else is `400 bad_request`. A client
-/// draws 16 random bytes once and keeps them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceLogin {
-    /// A stable, random id of the device (see above).
-    pub device_id: String,
-}
-
-/// `POST /v1/auth/custom` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CustomLogin {
-    /// The studio-signed account token (see `auth`).
-    pub token: String,
-}
-
-/// `POST /v1/matchmaking` answer (status 202).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnqueueResponse {
-    /// The ticket to poll or cancel.
-    pub ticket_id: String,
-    /// The mode queued for.
-    pub mode: String,
-}
-
-/// `GET /v1/matchmaking/{ticket_id}` query.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct PollQuery {
-    /// Hold the poll at most this long, in ms (capped by `long_poll_max`).
-    pub wait_ms: Option<u64>,
-}
-
-/// `GET /v1/matchmaking/{ticket_id}` answer, tagged by `"status"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum PollResponse {
-    /// Still waiting: poll again.
-    Queued {
-        /// The ticket polled.
-        ticket_id: String,
-        /// How long it has waited so far, in ms.
-        queued_ms: u64,
-    },
-    /// Placed: join the room with the ticket.
-    Matched(MatchedResponse),
-}
-
-/// Where to play, with a join ticket signed at response time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MatchedResponse {
-    /// The room to join.
-    pub room_id: u64,
-    /// Its mode.
-    pub mode: String,
-    /// The room server hosting it (the ticket names it).
-    pub server_id: String,
-    /// QUIC address of the room server.
-    pub quic_addr: String,
-    /// WebSocket address of the room server.
-    pub ws_addr: String,
-    /// Hex SHA-256 of the room server's certificate.
-    pub cert_fingerprint: String,
-    /// The room server's WebSocket speaks TLS (`wss://`, the same certificate).
-    pub ws_tls: bool,
-    /// The signed join ticket to send in `Hello`.
-    pub join_ticket: String,
-    /// Hex of the secret that answers the join challenge.
-    pub join_secret: String,
-    /// When the join ticket expires, unix ms.
-    pub expires_ms: u64,
-}
-
-/// `DELETE /v1/matchmaking/{ticket_id}` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CancelResponse {
-    /// The ticket cancelled.
-    pub ticket_id: String,
-    /// Always `"cancelled"`.
-    pub status: String,
-}
-
-/// `GET /v1/rooms/{room_id}` answer: where a player's room is and whether its server lives.
-/// A player whose room's server is not `alive` queues again (`POST /v1/matchmaking`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomResponse {
-    /// The room asked about.
-    pub room_id: u64,
-    /// The room server that owns it now.
-    pub server_id: String,
-    /// `true` while that server's registration has not expired.
-    pub alive: bool,
-    /// The room's ownership epoch (1 at placement, +1 per reassignment).
-    pub epoch: u64,
 }
 
 /// An error answer: status, stable code, message and an optional `Retry-After`.

@@ -2,6 +2,60 @@
 //! the codec and stream framing, signed tokens, the anti-replay window and a sans-IO client
 //! session. The default build does no IO and reads no clock; the `tokio` feature adds ready
 //! QUIC and WebSocket connectors.
+//!
+//! # A whole client
+//!
+//! Log in, find a match, join the room, send inputs and react to what the room sends (with the
+//! `tokio` feature):
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn client() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tickroom_protocol::connect::{self, GatewayClient, TransportKind};
+//! use tickroom_protocol::{SessionConfig, SessionEvent};
+//!
+//! // 1. Log in with a device id (128 random bits, kept by the device) and queue: the match
+//! //    result names the room server, carries a single-use join ticket and the fingerprint of
+//! //    the server's certificate to pin.
+//! let gateway = GatewayClient::new("http://127.0.0.1:7700");
+//! let device_id = "5f0c8e2a9b7d4c31a6e8f0b2d4c6a8e0";
+//! let found = gateway.find_match(device_id, "duel", Duration::from_secs(30)).await?;
+//!
+//! // 2. Join over QUIC (or `TransportKind::Ws`): the session runs on a task, resumes on its
+//! //    own after a drop, and hands back events and a handle.
+//! let mut session =
+//!     connect::join(&found, TransportKind::Quic, SessionConfig::default(), None).await?;
+//!
+//! // 3. Play: inputs go out with redundancy and sequence numbers; events come in order.
+//! while let Some(event) = session.events.recv().await {
+//!     match event {
+//!         SessionEvent::Joined(welcome) => println!("in slot {}", welcome.slot),
+//!         SessionEvent::Snapshot { tick, payload, .. } => {
+//!             // The game decodes `payload` (its own encoding) and draws tick `tick`.
+//!             let _ = (tick, payload);
+//!             session.handle.input(vec![1, 0, 0]).await; // the game's own input bytes
+//!         }
+//!         SessionEvent::Frame { n, .. } => {
+//!             session.handle.frame_input(n + 1, vec![1, 0, 0]).await; // lockstep
+//!         }
+//!         SessionEvent::Closed { code } => {
+//!             println!("closed: {code:?}");
+//!             break;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The wire itself (framing, the exact bytes of every message, the handshake and its MACs,
+//! sequence numbers, resume, lockstep, error codes and the HTTP API) is specified in
+//! `protocol/SPEC.md` (shipped with the crate's sources), with golden
+//! vectors in `protocol/vectors/*.json` that every client in any language tests against, and
+//! the gateway's OpenAPI document in `protocol/openapi.json`. `protocol/examples/client.rs` is
+//! a runnable version of the example above.
 
 #![warn(missing_docs)]
 

@@ -1,0 +1,236 @@
+//! The gateway's HTTP client (`/v1` routes): login, matchmaking with the long poll, refresh,
+//! room status and match results.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::tls::tls_client_config;
+use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
+use crate::api::{EnqueueRequest, EnqueueResponse, ErrorBody, MatchResultRecord};
+use crate::{ErrorCode, PlayerMetadata, Secret};
+
+/// Where a room lives and how to get in: the gateway's match result (the shared API type).
+pub type MatchResult = crate::api::MatchedResponse;
+/// A login answer (the shared API type).
+pub type Login = crate::api::LoginResponse;
+/// Where a player's room is (`GET /v1/rooms/{room_id}`; the shared API type). A player whose
+/// room's server is not `alive` cannot resume there: it queues again.
+pub type RoomStatus = crate::api::RoomResponse;
+
+impl crate::api::MatchedResponse {
+    /// The join secret as bytes.
+    pub fn join_secret(&self) -> Result<Secret, ConnectError> {
+        self.join_secret_bytes()
+            .ok_or(ConnectError::BadMatch("join_secret"))
+    }
+}
+
+/// A small HTTP client for the gateway's `/v1` API.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GatewayClient {
+    /// A client for the gateway at `base` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(base: &str) -> GatewayClient {
+        GatewayClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A client for the gateway at `base` whose connections leave from `local` (for example
+    /// one of many loopback addresses, as load tests do).
+    pub fn from_address(base: &str, local: IpAddr) -> Result<GatewayClient, ConnectError> {
+        GatewayClient::with_options(base, Some(local), None)
+    }
+
+    /// A client for the gateway at `base` (`https://` for TLS), its connections leaving from
+    /// `local` when given, checking an HTTPS certificate with `cert` when given (a pinned
+    /// self-signed certificate: the gateway's `--tls-self-signed` fingerprint) and against the
+    /// web's public roots otherwise.
+    pub fn with_options(
+        base: &str,
+        local: Option<IpAddr>,
+        cert: Option<&CertCheck>,
+    ) -> Result<GatewayClient, ConnectError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(local) = local {
+            builder = builder.local_address(local);
+        }
+        if let Some(check) = cert {
+            builder = builder.use_preconfigured_tls(tls_client_config(check, b"http/1.1")?);
+        }
+        let http = builder.build().map_err(ConnectError::Http)?;
+        Ok(GatewayClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// `POST /v1/auth/device`. The id must carry at least 128 random bits (32 hex digits or
+    /// 22 base64url characters, `crate::api::check_device_id`); the gateway answers anything
+    /// else with 400. Draw it once per device and keep it.
+    pub async fn login_device(&self, device_id: &str) -> Result<Login, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/auth/device", self.base))
+            .json(&serde_json::json!({ "device_id": device_id }));
+        parse(req.send().await).await
+    }
+
+    /// `POST /v1/matchmaking`: returns the matchmaking ticket id. A player placed in a room
+    /// they may still join gets 409 (`Conflict`, with the room in the message) until its join
+    /// window ends, the room closes or its server dies.
+    pub async fn queue(&self, token: &str, mode: &str) -> Result<String, ConnectError> {
+        self.queue_with_metadata(token, mode, &PlayerMetadata::default())
+            .await
+    }
+
+    /// `POST /v1/matchmaking` with metadata for the join ticket (display name, loadout: what
+    /// the player chooses; the gateway refuses metadata breaking `PlayerMetadata::check` with
+    /// 400). Empty metadata is not sent. Returns the matchmaking ticket id.
+    pub async fn queue_with_metadata(
+        &self,
+        token: &str,
+        mode: &str,
+        metadata: &PlayerMetadata,
+    ) -> Result<String, ConnectError> {
+        let body = EnqueueRequest {
+            mode: mode.to_owned(),
+            metadata: metadata.clone(),
+        };
+        let req = self
+            .http
+            .post(format!("{}/v1/matchmaking", self.base))
+            .bearer_auth(token)
+            .json(&body);
+        parse::<EnqueueResponse>(req.send().await)
+            .await
+            .map(|b| b.ticket_id)
+    }
+
+    /// Long-polls `GET /v1/matchmaking/{id}` until matched or `deadline` passes, one poll at
+    /// a time (a gateway refuses a player's polls past a few at once with 429).
+    pub async fn wait_match(
+        &self,
+        token: &str,
+        ticket_id: &str,
+        deadline: Duration,
+    ) -> Result<MatchResult, ConnectError> {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConnectError::Timeout("matchmaking"));
+            }
+            let req = self
+                .http
+                .get(format!("{}/v1/matchmaking/{ticket_id}", self.base))
+                .query(&[("wait_ms", left.as_millis().min(20_000).to_string())])
+                .bearer_auth(token);
+            let value: serde_json::Value = match parse(req.send().await).await {
+                // No room server can take a room yet: the ticket stays queued; ask again.
+                Err(ConnectError::Gateway { status: 503, .. }) => {
+                    let pause =
+                        GATEWAY_BUSY_BACKOFF.min(end.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                other => other?,
+            };
+            if value.get("join_ticket").is_some() {
+                return serde_json::from_value(value).map_err(ConnectError::BadAnswer);
+            }
+        }
+    }
+
+    /// `DELETE /v1/matchmaking/{id}`.
+    pub async fn cancel(&self, token: &str, ticket_id: &str) -> Result<(), ConnectError> {
+        let req = self
+            .http
+            .delete(format!("{}/v1/matchmaking/{ticket_id}", self.base))
+            .bearer_auth(token);
+        parse::<serde_json::Value>(req.send().await)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /v1/rooms/{room_id}`: where the player's room is and whether its server lives;
+    /// `None` when the gateway does not know the room or the player is not in it (404).
+    pub async fn room_status(
+        &self,
+        token: &str,
+        room_id: u64,
+    ) -> Result<Option<RoomStatus>, ConnectError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/rooms/{room_id}", self.base))
+            .bearer_auth(token);
+        match parse::<RoomStatus>(req.send().await).await {
+            Ok(status) => Ok(Some(status)),
+            Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/matches/{room_id}`: the result of a finished match the player was in; `None`
+    /// when the gateway has no such result or the player was not in the match (404).
+    pub async fn match_result(
+        &self,
+        token: &str,
+        room_id: u64,
+    ) -> Result<Option<MatchResultRecord>, ConnectError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/matches/{room_id}", self.base))
+            .bearer_auth(token);
+        match parse::<MatchResultRecord>(req.send().await).await {
+            Ok(record) => Ok(Some(record)),
+            Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The gateway's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Login with a device id, queue for `mode`, and wait for the match.
+    pub async fn find_match(
+        &self,
+        device_id: &str,
+        mode: &str,
+        deadline: Duration,
+    ) -> Result<MatchResult, ConnectError> {
+        let login = self.login_device(device_id).await?;
+        let ticket = self.queue(&login.session_token, mode).await?;
+        self.wait_match(&login.session_token, &ticket, deadline)
+            .await
+    }
+}
+
+async fn parse<T: serde::de::DeserializeOwned>(
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ConnectError> {
+    let resp = resp.map_err(ConnectError::Http)?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(ConnectError::Http)?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&body).map_err(ConnectError::BadAnswer);
+    }
+    let err: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+    Err(ConnectError::Gateway {
+        status,
+        code: err
+            .as_ref()
+            .map_or(ErrorCode::Unknown, |e| ErrorCode::from(e.code)),
+        message: err.map_or_else(
+            || String::from_utf8_lossy(&body).into_owned(),
+            |e| e.message,
+        ),
+    })
+}

@@ -1,0 +1,240 @@
+//! The gateway's OpenAPI document, `protocol/openapi.json`, generated from the shared HTTP types
+//! in `tickroom_protocol::api`: each schema is derived from a serialised example of its Rust
+//! type, so a field added, removed or retyped there changes the document. This test fails when
+//! the file differs; `TICKROOM_UPDATE_VECTORS=1 cargo test -p tickroom-protocol --test openapi`
+//! writes it.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tickroom_protocol::api::{
+    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody,
+    LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
+};
+use tickroom_protocol::{ErrorCode, PlayerMetadata};
+
+/// A JSON schema for `example`: objects list every field (all required), numbers that are whole
+/// are integers, arrays take their first element's schema.
+fn schema_of(example: &Value) -> Value {
+    match example {
+        Value::Null => json!({ "nullable": true }),
+        Value::Bool(_) => json!({ "type": "boolean" }),
+        Value::Number(n) if n.is_u64() => json!({ "type": "integer", "minimum": 0 }),
+        Value::Number(n) if n.is_i64() => json!({ "type": "integer" }),
+        Value::Number(_) => json!({ "type": "number" }),
+        Value::String(_) => json!({ "type": "string" }),
+        Value::Array(items) => json!({
+            "type": "array",
+            "items": items.first().map_or(json!({}), schema_of),
+        }),
+        Value::Object(fields) => {
+            let properties: Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), schema_of(v)))
+                .collect();
+            let required: Vec<&String> = fields.keys().collect();
+            json!({ "type": "object", "properties": properties, "required": required })
+        }
+    }
+}
+
+fn schema<T: Serialize>(example: &T) -> Value {
+    schema_of(&serde_json::to_value(example).unwrap())
+}
+
+fn matched() -> MatchedResponse {
+    MatchedResponse {
+        room_id: 77,
+        mode: "duel".into(),
+        server_id: "room-1".into(),
+        quic_addr: "127.0.0.1:7702".into(),
+        ws_addr: "127.0.0.1:7701".into(),
+        cert_fingerprint: "ab".repeat(32),
+        ws_tls: false,
+        join_ticket: "j2.1.claims.signature".into(),
+        join_secret: "cd".repeat(32),
+        expires_ms: 1_700_000_010_000,
+    }
+}
+
+fn schemas() -> Value {
+    let mut metadata = PlayerMetadata::default();
+    metadata
+        .0
+        .insert("name".into(), tickroom_game::MetaValue::Str("ada".into()));
+    let mut enqueue = schema(&EnqueueRequest {
+        mode: "duel".into(),
+        metadata,
+    });
+    // `metadata` is optional, and holds strings or integers.
+    enqueue["required"] = json!(["mode"]);
+    enqueue["properties"]["metadata"] = json!({
+        "type": "object",
+        "additionalProperties": { "oneOf": [{ "type": "string" }, { "type": "integer" }] },
+        "description": "Optional player metadata put in the join ticket: `{\"key\": \"text\" | integer}`, within PlayerMetadata's limits."
+    });
+    let queued = schema(&PollResponse::Queued {
+        ticket_id: "t".into(),
+        queued_ms: 1200,
+    });
+    let matched_poll = schema(&PollResponse::Matched(matched()));
+    json!({
+        "ErrorBody": schema(&ErrorBody {
+            code: ErrorCode::RateLimited.as_u16(),
+            error: ErrorCode::RateLimited.name().into(),
+            message: "too many requests".into(),
+        }),
+        "DeviceLogin": schema(&DeviceLogin { device_id: "0123456789abcdef0123456789abcdef".into() }),
+        "CustomLogin": schema(&CustomLogin { token: "payload.mac".into() }),
+        "LoginResponse": schema(&LoginResponse {
+            player_id: 42,
+            session_token: "s2.1.claims.mac".into(),
+            expires_ms: 1_700_003_600_000,
+        }),
+        "EnqueueRequest": enqueue,
+        "EnqueueResponse": schema(&EnqueueResponse { ticket_id: "t".into(), mode: "duel".into() }),
+        "PollResponse": {
+            "oneOf": [queued, matched_poll],
+            "discriminator": { "propertyName": "status" },
+        },
+        "MatchedResponse": schema(&matched()),
+        "CancelResponse": schema(&CancelResponse { ticket_id: "t".into(), status: "cancelled".into() }),
+        "RoomResponse": schema(&RoomResponse {
+            room_id: 77,
+            server_id: "room-1".into(),
+            alive: true,
+            epoch: 1,
+        }),
+        "MatchResultRecord": schema(&MatchResultRecord {
+            room_id: 77,
+            mode: "duel".into(),
+            players: vec![MatchPlayer { player_id: 42, slot: 0 }],
+            result: vec![1, 2, 3],
+            ended_ms: 1_700_000_300_000,
+        }),
+    })
+}
+
+fn body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } } })
+}
+
+fn answer(description: &str, name: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } } })
+}
+
+fn error(description: &str) -> Value {
+    answer(description, "ErrorBody")
+}
+
+fn document() -> Value {
+    let bearer = json!([{ "session": [] }]);
+    let ticket_param = json!({ "name": "ticket_id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let room_param = json!({ "name": "room_id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } });
+    let limited = error("rate limited: retry after `Retry-After` seconds (per-IP limit)");
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "tickroom gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Login and matchmaking. Every error answer is an ErrorBody whose `code` and `error` are tickroom's stable ErrorCode number and name (see protocol/SPEC.md and protocol/vectors/errors.json). Generated from tickroom_protocol::api by protocol/tests/openapi.rs."
+        },
+        "paths": {
+            "/v1/auth/device": { "post": {
+                "summary": "Log in with a device id (at least 128 random bits: 32+ hex digits or 22+ base64url characters)",
+                "requestBody": body("DeviceLogin"),
+                "responses": { "200": answer("a session", "LoginResponse"), "400": error("bad device id or body"), "429": limited },
+            } },
+            "/v1/auth/custom": { "post": {
+                "summary": "Log in with a studio-signed account token",
+                "requestBody": body("CustomLogin"),
+                "responses": { "200": answer("a session", "LoginResponse"), "401": error("the token does not verify or expired"), "404": error("custom auth is not configured"), "429": limited },
+            } },
+            "/v1/auth/refresh": { "post": {
+                "summary": "A new token for the same login (never past the login's lifetime)",
+                "security": bearer,
+                "responses": { "200": answer("a session", "LoginResponse"), "401": error("no valid session, or the login's lifetime is over (`session_expired`)"), "429": limited },
+            } },
+            "/v1/matchmaking": { "post": {
+                "summary": "Queue for a mode",
+                "security": bearer,
+                "requestBody": body("EnqueueRequest"),
+                "responses": { "202": answer("queued", "EnqueueResponse"), "400": error("unknown mode or bad metadata"), "401": error("no valid session"), "409": error("already queued, or holding a match not yet joined"), "429": limited },
+            } },
+            "/v1/matchmaking/{ticket_id}": {
+                "get": {
+                    "summary": "Long-poll a ticket until it is matched (or `wait_ms` passes)",
+                    "security": bearer,
+                    "parameters": [ticket_param, { "name": "wait_ms", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } }],
+                    "responses": { "200": answer("queued or matched (tagged by `status`)", "PollResponse"), "401": error("no valid session"), "404": error("no such ticket"), "429": limited, "503": error("no room server can take the match now: retry after `Retry-After` seconds (`server_busy`)") },
+                },
+                "delete": {
+                    "summary": "Cancel a ticket",
+                    "security": bearer,
+                    "parameters": [ticket_param],
+                    "responses": { "200": answer("cancelled", "CancelResponse"), "401": error("no valid session"), "404": error("no such ticket"), "409": error("already matched"), "429": limited },
+                },
+            },
+            "/v1/rooms/{room_id}": { "get": {
+                "summary": "Where a room is now and whether its server lives (a player whose server died queues again)",
+                "security": bearer,
+                "parameters": [room_param],
+                "responses": { "200": answer("the room's owner", "RoomResponse"), "401": error("no valid session"), "404": error("no such room"), "429": limited },
+            } },
+            "/v1/matches/{room_id}": { "get": {
+                "summary": "A finished match's result, to its players only",
+                "security": bearer,
+                "parameters": [room_param],
+                "responses": { "200": answer("the result", "MatchResultRecord"), "401": error("no valid session"), "404": error("no such match for this player"), "429": limited },
+            } },
+            "/healthz": { "get": {
+                "summary": "Liveness",
+                "responses": { "200": { "description": "alive", "content": { "text/plain": { "schema": { "type": "string" } } } } },
+            } },
+        },
+        "components": {
+            "securitySchemes": { "session": { "type": "http", "scheme": "bearer", "description": "The session token of a LoginResponse" } },
+            "schemas": schemas(),
+        },
+    })
+}
+
+#[test]
+fn openapi_document_matches_the_api_types() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let text = serde_json::to_string_pretty(&document()).unwrap() + "\n";
+    if std::env::var_os("TICKROOM_UPDATE_VECTORS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == text,
+        "protocol/openapi.json differs from the API types: run TICKROOM_UPDATE_VECTORS=1 cargo test -p tickroom-protocol --test openapi"
+    );
+}
+
+/// Every `$ref` in the document names a schema it defines.
+#[test]
+fn every_reference_resolves() {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let doc = document();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 10);
+    for r in found {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
+    }
+}
