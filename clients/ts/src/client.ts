@@ -7,7 +7,7 @@
 // Node 20, or any WHATWG-compatible constructor passed as `options.WebSocket`).
 
 import type { Welcome } from './codec.js';
-import { fromWsCloseCode, TransportError } from './errors.js';
+import { DecodeError, fromWsCloseCode, TransportError } from './errors.js';
 import type { MatchResult } from './gateway.js';
 import { joinSecretBytes } from './gateway.js';
 import { ClientSession, SessionConfig, SessionCrypto, SessionEvent, SessionState } from './session.js';
@@ -252,16 +252,14 @@ export class TickroomClient {
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       const data = ev.data;
-      let bytes: Uint8Array;
       if (data instanceof ArrayBuffer) {
-        bytes = new Uint8Array(data);
+        this.session.handleBytes(this.now(), new Uint8Array(data));
       } else if (ArrayBuffer.isView(data)) {
-        bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+        this.session.handleBytes(this.now(), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       } else {
-        // A text frame is not a tickroom message: the same as malformed bytes.
-        bytes = new Uint8Array([0xff]);
+        // A text frame (or a Blob) is not a tickroom message: a protocol violation.
+        this.session.protocolViolation(this.now(), new DecodeError('malformed', `a ${typeof data === 'string' ? 'text' : 'non-binary'} WebSocket message is not a tickroom message`));
       }
-      this.session.handleBytes(this.now(), bytes);
       this.flush();
     };
     ws.onclose = (ev) => {

@@ -313,13 +313,22 @@ export class ClientSession {
     try {
       msg = decodeServer(bytes);
     } catch (e) {
-      const error = e instanceof DecodeError ? e : new DecodeError('malformed', String(e));
-      this.events.push({ type: 'error', error });
-      this.dropTransport(now, ErrorCode.BadMessage, error.message.slice(0, 100));
+      this.protocolViolation(now, e instanceof DecodeError ? e : new DecodeError('malformed', String(e)));
       return undefined;
     }
     this.handleMessage(now, msg);
     return msg;
+  }
+
+  /**
+   * The server broke the protocol on the current transport (bytes that do not decode, a text
+   * frame): emits `error`, asks the driver to close the transport with 4001 and handles it as
+   * a `BadMessage` loss (resumable).
+   */
+  protocolViolation(now: number, error: DecodeError): void {
+    if (this._state === 'closed' || !this.transportUp) return;
+    this.events.push({ type: 'error', error });
+    this.dropTransport(now, ErrorCode.BadMessage, error.message.slice(0, 100));
   }
 
   /** Feeds one decoded server message; messages that make no sense now are ignored. */
