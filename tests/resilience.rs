@@ -784,3 +784,25 @@ async fn a_captured_plaintext_session_cannot_be_resumed_by_its_observer() {
     assert_eq!(resumed.session_id, w.session_id);
     assert_eq!(resumed.resume_counter, w.resume_counter + 1);
 }
+
+/// Only inputs may arrive as QUIC datagrams: a `Leave` (or any ordered message) sent
+/// unreliably closes the connection with `BadMessage` instead of being acted on out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_inputs_may_come_as_quic_datagrams() {
+    let server = TestServer::quick().await;
+    let mut capture = Vec::new();
+    let (mut conn, _) = raw_join(&server, TransportKind::Quic, 1, 950, "arena", &mut capture).await;
+    let input = ClientMsg::Input {
+        seq: 1,
+        tick: 1,
+        ack_tick: 0,
+        inputs: vec![serde_bytes::ByteBuf::from(vec![1, 0, 0])],
+    };
+    let mut bytes = Vec::new();
+    codec::encode_client(&input, &mut bytes).unwrap();
+    conn.send_bytes(&bytes, true).await.unwrap();
+    bytes.clear();
+    codec::encode_client(&ClientMsg::Leave { seq: 2 }, &mut bytes).unwrap();
+    conn.send_bytes(&bytes, true).await.unwrap();
+    assert_eq!(refusal(&mut conn).await, Some(ErrorCode::BadMessage));
+}

@@ -164,7 +164,8 @@ fn map_decode_error(e: bincode::error::DecodeError) -> DecodeError {
     use bincode::error::DecodeError as B;
     match e {
         B::UnexpectedEnd { .. } => DecodeError::Truncated,
-        B::LimitExceeded => DecodeError::Truncated,
+        // A declared length beyond what the message can hold: a lie, not a short read.
+        B::LimitExceeded => DecodeError::Malformed("a length beyond the message's limit".into()),
         B::UnexpectedVariant { .. } => DecodeError::UnknownVariant,
         other => {
             let text = other.to_string();

@@ -262,13 +262,6 @@ impl ClientMsg {
     }
 }
 
-impl ServerMsg {
-    /// True for messages that may be dropped or replaced by a newer one when a peer is slow.
-    pub fn is_conflatable(&self) -> bool {
-        matches!(self, ServerMsg::Snapshot { .. } | ServerMsg::Pong { .. })
-    }
-}
-
 /// One representative of every message, with fixed values: the golden vectors pin their
 /// bytes, the fuzzers start from them, and `protocol_hash` is computed over them.
 pub fn samples() -> (Vec<ClientMsg>, Vec<ServerMsg>) {

@@ -133,6 +133,10 @@ fn document() -> Value {
     let ticket_param = json!({ "name": "ticket_id", "in": "path", "required": true, "schema": { "type": "string" } });
     let room_param = json!({ "name": "room_id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } });
     let limited = error("rate limited: retry after `Retry-After` seconds (per-IP limit)");
+    let unavailable = error(
+        "the directory is unavailable (`internal`, or `server_busy` with `Retry-After`): retry",
+    );
+    let too_large = error("the body is larger than the gateway accepts (4 KiB by default)");
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -144,12 +148,12 @@ fn document() -> Value {
             "/v1/auth/device": { "post": {
                 "summary": "Log in with a device id (at least 128 random bits: 32+ hex digits or 22+ base64url characters)",
                 "requestBody": body("DeviceLogin"),
-                "responses": { "200": answer("a session", "LoginResponse"), "400": error("bad device id or body"), "429": limited },
+                "responses": { "200": answer("a session", "LoginResponse"), "400": error("bad device id or body"), "413": too_large, "429": limited },
             } },
             "/v1/auth/custom": { "post": {
                 "summary": "Log in with a studio-signed account token",
                 "requestBody": body("CustomLogin"),
-                "responses": { "200": answer("a session", "LoginResponse"), "401": error("the token does not verify or expired"), "404": error("custom auth is not configured"), "429": limited },
+                "responses": { "200": answer("a session", "LoginResponse"), "400": error("bad body"), "401": error("the token does not verify or expired"), "404": error("custom auth is not configured"), "413": too_large, "429": limited },
             } },
             "/v1/auth/refresh": { "post": {
                 "summary": "A new token for the same login (never past the login's lifetime)",
@@ -160,33 +164,33 @@ fn document() -> Value {
                 "summary": "Queue for a mode",
                 "security": bearer,
                 "requestBody": body("EnqueueRequest"),
-                "responses": { "202": answer("queued", "EnqueueResponse"), "400": error("unknown mode or bad metadata"), "401": error("no valid session"), "409": error("already queued, or holding a match not yet joined"), "429": limited },
+                "responses": { "202": answer("queued", "EnqueueResponse"), "400": error("unknown mode or bad metadata"), "401": error("no valid session"), "409": error("already queued, or holding a match not yet joined"), "413": too_large, "429": limited, "503": unavailable },
             } },
             "/v1/matchmaking/{ticket_id}": {
                 "get": {
                     "summary": "Long-poll a ticket until it is matched (or `wait_ms` passes)",
                     "security": bearer,
                     "parameters": [ticket_param, { "name": "wait_ms", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } }],
-                    "responses": { "200": answer("queued or matched (tagged by `status`)", "PollResponse"), "401": error("no valid session"), "404": error("no such ticket"), "429": limited, "503": error("no room server can take the match now: retry after `Retry-After` seconds (`server_busy`)") },
+                    "responses": { "200": answer("queued or matched (tagged by `status`)", "PollResponse"), "401": error("no valid session"), "404": error("no such ticket"), "429": limited, "503": error("no room server can take the match now, or the directory is unavailable: retry after `Retry-After` seconds (`server_busy`)") },
                 },
                 "delete": {
                     "summary": "Cancel a ticket",
                     "security": bearer,
                     "parameters": [ticket_param],
-                    "responses": { "200": answer("cancelled", "CancelResponse"), "401": error("no valid session"), "404": error("no such ticket"), "409": error("already matched"), "429": limited },
+                    "responses": { "200": answer("cancelled", "CancelResponse"), "401": error("no valid session"), "404": error("no such ticket"), "409": error("already matched"), "429": limited, "503": unavailable },
                 },
             },
             "/v1/rooms/{room_id}": { "get": {
                 "summary": "Where a room is now and whether its server lives (a player whose server died queues again)",
                 "security": bearer,
                 "parameters": [room_param],
-                "responses": { "200": answer("the room's owner", "RoomResponse"), "401": error("no valid session"), "404": error("no such room"), "429": limited },
+                "responses": { "200": answer("the room's owner", "RoomResponse"), "401": error("no valid session"), "404": error("no such room"), "429": limited, "503": unavailable },
             } },
             "/v1/matches/{room_id}": { "get": {
                 "summary": "A finished match's result, to its players only",
                 "security": bearer,
                 "parameters": [room_param],
-                "responses": { "200": answer("the result", "MatchResultRecord"), "401": error("no valid session"), "404": error("no such match for this player"), "429": limited },
+                "responses": { "200": answer("the result", "MatchResultRecord"), "401": error("no valid session"), "404": error("no such match for this player"), "429": limited, "503": unavailable },
             } },
             "/healthz": { "get": {
                 "summary": "Liveness",

@@ -220,6 +220,8 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             };
             self.sim.join(&player, &mut self.out);
         } else {
+            // A new session of the same player: its inputs are numbered from 1 again.
+            self.sim.new_session(slot as u8);
             self.sim.resume(slot as u8, 0, &mut self.out);
         }
         // Welcome, then what the sim sends (a late lockstep joiner's frame log), then Started.

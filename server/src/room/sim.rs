@@ -86,6 +86,11 @@ pub trait Sim: Send {
     fn drop_connection(&mut self, slot: u8, out: &mut Outbound);
     /// The player is back on a new connection; send what it missed after `last_frame`.
     fn resume(&mut self, slot: u8, last_frame: u64, out: &mut Outbound);
+    /// The seat's player came back with a new session (a fresh ticket, not a resume): its
+    /// client numbers inputs from 1 again, so what the old session numbered is forgotten.
+    fn new_session(&mut self, slot: u8) {
+        let _ = slot;
+    }
     /// State-sync input with redundancy, and the client's snapshot acknowledgement.
     fn input(&mut self, slot: u8, tick: u64, ack_tick: u64, inputs: &[ByteBuf], out: &mut Outbound);
     /// Lockstep input for one frame.

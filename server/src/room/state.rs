@@ -137,6 +137,13 @@ impl<G: StateGame> Sim for StateSim<G> {
         out.take_ctx(&mut self.ctx);
     }
 
+    fn new_session(&mut self, slot: u8) {
+        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
+            s.last_input_tick = 0;
+            s.acked_tick = 0;
+        }
+    }
+
     fn resume(&mut self, slot: u8, _last_frame: u64, out: &mut Outbound) {
         // No acknowledged baseline on the new connection: the next snapshot is full.
         if let Some(s) = self.slots.get_mut(usize::from(slot)) {

@@ -140,7 +140,12 @@ impl QuicReader {
                     Ok(None) | Err(_) => return Ok(None),
                 },
                 datagram = self.conn.read_datagram() => match datagram {
-                    Ok(bytes) => return decode(&bytes),
+                    // Only inputs may come unreliably: the handshake, checksums, messages and
+                    // leaves are ordered and must arrive, so they belong on the stream.
+                    Ok(bytes) => return match decode(&bytes)? {
+                        Some((msg @ ClientMsg::Input { .. }, len)) => Ok(Some((msg, len))),
+                        _ => Err(ErrorCode::BadMessage),
+                    },
                     Err(_) => return Ok(None),
                 },
             }

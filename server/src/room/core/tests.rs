@@ -323,6 +323,29 @@ fn a_resume_reattaches_the_seat_and_a_stale_detach_is_ignored() {
     );
 }
 
+/// A player who joins again with a fresh ticket (a new session in the same seat) numbers its
+/// inputs from 1: they are applied and acknowledged, not skipped as older than the old
+/// session's.
+#[test]
+fn a_new_session_in_the_same_seat_has_its_inputs_applied() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    let input = |n: u8| vec![serde_bytes::ByteBuf::from(vec![n])];
+    room.input(100, 50, 0, &input(1));
+    room.join(t0, seating(101, 1), 3).unwrap();
+    seen(&mut room);
+    room.input(101, 1, 0, &input(2));
+    room.tick(t0 + TICK);
+    let acks: Vec<u64> = messages_to(&seen(&mut room), 3)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot { ack_seq, .. } => Some(*ack_seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, [1], "the new session's first input was applied");
+}
+
 #[test]
 fn a_late_room_catches_up_three_ticks_then_skips() {
     let t0 = Instant::now();
