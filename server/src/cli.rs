@@ -101,6 +101,10 @@ struct Opts {
     /// Allow binding a non-loopback address without TLS (a proxy in front terminates TLS).
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Web origins whose pages may call the gateway's API (CORS), e.g.
+    /// https://game.example.com; repeatable or comma-separated; `*` allows any.
+    #[arg(long, value_delimiter = ',')]
+    allow_origin: Vec<String>,
     /// Host name or IP that clients use to reach this machine (default: the bound address).
     #[arg(long)]
     public_host: Option<String>,
@@ -430,6 +434,7 @@ fn resolve(
         drain: o.drain,
         match_result_ttl: std::time::Duration::from_secs(o.match_result_ttl_s),
         session_max_lifetime: std::time::Duration::from_secs(o.session_max_lifetime_s),
+        allow_origins: o.allow_origin,
     })
 }
 

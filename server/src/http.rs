@@ -141,6 +141,38 @@ pub fn health_router() -> Router {
     Router::new().route("/healthz", get(|| async { "ok\n" }))
 }
 
+/// Lets pages from `origins` (exact origins such as `https://game.example.com`, or `*`) call
+/// the gateway's API from the browser: the answer to their preflight, and the headers a page
+/// needs (`Authorization`, JSON bodies, `Retry-After` readable). No origin: no CORS headers,
+/// so only same-origin pages (the built-in `/play`) and non-browser clients get in.
+pub fn cors(router: Router, origins: &[String]) -> Router {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return router;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| axum::http::HeaderValue::from_str(o).ok()),
+        )
+    };
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
 /// The metrics listener's routes: `/metrics` over the given sources, and `/healthz`.
 pub fn metrics_router(sources: Vec<MetricsSource>) -> Router {
     let sources = Arc::new(sources);

@@ -69,6 +69,8 @@ pub struct RoleConfig {
     pub match_result_ttl: Duration,
     /// How long a login lasts across its refreshes.
     pub session_max_lifetime: Duration,
+    /// Web origins allowed to call the gateway from the browser (CORS).
+    pub allow_origins: Vec<String>,
 }
 
 /// The directory this process uses: Redis when configured, else in-memory.
@@ -180,7 +182,10 @@ pub async fn run_server(
         )));
         let gw = gateway.clone();
         sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
-        routes = routes.merge(tickroom_gateway::router(gateway));
+        routes = routes.merge(crate::http::cors(
+            tickroom_gateway::router(gateway),
+            &cfg.allow_origins,
+        ));
     }
     let (http_addr, http_task) = serve_http(
         cfg.http,
@@ -270,7 +275,10 @@ pub async fn run_gateway(
     let tls = cfg.tls.as_ref().map(TlsServer::new).transpose()?;
     let (http_addr, http_task) = serve_http(
         cfg.http,
-        health_router().merge(tickroom_gateway::router(gateway)),
+        health_router().merge(crate::http::cors(
+            tickroom_gateway::router(gateway),
+            &cfg.allow_origins,
+        )),
         cfg.http_limits.clone(),
         tls.clone(),
         http_stats,

@@ -576,3 +576,80 @@ async fn readme_client_example_plays_a_duel() {
         assert!(text.contains("closed"), "{text}");
     }
 }
+
+/// `--allow-origin` lets pages of that origin call the gateway from a browser: the preflight
+/// is answered for it (and `Retry-After` is readable), another origin gets no CORS headers,
+/// and without the flag no origin does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_allowed_origins() {
+    let dir = TempDir::new("cors");
+    let allowed = "http://game.example.test";
+    let with = common::start_tickroom(
+        dir.path(),
+        "with",
+        &[
+            "--ws",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+            "--allow-origin",
+            allowed,
+        ],
+        &[],
+    )
+    .await;
+    let without = common::start_tickroom(
+        dir.path(),
+        "without",
+        &["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let preflight = |base: String, origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{base}/v1/matchmaking"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allow = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let ok = preflight(with.http(), allowed).await.unwrap();
+    assert_eq!(allow(&ok).as_deref(), Some(allowed));
+    let methods = ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let other = preflight(with.http(), "http://evil.example.test")
+        .await
+        .unwrap();
+    assert_eq!(allow(&other), None);
+    let off = preflight(without.http(), allowed).await.unwrap();
+    assert_eq!(allow(&off), None);
+    // A real request from the allowed origin carries the header and exposes Retry-After.
+    let login = http
+        .post(format!("{}/v1/auth/device", with.http()))
+        .header("Origin", allowed)
+        .json(&serde_json::json!({ "device_id": tickroom_testkit::device_id("cors") }))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success());
+    assert_eq!(allow(&login).as_deref(), Some(allowed));
+    let exposed = login.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+}
