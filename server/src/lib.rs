@@ -15,6 +15,7 @@ pub mod roles;
 pub mod room;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

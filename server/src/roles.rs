@@ -182,10 +182,12 @@ pub async fn run_server(
         )));
         let gw = gateway.clone();
         sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
-        routes = routes.merge(crate::http::cors(
-            tickroom_gateway::router(gateway),
-            &cfg.allow_origins,
-        ));
+        routes = routes
+            .merge(crate::http::cors(
+                tickroom_gateway::router(gateway),
+                &cfg.allow_origins,
+            ))
+            .merge(crate::web::router());
     }
     let (http_addr, http_task) = serve_http(
         cfg.http,
@@ -222,7 +224,7 @@ pub async fn run_server(
             quic = %running.quic_addr,
             cert_fingerprint = %running.cert_fingerprint,
             metrics = %format!("http://{metrics_addr}/metrics"),
-            "tickroom all-in-one ready: log in at POST {http}://{http_addr}/v1/auth/device, metrics at http://{metrics_addr}/metrics"
+            "tickroom all-in-one ready: play in a browser at {http}://{http_addr}/play/, log in at POST {http}://{http_addr}/v1/auth/device, metrics at http://{metrics_addr}/metrics"
         );
     } else {
         info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, metrics = %metrics_addr, "tickroom room server ready");
@@ -275,10 +277,12 @@ pub async fn run_gateway(
     let tls = cfg.tls.as_ref().map(TlsServer::new).transpose()?;
     let (http_addr, http_task) = serve_http(
         cfg.http,
-        health_router().merge(crate::http::cors(
-            tickroom_gateway::router(gateway),
-            &cfg.allow_origins,
-        )),
+        health_router()
+            .merge(crate::http::cors(
+                tickroom_gateway::router(gateway),
+                &cfg.allow_origins,
+            ))
+            .merge(crate::web::router()),
         cfg.http_limits.clone(),
         tls.clone(),
         http_stats,

@@ -653,3 +653,53 @@ async fn cors_answers_only_the_allowed_origins() {
         .to_ascii_lowercase();
     assert!(exposed.contains("retry-after"), "{exposed}");
 }
+
+/// The all-in-one serves the web client at `/play/`: the page, its module and the library
+/// modules, with their content types; `/play` redirects there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_is_served_at_play() {
+    let server = Server::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = server.http();
+    let moved = http.get(format!("{base}/play")).send().await.unwrap();
+    assert!(moved.status().is_redirection());
+    assert_eq!(moved.headers()["location"], "/play/");
+    let page = http.get(format!("{base}/play/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("./play.js"), "{html}");
+    let script = http
+        .get(format!("{base}/play/play.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let js = script.text().await.unwrap();
+    assert!(
+        js.contains("./lib/"),
+        "the page imports the library next to it"
+    );
+    let lib = http
+        .get(format!("{base}/play/lib/index.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lib.status(), 200);
+    let missing = http
+        .get(format!("{base}/play/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
