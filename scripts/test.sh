@@ -43,6 +43,40 @@ status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+
+# The TypeScript client (clients/ts): every golden vector, the session core with fake time, and
+# end-to-end runs against the binaries built above; then the web page in a real browser
+# (Debian's chromium, driven by playwright-core). The page the server embeds at /play
+# (clients/ts/web-dist) must be exactly what the sources build.
+ts_status=0
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing $* for the TypeScript client's tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "$* missing: install it (Debian: apt-get install -y $*)" >&2
+    return 1
+  fi
+}
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm || ts_status=1
+[ -x /usr/bin/chromium ] || apt_install chromium || ts_status=1
+if [ "$ts_status" -eq 0 ]; then
+  set +e
+  (cd clients/ts && npm ci --no-audit --no-fund && npm test && npm run test:browser)
+  ts_status=$?
+  if [ "$ts_status" -eq 0 ] && ! git diff --quiet -- clients/ts/web-dist; then
+    echo "clients/ts/web-dist differs from what the sources build: run npm run build in clients/ts and commit it" >&2
+    git diff --stat -- clients/ts/web-dist >&2
+    ts_status=1
+  fi
+  set -e
+fi
+
 echo
 echo "tests: ${passed} passed, ${failed} failed"
-exit "$status"
+if [ "$ts_status" -eq 0 ]; then
+  echo "typescript client (npm test, npm run test:browser): passed"
+else
+  echo "typescript client (npm test, npm run test:browser): FAILED" >&2
+fi
+[ "$status" -eq 0 ] && [ "$ts_status" -eq 0 ]

@@ -246,7 +246,7 @@ fn handshakes() -> Value {
             protocol_version: PROTOCOL_VERSION,
             protocol_hash: protocol_hash(),
             session_id,
-            last_frame: 0,
+            last_frame: 600,
         }),
         s(ServerMsg::Challenge { nonce: nonce_2 }),
         c(ClientMsg::ChallengeResponse {
