@@ -56,6 +56,10 @@ pub struct PlayArgs {
     /// certificate authorities.
     #[arg(long, value_parser = parse_tls_pin)]
     pub tls_pin: Option<CertCheck>,
+    /// Decode the sample arena's snapshots and print how far the other players moved (shows
+    /// another client's inputs taking effect).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Flags of `swarm`.

@@ -22,7 +22,7 @@ use tickroom_protocol::{SyncKind, Welcome};
 
 mod arena;
 
-pub use arena::{ArenaLockstepBot, ArenaStickBot};
+pub use arena::{watching_arena, ArenaLockstepBot, ArenaStickBot};
 
 /// The name under which `tickroom` registers the state-sync arena (`game` in modes.toml).
 pub const ARENA_GAME: &str = "arena";
@@ -71,6 +71,11 @@ pub trait GameBot: Send + 'static {
     /// The match ended with this result (the room closes right after).
     fn on_match_ended(&mut self, _result: &[u8]) -> Result<(), GameError> {
         Ok(())
+    }
+
+    /// A line about what the bot saw, for `play`'s summary (`None`: nothing to say).
+    fn report(&self) -> Option<String> {
+        None
     }
 }
 

@@ -119,6 +119,11 @@ pub fn run(cli: Cli, factory: GameBotFactory) -> u8 {
     runtime.block_on(async move {
         match cli.command {
             Command::Play(args) => {
+                let factory = if args.watch {
+                    game_bot::watching_arena(factory)
+                } else {
+                    factory
+                };
                 let outcome = play::run_play(&args, factory).await;
                 println!("{}", play::summary(&args, &outcome));
                 if outcome.joined && outcome.error.is_none() {

@@ -121,6 +121,9 @@ pub fn summary(args: &PlayArgs, o: &BotOutcome) -> String {
     if let Some(result) = &o.match_result {
         lines.push(match_result_line(result));
     }
+    if let Some(report) = &o.game_report {
+        lines.push(format!("  {report}"));
+    }
     lines.push(format!(
         "  error           {}",
         o.error.map_or("none", |e| e.name())

@@ -273,6 +273,8 @@ pub struct BotOutcome {
     pub error: Option<BotError>,
     /// The result bytes of the last match the game ended.
     pub match_result: Option<Vec<u8>>,
+    /// What the game bot of the last room reported ([`crate::GameBot::report`]).
+    pub game_report: Option<String>,
     /// What it measured.
     pub measurements: Measurements,
 }

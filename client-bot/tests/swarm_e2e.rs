@@ -115,7 +115,7 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
                     "--mode",
                     "duel",
                 ])
-                .args(["--transport", transport, "--duration", "1s"])
+                .args(["--transport", transport, "--duration", "1s", "--watch"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
@@ -130,6 +130,14 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             text.contains("joined room"),
             "play prints what it saw: {text}"
         );
+        // `--watch`: each decoded the other's player moving on the other's inputs.
+        let moved_m: f64 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("others moved"))
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("play --watch reports the other player: {text}"));
+        assert!(moved_m > 0.0, "the other player moved: {text}");
     }
 
     for (transport, mode, (code, report, output)) in results {

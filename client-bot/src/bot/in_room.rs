@@ -215,6 +215,9 @@ impl Bot {
         if let Phase::Done(error) = self.phase {
             self.outcome.error = error;
         }
+        if let Some(game) = self.room.game.as_ref() {
+            self.outcome.game_report = game.report().or(self.outcome.game_report.take());
+        }
         self.outcome
     }
 

@@ -3,12 +3,16 @@
 
 use rand::rngs::SmallRng;
 use rand::Rng;
+use std::collections::BTreeMap;
 use tickroom_game::arena::ArenaInput;
 use tickroom_game::arena_lockstep::LockstepInput;
-use tickroom_game::{Arena, ArenaLockstep, GameError, LockstepGame, StateCodec};
-use tickroom_protocol::Welcome;
 
-use super::GameBot;
+use tickroom_game::modes::Modes;
+use tickroom_game::{Arena, ArenaLockstep, GameError, LockstepGame, StateCodec};
+use tickroom_protocol::view::ViewTracker;
+use tickroom_protocol::{SyncKind, Welcome};
+
+use super::{factory, GameBot, GameBotFactory, ARENA_GAME};
 
 /// Largest change of a stick axis per input (random walk).
 const WALK_STEP: i16 = 24;
@@ -121,6 +125,97 @@ impl GameBot for ArenaLockstepBot {
             Some(e) => Err(e),
             None => Ok(Some(self.sim.checksum())),
         }
+    }
+}
+
+/// Wraps `factory` so that in the sample arena's state-sync modes (of the built-in modes
+/// file) the bot also decodes every snapshot and, at the end, reports how far each other
+/// player moved: what `tickroom-bot play --watch` prints, so a test can see another client's
+/// inputs take effect. Other modes get `factory`'s bot unchanged.
+pub fn watching_arena(inner: GameBotFactory) -> GameBotFactory {
+    let arena_modes: Vec<String> = Modes::embedded()
+        .iter()
+        .filter(|m| m.game == ARENA_GAME)
+        .map(|m| m.name.clone())
+        .collect();
+    factory(move |welcome, mode| {
+        let bot = inner(welcome, mode);
+        if welcome.sync == SyncKind::State && arena_modes.iter().any(|m| m == mode) {
+            Box::new(ArenaWatcher {
+                inner: bot,
+                own_slot: welcome.slot,
+                views: ViewTracker::default(),
+                first: BTreeMap::new(),
+                moved_cm: BTreeMap::new(),
+                decoded: 0,
+            })
+        } else {
+            bot
+        }
+    })
+}
+
+/// Decodes the arena's snapshots beside another bot and keeps, per other slot, where it was
+/// first seen and the farthest it has been from there.
+struct ArenaWatcher {
+    inner: Box<dyn GameBot>,
+    own_slot: u8,
+    views: ViewTracker<Arena>,
+    first: BTreeMap<u8, [i16; 2]>,
+    moved_cm: BTreeMap<u8, f32>,
+    decoded: u64,
+}
+
+impl GameBot for ArenaWatcher {
+    fn next_input(&mut self, rng: &mut SmallRng) -> Vec<u8> {
+        self.inner.next_input(rng)
+    }
+
+    fn on_snapshot(&mut self, tick: u64, baseline: u64, payload: &[u8]) -> Result<(), GameError> {
+        self.inner.on_snapshot(tick, baseline, payload)?;
+        let view = self.views.apply(tick, baseline, payload)?;
+        self.decoded += 1;
+        for p in view.players.iter().filter(|p| p.slot != self.own_slot) {
+            let start = *self.first.entry(p.slot).or_insert(p.pos);
+            let dx = f32::from(p.pos[0]) - f32::from(start[0]);
+            let dy = f32::from(p.pos[1]) - f32::from(start[1]);
+            let far = self.moved_cm.entry(p.slot).or_insert(0.0);
+            *far = far.max((dx * dx + dy * dy).sqrt());
+        }
+        Ok(())
+    }
+
+    fn frame_input(&mut self, frame: u64, rng: &mut SmallRng) -> Vec<u8> {
+        self.inner.frame_input(frame, rng)
+    }
+
+    fn on_frame(&mut self, frame: u64, inputs: &[Vec<u8>]) -> Result<Option<u64>, GameError> {
+        self.inner.on_frame(frame, inputs)
+    }
+
+    fn on_message(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, GameError> {
+        self.inner.on_message(payload)
+    }
+
+    fn on_match_ended(&mut self, result: &[u8]) -> Result<(), GameError> {
+        self.inner.on_match_ended(result)
+    }
+
+    fn report(&self) -> Option<String> {
+        let others: Vec<String> = self
+            .moved_cm
+            .iter()
+            .map(|(slot, cm)| format!("slot {slot} {:.2} m", cm / 100.0))
+            .collect();
+        Some(format!(
+            "others moved    {} ({} snapshots decoded)",
+            if others.is_empty() {
+                "nobody seen".to_string()
+            } else {
+                others.join(", ")
+            },
+            self.decoded
+        ))
     }
 }
 

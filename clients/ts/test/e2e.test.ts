@@ -29,7 +29,7 @@ const moved = (a: ArenaPlayer | undefined, b: ArenaPlayer | undefined, cm: numbe
 test('a TS client and the Rust bot play one duel: each one\'s inputs move its player in the shared view', { timeout: 60000 }, async () => {
   const gateway = new GatewayClient(server.gateway);
   const me = new TestPlayer(gateway);
-  const bot = runBot(server.gateway, ['--mode', 'duel', '--transport', 'ws', '--duration', '5s'], 50000);
+  const bot = runBot(server.gateway, ['--mode', 'duel', '--transport', 'ws', '--duration', '5s', '--watch'], 50000);
   try {
     await me.join('duel');
     // The room starts once both are in; snapshots then show two players.
@@ -69,6 +69,10 @@ test('a TS client and the Rust bot play one duel: each one\'s inputs move its pl
     assert.match(run.stdout, /error\s+none/, run.stdout);
     const snapshots = /received\s+(\d+) snapshots/.exec(run.stdout);
     assert.ok(snapshots !== null && Number(snapshots[1]) > 30, `the bot received snapshots:\n${run.stdout}`);
+    // And the bot saw my inputs take effect: it decoded my player (my slot) moving, at least
+    // the metre my held stick carried it.
+    const seen = new RegExp(`others moved\\s+slot ${me.slot} (\\d+\\.\\d+) m`).exec(run.stdout);
+    assert.ok(seen !== null && Number(seen[1]) >= 1, `the bot saw my player move:\n${run.stdout}`);
     // Once the bot left, its player is gone from my view.
     await me.waitView('the bot\'s player to leave', (v) => v.players.length === 1, 15000);
   } finally {
