@@ -266,9 +266,12 @@ impl fmt::Display for Report {
     }
 }
 
-/// Reads the server figures from Prometheus text; a missing line gives `None`.
+/// Reads the server figures from Prometheus (OpenMetrics) text; a missing line gives `None`.
+/// The tick p99 is interpolated within the buckets of `tickroom_tick_duration_seconds`, as
+/// PromQL's `histogram_quantile` does.
 pub fn parse_metrics(text: &str) -> ServerFigures {
     let mut figures = ServerFigures::default();
+    let mut tick_buckets: Vec<(f64, f64)> = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') {
@@ -283,14 +286,59 @@ pub fn parse_metrics(text: &str) -> ServerFigures {
         if !value.is_finite() {
             continue;
         }
-        match name.trim() {
-            "tickroom_tick_duration_ms{quantile=\"0.99\"}" => figures.tick_p99_ms = Some(value),
+        let name = name.trim();
+        if let Some(le) = name
+            .strip_prefix("tickroom_tick_duration_seconds_bucket{le=\"")
+            .and_then(|r| r.strip_suffix("\"}"))
+        {
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::NAN)
+            };
+            if !bound.is_nan() {
+                tick_buckets.push((bound, value));
+            }
+            continue;
+        }
+        match name {
             "tickroom_tick_overruns_total" => figures.overruns = Some(value.max(0.0) as u64),
-            "tickroom_process_rss_bytes" => figures.rss_mb = Some(value / BYTES_PER_MB),
+            "process_resident_memory_bytes" => figures.rss_mb = Some(value / BYTES_PER_MB),
             _ => {}
         }
     }
+    figures.tick_p99_ms = bucket_quantile(0.99, &mut tick_buckets).map(|s| s * 1000.0);
     figures
+}
+
+/// The `q` quantile of a histogram given as cumulative `(upper bound, count)` buckets, by linear
+/// interpolation within the bucket it falls in (PromQL's `histogram_quantile`); `None` without
+/// observations. A quantile in the `+Inf` bucket is the highest finite bound.
+pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> Option<f64> {
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(bound, cumulative) in buckets.iter() {
+        if cumulative >= rank {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let inside = cumulative - below;
+            let fraction = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (bound - lower) * fraction);
+        }
+        lower = bound;
+        below = cumulative;
+    }
+    Some(lower)
 }
 
 /// Scrapes every url and combines what answered: the worst tick p99 and RSS of any server,
@@ -502,12 +550,16 @@ mod tests {
     #[test]
     fn metrics_text_is_parsed() {
         let text = "# HELP x\n\
-            tickroom_tick_duration_ms{quantile=\"0.5\"} 0.100\n\
-            tickroom_tick_duration_ms{quantile=\"0.99\"} 1.250\n\
+            tickroom_tick_duration_seconds_bucket{le=\"0.001\"} 50\n\
+            tickroom_tick_duration_seconds_bucket{le=\"0.002\"} 90\n\
+            tickroom_tick_duration_seconds_bucket{le=\"0.004\"} 100\n\
+            tickroom_tick_duration_seconds_bucket{le=\"+Inf\"} 100\n\
             tickroom_tick_overruns_total 3\n\
-            tickroom_process_rss_bytes 52428800\n";
+            process_resident_memory_bytes 52428800\n";
         let f = parse_metrics(text);
-        assert_eq!(f.tick_p99_ms, Some(1.25));
+        // Rank 99 of 100 lies 90 % into the (2 ms, 4 ms] bucket.
+        let p99 = f.tick_p99_ms.unwrap();
+        assert!((p99 - 3.8).abs() < 1e-9, "{p99}");
         assert_eq!(f.overruns, Some(3));
         assert_eq!(f.rss_mb, Some(50.0));
         assert_eq!(

@@ -62,6 +62,7 @@ pub mod http;
 pub mod matchmaker;
 pub mod memory;
 mod metrics;
+pub mod prom;
 pub mod redis;
 pub mod waiters;
 
@@ -203,10 +204,11 @@ impl Gateway {
         &self.directory
     }
 
-    /// Appends the gateway's metrics in Prometheus text format: `tickroom_gateway_logins_total`,
-    /// `..._queue_length{mode=..}`, `..._queue_time_ms{quantile=..}` and other counters.
-    pub fn render_metrics(&self, out: &mut String) {
-        self.metrics.render(out);
+    /// Appends the gateway's metrics (OpenMetrics text, without `# EOF`):
+    /// `tickroom_gateway_logins_total{method}`, `..._queue_length{mode}`,
+    /// `..._queue_wait_seconds` (a histogram), `..._directory_errors_total` and other counters.
+    pub fn render_metrics(self: &Arc<Self>, out: &mut String) {
+        prom::encode_into(out, self.clone(), |gw, e| gw.metrics.encode(e));
     }
 
     /// How long a queued ticket may go unpolled before the directory drops it.

@@ -1,18 +1,17 @@
 //! Gateway counters and the queue-time histogram, rendered as Prometheus text.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::prom;
+
 /// Longest queue time the histogram resolves, in ms (longer values are clamped).
 const QUEUE_TIME_MAX_MS: u64 = 60 * 60 * 1000;
 /// Significant decimal digits the queue-time histogram keeps.
 const QUEUE_TIME_SIGNIFICANT_DIGITS: u8 = 2;
-/// Quantiles reported for the queue time.
-const QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999];
 
 /// How a player logged in, for the login counter's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,93 +87,80 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn render(&self, out: &mut String) {
-        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        };
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_gateway_logins_total Sessions issued, by login method.\n\
-             # TYPE tickroom_gateway_logins_total counter"
-        );
-        for method in METHODS {
-            let _ = writeln!(
-                out,
-                "tickroom_gateway_logins_total{{method=\"{}\"}} {}",
-                method.label(),
-                self.logins[method as usize].load(Ordering::Relaxed)
-            );
-        }
-        counter(
-            out,
-            "tickroom_gateway_logins_rejected_total",
+    /// Encodes every gateway metric (through `prometheus-client`, see [`crate::prom`]).
+    pub(crate) fn encode(&self, e: &mut prom::Encoder) -> std::fmt::Result {
+        let n = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        prom::counter_by(
+            e,
+            "tickroom_gateway_logins",
+            "Sessions issued, by login method.",
+            "method",
+            METHODS.map(|m| (m.label(), self.logins[m as usize].load(Ordering::Relaxed))),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_logins_rejected",
             "Login attempts refused.",
-            &self.logins_rejected,
-        );
-        counter(
-            out,
-            "tickroom_gateway_tickets_total",
+            n(&self.logins_rejected),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_tickets",
             "Matchmaking tickets created.",
-            &self.tickets,
-        );
-        counter(
-            out,
-            "tickroom_gateway_cancels_total",
+            n(&self.tickets),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_cancels",
             "Matchmaking tickets cancelled.",
-            &self.cancels,
-        );
-        counter(
-            out,
-            "tickroom_gateway_matches_total",
+            n(&self.cancels),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_matches",
             "Matches formed by this gateway.",
-            &self.matches,
-        );
-        counter(
-            out,
-            "tickroom_gateway_matched_players_total",
+            n(&self.matches),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_matched_players",
             "Players placed by this gateway.",
-            &self.matched_players,
-        );
-        counter(
-            out,
-            "tickroom_gateway_rate_limited_total",
+            n(&self.matched_players),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_rate_limited",
             "Requests refused by the per-IP rate limit.",
-            &self.rate_limited,
-        );
-        counter(
-            out,
-            "tickroom_gateway_directory_errors_total",
-            "Directory calls that failed.",
-            &self.directory_errors,
-        );
-
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_gateway_queue_length Players waiting, by mode.\n\
-             # TYPE tickroom_gateway_queue_length gauge"
-        );
-        for (mode, length) in self.queue_length.lock().iter() {
-            let _ = writeln!(
-                out,
-                "tickroom_gateway_queue_length{{mode=\"{mode}\"}} {length}"
-            );
-        }
-
-        let h = self.queue_time_ms.lock();
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_gateway_queue_time_ms Time from queueing to placement, in ms.\n\
-             # TYPE tickroom_gateway_queue_time_ms summary"
-        );
-        for q in QUANTILES {
-            let _ = writeln!(
-                out,
-                "tickroom_gateway_queue_time_ms{{quantile=\"{q}\"}} {}",
-                h.value_at_quantile(*q)
-            );
-        }
-        let _ = writeln!(out, "tickroom_gateway_queue_time_ms_count {}", h.len());
+            n(&self.rate_limited),
+        )?;
+        prom::counter(
+            e,
+            "tickroom_gateway_directory_errors",
+            "Directory (Redis) calls that failed.",
+            n(&self.directory_errors),
+        )?;
+        let lengths: Vec<(String, u64)> = self
+            .queue_length
+            .lock()
+            .iter()
+            .map(|(mode, len)| (mode.clone(), *len as u64))
+            .collect();
+        prom::gauge_by(
+            e,
+            "tickroom_gateway_queue_length",
+            "Players waiting, by mode.",
+            "mode",
+            lengths.iter().map(|(m, v)| (m.as_str(), *v)),
+        )?;
+        let h = self.queue_time_ms.lock().clone();
+        prom::histogram_seconds(
+            e,
+            "tickroom_gateway_queue_wait",
+            "Time from queueing to placement.",
+            &h,
+            1e-3,
+            &prom::WAIT_BUCKETS_S,
+        )
     }
 }
 
@@ -184,25 +170,31 @@ mod tests {
 
     #[test]
     fn renders_every_family_with_values() {
-        let m = Metrics::new(["arena", "duel"].into_iter());
+        let m = std::sync::Arc::new(Metrics::new(["arena", "duel"].into_iter()));
         m.login(LoginMethod::Custom);
         m.set_queue_length("duel", 3);
         m.set_queue_length("not-a-mode", 9);
         m.record_queue_times([10, 20, 30].into_iter());
         let mut out = String::new();
-        m.render(&mut out);
+        prom::encode_into(&mut out, m, |m, e| m.encode(e));
         assert!(
             out.contains("tickroom_gateway_logins_total{method=\"custom\"} 1\n"),
             "{out}"
         );
         assert!(out.contains("tickroom_gateway_logins_total{method=\"device\"} 0\n"));
-        assert!(out.contains("tickroom_gateway_queue_length{mode=\"duel\"} 3\n"));
+        assert!(
+            out.contains("tickroom_gateway_queue_length{mode=\"duel\"} 3\n"),
+            "{out}"
+        );
         assert!(out.contains("tickroom_gateway_queue_length{mode=\"arena\"} 0\n"));
         assert!(!out.contains("not-a-mode"));
         assert!(
-            out.contains("tickroom_gateway_queue_time_ms{quantile=\"0.5\"} 20\n"),
+            out.contains("tickroom_gateway_queue_wait_seconds_bucket{le=\"0.025\"} 2\n"),
             "{out}"
         );
-        assert!(out.contains("tickroom_gateway_queue_time_ms_count 3\n"));
+        assert!(
+            out.contains("tickroom_gateway_queue_wait_seconds_count 3\n"),
+            "{out}"
+        );
     }
 }

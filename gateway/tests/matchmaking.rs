@@ -108,7 +108,7 @@ async fn a_full_room_forms_one_match_with_valid_join_tickets() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("tickroom_gateway_queue_time_ms_count 3\n"),
+        metrics.contains("tickroom_gateway_queue_wait_seconds_count 3\n"),
         "{metrics}"
     );
 }

@@ -132,6 +132,7 @@ pub async fn serve_connection(
         TransportKind::Quic => &metrics.connections_quic,
     };
     gauge.add(1);
+    let started = Instant::now();
     let timeout = server.shared.config.handshake_timeout;
     // The seat the handshake asked a room for, if it got that far: a handshake that fails or
     // times out while (or after) the room seats it must not leave a seat bound to a closed
@@ -148,7 +149,10 @@ pub async fn serve_connection(
         }
     };
     let session = match tokio::time::timeout(timeout, handshake).await {
-        Ok(Ok(session)) => Some(session),
+        Ok(Ok(session)) => {
+            metrics.record_handshake(started.elapsed());
+            Some(session)
+        }
         Ok(Err(e)) => {
             refuse(&server, &outbox, e.code(), e.to_string());
             None

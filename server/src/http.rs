@@ -97,41 +97,36 @@ pub struct HttpStats {
 }
 
 impl HttpStats {
-    /// Appends these counts as Prometheus text (one listener per process is rendered).
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let lines: [(&str, &str, &str, i64); 4] = [
-            (
+    /// Appends these counts (OpenMetrics text without `# EOF`; one listener per process).
+    pub fn render(self: &Arc<Self>, out: &mut String) {
+        tickroom_gateway::prom::encode_into(out, self.clone(), |s, e| {
+            use tickroom_gateway::prom;
+            prom::gauge(
+                e,
                 "tickroom_http_connections",
-                "gauge",
                 "HTTP connections open",
-                self.open.value(),
-            ),
-            (
-                "tickroom_http_refused_connections_total",
-                "counter",
+                None,
+                s.open.value(),
+            )?;
+            prom::counter(
+                e,
+                "tickroom_http_refused_connections",
                 "HTTP connections closed at once by the per-IP cap",
-                self.refused.value() as i64,
-            ),
-            (
-                "tickroom_http_header_timeouts_total",
-                "counter",
+                s.refused.value(),
+            )?;
+            prom::counter(
+                e,
+                "tickroom_http_header_timeouts",
                 "HTTP connections cut for not sending a request header in time",
-                self.header_timeouts.value() as i64,
-            ),
-            (
-                "tickroom_http_tls_handshake_failures_total",
-                "counter",
+                s.header_timeouts.value(),
+            )?;
+            prom::counter(
+                e,
+                "tickroom_http_tls_handshake_failures",
                 "HTTPS connections whose TLS handshake failed or took too long",
-                self.tls_failures.value() as i64,
-            ),
-        ];
-        for (name, kind, help, v) in lines {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        }
+                s.tls_failures.value(),
+            )
+        });
     }
 }
 
@@ -185,7 +180,17 @@ pub fn metrics_router(sources: Vec<MetricsSource>) -> Router {
                 for s in sources.iter() {
                     s(&mut out);
                 }
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+                // Once per process: the build and the standard process metrics, then the end.
+                tickroom_gateway::prom::encode_into(&mut out, Arc::new(()), |_, e| {
+                    tickroom_gateway::prom::build_info(e)?;
+                    tickroom_gateway::prom::process(e)
+                });
+                out.push_str(tickroom_gateway::prom::EOF);
+                (
+                    [(header::CONTENT_TYPE, tickroom_gateway::prom::CONTENT_TYPE)],
+                    out,
+                )
+                    .into_response()
             }
         }),
     )
@@ -320,7 +325,7 @@ mod tests {
 
     #[test]
     fn renders_connection_counts() {
-        let stats = HttpStats::default();
+        let stats = Arc::new(HttpStats::default());
         stats.open.add(3);
         stats.header_timeouts.inc();
         let mut out = String::new();

@@ -336,14 +336,18 @@ impl RoomServer {
         }))
     }
 
-    /// Prometheus text of this server's metrics.
-    pub fn render_metrics(&self, out: &mut String) {
-        self.shared.metrics.render(out, &self.pool.queue_depths());
-        let _ = std::fmt::Write::write_fmt(
-            out,
-            format_args!("# HELP tickroom_prelogin_connections connections not logged in yet\n# TYPE tickroom_prelogin_connections gauge\ntickroom_prelogin_connections {}\n",
-            self.prelogin.in_use()
-        ));
+    /// This server's metrics (OpenMetrics text without `# EOF`, through `prometheus-client`).
+    pub fn render_metrics(self: &Arc<Self>, out: &mut String) {
+        tickroom_gateway::prom::encode_into(out, self.clone(), |s, e| {
+            s.shared.metrics.encode(e, &s.pool.queue_depths())?;
+            tickroom_gateway::prom::gauge(
+                e,
+                "tickroom_prelogin_connections",
+                "connections not logged in yet",
+                None,
+                s.prelogin.in_use() as u64,
+            )
+        });
     }
 
     /// Current load for placement: players seated or in grace.

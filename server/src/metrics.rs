@@ -2,15 +2,17 @@
 //! Prometheus text on `/metrics`. A scrape reads the histograms from its own copy, refreshed
 //! at most once per `TICK_COPY_MAX_AGE` without ever waiting for a worker's lock.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use tickroom_gateway::prom;
 
 /// Highest tick duration the histograms track, in microseconds (1 s).
 const MAX_TRACKED_TICK_US: u64 = 1_000_000;
+/// Highest handshake duration the histogram tracks, in microseconds (2 min).
+const MAX_TRACKED_HANDSHAKE_US: u64 = 120_000_000;
 /// How old the scrapes' copy of the workers' tick histograms may get: scrapes at any rate
 /// touch each worker's lock at most once per this interval.
 pub const TICK_COPY_MAX_AGE: Duration = Duration::from_secs(1);
@@ -64,11 +66,9 @@ impl ModeCounter {
     pub fn total(&self) -> u64 {
         self.0.lock().values().sum()
     }
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (mode, v) in self.0.lock().iter() {
-            let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {v}");
-        }
+    /// Every mode's count.
+    pub fn values(&self) -> Vec<(String, u64)> {
+        self.0.lock().iter().map(|(m, v)| (m.clone(), *v)).collect()
     }
 }
 
@@ -160,6 +160,20 @@ pub struct Metrics {
     pub tick_stats: Vec<Mutex<TickStats>>,
     /// What scrapes read instead of `tick_stats`.
     scrape_copy: Mutex<TickCopy>,
+    /// Handshake durations (accept to Welcome), µs.
+    handshake_us: HandshakeTimes,
+}
+
+/// Handshake durations (accept to Welcome), µs.
+#[derive(Debug)]
+struct HandshakeTimes(Mutex<Histogram<u64>>);
+
+impl Default for HandshakeTimes {
+    fn default() -> Self {
+        HandshakeTimes(Mutex::new(
+            Histogram::new_with_max(MAX_TRACKED_HANDSHAKE_US, 2).expect("valid histogram bounds"),
+        ))
+    }
 }
 
 impl Metrics {
@@ -222,118 +236,127 @@ impl Metrics {
         (!all.is_empty()).then(|| all.value_at_quantile(0.99) as f64 / 1000.0)
     }
 
-    /// Renders Prometheus text exposition; `extra` lines (queue depths) are appended.
-    pub fn render(&self, out: &mut String, queue_depths: &[usize]) {
+    /// Encodes every room-server metric (through `prometheus-client`, see
+    /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
+    /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
+    pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
         let counters: [(&str, &str, &Counter); 21] = [
             (
-                "tickroom_rooms_created_total",
+                "tickroom_rooms_created",
                 "rooms created",
                 &self.rooms_created,
             ),
-            ("tickroom_joins_total", "players joined", &self.joins),
-            ("tickroom_resumes_total", "sessions resumed", &self.resumes),
+            ("tickroom_joins", "players joined", &self.joins),
+            ("tickroom_resumes", "sessions resumed", &self.resumes),
             (
-                "tickroom_handshake_failures_total",
+                "tickroom_handshake_failures",
                 "handshakes refused",
                 &self.handshake_failures,
             ),
             (
-                "tickroom_messages_in_total",
+                "tickroom_received_messages",
                 "client messages received",
                 &self.messages_in,
             ),
             (
-                "tickroom_messages_out_total",
+                "tickroom_sent_messages",
                 "server messages sent",
                 &self.messages_out,
             ),
-            ("tickroom_bytes_in_total", "bytes received", &self.bytes_in),
-            ("tickroom_bytes_out_total", "bytes sent", &self.bytes_out),
+            ("tickroom_received_bytes", "bytes received", &self.bytes_in),
+            ("tickroom_sent_bytes", "bytes sent", &self.bytes_out),
             (
-                "tickroom_dropped_messages_total",
+                "tickroom_dropped_messages",
                 "inputs dropped on a full room queue",
                 &self.dropped_inputs,
             ),
             (
-                "tickroom_conflated_snapshots_total",
+                "tickroom_conflated_snapshots",
                 "unsent snapshots replaced by newer ones",
                 &self.conflated_snapshots,
             ),
             (
-                "tickroom_replayed_messages_total",
+                "tickroom_replayed_messages",
                 "messages refused by the replay window",
                 &self.replayed_messages,
             ),
             (
-                "tickroom_late_frame_inputs_total",
+                "tickroom_late_frame_inputs",
                 "lockstep inputs that missed their frame",
                 &self.late_frame_inputs,
             ),
             (
-                "tickroom_refused_messages_total",
+                "tickroom_refused_messages",
                 "custom messages refused (too big or too fast for the mode)",
                 &self.refused_messages,
             ),
             (
-                "tickroom_tick_overruns_total",
+                "tickroom_tick_overruns",
                 "ticks skipped because a room fell behind",
                 &self.tick_overruns,
             ),
-            ("tickroom_ticks_total", "room ticks run", &self.ticks),
+            ("tickroom_ticks", "room ticks run", &self.ticks),
             (
-                "tickroom_slow_consumers_total",
+                "tickroom_slow_consumers",
                 "connections closed for falling behind",
                 &self.slow_consumers,
             ),
             (
-                "tickroom_server_busy_total",
+                "tickroom_server_busy",
                 "joins refused with ServerBusy",
                 &self.server_busy,
             ),
             (
-                "tickroom_rate_limited_messages_total",
+                "tickroom_rate_limited_messages",
                 "messages dropped by rate limits",
                 &self.rate_limited,
             ),
             (
-                "tickroom_refused_connections_total",
+                "tickroom_refused_connections",
                 "connections refused by the per-IP limit",
                 &self.refused_connections,
             ),
             (
-                "tickroom_prelogin_evictions_total",
+                "tickroom_prelogin_evictions",
                 "connections not logged in, closed to make room for newer ones",
                 &self.prelogin_evictions,
             ),
             (
-                "tickroom_quic_retries_total",
+                "tickroom_quic_retries",
                 "QUIC connections asked to validate their address with a Retry",
                 &self.quic_retries,
             ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.value()
-            );
+            prom::counter(e, name, help, c.value())?;
         }
-        self.desyncs.render(
-            out,
-            "tickroom_desyncs_total",
-            "players told their lockstep checksum diverged",
-        );
-        self.checksum_disagreements.render(
-            out,
-            "tickroom_checksum_disagreements_total",
-            "lockstep frames whose checksums disagreed with no majority to blame",
-        );
-        self.game_panics.render(
-            out,
-            "tickroom_game_panics_total",
-            "rooms ended because their game panicked",
-        );
-        let gauges: [(&str, &str, i64); 5] = [
+        for (counter, name, help) in [
+            (
+                &self.desyncs,
+                "tickroom_desyncs",
+                "players told their lockstep checksum diverged",
+            ),
+            (
+                &self.checksum_disagreements,
+                "tickroom_checksum_disagreements",
+                "lockstep frames whose checksums disagreed with no majority to blame",
+            ),
+            (
+                &self.game_panics,
+                "tickroom_game_panics",
+                "rooms ended because their game panicked",
+            ),
+        ] {
+            let values = counter.values();
+            prom::counter_by(
+                e,
+                name,
+                help,
+                "mode",
+                values.iter().map(|(m, n)| (m.as_str(), *n)),
+            )?;
+        }
+        let gauges: [(&str, &str, i64); 4] = [
             (
                 "tickroom_overloaded",
                 "1 while new rooms are refused (tick p99 over budget)",
@@ -346,54 +369,68 @@ impl Metrics {
                 self.sessions.value(),
             ),
             (
-                "tickroom_connections_ws",
-                "open WebSocket connections",
-                self.connections_ws.value(),
-            ),
-            (
-                "tickroom_connections_quic",
-                "open QUIC connections",
-                self.connections_quic.value(),
+                "tickroom_connections",
+                "open player connections",
+                self.connections_ws.value() + self.connections_quic.value(),
             ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            prom::gauge(e, name, help, None, v)?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_tick_duration_ms time spent in one room tick\n# TYPE tickroom_tick_duration_ms summary"
-        );
+        prom::gauge_by(
+            e,
+            "tickroom_transport_connections",
+            "open player connections by transport",
+            "transport",
+            [
+                ("ws", self.connections_ws.value()),
+                ("quic", self.connections_quic.value()),
+            ],
+        )?;
+        let depths: Vec<(String, u64)> = queue_depths
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i.to_string(), *d as u64))
+            .collect();
+        prom::gauge_by(
+            e,
+            "tickroom_room_queue_depth",
+            "messages waiting for each room worker",
+            "worker",
+            depths.iter().map(|(w, d)| (w.as_str(), *d)),
+        )?;
         let (duration, late) = self.scrape_ticks();
-        if !duration.is_empty() {
-            for q in [0.5, 0.99, 0.999] {
-                let v = duration.value_at_quantile(q) as f64 / 1000.0;
-                let _ = writeln!(out, "tickroom_tick_duration_ms{{quantile=\"{q}\"}} {v:.3}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_tick_jitter_ms how late ticks started against their schedule\n# TYPE tickroom_tick_jitter_ms summary"
-        );
-        if !late.is_empty() {
-            for q in [0.5, 0.99] {
-                let v = late.value_at_quantile(q) as f64 / 1000.0;
-                let _ = writeln!(out, "tickroom_tick_jitter_ms{{quantile=\"{q}\"}} {v:.3}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_room_queue_depth messages waiting for each room worker\n# TYPE tickroom_room_queue_depth gauge"
-        );
-        for (i, d) in queue_depths.iter().enumerate() {
-            let _ = writeln!(out, "tickroom_room_queue_depth{{worker=\"{i}\"}} {d}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tickroom_process_rss_bytes resident memory of the process\n# TYPE tickroom_process_rss_bytes gauge"
-        );
-        if let Some(rss) = process_rss_bytes() {
-            let _ = writeln!(out, "tickroom_process_rss_bytes {rss}");
-        }
+        prom::histogram_seconds(
+            e,
+            "tickroom_tick_duration",
+            "time spent in one room tick",
+            &duration,
+            1e-6,
+            &prom::TICK_BUCKETS_S,
+        )?;
+        prom::histogram_seconds(
+            e,
+            "tickroom_tick_lateness",
+            "how late ticks started against their schedule (jitter)",
+            &late,
+            1e-6,
+            &prom::TICK_BUCKETS_S,
+        )?;
+        let handshakes = self.handshake_us.0.lock().clone();
+        prom::histogram_seconds(
+            e,
+            "tickroom_handshake_duration",
+            "time from accept to Welcome of the connections that logged in",
+            &handshakes,
+            1e-6,
+            &prom::WAIT_BUCKETS_S,
+        )
+    }
+
+    /// Records one successful handshake's duration.
+    pub fn record_handshake(&self, took: Duration) {
+        let us = (took.as_micros() as u64).clamp(1, MAX_TRACKED_HANDSHAKE_US);
+        let _ = self.handshake_us.0.lock().record(us);
     }
 }
 
@@ -407,51 +444,77 @@ pub fn process_rss_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
+    fn text(m: &Arc<Metrics>, depths: &'static [usize]) -> String {
+        let mut out = String::new();
+        prom::encode_into(&mut out, Arc::new((m.clone(), depths)), |(m, d), e| {
+            m.encode(e, d)
+        });
+        out
+    }
+
     #[test]
-    fn renders_counters_and_quantiles() {
-        let m = Metrics::new(2);
+    fn renders_counters_and_bucketed_histograms() {
+        let m = Arc::new(Metrics::new(2));
         m.joins.add(3);
         m.tick_stats[1].lock().duration_us.record(2000).unwrap();
-        let mut out = String::new();
-        m.render(&mut out, &[4, 0]);
-        assert!(out.contains("tickroom_joins_total 3"));
-        assert!(out.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 2.0"));
-        assert!(out.contains("tickroom_room_queue_depth{worker=\"0\"} 4"));
+        m.record_handshake(Duration::from_millis(30));
+        let out = text(&m, &[4, 0]);
+        assert!(out.contains("tickroom_joins_total 3\n"), "{out}");
+        assert!(
+            out.contains("tickroom_tick_duration_seconds_bucket{le=\"0.001\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tickroom_tick_duration_seconds_bucket{le=\"0.0025\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tickroom_handshake_duration_seconds_bucket{le=\"0.05\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tickroom_room_queue_depth{worker=\"0\"} 4\n"),
+            "{out}"
+        );
+        assert!(out.contains("tickroom_received_bytes_total 0\n"), "{out}");
     }
 
     #[test]
     fn a_scrape_never_waits_for_a_worker_and_copies_at_most_once_per_interval() {
-        let m = Metrics::new(2);
+        let m = Arc::new(Metrics::new(2));
         m.tick_stats[0].lock().duration_us.record(1000).unwrap();
-        let mut out = String::new();
-        m.render(&mut out, &[0, 0]);
+        let first = text(&m, &[0, 0]);
         assert!(
-            out.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 1.0"),
-            "{out}"
+            first.contains("tickroom_tick_duration_seconds_count 1\n"),
+            "{first}"
         );
         // Within the interval a scrape reads its copy: a worker holding its lock (mid-record)
         // does not block it, and what it records shows at the next refresh.
         let busy = m.tick_stats[0].lock();
         m.tick_stats[1].lock().duration_us.record(9000).unwrap();
-        let mut again = String::new();
-        m.render(&mut again, &[0, 0]);
+        let again = text(&m, &[0, 0]);
         assert!(
-            again.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 1.0"),
+            again.contains("tickroom_tick_duration_seconds_count 1\n"),
             "{again}"
         );
         // Past the interval the busy worker keeps its last copy; the idle one is copied anew.
         m.scrape_copy.lock().taken = Some(Instant::now() - TICK_COPY_MAX_AGE);
-        let mut later = String::new();
-        m.render(&mut later, &[0, 0]);
+        let later = text(&m, &[0, 0]);
         drop(busy);
         assert!(
-            later.contains("tickroom_tick_duration_ms{quantile=\"0.99\"} 9.0"),
+            later.contains("tickroom_tick_duration_seconds_count 2\n"),
             "{later}"
         );
         assert!(
-            later.contains("tickroom_tick_duration_ms{quantile=\"0.5\"} 1.0"),
+            later.contains("tickroom_tick_duration_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{later}"
+        );
+        assert!(
+            later.contains("tickroom_tick_duration_seconds_bucket{le=\"0.01\"} 2\n"),
             "{later}"
         );
     }
