@@ -352,7 +352,8 @@ def is_tickroom_image(image: str) -> bool:
 def check_yaml_files(root: Path, rep: Report) -> list[tuple[Path, dict, str]]:
     """Parses every YAML file; returns the documents with their file text."""
     docs = []
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    # Kubernetes manifests only (deploy/prometheus holds Prometheus rule files).
+    files = sorted(p for p in (root / "k8s").rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     if not files:
         rep.error(rep.rel(root / "k8s"), "no YAML files")
     for path in files:

@@ -14,6 +14,17 @@ for component in rustfmt clippy; do
   fi
 done
 
+# Installs Debian packages the tests need (the tests run on Debian; elsewhere, say what is missing).
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing $* for the tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "$* missing: install it (Debian: apt-get install -y $*)" >&2
+    return 1
+  fi
+}
+
 # The sharding tests start a real redis-server (Debian package).
 if ! command -v redis-server >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -34,6 +45,12 @@ fi
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins --examples
 
+# The deployment files (deploy/): manifests and units parse, and every flag they use exists in
+# the binary for its role; the checker's own self-test proves it catches planted mistakes.
+python3 -c "import yaml" 2>/dev/null || apt_install python3-yaml
+python3 deploy/check.py target/debug/tickroom
+python3 deploy/check.py --self-test
+
 # Run every test; keep the output to print one closing total over all test binaries.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -49,15 +66,6 @@ failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 # (Debian's chromium, driven by playwright-core). The page the server embeds at /play
 # (clients/ts/web-dist) must be exactly what the sources build.
 ts_status=0
-apt_install() {
-  if command -v apt-get >/dev/null 2>&1; then
-    echo "installing $* for the TypeScript client's tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  else
-    echo "$* missing: install it (Debian: apt-get install -y $*)" >&2
-    return 1
-  fi
-}
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm || ts_status=1
 [ -x /usr/bin/chromium ] || apt_install chromium || ts_status=1
 if [ "$ts_status" -eq 0 ]; then
