@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tickroom_game::PlayerMetadata;
+use tickroom_protocol::ErrorCode;
 use tokio::sync::broadcast;
 
 pub use tickroom_protocol::api::MatchPlayer;
@@ -354,6 +355,171 @@ pub enum ReassignOutcome {
     NotFound,
 }
 
+/// Most operator commands queued for one room server at once; more are refused with `Full`.
+pub const MAX_QUEUED_COMMANDS: usize = 64;
+/// A queued operator command that its room server did not take within this long is dropped
+/// (the server is gone); so is a reply nobody read.
+pub const COMMAND_TTL: Duration = Duration::from_secs(10);
+/// Most recent errors a directory keeps from room servers (`report_errors`), newest first.
+pub const MAX_RECENT_ERRORS: usize = 256;
+/// Most rooms one `list_rooms` call returns.
+pub const MAX_ROOMS_PAGE: usize = 500;
+/// Longest message an `ErrorRecord` keeps, in bytes (longer ones are cut).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 256;
+
+/// What a room server tells operators about itself beside its registration (the admin API's
+/// server list); written with every heartbeat and living as long as the registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAbout {
+    /// The room server it describes.
+    pub server_id: String,
+    /// Its build (`CARGO_PKG_VERSION` of tickroom-server).
+    pub version: String,
+    /// When it started, unix ms.
+    pub started_ms: u64,
+    /// Rooms it runs now.
+    pub rooms: u64,
+    /// An operator (or `--drain`) asked it to take no new rooms. `RoomServerInfo::draining`
+    /// is also set while admission control finds it overloaded.
+    pub drain_requested: bool,
+}
+
+/// One page of `Directory::list_rooms`, newest room first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoomPage {
+    /// Rooms recorded in all (an estimate with Redis: records that expired unseen are counted
+    /// until a listing passes over them).
+    pub total: u64,
+    /// At most the `limit` asked for (and `MAX_ROOMS_PAGE`).
+    pub rooms: Vec<RoomRecord>,
+}
+
+/// An operator's action, carried out by one room server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminAction {
+    /// Who sits in the room now.
+    Seats {
+        /// The room.
+        room_id: u64,
+    },
+    /// Ends a player's session with `code` (`Kicked{code}`, then the close).
+    Kick {
+        /// The room.
+        room_id: u64,
+        /// The player to remove.
+        player_id: u64,
+        /// The reason the player is told.
+        code: ErrorCode,
+    },
+    /// Ends the room: its players get `Kicked{RoomClosed}`.
+    Close {
+        /// The room.
+        room_id: u64,
+    },
+    /// Takes no new rooms (`true`) or takes them again (`false`); running rooms go on.
+    Drain {
+        /// Draining or not.
+        draining: bool,
+    },
+}
+
+/// An `AdminAction` on its way to a room server through the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCommand {
+    /// Random; names the reply (`Directory::put_reply`).
+    pub id: u64,
+    /// The id of the admin token that asked (for the room server's log).
+    pub actor: String,
+    /// When the gateway sent it, unix ms: a room server skips a command older than
+    /// `COMMAND_TTL` (its gateway stopped waiting long ago).
+    pub issued_ms: u64,
+    /// What to do.
+    pub action: AdminAction,
+}
+
+/// One seat of a running room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatInfo {
+    /// The seat's slot.
+    pub slot: u8,
+    /// Who sits there.
+    pub player_id: u64,
+    /// False while the player is disconnected (in grace).
+    pub connected: bool,
+}
+
+/// What a room server answered to an `AdminAction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AdminReply {
+    /// Done (kick, close, drain).
+    Done,
+    /// The seats of a running room.
+    Seats {
+        /// The game's current tick (state) or next frame (lockstep).
+        tick: u64,
+        /// The match started.
+        started: bool,
+        /// Occupied seats, by slot.
+        seats: Vec<SeatInfo>,
+    },
+    /// The server runs no such room (nobody joined it yet, or it ended).
+    NoRoom,
+    /// No such player is seated in the room.
+    NoPlayer,
+    /// The server could not do it now (its room queue is full, the room did not answer).
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// An error or refusal for operators (`GET /v1/admin/errors`): a gateway API error answer, or
+/// a room server's handshake refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// When, unix ms.
+    pub time_ms: u64,
+    /// `"gateway"` (an HTTP API answer), `"admin"` (the admin API's own) or `"room"` (a room
+    /// server's handshake refusal).
+    pub source: String,
+    /// The room server, for `"room"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// The `ErrorCode` number.
+    pub code: u16,
+    /// The `ErrorCode` name.
+    pub error: String,
+    /// The HTTP status, for gateway answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Where: `"POST /v1/auth/device"` (the route, never the raw path) or `"handshake"`.
+    pub what: String,
+    /// The human text, at most `MAX_ERROR_MESSAGE_BYTES`.
+    pub message: String,
+}
+
+impl ErrorRecord {
+    /// A record of `code` now; `message` is cut to `MAX_ERROR_MESSAGE_BYTES`.
+    pub fn new(source: &str, code: ErrorCode, what: String, message: &str) -> ErrorRecord {
+        let mut end = message.len().min(MAX_ERROR_MESSAGE_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        ErrorRecord {
+            time_ms: crate::now_ms(),
+            source: source.to_owned(),
+            server_id: None,
+            code: code.as_u16(),
+            error: code.name().to_owned(),
+            status: None,
+            what,
+            message: message[..end].to_owned(),
+        }
+    }
+}
+
 /// The shared state of a tickroom deployment. Every method is one atomic step, so any number
 /// of gateways and room servers over one directory behave as one.
 #[async_trait]
@@ -464,6 +630,84 @@ pub trait Directory: Send + Sync + 'static {
 
     /// The stored result of the match in `room_id`; `None` if there is none or it expired.
     async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError>;
+
+    /// `register_server` with what operators see about the server (`ServerAbout`), which
+    /// lives as long as the registration. The default registers without it.
+    async fn register_server_about(
+        &self,
+        info: RoomServerInfo,
+        about: ServerAbout,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        let _ = about;
+        self.register_server(info, ttl).await
+    }
+
+    /// What each of `server_ids` last said about itself, in the same order (`None`: nothing,
+    /// or it expired). The default knows nothing.
+    async fn server_abouts(
+        &self,
+        server_ids: &[String],
+    ) -> Result<Vec<Option<ServerAbout>>, DirectoryError> {
+        Ok(vec![None; server_ids.len()])
+    }
+
+    /// Rooms newest first, skipping `offset`, at most `limit` (capped at `MAX_ROOMS_PAGE`),
+    /// with the total. Bounded work whatever the number of rooms.
+    async fn list_rooms(&self, offset: usize, limit: usize) -> Result<RoomPage, DirectoryError> {
+        let _ = (offset, limit);
+        Err(DirectoryError::Unavailable(
+            "this directory cannot list rooms".into(),
+        ))
+    }
+
+    /// Queues an operator command for `server_id`, which takes it with `take_commands`
+    /// (within `COMMAND_TTL`, else it is dropped); at most `MAX_QUEUED_COMMANDS` wait per
+    /// server (`Full`).
+    async fn push_command(
+        &self,
+        server_id: &str,
+        command: AdminCommand,
+    ) -> Result<(), DirectoryError> {
+        let _ = (server_id, command);
+        Err(DirectoryError::Unavailable(
+            "this directory carries no operator commands".into(),
+        ))
+    }
+
+    /// Takes (removes) up to `max` commands queued for `server_id`, oldest first.
+    async fn take_commands(
+        &self,
+        server_id: &str,
+        max: usize,
+    ) -> Result<Vec<AdminCommand>, DirectoryError> {
+        let _ = (server_id, max);
+        Ok(Vec::new())
+    }
+
+    /// Keeps a command's reply for `COMMAND_TTL`, for the gateway that waits for it.
+    async fn put_reply(&self, command_id: u64, reply: AdminReply) -> Result<(), DirectoryError> {
+        let _ = (command_id, reply);
+        Ok(())
+    }
+
+    /// Takes (removes) a command's reply, if it arrived.
+    async fn take_reply(&self, command_id: u64) -> Result<Option<AdminReply>, DirectoryError> {
+        let _ = command_id;
+        Ok(None)
+    }
+
+    /// Adds room servers' errors (oldest first) to the directory's ring of recent errors (the
+    /// newest `MAX_RECENT_ERRORS` are kept).
+    async fn report_errors(&self, errors: Vec<ErrorRecord>) -> Result<(), DirectoryError> {
+        let _ = errors;
+        Ok(())
+    }
+
+    /// The ring of recent room-server errors, newest first.
+    async fn recent_errors(&self) -> Result<Vec<ErrorRecord>, DirectoryError> {
+        Ok(Vec::new())
+    }
 
     /// A room and whether its owner is alive ("where is my room"). The default reads the
     /// room, then the live servers.

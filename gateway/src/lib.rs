@@ -56,6 +56,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod directory;
 pub mod http;
@@ -76,11 +77,12 @@ use tickroom_game::modes::{ModeConfig, Modes};
 use tickroom_protocol::KeyRing;
 
 pub use crate::redis::{RedisConfig, RedisDirectory};
+pub use admin::{AdminTokens, ErrorLog, ServerControl};
 pub use directory::{
-    pick_server, Assignment, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
-    FormedMatch, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
-    ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus, TicketChange, TicketId, TicketRecord,
-    TicketStatus,
+    pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome, Directory,
+    DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchPlayer, MatchRecord,
+    MatchRequest, MatchedPlayer, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
+    RoomStatus, SeatInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;

@@ -13,11 +13,12 @@ use rand::SeedableRng;
 use tickroom_game::PlayerMetadata;
 
 use crate::directory::{
-    pick_server, random_room_id, Assignment, CancelOutcome, Directory, DirectoryError,
-    EnqueueOutcome, Formation, FormedMatch, MatchRecord, MatchRequest, MatchedPlayer, QueueEntry,
-    ReassignOutcome, RoomRecord, RoomServerInfo, TicketChange, TicketId, TicketRecord,
-    TicketStatus, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, PLACEMENT_EPOCH,
-    TICKET_CHANGES_QUEUE_LEN,
+    pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, Directory,
+    DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchRecord, MatchRequest,
+    MatchedPlayer, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, ServerAbout,
+    TicketChange, TicketId, TicketRecord, TicketStatus, COMMAND_TTL, MAX_MATCH_RESULT_TTL,
+    MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE,
+    PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
 };
 
 /// Most tickets (queued or recently matched) held at once.
@@ -35,10 +36,14 @@ pub const MATCHED_TICKET_RETENTION_MS: u64 = 60_000;
 pub const ROOM_RECORD_MAX_AGE_MS: u64 = 6 * 60 * 60 * 1000;
 /// Housekeeping (abandoned tickets, old matches and rooms) runs at most this often, in ms.
 pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+/// Most operator-command replies held at once (each lives `COMMAND_TTL` unless taken).
+pub const MAX_COMMAND_REPLIES: usize = 4_096;
 
 /// The in-process directory used by the all-in-one server and tests.
 pub struct InMemoryDirectory {
     state: Mutex<State>,
+    /// The operators' tables, apart from the matchmaking lock.
+    admin: Mutex<AdminTables>,
     /// Tickets that left the queue; long pollers wait on it.
     changes: tokio::sync::broadcast::Sender<TicketChange>,
 }
@@ -61,6 +66,20 @@ struct State {
     /// Match results by room id, with their expiry.
     results: HashMap<u64, (MatchRecord, Instant)>,
     last_result_sweep: Option<Instant>,
+}
+
+/// What operators' calls keep: servers' self-descriptions, command queues and replies, and
+/// the ring of room servers' errors. Every table is bounded.
+#[derive(Default)]
+struct AdminTables {
+    /// By server id, with the expiry of the registration they came with.
+    abouts: HashMap<String, (ServerAbout, Instant)>,
+    /// Commands per server, each with its expiry.
+    commands: HashMap<String, VecDeque<(AdminCommand, Instant)>>,
+    /// Replies by command id, with their expiry.
+    replies: HashMap<u64, (AdminReply, Instant)>,
+    /// Newest first.
+    errors: VecDeque<ErrorRecord>,
 }
 
 /// A room record and when the sweep forgets it, unix ms (the caller's clock).
@@ -111,6 +130,7 @@ impl InMemoryDirectory {
     pub fn new() -> Arc<Self> {
         Arc::new(InMemoryDirectory {
             state: Mutex::new(State::default()),
+            admin: Mutex::new(AdminTables::default()),
             changes: tokio::sync::broadcast::channel(TICKET_CHANGES_QUEUE_LEN).0,
         })
     }
@@ -638,6 +658,161 @@ impl Directory for InMemoryDirectory {
 
     async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError> {
         Ok(self.state.lock().result(room_id, Instant::now()))
+    }
+
+    async fn register_server_about(
+        &self,
+        info: RoomServerInfo,
+        about: ServerAbout,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        self.register_server_now(info, ttl)?;
+        let now = Instant::now();
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        let mut admin = self.admin.lock();
+        if !admin.abouts.contains_key(&about.server_id) && admin.abouts.len() >= MAX_SERVERS {
+            admin.abouts.retain(|_, (_, expires)| *expires > now);
+        }
+        admin
+            .abouts
+            .insert(about.server_id.clone(), (about, expires));
+        Ok(())
+    }
+
+    async fn server_abouts(
+        &self,
+        server_ids: &[String],
+    ) -> Result<Vec<Option<ServerAbout>>, DirectoryError> {
+        let now = Instant::now();
+        let admin = self.admin.lock();
+        Ok(server_ids
+            .iter()
+            .map(|id| {
+                admin
+                    .abouts
+                    .get(id)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(about, _)| about.clone())
+            })
+            .collect())
+    }
+
+    /// Copies the (created, id) pairs under the lock and sorts them outside it, so a listing
+    /// holds the matchmaking lock for one pass over the rooms, not for the sort.
+    async fn list_rooms(&self, offset: usize, limit: usize) -> Result<RoomPage, DirectoryError> {
+        let limit = limit.min(MAX_ROOMS_PAGE);
+        let mut order: Vec<(u64, u64)> = self
+            .state
+            .lock()
+            .rooms
+            .values()
+            .map(|r| (r.record.created_ms, r.record.room_id))
+            .collect();
+        let total = order.len() as u64;
+        let wanted = offset.saturating_add(limit).min(order.len());
+        if wanted == 0 {
+            order.clear();
+        } else if wanted < order.len() {
+            order.select_nth_unstable_by(wanted - 1, |a, b| b.cmp(a));
+            order.truncate(wanted);
+        }
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        let state = self.state.lock();
+        let rooms = order
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, id)| state.rooms.get(id).map(|r| r.record.clone()))
+            .collect();
+        Ok(RoomPage { total, rooms })
+    }
+
+    async fn push_command(
+        &self,
+        server_id: &str,
+        command: AdminCommand,
+    ) -> Result<(), DirectoryError> {
+        let now = Instant::now();
+        let mut admin = self.admin.lock();
+        if !admin.commands.contains_key(server_id) && admin.commands.len() >= MAX_SERVERS {
+            admin.commands.retain(|_, queue| {
+                queue.retain(|(_, expires)| *expires > now);
+                !queue.is_empty()
+            });
+            if admin.commands.len() >= MAX_SERVERS {
+                return Err(DirectoryError::Full("operator command queues"));
+            }
+        }
+        let queue = admin.commands.entry(server_id.to_owned()).or_default();
+        queue.retain(|(_, expires)| *expires > now);
+        if queue.len() >= MAX_QUEUED_COMMANDS {
+            return Err(DirectoryError::Full("operator commands"));
+        }
+        queue.push_back((command, now + COMMAND_TTL));
+        Ok(())
+    }
+
+    async fn take_commands(
+        &self,
+        server_id: &str,
+        max: usize,
+    ) -> Result<Vec<AdminCommand>, DirectoryError> {
+        let now = Instant::now();
+        let mut admin = self.admin.lock();
+        let Some(queue) = admin.commands.get_mut(server_id) else {
+            return Ok(Vec::new());
+        };
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some((command, expires)) = queue.pop_front() else {
+                break;
+            };
+            if expires > now {
+                taken.push(command);
+            }
+        }
+        if queue.is_empty() {
+            admin.commands.remove(server_id);
+        }
+        Ok(taken)
+    }
+
+    async fn put_reply(&self, command_id: u64, reply: AdminReply) -> Result<(), DirectoryError> {
+        let now = Instant::now();
+        let mut admin = self.admin.lock();
+        if admin.replies.len() >= MAX_COMMAND_REPLIES {
+            admin.replies.retain(|_, (_, expires)| *expires > now);
+            if admin.replies.len() >= MAX_COMMAND_REPLIES {
+                return Err(DirectoryError::Full("operator command replies"));
+            }
+        }
+        admin.replies.insert(command_id, (reply, now + COMMAND_TTL));
+        Ok(())
+    }
+
+    async fn take_reply(&self, command_id: u64) -> Result<Option<AdminReply>, DirectoryError> {
+        let now = Instant::now();
+        Ok(self
+            .admin
+            .lock()
+            .replies
+            .remove(&command_id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(reply, _)| reply))
+    }
+
+    async fn report_errors(&self, errors: Vec<ErrorRecord>) -> Result<(), DirectoryError> {
+        let mut admin = self.admin.lock();
+        let skip = errors.len().saturating_sub(MAX_RECENT_ERRORS);
+        for error in errors.into_iter().skip(skip) {
+            admin.errors.push_front(error);
+        }
+        admin.errors.truncate(MAX_RECENT_ERRORS);
+        Ok(())
+    }
+
+    async fn recent_errors(&self) -> Result<Vec<ErrorRecord>, DirectoryError> {
+        Ok(self.admin.lock().errors.iter().cloned().collect())
     }
 }
 

@@ -18,6 +18,11 @@
 //! | `P join_reporters`    | set    | ids of room servers that report joins (`room_joined`) |
 //! | `P match:{room_id}`   | string | `MatchRecord` JSON, `PX` = the result's TTL         |
 //! | `P ticket_changes`    | channel | ids of tickets that left the queue, comma-separated (published by the scripts) |
+//! | `P rooms`             | zset   | room ids scored by created_ms: the admin listing's index (expired entries pruned as listed) |
+//! | `P server_about:{id}` | string | `ServerAbout` JSON (version, start, drain request), `PX` = heartbeat TTL |
+//! | `P commands:{id}`     | list   | `AdminCommand` JSON for the room server, oldest first (at most `MAX_QUEUED_COMMANDS`, `PX` = `COMMAND_TTL`) |
+//! | `P command_reply:{n}` | string | `AdminReply` JSON for the gateway that sent command `n`, `PX` = `COMMAND_TTL` |
+//! | `P recent_errors`     | list   | `ErrorRecord` JSON reported by room servers, newest first (at most `MAX_RECENT_ERRORS`) |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
@@ -36,10 +41,11 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::directory::{
-    random_room_id, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation,
-    MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, RoomStatus,
-    TicketChange, TicketId, TicketRecord, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
-    TICKET_CHANGES_QUEUE_LEN,
+    random_room_id, AdminCommand, AdminReply, CancelOutcome, Directory, DirectoryError,
+    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, QueueEntry, ReassignOutcome,
+    RoomPage, RoomRecord, RoomServerInfo, RoomStatus, ServerAbout, TicketChange, TicketId,
+    TicketRecord, COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
+    MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
@@ -69,6 +75,8 @@ pub const QUEUED_TICKET_TTL_MS: u64 = 10 * 60 * 1000;
 pub const MAX_QUEUED_PER_MODE: usize = 1_000_000;
 /// Pause before the ticket-change listener connects again after losing Redis, in ms.
 pub const TICKET_CHANGES_RECONNECT_DELAY_MS: u64 = 250;
+/// Most reads of the room index one `list_rooms` script makes (each of at most a page).
+pub const LIST_ROOMS_ROUNDS: usize = 4;
 
 /// How a `RedisDirectory` talks to Redis; `RedisConfig::default()` holds the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +142,8 @@ struct Scripts {
     close_room: Script,
     room_joined: Script,
     rooms_on_server: Script,
+    list_rooms: Script,
+    push_command: Script,
 }
 
 impl Scripts {
@@ -149,6 +159,8 @@ impl Scripts {
             close_room: Script::new(include_str!("redis/close_room.lua")),
             room_joined: Script::new(include_str!("redis/room_joined.lua")),
             rooms_on_server: Script::new(include_str!("redis/rooms_on_server.lua")),
+            list_rooms: Script::new(include_str!("redis/list_rooms.lua")),
+            push_command: Script::new(include_str!("redis/push_command.lua")),
         }
     }
 }
@@ -529,6 +541,196 @@ impl Directory for RedisDirectory {
         let raw: Option<String> = bounded(self.call_timeout, get.query_async(&mut conn)).await?;
         raw.map(|json| serde_json::from_str(&json).map_err(|e| malformed(&e)))
             .transpose()
+    }
+
+    async fn register_server_about(
+        &self,
+        info: RoomServerInfo,
+        about: ServerAbout,
+        ttl: Duration,
+    ) -> Result<(), DirectoryError> {
+        let ttl_ms = millis(ttl);
+        if ttl_ms == 0 {
+            return self.register_server(info, ttl).await;
+        }
+        let json = serde_json::to_string(&info).map_err(|e| malformed(&e))?;
+        let about_json = serde_json::to_string(&about).map_err(|e| malformed(&e))?;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SET")
+            .arg(self.key("server:", &info.server_id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(self.key("server_about:", &info.server_id))
+            .arg(about_json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        pipe.cmd("SADD")
+            .arg(self.key("servers", ""))
+            .arg(&info.server_id)
+            .ignore();
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn server_abouts(
+        &self,
+        server_ids: &[String],
+    ) -> Result<Vec<Option<ServerAbout>>, DirectoryError> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = ::redis::cmd("MGET");
+        for id in server_ids {
+            mget.arg(self.key("server_about:", id));
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Option<String>> =
+            bounded(self.call_timeout, mget.query_async(&mut conn)).await?;
+        // One unreadable entry (another build's) is shown as unknown, not an error.
+        Ok(raw
+            .into_iter()
+            .map(|json| json.and_then(|j| serde_json::from_str(&j).ok()))
+            .collect())
+    }
+
+    async fn list_rooms(&self, offset: usize, limit: usize) -> Result<RoomPage, DirectoryError> {
+        let limit = limit.min(MAX_ROOMS_PAGE);
+        if limit == 0 {
+            let mut conn = self.conn.clone();
+            let zcard = ::redis::Cmd::zcard(self.key("rooms", ""));
+            let total: u64 = bounded(self.call_timeout, zcard.query_async(&mut conn)).await?;
+            return Ok(RoomPage {
+                total,
+                rooms: Vec::new(),
+            });
+        }
+        let oldest_ms = crate::now_ms().saturating_sub(ROOM_RECORD_MAX_AGE_MS);
+        let args = [
+            offset.to_string(),
+            limit.to_string(),
+            LIST_ROOMS_ROUNDS.to_string(),
+            oldest_ms.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.list_rooms, &args).await?;
+        let Some((total, fields)) = reply.split_first() else {
+            return Err(malformed(&"list_rooms reply"));
+        };
+        let total = total.parse().map_err(|e| malformed(&e))?;
+        let mut rooms = Vec::new();
+        for room in fields.chunks(9) {
+            let parsed = room
+                .first()
+                .and_then(|id| id.parse().ok())
+                .map(|id| room_record(id, &room[1..]));
+            match parsed {
+                Some(Ok(record)) => rooms.push(record),
+                // A record another build wrote is left out of the page, not an error.
+                _ => tracing::warn!("skipping an unreadable room record in the listing"),
+            }
+        }
+        Ok(RoomPage { total, rooms })
+    }
+
+    async fn push_command(
+        &self,
+        server_id: &str,
+        command: AdminCommand,
+    ) -> Result<(), DirectoryError> {
+        let json = serde_json::to_string(&command).map_err(|e| malformed(&e))?;
+        let args = [
+            server_id.to_owned(),
+            json,
+            MAX_QUEUED_COMMANDS.to_string(),
+            millis(COMMAND_TTL).to_string(),
+        ];
+        let queued: i64 = self.run(&self.scripts.push_command, &args).await?;
+        if queued == 1 {
+            Ok(())
+        } else {
+            Err(DirectoryError::Full("operator commands"))
+        }
+    }
+
+    async fn take_commands(
+        &self,
+        server_id: &str,
+        max: usize,
+    ) -> Result<Vec<AdminCommand>, DirectoryError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.key("commands:", server_id);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        pipe.cmd("LRANGE").arg(&key).arg(0).arg(max - 1);
+        pipe.cmd("LTRIM").arg(&key).arg(max).arg(-1).ignore();
+        let mut conn = self.conn.clone();
+        let (raw,): (Vec<String>,) =
+            bounded(self.call_timeout, pipe.query_async(&mut conn)).await?;
+        Ok(raw
+            .iter()
+            .filter_map(|json| match serde_json::from_str(json) {
+                Ok(command) => Some(command),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping an unreadable operator command");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn put_reply(&self, command_id: u64, reply: AdminReply) -> Result<(), DirectoryError> {
+        let json = serde_json::to_string(&reply).map_err(|e| malformed(&e))?;
+        let key = self.key("command_reply:", &command_id.to_string());
+        let cmd = ::redis::Cmd::pset_ex(&key, json, millis(COMMAND_TTL));
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn take_reply(&self, command_id: u64) -> Result<Option<AdminReply>, DirectoryError> {
+        let key = self.key("command_reply:", &command_id.to_string());
+        let mut conn = self.conn.clone();
+        let getdel = ::redis::Cmd::get_del(&key);
+        let raw: Option<String> = bounded(self.call_timeout, getdel.query_async(&mut conn)).await?;
+        raw.map(|json| serde_json::from_str(&json).map_err(|e| malformed(&e)))
+            .transpose()
+    }
+
+    async fn report_errors(&self, errors: Vec<ErrorRecord>) -> Result<(), DirectoryError> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let key = self.key("recent_errors", "");
+        let skip = errors.len().saturating_sub(MAX_RECENT_ERRORS);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for error in errors.iter().skip(skip) {
+            let json = serde_json::to_string(error).map_err(|e| malformed(&e))?;
+            pipe.cmd("LPUSH").arg(&key).arg(json).ignore();
+        }
+        pipe.cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(MAX_RECENT_ERRORS - 1)
+            .ignore();
+        let mut conn = self.conn.clone();
+        bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn recent_errors(&self) -> Result<Vec<ErrorRecord>, DirectoryError> {
+        let key = self.key("recent_errors", "");
+        let lrange = ::redis::Cmd::lrange(&key, 0, MAX_RECENT_ERRORS as isize - 1);
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = bounded(self.call_timeout, lrange.query_async(&mut conn)).await?;
+        Ok(raw
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
     }
 
     async fn room_status(&self, room_id: u64) -> Result<Option<RoomStatus>, DirectoryError> {

@@ -194,6 +194,12 @@ struct Opts {
     /// again.
     #[arg(long, default_value_t = 86_400)]
     session_max_lifetime_s: u64,
+    /// Operators' admin API (/v1/admin/...) and status page (/status) on the gateway's HTTP
+    /// listener, for the tokens in this file: one `id:token` per line (the id names the
+    /// operator in logs; tokens of 16 to 256 characters; several lines let tokens rotate, and
+    /// the file is read again when it changes). Without it those routes do not exist.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 /// Parses the command line and runs the chosen role with `games` registered; `default_modes`
@@ -205,13 +211,22 @@ pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter);
+        // Handshake refusals for the admin API's error list, whatever the log level.
+        let refusals = crate::admin::RefusalLayer.with_filter(crate::admin::refusal_filter());
+        tracing_subscriber::registry()
+            .with(log)
+            .with(refusals)
+            .init();
+    }
     let (role, opts) = match cli.role {
         None => ("all-in-one", cli.opts),
         Some(Role::Room(o)) => ("room", o),
@@ -412,6 +427,10 @@ fn resolve(
     if let Some(w) = o.workers {
         room.workers = w.max(1);
     }
+    let admin_tokens = match &o.admin_token_file {
+        Some(path) => Some(tickroom_gateway::AdminTokens::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     Ok(RoleConfig {
         http: o.http,
         metrics: o.metrics,
@@ -435,6 +454,7 @@ fn resolve(
         match_result_ttl: std::time::Duration::from_secs(o.match_result_ttl_s),
         session_max_lifetime: std::time::Duration::from_secs(o.session_max_lifetime_s),
         allow_origins: o.allow_origin,
+        admin_tokens,
     })
 }
 

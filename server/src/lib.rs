@@ -2,6 +2,7 @@
 //! HTTP endpoints (`/metrics`, `/healthz`) and the process roles the `tickroom` binary runs:
 //! all-in-one (gateway + room server + in-memory directory), `gateway` and `room`.
 
+pub mod admin;
 pub mod app;
 mod builder;
 mod cli;

@@ -12,13 +12,14 @@ use std::time::Duration;
 use rand::Rng;
 use tickroom_game::modes::Modes;
 use tickroom_gateway::{
-    Directory, Gateway, GatewayConfig, InMemoryDirectory, MatchPlayer, MatchRecord, RedisDirectory,
-    RoomServerInfo,
+    AdminTokens, Directory, ErrorLog, Gateway, GatewayConfig, InMemoryDirectory, MatchPlayer,
+    MatchRecord, RedisDirectory, RoomServerInfo, ServerControl,
 };
 use tickroom_protocol::{KeyRing, RoomKeys};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::admin::ServerAgent;
 use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
 use crate::http::{health_router, metrics_router, HttpLimits, HttpStats, MetricsSource};
 use crate::room::GameRegistry;
@@ -71,6 +72,9 @@ pub struct RoleConfig {
     pub session_max_lifetime: Duration,
     /// Web origins allowed to call the gateway from the browser (CORS).
     pub allow_origins: Vec<String>,
+    /// The operators' tokens (`--admin-token-file`): the admin API (`/v1/admin`) and the
+    /// status page (`/status`) exist only with them.
+    pub admin_tokens: Option<Arc<AdminTokens>>,
 }
 
 /// The directory this process uses: Redis when configured, else in-memory.
@@ -147,9 +151,11 @@ pub async fn run_server(
     let mut background = Vec::new();
     // A room server registers with the directory when it is shared (Redis) or when the
     // gateway runs in this process (all-in-one).
+    let mut agent = None;
     let dir = if with_gateway || cfg.redis.is_some() {
         let dir = directory(&cfg).await?;
-        if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
+        let server = ServerAgent::new(room.clone(), dir.clone(), info.clone(), cfg.drain);
+        if let Err(e) = server.heartbeat().await {
             warn!(error = %e, "first directory registration failed; the heartbeat retries");
         }
         background.push(tokio::spawn(report_rooms(
@@ -158,15 +164,17 @@ pub async fn run_server(
             cfg.match_result_ttl,
             stop_rx.clone(),
         )));
-        background.push(tokio::spawn(heartbeat(
-            dir.clone(),
-            info.clone(),
-            room.clone(),
-            cfg.drain,
-            stop_rx.clone(),
-        )));
+        // Operators' commands come through the directory when gateways in other processes
+        // share it; the gateway in this process calls the agent directly.
+        background.push(tokio::spawn(
+            server.clone().run(cfg.redis.is_some(), stop_rx.clone()),
+        ));
+        agent = Some(server);
         Some(dir)
     } else {
+        if cfg.admin_tokens.is_some() {
+            warn!("--admin-token-file is for gateways: this room server has no admin API");
+        }
         None
     };
     if let Some(dir) = dir.clone().filter(|_| with_gateway) {
@@ -182,12 +190,8 @@ pub async fn run_server(
         )));
         let gw = gateway.clone();
         sources.push(Arc::new(move |out: &mut String| gw.render_metrics(out)));
-        routes = routes
-            .merge(crate::http::cors(
-                tickroom_gateway::router(gateway),
-                &cfg.allow_origins,
-            ))
-            .merge(crate::web::router());
+        let local = agent.clone().map(|a| a as Arc<dyn ServerControl>);
+        routes = routes.merge(gateway_routes(&cfg, gateway, local));
     }
     let (http_addr, http_task) = serve_http(
         cfg.http,
@@ -277,12 +281,7 @@ pub async fn run_gateway(
     let tls = cfg.tls.as_ref().map(TlsServer::new).transpose()?;
     let (http_addr, http_task) = serve_http(
         cfg.http,
-        health_router()
-            .merge(crate::http::cors(
-                tickroom_gateway::router(gateway),
-                &cfg.allow_origins,
-            ))
-            .merge(crate::web::router()),
+        health_router().merge(gateway_routes(&cfg, gateway, None)),
         cfg.http_limits.clone(),
         tls.clone(),
         http_stats,
@@ -308,6 +307,28 @@ pub async fn run_gateway(
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), metrics_task).await;
     Ok(())
+}
+
+/// The gateway's API (with CORS for `--allow-origin`), the web client at `/play/`, and with
+/// `--admin-token-file` the admin API and the status page (whose error list then records the
+/// API's error answers). `local` is the room server of this process, if any.
+fn gateway_routes(
+    cfg: &RoleConfig,
+    gateway: Arc<Gateway>,
+    local: Option<Arc<dyn ServerControl>>,
+) -> axum::Router {
+    let api = tickroom_gateway::router(gateway.clone());
+    let Some(tokens) = cfg.admin_tokens.clone() else {
+        return crate::http::cors(api, &cfg.allow_origins).merge(crate::web::router());
+    };
+    let errors = ErrorLog::new();
+    let api = tickroom_gateway::admin::record_errors(api, errors.clone());
+    info!(admins = ?tokens.ids(), "admin API at /v1/admin/, status page at /status");
+    crate::http::cors(api, &cfg.allow_origins)
+        .merge(crate::web::router())
+        .merge(tickroom_gateway::admin::router(
+            gateway, tokens, errors, local,
+        ))
 }
 
 /// The HTTP listener's connection counts as a metrics source.
@@ -392,29 +413,6 @@ async fn report_rooms(
                     }
                 }
             },
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn heartbeat(
-    dir: Arc<dyn Directory>,
-    mut info: RoomServerInfo,
-    room: Arc<RoomServer>,
-    drain: bool,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut every = tokio::time::interval(HEARTBEAT_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                info.load = room.load();
-                // An overloaded server takes no new rooms: placement skips it like a draining one.
-                info.draining = drain || room.shared.admission.overloaded();
-                if let Err(e) = dir.register_server(info.clone(), HEARTBEAT_TTL).await {
-                    warn!(error = %e, "directory heartbeat failed");
-                }
-            }
             _ = stop.changed() => return,
         }
     }

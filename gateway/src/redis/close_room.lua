@@ -7,4 +7,5 @@ if not r[1] then return 0 end
 if r[2] ~= ARGV[3] then return 0 end
 redis.call('DEL', rk)
 redis.call('SREM', p .. 'server_rooms:' .. r[1], room_id)
+redis.call('ZREM', p .. 'rooms', room_id)
 return 1

@@ -4,7 +4,8 @@
 --       room_id, r1, r2 (random u32s for the power-of-two-choices draw).
 -- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
 -- there it lives join_window_ms until `room_joined.lua` keeps it. The placed tickets are
--- published on `ticket_changes` (comma-separated), once per call.
+-- published on `ticket_changes` (comma-separated), once per call. Every room enters the index
+-- `rooms` (zset by created_ms) that the admin listing pages through.
 -- Replies (all strings): still_queued, then per match formed:
 --       room_id, server_id, n, then n times (ticket, player, enqueued_ms).
 local p = ARGV[1]
@@ -36,6 +37,9 @@ for _, t in ipairs(stale) do
     redis.call('DEL', p .. 'player:' .. player)
   end
 end
+
+-- The admin listing's room index forgets rooms older than any record lives.
+redis.call('ZREMRANGEBYSCORE', p .. 'rooms', '-inf', '(' .. string.format('%d', now - tonumber(room_ttl)))
 
 -- Live servers (expired registrations are pruned from the set), ordered by id.
 local servers = {}
@@ -156,6 +160,7 @@ while slot < slots do
     else
       redis.call('PEXPIRE', rk, room_ttl)
     end
+    redis.call('ZADD', p .. 'rooms', ARGV[7], room_id)
     local ok = p .. 'server_rooms:' .. s.id
     redis.call('SADD', ok, room_id)
     redis.call('PEXPIRE', ok, room_ttl)

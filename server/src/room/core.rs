@@ -14,7 +14,7 @@ use tickroom_game::modes::ModeConfig;
 use tickroom_game::{Player, PlayerMetadata, Recipient};
 use tickroom_protocol::{ErrorCode, ServerMsg, Welcome};
 
-use super::input::{RoomId, SeatRefusal, Seated, Seating, SessionId};
+use super::input::{RoomId, RoomSeats, SeatRefusal, SeatView, Seated, Seating, SessionId};
 use super::sim::{Delivery, Outbound, Sim, SimCounters};
 
 /// Most ticks a late room runs back to back before it skips ahead.
@@ -58,6 +58,8 @@ pub enum EndReason {
     Shutdown,
     /// The game panicked; the room cannot go on.
     GamePanicked,
+    /// An operator closed it (admin API).
+    Closed,
 }
 
 /// A finished match: the game's result bytes and who played, (player id, slot).
@@ -406,6 +408,60 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         }
     }
 
+    /// Who sits where, for operators.
+    pub fn seats(&self) -> RoomSeats {
+        let seats = self
+            .seats
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, seat)| {
+                seat.as_ref().map(|s| SeatView {
+                    slot: slot as u8,
+                    player_id: s.player_id,
+                    connected: s.conn.is_some(),
+                })
+            })
+            .collect();
+        RoomSeats {
+            tick: self.sim.current_tick(),
+            started: self.started.is_some(),
+            seats,
+        }
+    }
+
+    /// Removes `player_id` at an operator's request: `Kicked{code}` then a close with `code`
+    /// on its connection, its session ends and the game sees it leave. False when no such
+    /// player is seated. An emptied room ends at its next tick, as when players leave.
+    pub fn kick(&mut self, player_id: u64, code: ErrorCode) -> bool {
+        let Some(slot) = self
+            .seats
+            .iter()
+            .position(|s| matches!(s, Some(seat) if seat.player_id == player_id))
+        else {
+            return false;
+        };
+        if let Some(seat) = self.seats[slot].take() {
+            if let Some(conn) = seat.conn {
+                let kicked = self.out.encode(&ServerMsg::Kicked { code });
+                self.send_to(&conn, kicked, Delivery::Reliable);
+                self.effects.push(Effect::Close { to: conn, code });
+            }
+            self.effects.push(Effect::SessionEnded {
+                session_id: seat.session_id,
+            });
+            self.sim.leave(slot as u8, &mut self.out);
+        }
+        self.flush();
+        true
+    }
+
+    /// Ends the room now at an operator's request: its players get `Kicked{RoomClosed}`.
+    pub fn close(&mut self) {
+        if !self.ended {
+            self.end(EndReason::Closed);
+        }
+    }
+
     /// Runs `f` on the room; if the game panics inside it, the room ends with `Internal` to
     /// its players (`EndReason::GamePanicked`) and `None` is returned. Other rooms go on.
     pub fn guarded<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
@@ -583,7 +639,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         let code = match reason {
             EndReason::Shutdown => ErrorCode::ServerShutdown,
             EndReason::GamePanicked => ErrorCode::Internal,
-            EndReason::Empty | EndReason::MatchOver | EndReason::TimeUp => ErrorCode::RoomClosed,
+            EndReason::Empty | EndReason::MatchOver | EndReason::TimeUp | EndReason::Closed => {
+                ErrorCode::RoomClosed
+            }
         };
         let kicked = self.out.encode(&ServerMsg::Kicked { code });
         for seat in self.seats.iter_mut().filter_map(Option::take) {

@@ -56,6 +56,50 @@ impl From<ErrorCode> for SeatRefusal {
 /// Reply channel for joins and resumes.
 pub type SeatReply = oneshot::Sender<Result<Seated, SeatRefusal>>;
 
+/// What an operator asks of one room (`RoomInput::Admin`, from the admin API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOp {
+    /// Who sits where.
+    Seats,
+    /// Removes a player: `Kicked{code}`, then the connection closes with `code`.
+    Kick { player_id: u64, code: ErrorCode },
+    /// Ends the room now: its players get `Kicked{RoomClosed}`.
+    Close,
+}
+
+/// A room's answer to an `AdminOp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAnswer {
+    /// The seats (`AdminOp::Seats`).
+    Seats(RoomSeats),
+    /// Done (kick, close).
+    Done,
+    /// No such player is seated.
+    NoPlayer,
+    /// The worker runs no such room (or it ended meanwhile).
+    NoRoom,
+}
+
+/// A running room's seats, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSeats {
+    /// The game's current tick (state) or next frame (lockstep).
+    pub tick: u64,
+    /// Whether the match started.
+    pub started: bool,
+    /// Occupied seats, by slot.
+    pub seats: Vec<SeatView>,
+}
+
+/// One occupied seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatView {
+    pub slot: u8,
+    pub player_id: u64,
+    /// False while the player is disconnected (in grace).
+    pub connected: bool,
+}
+
 /// Every message a room accepts (a closed set).
 #[derive(Debug)]
 pub enum RoomInput {
@@ -116,6 +160,12 @@ pub enum RoomInput {
         session_id: SessionId,
         seq: u64,
         payload: Vec<u8>,
+    },
+    /// An operator's request about one room (admin API); the answer goes to `reply`.
+    Admin {
+        room_id: RoomId,
+        op: AdminOp,
+        reply: oneshot::Sender<AdminAnswer>,
     },
     /// Close every room (server shutdown) and stop the worker.
     Shutdown,
@@ -181,6 +231,7 @@ impl RoomInput {
             | RoomInput::Detach { .. }
             | RoomInput::Leave { .. }
             | RoomInput::Checksum { .. }
+            | RoomInput::Admin { .. }
             | RoomInput::Shutdown => 0,
         };
         QUEUED_MESSAGE_OVERHEAD_BYTES + payload

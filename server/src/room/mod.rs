@@ -16,7 +16,10 @@ pub mod sim;
 pub mod state;
 mod worker;
 
-pub use input::{RoomId, RoomInput, SeatRefusal, SeatReply, Seated, Seating, SessionId};
+pub use input::{
+    AdminAnswer, AdminOp, RoomId, RoomInput, RoomSeats, SeatRefusal, SeatReply, SeatView, Seated,
+    Seating, SessionId,
+};
 pub use pool::RoomPool;
 pub use registry::{GameRegistry, ModeRooms, RegistryError, RoomFactory};
 

@@ -13,7 +13,7 @@ use tickroom_protocol::ErrorCode;
 use tracing::info;
 
 use super::core::{Effect, EndReason, RoomCore, RoomEnd};
-use super::input::{QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
+use super::input::{AdminAnswer, AdminOp, QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
 use super::sim::Delivery;
 use crate::outbox::{Outbox, Pushed};
 use crate::{ClosedRoom, RoomEvent, Shared};
@@ -184,7 +184,8 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
         | RoomInput::Input { room_id, .. }
         | RoomInput::FrameInput { room_id, .. }
         | RoomInput::Checksum { room_id, .. }
-        | RoomInput::Message { room_id, .. } => *room_id,
+        | RoomInput::Message { room_id, .. }
+        | RoomInput::Admin { room_id, .. } => *room_id,
         RoomInput::Shutdown => return,
     };
     if let RoomInput::Join {
@@ -223,8 +224,14 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
         return;
     }
     let Some(room) = rooms.get_mut(&room_id) else {
-        if let RoomInput::Resume { reply, .. } = msg {
-            let _ = reply.send(Err(ErrorCode::SessionExpired.into()));
+        match msg {
+            RoomInput::Resume { reply, .. } => {
+                let _ = reply.send(Err(ErrorCode::SessionExpired.into()));
+            }
+            RoomInput::Admin { reply, .. } => {
+                let _ = reply.send(AdminAnswer::NoRoom);
+            }
+            _ => {}
         }
         return;
     };
@@ -281,6 +288,23 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
             ..
         } => {
             room.guarded(|r| r.message(session_id, seq, &payload));
+        }
+        RoomInput::Admin { op, reply, .. } => {
+            // A game that panics while a player is kicked ends the room: nothing is left.
+            let answer = room
+                .guarded(|r| match op {
+                    AdminOp::Seats => AdminAnswer::Seats(r.seats()),
+                    AdminOp::Kick { player_id, code } if r.kick(player_id, code) => {
+                        AdminAnswer::Done
+                    }
+                    AdminOp::Kick { .. } => AdminAnswer::NoPlayer,
+                    AdminOp::Close => {
+                        r.close();
+                        AdminAnswer::Done
+                    }
+                })
+                .unwrap_or(AdminAnswer::NoRoom);
+            let _ = reply.send(answer);
         }
         RoomInput::Join { .. } | RoomInput::Shutdown => {}
     }

@@ -286,6 +286,80 @@ fn a_leave_frees_the_seat_and_an_empty_room_ends() {
 }
 
 #[test]
+fn an_operator_kick_tells_the_player_its_code_and_frees_only_its_seat() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.detach(t0, 200, &2);
+    let seats = room.seats();
+    assert!(seats.started);
+    assert_eq!(
+        seats.seats,
+        [
+            SeatView {
+                slot: 0,
+                player_id: 1,
+                connected: true
+            },
+            SeatView {
+                slot: 1,
+                player_id: 2,
+                connected: false
+            }
+        ]
+    );
+    seen(&mut room);
+    assert!(!room.kick(3, ErrorCode::Kicked), "not seated");
+    assert!(seen(&mut room).is_empty());
+    assert!(room.kick(1, ErrorCode::Desync));
+    assert_eq!(
+        seen(&mut room),
+        [
+            Seen::Msg(
+                1,
+                ServerMsg::Kicked {
+                    code: ErrorCode::Desync
+                }
+            ),
+            Seen::Close(1, ErrorCode::Desync),
+            Seen::Ended(100)
+        ]
+    );
+    assert_eq!(room.occupied(), 1);
+    assert!(!room.is_ended());
+    // A player in grace is kicked too (no connection to tell).
+    assert!(room.kick(2, ErrorCode::Kicked));
+    assert_eq!(seen(&mut room), [Seen::Ended(200)]);
+    assert!(room.seats().seats.is_empty());
+}
+
+#[test]
+fn an_operator_close_ends_the_room_with_room_closed() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.close();
+    let effects = seen(&mut room);
+    assert!(room.is_ended());
+    for conn in [1, 2] {
+        assert_eq!(
+            messages_to(&effects, conn),
+            [&ServerMsg::Kicked {
+                code: ErrorCode::RoomClosed
+            }]
+        );
+        assert!(effects.contains(&Seen::Close(conn, ErrorCode::RoomClosed)));
+    }
+    assert_eq!(
+        effects.last(),
+        Some(&Seen::Room(RoomEnd {
+            reason: EndReason::Closed,
+            result: None
+        }))
+    );
+    room.close();
+    assert!(seen(&mut room).is_empty(), "closing twice does nothing");
+}
+
+#[test]
 fn a_dropped_seat_is_kept_for_the_grace_period_then_freed() {
     let t0 = Instant::now();
     let mut room = full_probe_room(t0);
