@@ -1021,6 +1021,9 @@ async fn recent_errors(State(st): State<AdminState>) -> Json<ErrorsResponse> {
 const STATUS_HTML: &str = include_str!("admin/status.html");
 const STATUS_JS: &str = include_str!("admin/status.js");
 const STATUS_CSS: &str = include_str!("admin/status.css");
+/// The page's icon (so browsers do not ask for `/favicon.ico`).
+const STATUS_ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <circle cx=\"8\" cy=\"8\" r=\"7\" fill=\"#2e7d32\"/></svg>";
 
 /// Only the page's own script and style; it talks only to this origin.
 const STATUS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -1041,6 +1044,10 @@ fn status_page() -> Router {
         .route(
             "/status/status.css",
             get(|| async { page("text/css; charset=utf-8", STATUS_CSS) }),
+        )
+        .route(
+            "/status/favicon.svg",
+            get(|| async { page("image/svg+xml", STATUS_ICON) }),
         )
 }
 
