@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -506,7 +507,7 @@ async fn require_token(State(st): State<AdminState>, mut request: Request, next:
         } else {
             "no admin token"
         };
-        tracing::warn!(path = %request.uri().path(), "admin request refused: {what}");
+        warn_refused();
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
@@ -519,12 +520,34 @@ async fn require_token(State(st): State<AdminState>, mut request: Request, next:
         );
         return response;
     };
+    tracing::debug!(admin = %id, method = %request.method(), path = %request.uri().path(), "admin request");
     request.extensions_mut().insert(Actor(id));
     let mut response = next.run(request).await;
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Refused admin requests since the last warning.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// When that warning was logged, unix ms.
+static REFUSED_WARNED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Warns of refused admin requests at most once a second, with their count (each is also in
+/// the error list), so guessing tokens cannot flood the log.
+fn warn_refused() {
+    let refused = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = now_ms();
+    let last = REFUSED_WARNED_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1_000
+        && REFUSED_WARNED_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        REFUSED.fetch_sub(refused, Ordering::Relaxed);
+        tracing::warn!(refused, "admin requests refused: no or wrong admin token");
+    }
 }
 
 /// One room server as `GET /v1/admin/servers` shows it.

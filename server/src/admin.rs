@@ -46,6 +46,8 @@ pub struct ServerAgent {
     /// `--drain`, then whatever operators last asked.
     drain_requested: AtomicBool,
     started_ms: u64,
+    /// Set once `run` saw the stop: nothing registers the server again after it deregistered.
+    stopping: AtomicBool,
 }
 
 impl ServerAgent {
@@ -62,6 +64,7 @@ impl ServerAgent {
             base,
             drain_requested: AtomicBool::new(drain),
             started_ms: crate::unix_ms(),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -86,8 +89,11 @@ impl ServerAgent {
         }
     }
 
-    /// Registers (or refreshes) this server in the directory.
+    /// Registers (or refreshes) this server in the directory; nothing once it stops.
     pub async fn heartbeat(&self) -> Result<(), DirectoryError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.dir
             .register_server_about(self.info(), self.about(), HEARTBEAT_TTL)
             .await
@@ -109,7 +115,10 @@ impl ServerAgent {
                     self.report_refusals().await;
                 }
                 _ = poll.tick(), if take_commands => self.take_commands(),
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    self.stopping.store(true, Ordering::Release);
+                    return;
+                }
             }
         }
     }
