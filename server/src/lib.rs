@@ -327,6 +327,13 @@ impl RoomServer {
             room_events: std::sync::OnceLock::new(),
             config,
         });
+        // Per-mode counters start at 0 for every mode, so a quiet one still has a series.
+        for mode in modes.iter() {
+            let m = &shared.metrics;
+            for counter in [&m.desyncs, &m.checksum_disagreements, &m.game_panics] {
+                counter.add(&mode.name, 0);
+            }
+        }
         spawn_admission_monitor(Arc::downgrade(&shared));
         let pool = RoomPool::start(shared.clone(), workers, queue_len, queue_bytes);
         Ok(Arc::new(RoomServer {
