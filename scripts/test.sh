@@ -70,7 +70,8 @@ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install
 [ -x /usr/bin/chromium ] || apt_install chromium || ts_status=1
 if [ "$ts_status" -eq 0 ]; then
   set +e
-  (cd clients/ts && npm ci --no-audit --no-fund && npm test && npm run test:browser)
+  (cd clients/ts && npm ci --no-audit --no-fund && npm test && npm run test:browser) &&
+    (cd clients/status-test && npm ci --no-audit --no-fund && npm test)
   ts_status=$?
   if [ "$ts_status" -eq 0 ] && ! git diff --quiet -- clients/ts/web-dist; then
     echo "clients/ts/web-dist differs from what the sources build: run npm run build in clients/ts and commit it" >&2
@@ -80,11 +81,32 @@ if [ "$ts_status" -eq 0 ]; then
   set -e
 fi
 
+# Alerts, recording rules and the dashboard (deploy/prometheus, deploy/grafana): promtool checks
+# and unit-tests every rule (each alert fires in one case and not in another); then a real
+# Prometheus scrapes the all-in-one under a short swarm, and every dashboard query and
+# recording rule must return data.
+ops_status=0
+command -v promtool >/dev/null 2>&1 || apt_install prometheus || ops_status=1
+if [ "$ops_status" -eq 0 ]; then
+  set +e
+  promtool check rules deploy/prometheus/alerts.yml &&
+    promtool test rules deploy/prometheus/alerts.test.yml &&
+    promtool check config deploy/prometheus/prometheus.example.yml &&
+    python3 deploy/prometheus/live_test.py target/debug
+  ops_status=$?
+  set -e
+fi
+
 echo
 echo "tests: ${passed} passed, ${failed} failed"
-if [ "$ts_status" -eq 0 ]; then
-  echo "typescript client (npm test, npm run test:browser): passed"
+if [ "$ops_status" -eq 0 ]; then
+  echo "alerts, dashboard and a real Prometheus (promtool, live_test.py): passed"
 else
-  echo "typescript client (npm test, npm run test:browser): FAILED" >&2
+  echo "alerts, dashboard and a real Prometheus (promtool, live_test.py): FAILED" >&2
 fi
-[ "$status" -eq 0 ] && [ "$ts_status" -eq 0 ]
+if [ "$ts_status" -eq 0 ]; then
+  echo "typescript client and status page in a browser (npm test, test:browser, status-test): passed"
+else
+  echo "typescript client and status page in a browser (npm test, test:browser, status-test): FAILED" >&2
+fi
+[ "$status" -eq 0 ] && [ "$ts_status" -eq 0 ] && [ "$ops_status" -eq 0 ]
