@@ -77,6 +77,8 @@ pub const MAX_QUEUED_PER_MODE: usize = 1_000_000;
 pub const TICKET_CHANGES_RECONNECT_DELAY_MS: u64 = 250;
 /// Most reads of the room index one `list_rooms` script makes (each of at most a page).
 pub const LIST_ROOMS_ROUNDS: usize = 4;
+/// Largest offset `list_rooms` sends to Redis; a larger one is an empty page.
+pub const LIST_ROOMS_MAX_OFFSET: usize = 1 << 40;
 
 /// How a `RedisDirectory` talks to Redis; `RedisConfig::default()` holds the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -600,7 +602,8 @@ impl Directory for RedisDirectory {
 
     async fn list_rooms(&self, offset: usize, limit: usize) -> Result<RoomPage, DirectoryError> {
         let limit = limit.min(MAX_ROOMS_PAGE);
-        if limit == 0 {
+        // Offsets cross Lua as doubles: past any real number of rooms, the page is empty.
+        if limit == 0 || offset > LIST_ROOMS_MAX_OFFSET {
             let mut conn = self.conn.clone();
             let zcard = ::redis::Cmd::zcard(self.key("rooms", ""));
             let total: u64 = bounded(self.call_timeout, zcard.query_async(&mut conn)).await?;

@@ -102,6 +102,8 @@ async fn rooms_are_listed_newest_first_in_pages(dir: Arc<dyn Directory>) -> Vec<
     assert_eq!(newest.created_ms, base + 6);
     // A page past the end is empty; a zero limit still tells the total; limits are capped.
     assert!(dir.list_rooms(7, 3).await.unwrap().rooms.is_empty());
+    let far = dir.list_rooms(usize::MAX, 3).await.unwrap();
+    assert_eq!((far.total, far.rooms.len()), (7, 0));
     let counted = dir.list_rooms(0, 0).await.unwrap();
     assert_eq!((counted.total, counted.rooms.len()), (7, 0));
     assert_eq!(dir.list_rooms(0, usize::MAX).await.unwrap().rooms.len(), 7);
