@@ -991,16 +991,18 @@ async fn close(
 async fn drain(
     State(st): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(server_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DrainResponse>, ApiError> {
+    let Path(server_id) = path.map_err(|_| not_found("no live room server has that id"))?;
     set_draining(&st, &actor, server_id, true).await
 }
 
 async fn undrain(
     State(st): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(server_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DrainResponse>, ApiError> {
+    let Path(server_id) = path.map_err(|_| not_found("no live room server has that id"))?;
     set_draining(&st, &actor, server_id, false).await
 }
 
