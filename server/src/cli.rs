@@ -200,6 +200,19 @@ struct Opts {
     /// the file is read again when it changes). Without it those routes do not exist.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Log lines for people (`human`: colour only on a terminal) or for log collectors
+    /// (`json`: one object per line, with the room, session and player ids of the span).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Text, coloured only when stderr is a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Parses the command line and runs the chosen role with `games` registered; `default_modes`
@@ -211,15 +224,36 @@ pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let (role, opts) = match cli.role {
+        None => ("all-in-one", cli.opts),
+        Some(Role::Room(o)) => ("room", o),
+        Some(Role::Gateway(o)) => ("gateway", o),
+        Some(Role::RoomKeys(o)) => return print_room_keys(name, &o),
+    };
     {
+        use std::io::IsTerminal;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
         use tracing_subscriber::Layer;
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let log = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter);
+        let filter = || {
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        };
+        let log = match opts.log_format {
+            // A log redirected to a file carries no escape codes.
+            LogFormat::Human => tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter())
+                .boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(std::io::stderr)
+                .with_filter(filter())
+                .boxed(),
+        };
         // Handshake refusals for the admin API's error list, whatever the log level.
         let refusals = crate::admin::RefusalLayer.with_filter(crate::admin::refusal_filter());
         tracing_subscriber::registry()
@@ -227,12 +261,6 @@ pub fn run(games: GameRegistry, default_modes: &str) -> ExitCode {
             .with(refusals)
             .init();
     }
-    let (role, opts) = match cli.role {
-        None => ("all-in-one", cli.opts),
-        Some(Role::Room(o)) => ("room", o),
-        Some(Role::Gateway(o)) => ("gateway", o),
-        Some(Role::RoomKeys(o)) => return print_room_keys(name, &o),
-    };
     let config = match resolve(role, opts, games, default_modes) {
         Ok(c) => c,
         Err(message) => {

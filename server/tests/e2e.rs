@@ -703,3 +703,59 @@ async fn the_web_client_is_served_at_play() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// Starts the all-in-one with `extra` flags and stderr to a file, waits until it logged that
+/// it is ready, stops it, and returns its log.
+async fn log_of(tag: &str, extra: &[&str]) -> String {
+    let dir = TempDir::new(tag);
+    let ready = dir.join("ready.json");
+    let log_path = dir.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickroom"))
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+        ])
+        .args(["--metrics", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the ready line in the log", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("ready"))
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(&log_path).unwrap()
+}
+
+/// `--log-format json` writes one JSON object per line (level, message, fields); the default
+/// human format written to a file has no colour escape codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_on_request_and_plain_in_a_file() {
+    let json = log_of("log-json", &["--log-format", "json"]).await;
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("ready")),
+        "the ready line is there: {json}"
+    );
+    let human = log_of("log-human", &[]).await;
+    assert!(human.contains("ready"), "{human}");
+    assert!(
+        !human.contains('\u{1b}'),
+        "escape codes in a log file: {human:?}"
+    );
+}
