@@ -77,6 +77,25 @@ pub struct BotConfig {
     pub seed: u64,
     /// The bot stops (with a `timeout` error) if it is not done by then.
     pub give_up_at: Instant,
+    /// Print the wait in the matchmaking queue as it goes (`play`: a person is watching).
+    pub show_queue: bool,
+}
+
+/// How often `play` tells how long it has been queued.
+const QUEUE_REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// What a person waiting in `mode`'s queue should know: when a match starts.
+fn queue_line(mode: &str, waited: Duration) -> String {
+    let rule = tickroom_game::modes::Modes::embedded()
+        .by_name(mode)
+        .map(|m| {
+            format!(
+                "; a match starts when {} players are in, or after {} s with at least {}",
+                m.players, m.matchmaking_wait_s, m.min_players
+            )
+        })
+        .unwrap_or_default();
+    format!("queued for {mode}: {} s{rule}", waited.as_secs())
 }
 
 /// One address bots connect from, with its clients.
@@ -229,7 +248,7 @@ impl Player {
         config: &BotConfig,
         attempt: u64,
     ) -> Result<SessionDriver, ConnectError> {
-        let m = self.find_match(&config.mode).await?;
+        let m = self.find_match(&config.mode, config.show_queue).await?;
         debug!(bot = config.index, room = m.room_id, "matched");
         let session_config = SessionConfig {
             jitter_seed: config.seed.wrapping_add(attempt),
@@ -262,7 +281,11 @@ impl Player {
         }
     }
 
-    async fn find_match(&mut self, mode: &str) -> Result<MatchResult, ConnectError> {
+    async fn find_match(
+        &mut self,
+        mode: &str,
+        show_queue: bool,
+    ) -> Result<MatchResult, ConnectError> {
         let token = self.token().await?;
         let (token, ticket) = match self.client().queue(&token, mode).await {
             Ok(ticket) => (token, ticket),
@@ -274,8 +297,21 @@ impl Player {
             }
             Err(e) => return Err(e),
         };
+        if !show_queue {
+            return self
+                .client()
+                .wait_match(&token, &ticket, MATCHMAKING_TIMEOUT)
+                .await;
+        }
+        let mut shown = |waited: Duration| eprintln!("{}", queue_line(mode, waited));
         self.client()
-            .wait_match(&token, &ticket, MATCHMAKING_TIMEOUT)
+            .wait_match_reporting(
+                &token,
+                &ticket,
+                MATCHMAKING_TIMEOUT,
+                QUEUE_REPORT_EVERY,
+                &mut shown,
+            )
             .await
     }
 
@@ -317,6 +353,19 @@ mod tests {
     use tickroom_protocol::api::check_device_id;
 
     use super::*;
+
+    #[test]
+    fn the_queue_line_says_when_a_match_starts() {
+        let line = queue_line("arena", Duration::from_millis(4_200));
+        assert_eq!(
+            line,
+            "queued for arena: 4 s; a match starts when 10 players are in, or after 10 s with at least 1"
+        );
+        assert_eq!(
+            queue_line("custom", Duration::ZERO),
+            "queued for custom: 0 s"
+        );
+    }
 
     #[test]
     fn bot_device_ids_are_valid_stable_and_distinct() {

@@ -52,6 +52,7 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
         drop_per_s: 0.0,
         seed: rand::random(),
         give_up_at: Instant::now() + MATCHMAKING_TIMEOUT + args.duration + PLAY_DEADLINE_SLACK,
+        show_queue: true,
     };
     let ctx = BotContext {
         sources: Arc::new([Source::system(Arc::new([gateway]), None)]),

@@ -103,6 +103,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
             drop_per_s: args.drop_rate.per_second,
             seed: split_mix(base_seed.wrapping_add(index as u64)),
             give_up_at,
+            show_queue: false,
         };
         set.spawn(run_bot(config, ctx.clone()));
     }

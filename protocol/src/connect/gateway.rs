@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::tls::tls_client_config;
 use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
+
+/// Longest a single matchmaking poll is held (the gateway caps it at 20 s too).
+const LONG_POLL: Duration = Duration::from_secs(20);
 use crate::api::{EnqueueRequest, EnqueueResponse, ErrorBody, MatchResultRecord};
 use crate::{ErrorCode, PlayerMetadata, Secret};
 
@@ -120,16 +123,31 @@ impl GatewayClient {
         ticket_id: &str,
         deadline: Duration,
     ) -> Result<MatchResult, ConnectError> {
+        self.wait_match_reporting(token, ticket_id, deadline, LONG_POLL, &mut |_| {})
+            .await
+    }
+
+    /// [`GatewayClient::wait_match`] with polls of at most `every`, telling `waited` how long
+    /// the ticket has been queued after each one (to show the wait to a player).
+    pub async fn wait_match_reporting(
+        &self,
+        token: &str,
+        ticket_id: &str,
+        deadline: Duration,
+        every: Duration,
+        waited: &mut (dyn FnMut(Duration) + Send),
+    ) -> Result<MatchResult, ConnectError> {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ConnectError::Timeout("matchmaking"));
             }
+            let wait = left.min(every).max(Duration::from_millis(1));
             let req = self
                 .http
                 .get(format!("{}/v1/matchmaking/{ticket_id}", self.base))
-                .query(&[("wait_ms", left.as_millis().min(20_000).to_string())])
+                .query(&[("wait_ms", wait.as_millis().to_string())])
                 .bearer_auth(token);
             let value: serde_json::Value = match parse(req.send().await).await {
                 // No room server can take a room yet: the ticket stays queued; ask again.
@@ -143,6 +161,9 @@ impl GatewayClient {
             };
             if value.get("join_ticket").is_some() {
                 return serde_json::from_value(value).map_err(ConnectError::BadAnswer);
+            }
+            if let Some(ms) = value.get("queued_ms").and_then(serde_json::Value::as_u64) {
+                waited(Duration::from_millis(ms));
             }
         }
     }
