@@ -49,7 +49,7 @@ impl BenchRoom {
                 },
                 &mut input,
             );
-            room.input(u64::from(p) + 1, 1, 0, &[input.into()]);
+            room.input(u64::from(p) + 1, 1, 0, &[input.into()], t0);
         }
         let interval = rooms.mode.tick_interval();
         assert!(!room.is_ended());
@@ -76,7 +76,7 @@ impl BenchRoom {
         let bytes = self.drain();
         let tick = self.room.current_tick();
         for p in 0..self.players {
-            self.room.input(u64::from(p) + 1, 1, tick, &[]);
+            self.room.input(u64::from(p) + 1, 1, tick, &[], self.now);
         }
         bytes
     }

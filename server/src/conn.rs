@@ -548,6 +548,7 @@ async fn play(
                     tick,
                     ack_tick,
                     inputs,
+                    received: Instant::now(),
                 };
                 // Unreliable input: on a full queue it is dropped; redundancy covers it.
                 if let Err(TrySendError::Full(_)) = server.pool.try_send(room_id, input) {

@@ -96,6 +96,8 @@ pub struct TickStats {
     pub lateness_us: Histogram<u64>,
     /// Tick durations since the admission monitor last looked, µs.
     pub recent_us: Histogram<u64>,
+    /// From an input's arrival to the end of the tick that answered it, µs.
+    pub input_ack_us: Histogram<u64>,
 }
 
 impl Default for TickStats {
@@ -104,6 +106,7 @@ impl Default for TickStats {
             duration_us: tick_histogram(),
             lateness_us: tick_histogram(),
             recent_us: tick_histogram(),
+            input_ack_us: tick_histogram(),
         }
     }
 }
@@ -113,8 +116,8 @@ impl Default for TickStats {
 struct TickCopy {
     /// When the copy was last refreshed.
     taken: Option<Instant>,
-    /// Per worker: durations and lateness, µs.
-    workers: Vec<(Histogram<u64>, Histogram<u64>)>,
+    /// Per worker: durations, lateness and input-to-ack waits, µs.
+    workers: Vec<(Histogram<u64>, Histogram<u64>, Histogram<u64>)>,
 }
 
 /// Every room-server metric.
@@ -199,7 +202,7 @@ impl Metrics {
     /// Tick durations and lateness merged over all workers, for a scrape: from the scrapes'
     /// copy, refreshed when older than `TICK_COPY_MAX_AGE`. A worker's lock is tried, never
     /// waited for (the worker locks it after each tick): one that is busy keeps its last copy.
-    fn scrape_ticks(&self) -> (Histogram<u64>, Histogram<u64>) {
+    fn scrape_ticks(&self) -> (Histogram<u64>, Histogram<u64>, Histogram<u64>) {
         let mut copy = self.scrape_copy.lock();
         let now = Instant::now();
         if copy
@@ -207,22 +210,26 @@ impl Metrics {
             .is_none_or(|t| now.duration_since(t) >= TICK_COPY_MAX_AGE)
         {
             copy.workers.resize_with(self.tick_stats.len(), || {
-                (tick_histogram(), tick_histogram())
+                (tick_histogram(), tick_histogram(), tick_histogram())
             });
-            for (worker, (duration, lateness)) in self.tick_stats.iter().zip(&mut copy.workers) {
+            for (worker, (duration, lateness, ack)) in self.tick_stats.iter().zip(&mut copy.workers)
+            {
                 if let Some(stats) = worker.try_lock() {
                     let _ = duration.set_to(&stats.duration_us);
                     let _ = lateness.set_to(&stats.lateness_us);
+                    let _ = ack.set_to(&stats.input_ack_us);
                 }
             }
             copy.taken = Some(now);
         }
-        let (mut duration, mut lateness) = (tick_histogram(), tick_histogram());
-        for (d, l) in &copy.workers {
+        let (mut duration, mut lateness, mut ack) =
+            (tick_histogram(), tick_histogram(), tick_histogram());
+        for (d, l, a) in &copy.workers {
             let _ = duration.add(d);
             let _ = lateness.add(l);
+            let _ = ack.add(a);
         }
-        (duration, lateness)
+        (duration, lateness, ack)
     }
 
     /// p99 of tick durations since the last call, in ms, and resets that window.
@@ -399,7 +406,7 @@ impl Metrics {
             "worker",
             depths.iter().map(|(w, d)| (w.as_str(), *d)),
         )?;
-        let (duration, late) = self.scrape_ticks();
+        let (duration, late, input_ack) = self.scrape_ticks();
         prom::histogram_seconds(
             e,
             "tickroom_tick_duration",
@@ -413,6 +420,14 @@ impl Metrics {
             "tickroom_tick_lateness",
             "how late ticks started against their schedule (jitter)",
             &late,
+            1e-6,
+            &prom::TICK_BUCKETS_S,
+        )?;
+        prom::histogram_seconds(
+            e,
+            "tickroom_input_ack_wait",
+            "time from an input's arrival to the end of the tick that answered it (the server's share of input-to-ack latency)",
+            &input_ack,
             1e-6,
             &prom::TICK_BUCKETS_S,
         )?;

@@ -95,6 +95,10 @@ pub struct RoomCore<C> {
     out: Outbound,
     effects: Vec<Effect<C>>,
     connected: Vec<bool>,
+    /// Per seat: when the oldest input not yet answered by a tick arrived at the connection.
+    input_since: Vec<Option<Instant>>,
+    /// Input-to-ack waits measured by ticks since the worker last drained them.
+    input_waits: Vec<Duration>,
     ended: bool,
 }
 
@@ -116,6 +120,8 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             out: Outbound::default(),
             effects: Vec::new(),
             connected: vec![false; players],
+            input_since: vec![None; players],
+            input_waits: Vec::new(),
             ended: false,
         }
     }
@@ -286,13 +292,29 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         }
     }
 
-    /// State-sync input.
-    pub fn input(&mut self, session_id: SessionId, tick: u64, ack_tick: u64, inputs: &[ByteBuf]) {
+    /// State-sync input, received by its connection at `received`.
+    pub fn input(
+        &mut self,
+        session_id: SessionId,
+        tick: u64,
+        ack_tick: u64,
+        inputs: &[ByteBuf],
+        received: Instant,
+    ) {
         if let Some(slot) = self.slot_of(session_id) {
             self.sim
                 .input(slot as u8, tick, ack_tick, inputs, &mut self.out);
             self.flush();
+            let since = &mut self.input_since[slot];
+            *since = Some(since.map_or(received, |s| s.min(received)));
         }
+    }
+
+    /// The input-to-ack waits measured since the last call: for each player, from the arrival
+    /// of its oldest input not yet answered to the end of the tick that answered it (the
+    /// snapshot carrying its effect and acknowledgement went out).
+    pub fn drain_input_waits(&mut self) -> std::vec::Drain<'_, Duration> {
+        self.input_waits.drain(..)
     }
 
     /// Lockstep input for `frame`.
@@ -367,6 +389,15 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                 }
                 self.sim.tick(&self.connected, &mut self.out);
                 self.flush();
+                if self.input_since.iter().any(Option::is_some) {
+                    let sent = Instant::now();
+                    for since in &mut self.input_since {
+                        if let Some(arrived) = since.take() {
+                            self.input_waits
+                                .push(sent.saturating_duration_since(arrived));
+                        }
+                    }
+                }
                 if self.ended {
                     return late;
                 }

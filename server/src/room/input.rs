@@ -139,6 +139,8 @@ pub enum RoomInput {
         tick: u64,
         ack_tick: u64,
         inputs: Vec<ByteBuf>,
+        /// When the connection received it (for the input-to-ack wait metric).
+        received: std::time::Instant,
     },
     /// Lockstep input for one frame.
     FrameInput {

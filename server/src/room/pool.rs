@@ -156,6 +156,7 @@ mod tests {
                     tick: 1,
                     ack_tick: 0,
                     inputs: vec![ByteBuf::from(vec![1, 2, 3])],
+                    received: std::time::Instant::now(),
                 },
             )
             .is_ok());

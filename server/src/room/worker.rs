@@ -85,6 +85,9 @@ fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shar
             let _ = stats.duration_us.record(took.as_micros() as u64);
             let _ = stats.recent_us.record(took.as_micros() as u64);
             let _ = stats.lateness_us.record(late.as_micros() as u64);
+            for wait in room.drain_input_waits() {
+                let _ = stats.input_ack_us.record(wait.as_micros() as u64);
+            }
             drop(stats);
             shared.metrics.ticks.inc();
             if room.is_ended() {
@@ -261,9 +264,10 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
             tick,
             ack_tick,
             inputs,
+            received,
             ..
         } => {
-            room.guarded(|r| r.input(session_id, tick, ack_tick, &inputs));
+            room.guarded(|r| r.input(session_id, tick, ack_tick, &inputs, received));
         }
         RoomInput::FrameInput {
             session_id,

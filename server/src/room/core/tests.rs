@@ -405,10 +405,10 @@ fn a_new_session_in_the_same_seat_has_its_inputs_applied() {
     let t0 = Instant::now();
     let mut room = full_probe_room(t0);
     let input = |n: u8| vec![serde_bytes::ByteBuf::from(vec![n])];
-    room.input(100, 50, 0, &input(1));
+    room.input(100, 50, 0, &input(1), t0);
     room.join(t0, seating(101, 1), 3).unwrap();
     seen(&mut room);
-    room.input(101, 1, 0, &input(2));
+    room.input(101, 1, 0, &input(2), t0);
     room.tick(t0 + TICK);
     let acks: Vec<u64> = messages_to(&seen(&mut room), 3)
         .into_iter()
@@ -418,6 +418,25 @@ fn a_new_session_in_the_same_seat_has_its_inputs_applied() {
         })
         .collect();
     assert_eq!(acks, [1], "the new session's first input was applied");
+}
+
+/// A tick that answers players' inputs measures, per player, the wait from its oldest
+/// unanswered input's arrival; a tick with no new input measures nothing.
+#[test]
+fn ticks_measure_the_wait_from_input_to_answer() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    let input = |n: u8| vec![serde_bytes::ByteBuf::from(vec![n])];
+    let earlier = Instant::now();
+    room.input(100, 1, 0, &input(1), earlier);
+    room.input(100, 2, 0, &input(2), Instant::now());
+    room.input(200, 1, 0, &input(3), Instant::now());
+    room.tick(t0 + TICK);
+    let waits: Vec<Duration> = room.drain_input_waits().collect();
+    assert_eq!(waits.len(), 2, "one wait per player with new input");
+    assert!(waits.iter().all(|w| *w <= earlier.elapsed()), "{waits:?}");
+    room.tick(t0 + 2 * TICK);
+    assert_eq!(room.drain_input_waits().count(), 0);
 }
 
 #[test]
