@@ -421,7 +421,16 @@ async fn enqueue(
     match gw.directory.enqueue(entry).await? {
         EnqueueOutcome::Queued => {
             gw.metrics.tickets.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(player_id, mode = %mode.name, "queued");
+            // What the wait will be, for whoever reads the log on a first run.
+            tracing::info!(
+                player_id,
+                mode = %mode.name,
+                waiting = gw.metrics.queue_length(&mode.name),
+                "queued: a match starts when {} players are in, or after {} s with at least {}",
+                mode.players,
+                mode.matchmaking_wait_s,
+                mode.min_players
+            );
             let answer = EnqueueResponse {
                 ticket_id: ticket_id.to_string(),
                 mode: mode.name.clone(),

@@ -80,6 +80,11 @@ impl Metrics {
         }
     }
 
+    /// Players the last matchmaking pass left waiting in `mode`'s queue.
+    pub(crate) fn queue_length(&self, mode: &str) -> usize {
+        self.queue_length.lock().get(mode).copied().unwrap_or(0)
+    }
+
     pub(crate) fn record_queue_times(&self, waits_ms: impl Iterator<Item = u64>) {
         let mut h = self.queue_time_ms.lock();
         for ms in waits_ms {

@@ -731,6 +731,18 @@ async fn log_of(tag: &str, extra: &[&str]) -> String {
         std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("ready"))
     })
     .await;
+    // A player queues: the log says when its match will start.
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let gw = GatewayClient::new(&format!("http://{}", info["http"].as_str().unwrap()));
+    let login = gw
+        .login_device(&tickroom_testkit::device_id(tag))
+        .await
+        .unwrap();
+    gw.queue(&login.session_token, "arena").await.unwrap();
+    common::wait_for("the queued line in the log", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("a match starts when"))
+    })
+    .await;
     let _ = child.kill();
     let _ = child.wait();
     std::fs::read_to_string(&log_path).unwrap()
@@ -754,6 +766,12 @@ async fn logs_are_json_on_request_and_plain_in_a_file() {
     );
     let human = log_of("log-human", &[]).await;
     assert!(human.contains("ready"), "{human}");
+    assert!(
+        human.contains(
+            "queued: a match starts when 10 players are in, or after 10 s with at least 1"
+        ),
+        "a first run shows what the wait is: {human}"
+    );
     assert!(
         !human.contains('\u{1b}'),
         "escape codes in a log file: {human:?}"
