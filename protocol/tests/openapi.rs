@@ -7,40 +7,15 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tickroom_protocol::api::{
     CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody,
     LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
 };
 use tickroom_protocol::{ErrorCode, PlayerMetadata};
 
-/// A JSON schema for `example`: objects list every field (all required), numbers that are whole
-/// are integers, arrays take their first element's schema.
-fn schema_of(example: &Value) -> Value {
-    match example {
-        Value::Null => json!({ "nullable": true }),
-        Value::Bool(_) => json!({ "type": "boolean" }),
-        Value::Number(n) if n.is_u64() => json!({ "type": "integer", "minimum": 0 }),
-        Value::Number(n) if n.is_i64() => json!({ "type": "integer" }),
-        Value::Number(_) => json!({ "type": "number" }),
-        Value::String(_) => json!({ "type": "string" }),
-        Value::Array(items) => json!({
-            "type": "array",
-            "items": items.first().map_or(json!({}), schema_of),
-        }),
-        Value::Object(fields) => {
-            let properties: Map<String, Value> = fields
-                .iter()
-                .map(|(k, v)| (k.clone(), schema_of(v)))
-                .collect();
-            let required: Vec<&String> = fields.keys().collect();
-            json!({ "type": "object", "properties": properties, "required": required })
-        }
-    }
-}
-
 fn schema<T: Serialize>(example: &T) -> Value {
-    schema_of(&serde_json::to_value(example).unwrap())
+    tickroom_testkit::json_schema_of(&serde_json::to_value(example).unwrap())
 }
 
 fn matched() -> MatchedResponse {

@@ -184,3 +184,30 @@ pub fn device_id(tag: &str) -> String {
     };
     format!("{:016x}{:016x}", lane(0), lane(1))
 }
+
+/// A JSON schema (OpenAPI 3.0 dialect) derived from an example value: objects list every field
+/// (all required), whole numbers are integers, arrays take their first element's schema, null
+/// is nullable. The OpenAPI documents are generated from serialised examples of the API types
+/// with it, so a field added, removed or retyped in Rust changes the document.
+pub fn json_schema_of(example: &Value) -> Value {
+    match example {
+        Value::Null => serde_json::json!({ "nullable": true }),
+        Value::Bool(_) => serde_json::json!({ "type": "boolean" }),
+        Value::Number(n) if n.is_u64() => serde_json::json!({ "type": "integer", "minimum": 0 }),
+        Value::Number(n) if n.is_i64() => serde_json::json!({ "type": "integer" }),
+        Value::Number(_) => serde_json::json!({ "type": "number" }),
+        Value::String(_) => serde_json::json!({ "type": "string" }),
+        Value::Array(items) => serde_json::json!({
+            "type": "array",
+            "items": items.first().map_or(serde_json::json!({}), json_schema_of),
+        }),
+        Value::Object(fields) => {
+            let properties: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_schema_of(v)))
+                .collect();
+            let required: Vec<&String> = fields.keys().collect();
+            serde_json::json!({ "type": "object", "properties": properties, "required": required })
+        }
+    }
+}
