@@ -93,6 +93,12 @@ pub struct ServerFigures {
     pub tick_p99_ms: Option<f64>,
     pub overruns: Option<u64>,
     pub rss_mb: Option<f64>,
+    /// The servers' CPU time during the swarm per bot-second played, in ms (from their
+    /// `process_cpu_seconds_total` at the start and the end), beside `bot_cpu_ms_per_bot_s`.
+    pub cpu_ms_per_bot_s: Option<f64>,
+    /// The servers' `process_cpu_seconds_total` at this scrape (summed over servers).
+    #[serde(skip)]
+    pub cpu_s: Option<f64>,
 }
 
 /// What the report is built from.
@@ -110,6 +116,8 @@ pub struct ReportInputs<'a> {
     pub outcomes: &'a [BotOutcome],
     /// CPU time this process used during the swarm, when readable.
     pub cpu: Option<Duration>,
+    /// The servers' CPU seconds at the swarm's start, when scraped (the end is in `server`).
+    pub server_cpu_at_start: Option<f64>,
     /// Server figures (all `None` when the scrape failed).
     pub server: ServerFigures,
 }
@@ -130,6 +138,13 @@ impl Report {
             .cpu
             .filter(|_| all.played_s > 0.0)
             .map(|cpu| cpu.as_secs_f64() * 1e3 / all.played_s);
+        let mut server = inputs.server;
+        server.cpu_ms_per_bot_s = match (inputs.server_cpu_at_start, server.cpu_s) {
+            (Some(a), Some(b)) if all.played_s > 0.0 && b >= a => {
+                Some((b - a) * 1e3 / all.played_s)
+            }
+            _ => None,
+        };
         Report {
             transport: inputs.transport.to_string(),
             mode: inputs.mode.to_string(),
@@ -167,7 +182,7 @@ impl Report {
                 up: per_bot_s(all.bytes_out),
                 down: per_bot_s(all.bytes_in),
             },
-            server: inputs.server,
+            server,
             bot_cpu_ms_per_bot_s: cpu_ms_per_bot_s,
         }
     }
@@ -251,12 +266,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  server        tick p99 {} ms  overruns {}  rss {} MB",
+            "  server        tick p99 {} ms  overruns {}  rss {} MB  cpu {} ms per bot-second",
             opt(self.server.tick_p99_ms, 3),
             self.server
                 .overruns
                 .map_or_else(|| "-".to_string(), |n| n.to_string()),
-            opt(self.server.rss_mb, 1)
+            opt(self.server.rss_mb, 1),
+            opt(self.server.cpu_ms_per_bot_s, 3)
         )?;
         write!(
             f,
@@ -303,6 +319,7 @@ pub fn parse_metrics(text: &str) -> ServerFigures {
         }
         match name {
             "tickroom_tick_overruns_total" => figures.overruns = Some(value.max(0.0) as u64),
+            "process_cpu_seconds_total" => figures.cpu_s = Some(value),
             "process_resident_memory_bytes" => figures.rss_mb = Some(value / BYTES_PER_MB),
             _ => {}
         }
@@ -356,10 +373,13 @@ pub fn combine(figures: &[ServerFigures]) -> ServerFigures {
     let max =
         |pick: fn(&ServerFigures) -> Option<f64>| figures.iter().filter_map(pick).reduce(f64::max);
     let overruns: Vec<u64> = figures.iter().filter_map(|f| f.overruns).collect();
+    let cpu: Vec<f64> = figures.iter().filter_map(|f| f.cpu_s).collect();
     ServerFigures {
         tick_p99_ms: max(|f| f.tick_p99_ms),
         overruns: (!overruns.is_empty()).then(|| overruns.iter().sum()),
         rss_mb: max(|f| f.rss_mb),
+        cpu_ms_per_bot_s: None,
+        cpu_s: (!cpu.is_empty()).then(|| cpu.iter().sum()),
     }
 }
 
@@ -438,6 +458,7 @@ mod tests {
     ];
 
     fn build(outcomes: &[BotOutcome], cpu: Option<Duration>) -> serde_json::Value {
+        // The servers used 0.3 s of CPU during the swarm (when it had bots that played).
         let report = Report::build(ReportInputs {
             transport: "ws",
             mode: "arena",
@@ -445,7 +466,11 @@ mod tests {
             duration: Duration::from_secs(3),
             outcomes,
             cpu,
-            server: ServerFigures::default(),
+            server_cpu_at_start: cpu.map(|_| 10.0),
+            server: ServerFigures {
+                cpu_s: cpu.map(|_| 10.3),
+                ..ServerFigures::default()
+            },
         });
         serde_json::from_str(&report.to_json()).unwrap()
     }
@@ -470,9 +495,13 @@ mod tests {
         assert!(v["lost_frames"].is_null());
         assert!(v["interval_jitter_ms"]["p99"].is_null());
         assert!(v["bytes_per_bot_s"]["up"].is_null() && v["bytes_per_bot_s"]["down"].is_null());
-        for key in ["tick_p99_ms", "overruns", "rss_mb"] {
+        for key in ["tick_p99_ms", "overruns", "rss_mb", "cpu_ms_per_bot_s"] {
             assert!(v["server"][key].is_null(), "server.{key}");
         }
+        assert!(
+            v["server"].get("cpu_s").is_none(),
+            "the raw seconds stay out of the report"
+        );
         assert!(v["bot_cpu_ms_per_bot_s"].is_null());
         assert_eq!(v["failed"], 2);
         assert_eq!(v["errors_by_code"], serde_json::json!({}));
@@ -506,6 +535,9 @@ mod tests {
         assert_eq!(v["bytes_per_bot_s"]["up"], 500.0);
         assert_eq!(v["bytes_per_bot_s"]["down"], 2000.0);
         assert_eq!(v["bot_cpu_ms_per_bot_s"], 50.0);
+        // 0.3 s of server CPU over 2 bot-seconds played.
+        let server_cpu = v["server"]["cpu_ms_per_bot_s"].as_f64().unwrap();
+        assert!((server_cpu - 150.0).abs() < 1e-6, "{server_cpu}");
         assert!(v["resume_ms"]["p50"].is_null());
         assert!(v["lost_frames"].is_null(), "not lockstep");
     }
@@ -534,16 +566,21 @@ mod tests {
             tick_p99_ms: Some(1.0),
             overruns: Some(2),
             rss_mb: Some(40.0),
+            cpu_s: Some(1.5),
+            ..ServerFigures::default()
         };
         let b = ServerFigures {
             tick_p99_ms: Some(3.0),
             overruns: Some(5),
             rss_mb: None,
+            cpu_s: Some(2.0),
+            ..ServerFigures::default()
         };
         let c = combine(&[a, b, ServerFigures::default()]);
         assert_eq!(c.tick_p99_ms, Some(3.0));
         assert_eq!(c.overruns, Some(7));
         assert_eq!(c.rss_mb, Some(40.0));
+        assert_eq!(c.cpu_s, Some(3.5), "the servers' CPU adds up");
         assert_eq!(combine(&[]), ServerFigures::default());
     }
 
@@ -555,6 +592,7 @@ mod tests {
             tickroom_tick_duration_seconds_bucket{le=\"0.004\"} 100\n\
             tickroom_tick_duration_seconds_bucket{le=\"+Inf\"} 100\n\
             tickroom_tick_overruns_total 3\n\
+            process_cpu_seconds_total 12.5\n\
             process_resident_memory_bytes 52428800\n";
         let f = parse_metrics(text);
         // Rank 99 of 100 lies 90 % into the (2 ms, 4 ms] bucket.
@@ -562,6 +600,7 @@ mod tests {
         assert!((p99 - 3.8).abs() < 1e-9, "{p99}");
         assert_eq!(f.overruns, Some(3));
         assert_eq!(f.rss_mb, Some(50.0));
+        assert_eq!(f.cpu_s, Some(12.5));
         assert_eq!(
             parse_metrics("garbage\n{}\nx NaN"),
             ServerFigures::default()

@@ -55,6 +55,8 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
     anyhow::ensure!(args.bots > 0, "--bots must be at least 1");
     let started = Instant::now();
     let cpu_at_start = process_cpu_time();
+    // The servers' CPU before the first bot, so the report states their cost per bot too.
+    let server_cpu_at_start = scrape_all(&args.metrics_urls()).await.cpu_s;
     let hard_deadline = started + args.ramp + args.duration + HARD_DEADLINE_SLACK;
     let give_up_at = hard_deadline
         .checked_sub(BOT_GIVE_UP_MARGIN)
@@ -141,6 +143,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         duration: args.duration,
         outcomes: &outcomes,
         cpu,
+        server_cpu_at_start,
         server,
     });
     if let Some(path) = &args.report {

@@ -159,6 +159,15 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             report["server"]["rss_mb"].is_f64(),
             "server metrics, {what}"
         );
+        // Both costs, side by side: the server's CPU per bot-second from its
+        // process_cpu_seconds_total at the start and the end, and the bots' own.
+        assert!(
+            report["server"]["cpu_ms_per_bot_s"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "server cpu per bot, {what}"
+        );
+        assert!(report["bot_cpu_ms_per_bot_s"].is_f64(), "bot cpu, {what}");
         // The arena modes' matches last minutes: none ended in a 3 s run.
         assert_eq!(report["matches_ended"], 0, "matches ended, {what}");
         // Nothing dropped on purpose, so nothing to resume.
