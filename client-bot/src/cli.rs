@@ -27,6 +27,26 @@ pub enum Command {
     Play(PlayArgs),
     /// Many bots on one runtime: ramp up, play, leave, print a table and write a JSON report.
     Swarm(SwarmArgs),
+    /// A series of swarms, one per `--steps` size: one CSV row per step and a plot of RTT and
+    /// both CPU costs (server and bot, per player-second) against the number of players.
+    Sweep(SweepArgs),
+}
+
+/// Flags of `sweep`: a swarm's flags (its `--bots` is replaced by each step), run once per step.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// The swarm run at every step.
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
+    /// Players per step, e.g. 250,500,1000,2000.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub steps: Vec<usize>,
+    /// Where the CSV (one row per step) goes.
+    #[arg(long, default_value = "sweep.csv")]
+    pub csv: PathBuf,
+    /// Where the plot (SVG) goes.
+    #[arg(long, default_value = "sweep.svg")]
+    pub plot: PathBuf,
 }
 
 /// The mode `play` and `swarm` queue for without `--mode`.
@@ -317,7 +337,7 @@ mod tests {
         let cli = Cli::try_parse_from(["tickroom-bot", "swarm"].iter().chain(args)).unwrap();
         match cli.command {
             Command::Swarm(s) => s,
-            Command::Play(_) => panic!("not a swarm"),
+            _ => panic!("not a swarm"),
         }
     }
 
@@ -386,7 +406,7 @@ mod tests {
             ];
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Play(p) => p.device_id,
-                Command::Swarm(_) => panic!("not play"),
+                _ => panic!("not play"),
             })
         };
         let hex = "00112233445566778899aabbccddeeff";

@@ -31,6 +31,7 @@ pub mod play;
 pub mod report;
 pub mod stats;
 pub mod swarm;
+pub mod sweep;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -82,6 +83,9 @@ where
         })
         .mut_subcommand("swarm", |c| {
             c.mut_arg("mode", |a| a.default_value(default_mode))
+        })
+        .mut_subcommand("sweep", |c| {
+            c.mut_arg("mode", |a| a.default_value(default_mode))
         });
     let cli = command
         .try_get_matches_from(args)
@@ -132,6 +136,25 @@ pub fn run(cli: Cli, factory: GameBotFactory) -> u8 {
                     EXIT_FAILURE
                 }
             }
+            Command::Sweep(args) => match sweep::run_sweep(&args, factory).await {
+                Ok((rows, ok)) => {
+                    println!(
+                        "sweep: {} steps, CSV {}, plot {}",
+                        rows.len(),
+                        args.csv.display(),
+                        args.plot.display()
+                    );
+                    if ok {
+                        EXIT_OK
+                    } else {
+                        EXIT_FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("tickroom-bot: {e:#}");
+                    EXIT_FAILURE
+                }
+            },
             Command::Swarm(args) => {
                 if args.bots == 0 {
                     eprintln!("tickroom-bot: --bots must be at least 1");

@@ -329,7 +329,7 @@ mod tests {
             crate::cli::Cli::try_parse_from(["tickroom-bot", "swarm"].iter().chain(line)).unwrap();
         match cli.command {
             crate::cli::Command::Swarm(s) => s,
-            crate::cli::Command::Play(_) => unreachable!("a swarm was parsed"),
+            _ => unreachable!("a swarm was parsed"),
         }
     }
 

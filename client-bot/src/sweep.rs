@@ -1,0 +1,248 @@
+//! `tickroom-bot sweep`: the same swarm at growing sizes, one after the other, so one command
+//! shows how latency and cost grow with load. Every step's report gives a CSV row; the rows
+//! become a plot (SVG, drawn with plotters) of RTT p50 and p99 and of the server's and the
+//! bots' CPU per player-second against the number of players.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::cli::SweepArgs;
+use crate::game_bot::GameBotFactory;
+use crate::report::Report;
+use crate::swarm::run_swarm;
+
+/// One step of a sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRow {
+    /// Bots asked for.
+    pub bots: usize,
+    /// Bots that joined.
+    pub joined: usize,
+    /// Errors.
+    pub errors: u64,
+    /// RTT p50 and p99, ms.
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    /// The server's and the bots' CPU per player-second, ms.
+    pub server_cpu_ms: Option<f64>,
+    pub bot_cpu_ms: Option<f64>,
+    /// The server's tick p99 (ms) and overruns.
+    pub tick_p99_ms: Option<f64>,
+    pub overruns: Option<u64>,
+}
+
+impl SweepRow {
+    /// The row of one step's report.
+    pub fn of(report: &Report) -> SweepRow {
+        SweepRow {
+            bots: report.bots,
+            joined: report.joined,
+            errors: report.errors,
+            rtt_p50_ms: report.rtt_ms.p50,
+            rtt_p99_ms: report.rtt_ms.p99,
+            server_cpu_ms: report.server.cpu_ms_per_bot_s,
+            bot_cpu_ms: report.bot_cpu_ms_per_bot_s,
+            tick_p99_ms: report.server.tick_p99_ms,
+            overruns: report.server.overruns,
+        }
+    }
+}
+
+/// Runs one swarm per step, then writes the CSV and the plot; the rows, and whether every step
+/// was ok (errors within `--max-errors`, someone joined).
+pub async fn run_sweep(
+    args: &SweepArgs,
+    factory: GameBotFactory,
+) -> anyhow::Result<(Vec<SweepRow>, bool)> {
+    anyhow::ensure!(
+        !args.steps.is_empty() && args.steps.iter().all(|&n| n > 0),
+        "--steps needs sizes of at least 1"
+    );
+    let mut rows = Vec::with_capacity(args.steps.len());
+    let mut ok = true;
+    for &bots in &args.steps {
+        let mut swarm = args.swarm.clone();
+        swarm.bots = bots;
+        swarm.report = None;
+        let result = run_swarm(&swarm, factory.clone()).await?;
+        ok &= result.ok;
+        let row = SweepRow::of(&result.report);
+        println!("{}", line(&row));
+        rows.push(row);
+    }
+    std::fs::write(&args.csv, csv(&rows))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.csv.display()))?;
+    plot(&rows, &args.plot)?;
+    Ok((rows, ok))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| format!("{v:.3}"))
+}
+
+/// One human line per step.
+fn line(r: &SweepRow) -> String {
+    format!(
+        "sweep {:>6} bots: joined {} errors {}  rtt p50 {} p99 {} ms  cpu server {} bot {} ms per player-second  tick p99 {} ms overruns {}",
+        r.bots,
+        r.joined,
+        r.errors,
+        num(r.rtt_p50_ms),
+        num(r.rtt_p99_ms),
+        num(r.server_cpu_ms),
+        num(r.bot_cpu_ms),
+        num(r.tick_p99_ms),
+        r.overruns.map_or_else(String::new, |n| n.to_string())
+    )
+}
+
+/// The CSV: a header and one row per step (empty cells where nothing was measured).
+pub fn csv(rows: &[SweepRow]) -> String {
+    let mut out = String::from(
+        "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{}",
+            r.bots,
+            r.joined,
+            r.errors,
+            num(r.rtt_p50_ms),
+            num(r.rtt_p99_ms),
+            num(r.server_cpu_ms),
+            num(r.bot_cpu_ms),
+            num(r.tick_p99_ms),
+            r.overruns.map_or_else(String::new, |n| n.to_string())
+        );
+    }
+    out
+}
+
+/// The plot: RTT p50 and p99 (left axis, ms) and the server's and the bots' CPU per
+/// player-second (right axis, ms) against players.
+pub fn plot(rows: &[SweepRow], path: &Path) -> anyhow::Result<()> {
+    let points = |pick: fn(&SweepRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| pick(r).map(|v| (r.bots as f64, v)))
+            .collect()
+    };
+    let max = |series: &[&Vec<(f64, f64)>]| {
+        series
+            .iter()
+            .flat_map(|s| s.iter().map(|p| p.1))
+            .fold(0.0_f64, f64::max)
+    };
+    let (p50, p99) = (points(|r| r.rtt_p50_ms), points(|r| r.rtt_p99_ms));
+    let (server, bot) = (points(|r| r.server_cpu_ms), points(|r| r.bot_cpu_ms));
+    let x_max = rows.iter().map(|r| r.bots).max().unwrap_or(1) as f64 * 1.05;
+    let rtt_max = (max(&[&p50, &p99]) * 1.15).max(1.0);
+    let cpu_max = (max(&[&server, &bot]) * 1.15).max(0.1);
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "tickroom sweep: latency and cost against players",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, 0.0..rtt_max)?
+            .set_secondary_coord(0.0..x_max, 0.0..cpu_max);
+        chart
+            .configure_mesh()
+            .x_desc("players")
+            .y_desc("RTT, ms")
+            .draw()?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("CPU per player-second, ms")
+            .draw()?;
+        let styles = [(&p50, "RTT p50", GREEN), (&p99, "RTT p99", RED)];
+        for (series, name, color) in styles {
+            chart
+                .draw_series(LineSeries::new(
+                    series.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(series.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        let costs = [(&server, "server CPU", BLUE), (&bot, "bot CPU", MAGENTA)];
+        for (series, name, color) in costs {
+            chart
+                .draw_secondary_series(LineSeries::new(
+                    series.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(bots: usize, p99: Option<f64>, cpu: Option<f64>) -> SweepRow {
+        SweepRow {
+            bots,
+            joined: bots,
+            errors: 0,
+            rtt_p50_ms: p99.map(|v| v / 2.0),
+            rtt_p99_ms: p99,
+            server_cpu_ms: cpu,
+            bot_cpu_ms: cpu.map(|v| v * 0.8),
+            tick_p99_ms: Some(0.3),
+            overruns: Some(0),
+        }
+    }
+
+    #[test]
+    fn csv_has_a_header_and_a_row_per_step_with_empty_cells_for_the_unmeasured() {
+        let text = csv(&[row(250, Some(34.0), Some(0.7)), row(500, None, None)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("bots,joined,errors,rtt_p50_ms,rtt_p99_ms,"));
+        assert_eq!(lines[1], "250,250,0,17.000,34.000,0.700,0.560,0.300,0");
+        assert_eq!(lines[2], "500,500,0,,,,,0.300,0");
+    }
+
+    #[test]
+    fn the_plot_is_an_svg_with_every_series() {
+        let dir = std::env::temp_dir().join(format!("sweep-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sweep.svg");
+        plot(
+            &[
+                row(250, Some(34.0), Some(0.7)),
+                row(1000, Some(42.0), Some(0.5)),
+            ],
+            &path,
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
+        for label in ["RTT p50", "RTT p99", "server CPU", "bot CPU", "players"] {
+            assert!(svg.contains(label), "{label} is on the plot");
+        }
+        assert!(svg.matches("<polyline").count() >= 4, "four lines");
+    }
+}
