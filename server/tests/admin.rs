@@ -7,9 +7,7 @@
 //! directory. Only loopback traffic; children are ended by their own handles.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -22,10 +20,9 @@ use tickroom_protocol::{protocol_hash, ClientMsg, ErrorCode, ServerMsg, PROTOCOL
 
 mod common;
 
-use common::{start_tickroom, wait_for, Proc, TempDir, WAIT};
+use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
 
 const TOKEN: &str = "ops-token-0123456789abcdef";
-const KEYS: &str = "1:5f9c3a7e21d04b8c96e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
 
 /// Writes `lines` as the token file `DIR/tokens`.
 fn token_file(dir: &Path, lines: &str) -> PathBuf {
@@ -466,58 +463,6 @@ async fn all_in_one_drain_stops_new_matches_until_undrain() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_redis(dir: &Path) -> (Proc, String) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect(
-            "redis-server is needed: apt-get install -y redis-server (scripts/test.sh does it)",
-        );
-    wait_for("redis", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    (
-        Proc {
-            child,
-            ready: Value::Null,
-        },
-        format!("redis://127.0.0.1:{port}"),
-    )
-}
-
-/// The room keys of `KEYS` (what `tickroom room-keys` prints).
-fn room_keys() -> String {
-    let out = Command::new(common::tickroom_bin())
-        .arg("room-keys")
-        .env("TICKROOM_KEYS", KEYS)
-        .output()
-        .expect("run tickroom room-keys");
-    assert!(out.status.success(), "tickroom room-keys: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// Redis, room servers `room-1` and `room-2` and a gateway with the admin API, each its own
 /// process. Fields drop in order: the processes, then Redis, then the temp dir.
 struct Cluster {
@@ -547,7 +492,7 @@ async fn cluster() -> Cluster {
             "--quic",
             "127.0.0.1:0",
         ];
-        rooms.push(start_tickroom(dir.path(), id, &args, &[("TICKROOM_ROOM_KEYS", &keys)]).await);
+        rooms.push(start_tickroom(dir.path(), id, &args, &[("TICKROOM_ROOM_KEYS", keys)]).await);
     }
     let tokens = token_file(dir.path(), &format!("ops:{TOKEN}\n"));
     let args = [

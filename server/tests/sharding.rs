@@ -6,7 +6,6 @@
 //! own handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,11 +16,10 @@ use tickroom_protocol::session::{SessionConfig, SessionEvent};
 
 /// How long the whole rejoin of the killed server's players may take at the 99th percentile.
 const REJOIN_P99_LIMIT: Duration = Duration::from_secs(5);
-const KEYS: &str = "1:5f9c3a7e21d04b8c96e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
 
 mod common;
 
-use common::{start_tickroom, wait_for, Proc, TempDir, WAIT};
+use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
 
 /// Fields drop in order: gateways and room servers first, Redis last, the temp dir at the end.
 struct Cluster {
@@ -29,67 +27,6 @@ struct Cluster {
     rooms: Vec<Proc>,
     _redis: Proc,
     dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_redis(dir: &Path) -> (Proc, String) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect(
-            "redis-server is needed: apt-get install -y redis-server (scripts/test.sh does it)",
-        );
-    wait_for("redis", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    (
-        Proc {
-            child,
-            ready: Value::Null,
-        },
-        format!("redis://127.0.0.1:{port}"),
-    )
-}
-
-/// The room keys of `KEYS`, as `tickroom room-keys` prints them: room servers get only these,
-/// so none of them could sign a session or a ticket.
-fn room_keys() -> &'static str {
-    static ROOM_KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ROOM_KEYS.get_or_init(|| {
-        let out = Command::new(common::tickroom_bin())
-            .arg("room-keys")
-            .env("TICKROOM_KEYS", KEYS)
-            .output()
-            .expect("run tickroom room-keys");
-        assert!(out.status.success(), "tickroom room-keys: {out:?}");
-        let text = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert!(
-            !text.contains(&KEYS[2..]),
-            "room keys must not contain the master key"
-        );
-        text
-    })
 }
 
 async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {

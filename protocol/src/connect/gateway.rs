@@ -44,12 +44,6 @@ impl GatewayClient {
         }
     }
 
-    /// A client for the gateway at `base` whose connections leave from `local` (for example
-    /// one of many loopback addresses, as load tests do).
-    pub fn from_address(base: &str, local: IpAddr) -> Result<GatewayClient, ConnectError> {
-        GatewayClient::with_options(base, Some(local), None)
-    }
-
     /// A client for the gateway at `base` (`https://` for TLS), its connections leaving from
     /// `local` when given, checking an HTTPS certificate with `cert` when given (a pinned
     /// self-signed certificate: the gateway's `--tls-self-signed` fingerprint) and against the

@@ -2,6 +2,7 @@
 //! handle) when dropped, a temp dir removed when dropped, and polling with a deadline.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,4 +152,70 @@ pub fn quic_client(early_data: bool) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     endpoint
+}
+
+/// The key ring the multi-process tests share (gateways get it; room servers its room keys).
+pub const KEYS: &str = "1:5f9c3a7e21d04b8c96e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+
+/// A free loopback TCP port (bound, read back, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own on a free loopback port (no persistence), and its URL.
+pub async fn start_redis(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect(
+            "redis-server is needed: apt-get install -y redis-server (scripts/test.sh does it)",
+        );
+    wait_for("redis", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    (
+        Proc {
+            child,
+            ready: Value::Null,
+        },
+        format!("redis://127.0.0.1:{port}"),
+    )
+}
+
+/// The room keys of `KEYS`, as `tickroom room-keys` prints them: room servers get only these,
+/// so none of them could sign a session or a ticket.
+pub fn room_keys() -> &'static str {
+    static ROOM_KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ROOM_KEYS.get_or_init(|| {
+        let out = Command::new(tickroom_bin())
+            .arg("room-keys")
+            .env("TICKROOM_KEYS", KEYS)
+            .output()
+            .expect("run tickroom room-keys");
+        assert!(out.status.success(), "tickroom room-keys: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(
+            !text.contains(&KEYS[2..]),
+            "room keys must not contain the master key"
+        );
+        text
+    })
 }
