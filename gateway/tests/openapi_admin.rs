@@ -248,12 +248,8 @@ fn document() -> Value {
 #[test]
 fn admin_openapi_document_matches_the_admin_types() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi-admin.json");
-    let text = serde_json::to_string_pretty(&document()).unwrap() + "\n";
-    if std::env::var_os("TICKROOM_UPDATE_VECTORS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
     assert!(
-        std::fs::read_to_string(&path).unwrap_or_default() == text,
+        tickroom_testkit::generated_json_is_current(&path, &document()),
         "gateway/openapi-admin.json differs from the admin types: run TICKROOM_UPDATE_VECTORS=1 cargo test -p tickroom-gateway --test openapi_admin"
     );
 }

@@ -182,13 +182,8 @@ fn document() -> Value {
 #[test]
 fn openapi_document_matches_the_api_types() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
-    let text = serde_json::to_string_pretty(&document()).unwrap() + "\n";
-    if std::env::var_os("TICKROOM_UPDATE_VECTORS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
-        on_disk == text,
+        tickroom_testkit::generated_json_is_current(&path, &document()),
         "protocol/openapi.json differs from the API types: run TICKROOM_UPDATE_VECTORS=1 cargo test -p tickroom-protocol --test openapi"
     );
 }

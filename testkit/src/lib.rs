@@ -211,3 +211,18 @@ pub fn json_schema_of(example: &Value) -> Value {
         }
     }
 }
+
+/// Whether the file at `path` holds exactly `value` as pretty JSON (with a final newline): the
+/// check of a generated file (golden vectors, OpenAPI documents). With
+/// `TICKROOM_UPDATE_VECTORS` set it writes the file first (creating its folder), so a
+/// deliberate change regenerates what the test then compares.
+pub fn generated_json_is_current(path: &Path, value: &Value) -> bool {
+    let text = serde_json::to_string_pretty(value).expect("a JSON value serialises") + "\n";
+    if std::env::var_os("TICKROOM_UPDATE_VECTORS").is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create the generated file's folder");
+        }
+        std::fs::write(path, &text).expect("write the generated file");
+    }
+    std::fs::read_to_string(path).is_ok_and(|on_disk| on_disk == text)
+}
