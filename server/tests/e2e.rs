@@ -132,12 +132,7 @@ async fn ready_file_names_every_listener_and_health_answers() {
         let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(health.status(), 200, "{base}/healthz");
     }
-    let metrics = reqwest::get(server.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for name in [
         "tickroom_rooms ",
         "tickroom_gateway_logins_total",

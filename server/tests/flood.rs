@@ -18,7 +18,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 mod common;
 
-use common::{quic_client, start_tickroom, TempDir, WAIT};
+use common::{metric, quic_client, start_tickroom, TempDir, WAIT};
 
 /// The session budget the server runs with (small, so the flood stays small).
 const MAX_CONNECTIONS: &str = "1000";
@@ -209,17 +209,8 @@ async fn idle_sockets_and_quic_initials_do_not_stop_a_new_player() {
         "two new players took {took:?} to log in, match and join during the flood (limit {JOIN_LIMIT:?})"
     );
 
-    let text = reqwest::get(server.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map_or(-1.0, |v| v.trim().parse::<f64>().unwrap_or(-1.0))
-    };
+    let text = server.metrics_text().await;
+    let value = |name: &str| metric(&text, name);
     println!(
         "flood: {} idle TCP connections opened ({} still held by us), {} QUIC Initials, sent in {flood_took:?}; \
          two new players seated in {took:?}; refused by the per-IP cap {}, QUIC retries {}, pre-login evictions {}",

@@ -12,7 +12,7 @@ use tickroom_protocol::{protocol_hash, ClientMsg, ServerMsg, PROTOCOL_VERSION};
 
 mod common;
 
-use common::{quic_client, start_all_in_one, Proc, TempDir, WAIT};
+use common::{metric, quic_client, start_all_in_one, Proc, TempDir, WAIT};
 
 /// What a hostile peer may cost the server in resident memory, in bytes.
 const MAX_GROWTH_BYTES: i64 = 1024 * 1024;
@@ -407,12 +407,7 @@ async fn slowloris_sockets_are_cut_within_the_header_timeout_while_logins_go_on(
     // The server is still there for a new player.
     login(&server.http(), u64::MAX).await.unwrap();
     // The cuts are counted: those within the per-IP share timed out, the rest were refused.
-    let text = reqwest::get(server.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     let timeouts = metric(&text, "tickroom_http_header_timeouts_total");
     let refused = metric(&text, "tickroom_http_refused_connections_total");
     assert!(timeouts >= PER_IP as f64, "{text}");
@@ -421,14 +416,6 @@ async fn slowloris_sockets_are_cut_within_the_header_timeout_while_logins_go_on(
         "slowloris: longest-lived socket {longest:?} (timeout {HTTP_HEADER_TIMEOUT_MS} ms), \
          {timeouts} header timeouts, {refused} refused by the per-IP cap, {logged_in} logins meanwhile"
     );
-}
-
-/// The value of the unlabelled metric `name` in Prometheus text (panics when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
 /// Idle sockets from six addresses, three times the HTTP connection cap: the server never

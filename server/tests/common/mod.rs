@@ -43,6 +43,16 @@ impl Proc {
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.ready["metrics"].as_str().unwrap())
     }
+
+    /// What `/metrics` answers now.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.metrics_url())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 /// Polls `ready` every 20 ms until it holds, failing after `WAIT`.
@@ -218,4 +228,12 @@ pub fn room_keys() -> &'static str {
         );
         text
     })
+}
+
+/// The value of the unlabelled metric `name` in Prometheus text (panics when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
 }
