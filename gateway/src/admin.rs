@@ -19,7 +19,6 @@
 //! (`{"code": 23, "error": "unauthorized", "message": "..."}`).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,13 +27,12 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use governor::clock::Clock;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -372,7 +370,8 @@ pub fn router(
         .layer(DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
         .with_state(state);
     record_errors_as(api, errors, "admin")
-        .layer(middleware::from_fn_with_state(gw, rate_limit))
+        // The gateway's per-IP rate limit: guessing tokens costs the same as any request.
+        .layer(middleware::from_fn_with_state(gw, crate::http::rate_limit))
         .merge(status_page())
 }
 
@@ -462,31 +461,6 @@ fn code_of_status(status: StatusCode) -> ErrorCode {
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ServerBusy,
         s if s.is_server_error() => ErrorCode::Internal,
         _ => ErrorCode::BadRequest,
-    }
-}
-
-/// The gateway's per-IP rate limit, for the admin routes too (guessing tokens costs the same
-/// as any request).
-async fn rate_limit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    match gw.limiter.check_key(&ip) {
-        Ok(()) => next.run(request).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(gw.limiter.clock().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ApiError {
-                retry_after_s: Some(secs.max(1)),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimited,
-                    "too many requests from this address; retry later",
-                )
-            }
-            .into_response()
-        }
     }
 }
 

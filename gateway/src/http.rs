@@ -145,8 +145,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Per-IP GCRA in front of every route.
-async fn rate_limit(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+/// Per-IP GCRA in front of every route (the admin routes' too).
+pub(crate) async fn rate_limit(
+    State(gw): State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
