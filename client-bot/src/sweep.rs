@@ -3,7 +3,6 @@
 //! become a plot (SVG, drawn with plotters) of RTT p50 and p99 and of the server's and the
 //! bots' CPU per player-second against the number of players.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
@@ -82,19 +81,26 @@ fn num(v: Option<f64>) -> String {
     v.map_or_else(String::new, |v| format!("{v:.3}"))
 }
 
-/// One human line per step.
-fn line(r: &SweepRow) -> String {
-    format!(
-        "sweep {:>6} bots: joined {} errors {}  rtt p50 {} p99 {} ms  cpu server {} bot {} ms per player-second  tick p99 {} ms overruns {}",
-        r.bots,
-        r.joined,
-        r.errors,
+/// A row's cells, in the CSV's column order (empty where nothing was measured).
+fn cells(r: &SweepRow) -> [String; 9] {
+    [
+        r.bots.to_string(),
+        r.joined.to_string(),
+        r.errors.to_string(),
         num(r.rtt_p50_ms),
         num(r.rtt_p99_ms),
         num(r.server_cpu_ms),
         num(r.bot_cpu_ms),
         num(r.tick_p99_ms),
-        r.overruns.map_or_else(String::new, |n| n.to_string())
+        r.overruns.map_or_else(String::new, |n| n.to_string()),
+    ]
+}
+
+/// One human line per step.
+fn line(r: &SweepRow) -> String {
+    let [bots, joined, errors, p50, p99, server, bot, tick, overruns] = cells(r);
+    format!(
+        "sweep {bots:>6} bots: joined {joined} errors {errors}  rtt p50 {p50} p99 {p99} ms  cpu server {server} bot {bot} ms per player-second  tick p99 {tick} ms overruns {overruns}"
     )
 }
 
@@ -104,19 +110,8 @@ pub fn csv(rows: &[SweepRow]) -> String {
         "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns\n",
     );
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{}",
-            r.bots,
-            r.joined,
-            r.errors,
-            num(r.rtt_p50_ms),
-            num(r.rtt_p99_ms),
-            num(r.server_cpu_ms),
-            num(r.bot_cpu_ms),
-            num(r.tick_p99_ms),
-            r.overruns.map_or_else(String::new, |n| n.to_string())
-        );
+        out.push_str(&cells(r).join(","));
+        out.push('\n');
     }
     out
 }
