@@ -638,7 +638,9 @@ async fn version_mismatch_and_messages_before_handshake_are_refused() {
 /// player in the room keeps receiving snapshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_the_offender() {
-    let server = TestServer::default().await;
+    // Rooms start with their first player: the good player's snapshots flow from the start
+    // (with the default 10 s start timeout, the first snapshot raced the test's 10 s wait).
+    let server = TestServer::quick().await;
     let room = 8000;
     let mut good = server.join(TransportKind::Ws, 1, room, "arena").await;
     next_matching(&mut good, "welcome", |e| {

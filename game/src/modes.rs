@@ -75,6 +75,12 @@ pub struct ModeConfig {
     /// Custom messages one session may send in a burst (default 20).
     #[serde(default = "twenty")]
     pub message_burst: u32,
+    /// State sync: the lowest snapshot rate a room may fall to while its worker is
+    /// overloaded (the room halves its snapshot rate, down to this, before its ticks overrun;
+    /// it recovers when load falls). Default: a quarter of `tick_rate_hz`, at least 1.
+    /// Setting it to `tick_rate_hz` turns the degradation off for the mode.
+    #[serde(default)]
+    pub min_snapshot_hz: Option<u16>,
     /// The game's own parameters, decoded into its `Params` type at start-up.
     #[serde(default)]
     pub params: toml::Table,
@@ -109,6 +115,24 @@ impl ModeConfig {
     /// The fixed time between two ticks.
     pub fn tick_interval(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_rate_hz))
+    }
+
+    /// The most a room of this mode may divide its snapshot rate by under load: a power of
+    /// two, so that `tick_rate_hz / divisor >= min_snapshot_hz` (1 for lockstep, which sends
+    /// frames, not snapshots).
+    pub fn max_snapshot_divisor(&self) -> u32 {
+        if self.sync == ModeSync::Lockstep {
+            return 1;
+        }
+        let floor = self
+            .min_snapshot_hz
+            .unwrap_or((self.tick_rate_hz / 4).max(1))
+            .max(1);
+        let mut divisor = 1u32;
+        while u32::from(self.tick_rate_hz) / (divisor * 2) >= u32::from(floor) {
+            divisor *= 2;
+        }
+        divisor
     }
 }
 
@@ -165,6 +189,11 @@ impl Modes {
             if m.max_input_bytes == 0 || m.max_input_bytes > MAX_INPUT_BYTES_LIMIT {
                 return Err(invalid("max_input_bytes must be 1..=16384"));
             }
+            if m.min_snapshot_hz
+                .is_some_and(|hz| hz == 0 || hz > m.tick_rate_hz)
+            {
+                return Err(invalid("min_snapshot_hz must be 1..=tick_rate_hz"));
+            }
             if m.message_rate_per_s == 0 || m.message_burst == 0 {
                 return Err(invalid(
                     "message_rate_per_s and message_burst must be at least 1",
@@ -216,6 +245,32 @@ mod tests {
             ModeSync::Lockstep
         );
         assert!(modes.by_name("nope").is_none());
+    }
+
+    #[test]
+    fn the_snapshot_floor_bounds_the_divisor() {
+        let modes = Modes::embedded();
+        // 30 Hz with the default floor of 7 Hz: 30 → 15 → 7.5, so at most ÷4 (7 Hz).
+        assert_eq!(modes.by_name("arena").unwrap().max_snapshot_divisor(), 4);
+        assert_eq!(
+            modes
+                .by_name("arena-lockstep")
+                .unwrap()
+                .max_snapshot_divisor(),
+            1
+        );
+        let mode = |floor: &str| {
+            let text = format!(
+                "[[mode]]\nname = \"m\"\ngame = \"g\"\nsync = \"state\"\ntick_rate_hz = 60\nplayers = 2\n{floor}"
+            );
+            Modes::parse(&text).map(|m| m.by_name("m").unwrap().max_snapshot_divisor())
+        };
+        assert_eq!(mode("").unwrap(), 4);
+        assert_eq!(mode("min_snapshot_hz = 60").unwrap(), 1);
+        assert_eq!(mode("min_snapshot_hz = 30").unwrap(), 2);
+        assert_eq!(mode("min_snapshot_hz = 1").unwrap(), 32);
+        assert!(mode("min_snapshot_hz = 0").is_err());
+        assert!(mode("min_snapshot_hz = 61").is_err());
     }
 
     #[test]

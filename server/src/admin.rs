@@ -270,9 +270,14 @@ fn keep_refusal(record: ErrorRecord) {
 /// `refusal_filter()`, so only those events reach it whatever the log level).
 pub struct RefusalLayer;
 
-/// The events `RefusalLayer` needs: the connection code's, up to DEBUG.
-pub fn refusal_filter() -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new().with_target(REFUSAL_TARGET, tracing::Level::DEBUG)
+/// The events `RefusalLayer` needs: the connection code's, up to DEBUG. Events only: a
+/// span it enabled would be built for every connection at any log level (the connection's
+/// span is DEBUG so that, at the default level, polling a connection costs no span work).
+pub fn refusal_filter(
+) -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_event() && meta.target() == REFUSAL_TARGET && *meta.level() <= tracing::Level::DEBUG
+    })
 }
 
 #[derive(Default)]

@@ -68,6 +68,9 @@ pub enum StartError {
     /// A mode names a game this server cannot run.
     #[error(transparent)]
     Games(#[from] crate::room::RegistryError),
+    /// The connection threads could not start.
+    #[error("cannot start the connection threads: {0}")]
+    IoThreads(std::io::Error),
     /// A gateway needs the key ring; it was given only room keys.
     #[error("a gateway needs the key ring (TICKROOM_KEYS or --keys-file), not only room keys")]
     NoKeyRing,

@@ -131,6 +131,10 @@ struct Opts {
     /// Room worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Connection threads for WebSocket players, each running its connections on a runtime
+    /// of its own (default: one per core); 0 runs them on the main runtime.
+    #[arg(long)]
+    io_threads: Option<usize>,
     /// Most rooms this server runs before refusing new ones with ServerBusy.
     #[arg(long, default_value_t = 5_000)]
     max_rooms: usize,
@@ -454,6 +458,9 @@ fn resolve(
     };
     if let Some(w) = o.workers {
         room.workers = w.max(1);
+    }
+    if let Some(n) = o.io_threads {
+        room.io_threads = n;
     }
     let admin_tokens = match &o.admin_token_file {
         Some(path) => Some(tickroom_gateway::AdminTokens::load(path).map_err(|e| e.to_string())?),

@@ -116,7 +116,7 @@ enum End {
 }
 
 /// Runs one connection from the first message to the end. Always closes `outbox` on return.
-#[instrument(skip_all, fields(peer = %peer, transport = ?kind, session = tracing::field::Empty, room = tracing::field::Empty))]
+#[instrument(level = "debug", skip_all, fields(peer = %peer, transport = ?kind, session = tracing::field::Empty, room = tracing::field::Empty))]
 pub async fn serve_connection(
     server: Arc<RoomServer>,
     mut reader: Reader,

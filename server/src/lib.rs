@@ -8,6 +8,7 @@ mod builder;
 mod cli;
 pub mod conn;
 pub mod http;
+pub mod io_threads;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
@@ -29,11 +30,13 @@ use tickroom_game::modes::Modes;
 use tickroom_protocol::{token, ReplayWindow, RoomKeys, Secret};
 use tokio::sync::Semaphore;
 
+use crate::app::StartError;
 pub use crate::builder::{Server, ServerBuilder};
+use crate::io_threads::IoThreads;
 use crate::limits::{Admission, IpLimits, PreLogin};
 use crate::metrics::Metrics;
 use crate::room::core::MatchOutcome;
-use crate::room::{GameRegistry, ModeRooms, RegistryError, RoomId, RoomPool, SessionId};
+use crate::room::{GameRegistry, ModeRooms, RoomId, RoomPool, SessionId};
 
 /// Room-server limits and timeouts; `Default` documents each default.
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct RoomServerConfig {
     pub server_id: String,
     /// Room worker threads (default: one per core).
     pub workers: usize,
+    /// Connection threads for WebSocket connections, each a current-thread runtime (default:
+    /// one per core); 0 runs them on the main runtime with everything else.
+    pub io_threads: usize,
     /// Messages each worker's queue holds before inputs are dropped (default 65,536).
     pub room_queue_len: usize,
     /// Bytes of payload each worker's queue holds at most (default 16 MiB): the queue is
@@ -107,6 +113,7 @@ impl Default for RoomServerConfig {
         RoomServerConfig {
             server_id: "room-1".into(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            io_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             room_queue_len: 65_536,
             room_queue_bytes: 16 * 1024 * 1024,
             max_rooms: 5_000,
@@ -294,6 +301,8 @@ pub struct RoomServer {
     /// Logged-in connections: a pre-login permit is exchanged for one of these once the
     /// handshake's challenge is answered.
     pub session_slots: Arc<Semaphore>,
+    /// Where WebSocket connections run (None: on the main runtime).
+    pub io: Option<IoThreads>,
 }
 
 impl RoomServer {
@@ -303,8 +312,12 @@ impl RoomServer {
         keys: RoomKeys,
         modes: &Modes,
         games: &GameRegistry,
-    ) -> Result<Arc<RoomServer>, RegistryError> {
+    ) -> Result<Arc<RoomServer>, StartError> {
         let games = games.bind(modes)?;
+        let io = match config.io_threads {
+            0 => None,
+            n => Some(IoThreads::start(n).map_err(StartError::IoThreads)?),
+        };
         let workers = config.workers.max(1);
         let queue_len = config.room_queue_len;
         let queue_bytes = config.room_queue_bytes;
@@ -341,6 +354,7 @@ impl RoomServer {
             pool,
             prelogin,
             session_slots,
+            io,
         }))
     }
 

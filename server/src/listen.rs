@@ -32,6 +32,9 @@ pub trait Listener: Send + 'static {
 pub trait Pending: Send + 'static {
     /// Which transport.
     const KIND: TransportKind;
+    /// Whether the connection may run on a connection thread (`IoThreads`): its socket is
+    /// not bound to a runtime until `open`.
+    const PORTABLE: bool = false;
     /// Turns the connection away (per-IP limit) as cheaply as the transport allows.
     fn refuse(self);
     /// Asks the client to prove its address first when `retry` and the transport can (QUIC's
@@ -89,7 +92,8 @@ pub async fn run<L: Listener>(
         };
         let slot = server.prelogin.slot(permit);
         let server = server.clone();
-        tokio::spawn(async move {
+        let io = server.clone();
+        let task = async move {
             let outbox = Arc::new(Outbox::new(server.shared.config.max_reliable_queue_bytes));
             let mark = slot.mark();
             let opened = tokio::select! {
@@ -104,7 +108,13 @@ pub async fn run<L: Listener>(
             };
             serve_connection(server, reader, outbox, L::Pending::KIND, peer, ip, slot).await;
             let _ = writer.await;
-        });
+        };
+        match &io.io {
+            Some(threads) if L::Pending::PORTABLE => threads.spawn(task),
+            _ => {
+                tokio::spawn(task);
+            }
+        }
     }
     listener.shut();
 }

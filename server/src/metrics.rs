@@ -77,6 +77,14 @@ impl ModeCounter {
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
+    /// A gauge starting at `value`.
+    pub fn new(value: i64) -> Self {
+        Gauge(AtomicI64::new(value))
+    }
+    /// Sets it to `value`.
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
     /// Adds `n` (may be negative).
     pub fn add(&self, n: i64) {
         self.0.fetch_add(n, Ordering::Relaxed);
@@ -159,6 +167,10 @@ pub struct Metrics {
     pub quic_retries: Counter,
     /// 1 while admission control refuses new rooms.
     pub overloaded: Gauge,
+    /// Times a worker halved its state-sync rooms' snapshot rate to keep its tick budget.
+    pub snapshot_degradations: Counter,
+    /// Per worker: the snapshot-rate divisor in force (1 = full rate).
+    pub snapshot_divisor: Vec<Gauge>,
     /// One per worker thread.
     pub tick_stats: Vec<Mutex<TickStats>>,
     /// What scrapes read instead of `tick_stats`.
@@ -186,6 +198,7 @@ impl Metrics {
             tick_stats: (0..workers)
                 .map(|_| Mutex::new(TickStats::default()))
                 .collect(),
+            snapshot_divisor: (0..workers).map(|_| Gauge::new(1)).collect(),
             ..Metrics::default()
         }
     }
@@ -247,7 +260,12 @@ impl Metrics {
     /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
     /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
     pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
-        let counters: [(&str, &str, &Counter); 21] = [
+        let counters: [(&str, &str, &Counter); 22] = [
+            (
+                "tickroom_snapshot_degradations",
+                "times a room worker halved its rooms' snapshot rate to keep its tick budget",
+                &self.snapshot_degradations,
+            ),
             (
                 "tickroom_rooms_created",
                 "rooms created",
@@ -399,6 +417,19 @@ impl Metrics {
             .enumerate()
             .map(|(i, d)| (i.to_string(), *d as u64))
             .collect();
+        let divisors: Vec<(String, u64)> = self
+            .snapshot_divisor
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i.to_string(), d.value().max(1) as u64))
+            .collect();
+        prom::gauge_by(
+            e,
+            "tickroom_snapshot_divisor",
+            "each room worker's snapshot-rate divisor (1 = every tick; rooms stop at their mode's min_snapshot_hz)",
+            "worker",
+            divisors.iter().map(|(w, d)| (w.as_str(), *d)),
+        )?;
         prom::gauge_by(
             e,
             "tickroom_room_queue_depth",

@@ -130,8 +130,7 @@ pub async fn run_server(
         cfg.room_keys.clone(),
         &cfg.modes,
         &cfg.games,
-    )
-    .map_err(StartError::Games)?;
+    )?;
     let running =
         RunningRoomServer::start(room.clone(), cfg.ws, cfg.quic, cert, tls.clone()).await?;
     let info = RoomServerInfo {

@@ -92,6 +92,10 @@ pub struct RoomCore<C> {
     started: Option<Instant>,
     next_tick_at: Instant,
     interval: Duration,
+    /// Ticks fall on `tick_grid + k × interval` (see `align_ticks_to`).
+    tick_grid: Instant,
+    /// Snapshots go out every this many ticks (1, or more while the worker is overloaded).
+    snapshot_divisor: u32,
     out: Outbound,
     effects: Vec<Effect<C>>,
     connected: Vec<bool>,
@@ -117,6 +121,8 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             started: None,
             next_tick_at: now + interval,
             interval,
+            tick_grid: now,
+            snapshot_divisor: 1,
             out: Outbound::default(),
             effects: Vec::new(),
             connected: vec![false; players],
@@ -144,6 +150,40 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// When the next tick is due.
     pub fn next_tick_at(&self) -> Instant {
         self.next_tick_at
+    }
+
+    /// The fixed time between two ticks.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Puts the room's ticks on the grid `epoch + k × interval` (by default the grid starts
+    /// when the room was created). A worker aligns all its rooms to one grid, so rooms of
+    /// one tick rate tick together and the worker wakes once per interval, not once per room.
+    pub fn align_ticks_to(&mut self, epoch: Instant) {
+        self.tick_grid = epoch;
+        self.next_tick_at = self.next_grid_point_after(self.created);
+    }
+
+    /// The first grid point strictly after `t` (the grid's start if `t` is before it).
+    fn next_grid_point_after(&self, t: Instant) -> Instant {
+        let Some(since) = t.checked_duration_since(self.tick_grid) else {
+            return self.tick_grid;
+        };
+        let interval_ns = self.interval.as_nanos().max(1);
+        let k = since.as_nanos() / interval_ns + 1;
+        self.tick_grid + Duration::from_nanos(u64::try_from(k * interval_ns).unwrap_or(u64::MAX))
+    }
+
+    /// Sends snapshots on every `divisor`-th tick only (the worker's answer to overload),
+    /// clamped to what the mode's `min_snapshot_hz` allows; returns the divisor in force.
+    pub fn set_snapshot_divisor(&mut self, divisor: u32) -> u32 {
+        let divisor = divisor.clamp(1, self.mode.max_snapshot_divisor());
+        if divisor != self.snapshot_divisor {
+            self.snapshot_divisor = divisor;
+            self.sim.set_snapshot_divisor(divisor);
+        }
+        divisor
     }
 
     /// True once the room ended (it only waits to be dropped).
@@ -388,8 +428,11 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                     *c = seat.as_ref().is_some_and(|s| s.conn.is_some());
                 }
                 self.sim.tick(&self.connected, &mut self.out);
+                // Inputs are answered by the tick's snapshots (none on a tick a degraded
+                // room skips) or frames.
+                let answered = !self.out.sends.is_empty();
                 self.flush();
-                if self.input_since.iter().any(Option::is_some) {
+                if answered && self.input_since.iter().any(Option::is_some) {
                     let sent = Instant::now();
                     for since in &mut self.input_since {
                         if let Some(arrived) = since.take() {
@@ -571,7 +614,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             >= Duration::from_secs(u64::from(self.mode.start_timeout_s));
         if occupied == self.seats.len() || (timed_out && occupied > 0) {
             self.started = Some(now);
-            self.next_tick_at = now + self.interval;
+            self.next_tick_at = self.next_grid_point_after(now);
             let msg = self.started_msg();
             self.broadcast(msg);
             tracing::debug!(room = self.id, players = occupied, "room started");

@@ -218,6 +218,21 @@ impl QueueBytes {
 pub const QUEUED_MESSAGE_OVERHEAD_BYTES: usize = 64;
 
 impl RoomInput {
+    /// Whether the worker must see this at once rather than at its next tick: someone awaits
+    /// the answer (a join, a resume, an operator) or the worker must stop. Everything else
+    /// (inputs, frame inputs, checksums, custom messages, detaches, leaves) waits in the queue
+    /// for the worker's next tick, which is when the room acts on it anyway: the worker wakes
+    /// once per tick, not once per message.
+    pub fn wakes_worker(&self) -> bool {
+        matches!(
+            self,
+            RoomInput::Join { .. }
+                | RoomInput::Resume { .. }
+                | RoomInput::Admin { .. }
+                | RoomInput::Shutdown
+        )
+    }
+
     /// Bytes this message holds while queued: the room queues are bounded by this as well as
     /// by count.
     pub fn weight(&self) -> usize {

@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! pool → worker → core → sim ← state, lockstep ← registry
-//!          └──────────→ input
+//!          ├──────────→ input
+//!          └──────────→ load
 //! ```
 
 pub mod core;
 pub mod input;
+pub mod load;
 pub mod lockstep;
 pub mod pool;
 pub mod registry;
@@ -29,6 +31,7 @@ mod tests {
     const MODULES: &[(&str, &str)] = &[
         ("core", include_str!("core.rs")),
         ("input", include_str!("input.rs")),
+        ("load", include_str!("load.rs")),
         ("lockstep", include_str!("lockstep.rs")),
         ("pool", include_str!("pool.rs")),
         ("registry", include_str!("registry.rs")),
@@ -75,7 +78,7 @@ mod tests {
             );
         }
         // The check can fail: the worker imports the core, so the core must not import it.
-        assert!(imports(MODULES[7].1).contains(&"core"));
+        assert!(imports(MODULES[8].1).contains(&"core"));
         assert!(imports("use super::worker::Conn;").contains(&"worker"));
     }
 }

@@ -1,5 +1,6 @@
 //! The pool of room worker threads: rooms are spread over them by id, and each worker's queue
-//! is a bounded crossbeam channel.
+//! is a bounded crossbeam channel. A worker sleeps until its next tick; only messages someone
+//! awaits an answer to (`RoomInput::wakes_worker`) wake it earlier.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +23,8 @@ pub struct RoomPool {
 struct WorkerQueue {
     tx: Sender<RoomInput>,
     bytes: Arc<QueueBytes>,
+    /// The worker's thread, unparked for messages that cannot wait for its next tick.
+    thread: Option<std::thread::Thread>,
 }
 
 impl RoomPool {
@@ -33,8 +36,8 @@ impl RoomPool {
         queue_len: usize,
         queue_bytes: usize,
     ) -> RoomPool {
-        let (queues, receivers) = RoomPool::queues(workers, queue_len, queue_bytes);
-        let threads = receivers
+        let (mut queues, receivers) = RoomPool::queues(workers, queue_len, queue_bytes);
+        let threads: Vec<JoinHandle<()>> = receivers
             .into_iter()
             .enumerate()
             .map(|(index, (rx, bytes))| {
@@ -45,6 +48,9 @@ impl RoomPool {
                     .expect("spawning a room worker thread")
             })
             .collect();
+        for (queue, thread) in queues.iter_mut().zip(&threads) {
+            queue.thread = Some(thread.thread().clone());
+        }
         RoomPool {
             queues,
             threads: parking_lot::Mutex::new(threads),
@@ -68,6 +74,7 @@ impl RoomPool {
                     WorkerQueue {
                         tx,
                         bytes: bytes.clone(),
+                        thread: None,
                     },
                     (rx, bytes),
                 )
@@ -80,13 +87,18 @@ impl RoomPool {
     pub fn try_send(&self, room_id: RoomId, msg: RoomInput) -> Result<(), TrySendError<RoomInput>> {
         let queue = self.queue(room_id);
         let weight = msg.weight();
+        let wake = msg.wakes_worker();
         if !queue.bytes.try_take(weight) {
             return Err(TrySendError::Full(msg));
         }
         queue
             .tx
             .try_send(msg)
-            .inspect_err(|_| queue.bytes.give_back(weight))
+            .inspect_err(|_| queue.bytes.give_back(weight))?;
+        if wake {
+            queue.wake();
+        }
+        Ok(())
     }
 
     /// Messages waiting in each worker's queue.
@@ -99,7 +111,10 @@ impl RoomPool {
         for q in &self.queues {
             // The worker gives back every message's weight, this one's too.
             q.bytes.take(RoomInput::Shutdown.weight());
+            // Woken first too: a full queue drains while this send waits.
+            q.wake();
             let _ = q.tx.send(RoomInput::Shutdown);
+            q.wake();
         }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
@@ -109,6 +124,15 @@ impl RoomPool {
     fn queue(&self, room_id: RoomId) -> &WorkerQueue {
         // Room ids are random, so their low bits spread rooms evenly.
         &self.queues[(room_id % self.queues.len() as u64) as usize]
+    }
+}
+
+impl WorkerQueue {
+    /// Wakes the worker now (an unpark before it parks is kept: its next park returns at once).
+    fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+        }
     }
 }
 

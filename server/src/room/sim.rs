@@ -104,6 +104,12 @@ pub trait Sim: Send {
         payload: &[u8],
         out: &mut Outbound,
     ) -> Result<(), tickroom_game::GameError>;
+    /// Under load the worker asks for snapshots on only every `divisor`-th tick (a power of
+    /// two within the mode's floor; 1 = every tick). The game still steps every tick. Sims
+    /// without snapshots (lockstep) ignore it.
+    fn set_snapshot_divisor(&mut self, divisor: u32) {
+        let _ = divisor;
+    }
     /// One fixed tick; `connected[slot]` says who has a connection to send to.
     fn tick(&mut self, connected: &[bool], out: &mut Outbound);
     /// The match reached its duration.

@@ -35,6 +35,8 @@ pub struct StateSim<G: StateGame> {
     /// Shared views by tick, or (with per-player views) one history per slot.
     history: Vec<VecDeque<(u64, G::View)>>,
     payload: Vec<u8>,
+    /// Snapshots go out on ticks that are multiples of this (1 = every tick).
+    snapshot_divisor: u32,
 }
 
 impl<G: StateGame> StateSim<G> {
@@ -56,6 +58,7 @@ impl<G: StateGame> StateSim<G> {
             history: (0..histories)
                 .map(|_| VecDeque::with_capacity(SNAPSHOT_HISTORY_TICKS + 1))
                 .collect(),
+            snapshot_divisor: 1,
             payload: Vec::with_capacity(256),
         }
     }
@@ -206,6 +209,9 @@ impl<G: StateGame> Sim for StateSim<G> {
         self.ctx.set_tick(self.tick);
         self.game.step(self.dt_s, &mut self.ctx);
         out.take_ctx(&mut self.ctx);
+        if !self.tick.is_multiple_of(u64::from(self.snapshot_divisor)) {
+            return;
+        }
         if G::PER_PLAYER_VIEWS {
             for (slot, _) in connected.iter().enumerate().filter(|(_, c)| **c) {
                 let view = self.game.view(Viewer::Slot(slot as u8));
@@ -219,6 +225,10 @@ impl<G: StateGame> Sim for StateSim<G> {
             }
             self.remember(0, view);
         }
+    }
+
+    fn set_snapshot_divisor(&mut self, divisor: u32) {
+        self.snapshot_divisor = divisor.max(1);
     }
 
     fn time_up(&mut self, out: &mut Outbound) {

@@ -2,24 +2,34 @@
 //! the current time, runs their due ticks, and carries out their effects on the connections'
 //! outboxes and the session table. It owns the thread, the clock and the queue; the rooms'
 //! logic is in `core.rs`. Every tick's duration and lateness go into the worker's histograms.
+//!
+//! The worker wakes once per tick, not once per message: its rooms' ticks are aligned to one
+//! grid (`RoomCore::align_ticks_to`), so rooms of one tick rate tick together; between ticks
+//! it sleeps (`park_timeout`), and only messages someone awaits an answer to unpark it
+//! (`RoomInput::wakes_worker`). Each wake drains everything queued, then ticks what is due.
+//! Its `SnapshotGovernor` slows its state-sync rooms' snapshots when it falls behind.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use tickroom_protocol::ErrorCode;
 use tracing::info;
 
 use super::core::{Effect, EndReason, RoomCore, RoomEnd};
 use super::input::{AdminAnswer, AdminOp, QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
+use super::load::{Change, SnapshotGovernor};
 use super::sim::Delivery;
 use crate::outbox::{Outbox, Pushed};
 use crate::{ClosedRoom, RoomEvent, Shared};
 
 /// How long a worker waits for input when it has no room at all.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
+/// The workers' tick grids are staggered by a share of this interval (a 30 Hz tick), so two
+/// workers' snapshot bursts do not reach the connections' writers at the same instant.
+const STAGGER_OVER: Duration = Duration::from_micros(33_333);
 
 /// A connection as a room sees it: its outbox, equal only to itself.
 #[derive(Debug, Clone)]
@@ -33,6 +43,16 @@ impl PartialEq for Conn {
 
 type Room = RoomCore<Conn>;
 
+/// What a worker owns besides its queue.
+struct Worker {
+    index: usize,
+    rooms: HashMap<RoomId, Room>,
+    shared: Arc<Shared>,
+    /// The grid every room of this worker ticks on.
+    epoch: Instant,
+    governor: SnapshotGovernor,
+}
+
 /// The worker loop: runs until `Shutdown` or until every sender is gone.
 pub(super) fn run(
     index: usize,
@@ -40,38 +60,99 @@ pub(super) fn run(
     queued: Arc<QueueBytes>,
     shared: Arc<Shared>,
 ) {
-    let mut rooms: HashMap<RoomId, Room> = HashMap::new();
+    let now = Instant::now();
+    let workers = shared.metrics.tick_stats.len().max(1) as u32;
+    let mut w = Worker {
+        index,
+        rooms: HashMap::new(),
+        shared,
+        epoch: now + STAGGER_OVER * index as u32 / workers,
+        governor: SnapshotGovernor::new(now),
+    };
     loop {
-        let deadline = rooms.values().map(|r| r.next_tick_at()).min();
-        // Drain input until the earliest room is due.
+        let woke = Instant::now();
+        // Everything queued since the last pass, then the rooms that are due.
         loop {
-            let msg = match deadline {
-                Some(d) => rx.recv_deadline(d),
-                None => rx.recv_timeout(IDLE_WAIT),
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return w.shut_down(),
             };
-            if let Ok(msg) = &msg {
-                queued.give_back(msg.weight());
+            queued.give_back(msg.weight());
+            if let RoomInput::Shutdown = msg {
+                return w.shut_down();
             }
-            match msg {
-                Ok(RoomInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    for (_, mut room) in rooms.drain() {
-                        room.abort(EndReason::Shutdown);
-                        carry_out(&mut room, &shared);
-                    }
-                    return;
-                }
-                Ok(msg) => handle(&mut rooms, msg, &shared),
-                Err(RecvTimeoutError::Timeout) => break,
-            }
-            if deadline.is_none() && !rooms.is_empty() {
-                break;
-            }
+            w.handle(msg);
         }
-        tick_due_rooms(index, &mut rooms, &shared);
+        w.tick_due_rooms();
+        w.governor.record_busy(woke.elapsed());
+        w.govern(Instant::now());
+        let now = Instant::now();
+        match w.rooms.values().map(|r| r.next_tick_at()).min() {
+            Some(due) if due > now => std::thread::park_timeout(due - now),
+            Some(_) => {}
+            None => std::thread::park_timeout(IDLE_WAIT),
+        }
     }
 }
 
-fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shared) {
+impl Worker {
+    /// Ends every room (server shutdown).
+    fn shut_down(&mut self) {
+        for (_, mut room) in self.rooms.drain() {
+            room.abort(EndReason::Shutdown);
+            carry_out(&mut room, &self.shared);
+        }
+    }
+
+    /// Lets the governor weigh the last window, and applies its answer to every room.
+    fn govern(&mut self, now: Instant) {
+        let Some(change) = self.governor.update(now) else {
+            return;
+        };
+        let metrics = &self.shared.metrics;
+        if let Change::Degraded(_) = change {
+            metrics.snapshot_degradations.inc();
+        }
+        let divisor = self.governor.divisor();
+        metrics.snapshot_divisor[self.index].set(i64::from(divisor));
+        for room in self.rooms.values_mut() {
+            room.set_snapshot_divisor(divisor);
+        }
+        tracing::debug!(worker = self.index, ?change, "snapshot rate changed");
+    }
+
+    fn tick_due_rooms(&mut self) {
+        tick_due_rooms(
+            self.index,
+            &mut self.rooms,
+            &self.shared,
+            &mut self.governor,
+        );
+    }
+
+    fn handle(&mut self, msg: RoomInput) {
+        let placement = Placement {
+            epoch: self.epoch,
+            snapshot_divisor: self.governor.divisor(),
+        };
+        handle(&mut self.rooms, msg, &self.shared, placement);
+    }
+}
+
+/// How a worker sets up a room it creates: its tick grid and current snapshot divisor.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    epoch: Instant,
+    snapshot_divisor: u32,
+}
+
+fn tick_due_rooms(
+    index: usize,
+    rooms: &mut HashMap<RoomId, Room>,
+    shared: &Shared,
+    governor: &mut SnapshotGovernor,
+) {
     let now = Instant::now();
     let stats = &shared.metrics.tick_stats[index];
     let mut ended = Vec::new();
@@ -80,6 +161,7 @@ fn tick_due_rooms(index: usize, rooms: &mut HashMap<RoomId, Room>, shared: &Shar
             let started = Instant::now();
             let late = room.guarded(|r| r.tick(now)).unwrap_or_default();
             let took = started.elapsed();
+            governor.record_tick(late, room.interval());
             // Locked after the tick, never across it; only /metrics contends.
             let mut stats = stats.lock();
             let _ = stats.duration_us.record(took.as_micros() as u64);
@@ -177,7 +259,12 @@ fn release_room(shared: &Shared, room: &Room, end: &RoomEnd) {
     }
 }
 
-fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
+fn handle(
+    rooms: &mut HashMap<RoomId, Room>,
+    msg: RoomInput,
+    shared: &Shared,
+    placement: Placement,
+) {
     let now = Instant::now();
     let room_id = match &msg {
         RoomInput::Join { room_id, .. }
@@ -200,7 +287,7 @@ fn handle(rooms: &mut HashMap<RoomId, Room>, msg: RoomInput, shared: &Shared) {
         ..
     } = msg
     {
-        let room = match room_for_join(rooms, room_id, &mode.name, shared, now) {
+        let room = match room_for_join(rooms, room_id, &mode.name, shared, now, placement) {
             Ok(room) => room,
             Err(code) => {
                 let _ = reply.send(Err(code.into()));
@@ -332,6 +419,7 @@ fn room_for_join<'a>(
     mode: &str,
     shared: &Shared,
     now: Instant,
+    placement: Placement,
 ) -> Result<&'a mut Room, ErrorCode> {
     use std::collections::hash_map::Entry;
     match rooms.entry(room_id) {
@@ -359,7 +447,10 @@ fn room_for_join<'a>(
                 shared.metrics.game_panics.add(&mode.name, 1);
                 ErrorCode::Internal
             })?;
-            Ok(e.insert(RoomCore::new(room_id, mode, sim, now)))
+            let mut room = RoomCore::new(room_id, mode, sim, now);
+            room.align_ticks_to(placement.epoch);
+            room.set_snapshot_divisor(placement.snapshot_divisor);
+            Ok(e.insert(room))
         }
     }
 }

@@ -71,8 +71,9 @@ pub fn ws_config() -> WebSocketConfig {
 /// The WebSocket listener; with TLS (`wss://`) when it has a [`TlsServer`].
 pub struct WsListener(pub TcpListener, pub Option<Arc<TlsServer>>);
 
-/// An accepted TCP connection, before TLS and the WebSocket upgrade.
-pub struct WsPending(TcpStream, Option<Arc<TlsServer>>);
+/// An accepted TCP connection, before TLS and the WebSocket upgrade. Its socket is not bound
+/// to a runtime yet: `open` binds it to the one it runs on (a connection thread's).
+pub struct WsPending(std::net::TcpStream, Option<Arc<TlsServer>>);
 
 impl Listener for WsListener {
     type Pending = WsPending;
@@ -80,7 +81,10 @@ impl Listener for WsListener {
     async fn accept(&mut self) -> Option<(WsPending, SocketAddr)> {
         loop {
             match self.0.accept().await {
-                Ok((stream, peer)) => return Some((WsPending(stream, self.1.clone()), peer)),
+                Ok((stream, peer)) => match stream.into_std() {
+                    Ok(stream) => return Some((WsPending(stream, self.1.clone()), peer)),
+                    Err(e) => warn!(error = %e, "websocket accept failed"),
+                },
                 // A failed accept (out of descriptors, a reset) is that connection's problem.
                 Err(e) => warn!(error = %e, "websocket accept failed"),
             }
@@ -92,6 +96,7 @@ impl Listener for WsListener {
 
 impl Pending for WsPending {
     const KIND: TransportKind = TransportKind::Ws;
+    const PORTABLE: bool = true;
 
     fn refuse(self) {}
 
@@ -102,7 +107,7 @@ impl Pending for WsPending {
         server: Arc<RoomServer>,
         outbox: Arc<Outbox>,
     ) -> Option<(Reader, JoinHandle<()>)> {
-        let stream = self.0;
+        let stream = TcpStream::from_std(self.0).ok()?;
         let _ = stream.set_nodelay(true);
         let only_root = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             if req.uri().path() == "/" {

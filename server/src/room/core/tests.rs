@@ -664,3 +664,67 @@ fn a_long_frame_log_reaches_a_resumer_in_paced_chunks_and_in_order() {
     let effects = seen(&mut room);
     assert_eq!(kinds(&messages_to(&effects, 1)), ["frame"]);
 }
+
+/// The snapshot ticks of `effects`, for connection `conn`.
+fn snapshot_ticks(effects: &[Seen], conn: u32) -> Vec<u64> {
+    messages_to(effects, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot { tick, .. } => Some(*tick),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_degraded_room_steps_every_tick_but_snapshots_every_nth_within_its_floor() {
+    let t0 = Instant::now();
+    // 20 Hz with a floor of 5 Hz: at most ÷4, whatever the worker asks.
+    let mut room = probe_room(t0, "min_snapshot_hz=5");
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    seen(&mut room);
+    assert_eq!(room.set_snapshot_divisor(32), 4);
+    let mut ticks = Vec::new();
+    for _ in 0..8 {
+        let now = room.next_tick_at();
+        room.tick(now);
+        ticks.extend(snapshot_ticks(&seen(&mut room), 1));
+    }
+    assert_eq!(
+        ticks,
+        [4, 8],
+        "the game stepped 8 times, snapshots on every 4th"
+    );
+    // Back to full rate: every tick again.
+    assert_eq!(room.set_snapshot_divisor(1), 1);
+    for _ in 0..3 {
+        let now = room.next_tick_at();
+        room.tick(now);
+        ticks.extend(snapshot_ticks(&seen(&mut room), 1));
+    }
+    assert_eq!(ticks, [4, 8, 9, 10, 11]);
+    // A mode whose floor is its tick rate never degrades.
+    let mut strict = probe_room(t0, "min_snapshot_hz=20");
+    assert_eq!(strict.set_snapshot_divisor(8), 1);
+}
+
+#[test]
+fn rooms_aligned_to_one_grid_tick_at_the_same_instants() {
+    let epoch = Instant::now();
+    let mut a = probe_room(epoch + Duration::from_millis(7), "");
+    let mut b = probe_room(epoch + Duration::from_millis(31), "");
+    a.align_ticks_to(epoch);
+    b.align_ticks_to(epoch);
+    assert_eq!(a.next_tick_at(), epoch + TICK);
+    assert_eq!(b.next_tick_at(), epoch + TICK);
+    // A room that starts between two grid points (its last player joined) stays on the grid.
+    let joined = epoch + TICK + Duration::from_millis(12);
+    a.tick(epoch + TICK);
+    a.join(joined, seating(100, 1), 1).unwrap();
+    a.join(joined, seating(200, 2), 2).unwrap();
+    assert_eq!(a.next_tick_at(), epoch + TICK * 2);
+    // Without alignment the grid starts at the room's creation.
+    let c = probe_room(epoch + Duration::from_millis(7), "");
+    assert_eq!(c.next_tick_at(), epoch + Duration::from_millis(7) + TICK);
+}
