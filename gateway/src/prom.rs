@@ -196,6 +196,16 @@ pub fn process(e: &mut Encoder) -> fmt::Result {
         "start time of the process since the unix epoch",
         Some(Unit::Seconds),
         p.start_time_s,
+    )?;
+    counter_by(
+        e,
+        "tickroom_process_context_switches",
+        "context switches of the process's live threads (voluntary: it waited; involuntary: it was preempted)",
+        "kind",
+        [
+            ("voluntary", p.voluntary_switches),
+            ("involuntary", p.involuntary_switches),
+        ],
     )
 }
 
@@ -214,6 +224,9 @@ pub struct ProcessStats {
     pub max_fds: u64,
     /// Start time, seconds since the unix epoch.
     pub start_time_s: f64,
+    /// Context switches summed over the live threads (those of threads that ended are gone).
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
 }
 
 impl ProcessStats {
@@ -247,7 +260,10 @@ impl ProcessStats {
             .and_then(|l| l.split_whitespace().nth(3))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let (voluntary_switches, involuntary_switches) = context_switches();
         Some(ProcessStats {
+            voluntary_switches,
+            involuntary_switches,
             cpu_seconds,
             rss_bytes,
             vsize_bytes,
@@ -256,6 +272,28 @@ impl ProcessStats {
             start_time_s: boot_s + start_ticks as f64 / TICKS_PER_S,
         })
     }
+}
+
+/// Voluntary and involuntary context switches summed over `/proc/self/task/*/status`.
+fn context_switches() -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    let mut sums = (0, 0);
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let value = |rest: &str| rest.trim().parse::<u64>().unwrap_or(0);
+            if let Some(rest) = line.strip_prefix("voluntary_ctxt_switches:") {
+                sums.0 += value(rest);
+            } else if let Some(rest) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+                sums.1 += value(rest);
+            }
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -324,7 +362,15 @@ mod tests {
         assert!(out.contains("process_resident_memory_bytes "), "{out}");
         assert!(out.contains("process_cpu_seconds_total "), "{out}");
         assert!(out.contains("process_open_fds "), "{out}");
+        assert!(
+            out.contains("tickroom_process_context_switches_total{kind=\"voluntary\"} "),
+            "{out}"
+        );
+        // This thread waiting is a voluntary switch, counted in the sum over live threads.
+        let before = ProcessStats::read().unwrap().voluntary_switches;
+        std::thread::park_timeout(std::time::Duration::from_millis(2));
         let p = ProcessStats::read().unwrap();
+        assert!(p.voluntary_switches > before, "{p:?}");
         assert!(
             p.rss_bytes > 0 && p.open_fds > 0 && p.start_time_s > 1.6e9,
             "{p:?}"
