@@ -31,7 +31,10 @@ fn input(x: i8, y: i8) -> Vec<u8> {
 /// Ten players in one `arena` room: each is welcomed, the room starts, and every player gets
 /// snapshots that acknowledge its own inputs, later ones as deltas against acked baselines.
 async fn state_sync_room(transport: TransportKind) {
-    let server = TestServer::default().await;
+    state_sync_room_on(TestServer::default().await, transport).await;
+}
+
+async fn state_sync_room_on(server: TestServer, transport: TransportKind) {
     let room = 1000 + transport as u64;
     let mut sessions = Vec::new();
     for p in 0..10 {
@@ -94,6 +97,19 @@ async fn state_sync_room(transport: TransportKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_sync_ten_players_over_websocket() {
     state_sync_room(TransportKind::Ws).await;
+}
+
+/// The same room with WebSocket connections on connection threads of their own
+/// (`--io-threads 2`): each connection's socket moves to its thread's runtime at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_sync_ten_players_over_websocket_on_connection_threads() {
+    let server = TestServer::start(tickroom::server::RoomServerConfig {
+        io_threads: 2,
+        ..common::test_config()
+    })
+    .await;
+    assert_eq!(server.server().io.as_ref().map(|io| io.len()), Some(2));
+    state_sync_room_on(server, TransportKind::Ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,7 +132,8 @@ struct Opts {
     #[arg(long)]
     workers: Option<usize>,
     /// Connection threads for WebSocket players, each running its connections on a runtime
-    /// of its own (default: one per core); 0 runs them on the main runtime.
+    /// of its own; 0 (the default) runs them on the main runtime, whose threads steal each
+    /// other's work when one is descheduled. Try it only on cores of the server's own.
     #[arg(long)]
     io_threads: Option<usize>,
     /// Most rooms this server runs before refusing new ones with ServerBusy.

@@ -45,8 +45,11 @@ pub struct RoomServerConfig {
     pub server_id: String,
     /// Room worker threads (default: one per core).
     pub workers: usize,
-    /// Connection threads for WebSocket connections, each a current-thread runtime (default:
-    /// one per core); 0 runs them on the main runtime with everything else.
+    /// Connection threads for WebSocket connections, each a current-thread runtime; 0 (the
+    /// default) runs them on the main, work-stealing runtime with everything else. Measured
+    /// on 2 shared cores (BENCHMARKS.md), the threads saved futex wake-ups but not CPU, and a
+    /// thread descheduled by a busy neighbour stalls all its connections (nothing steals its
+    /// work): tails grew from 63 to 191 ms at p999.
     pub io_threads: usize,
     /// Messages each worker's queue holds before inputs are dropped (default 65,536).
     pub room_queue_len: usize,
@@ -113,7 +116,7 @@ impl Default for RoomServerConfig {
         RoomServerConfig {
             server_id: "room-1".into(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            io_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            io_threads: 0,
             room_queue_len: 65_536,
             room_queue_bytes: 16 * 1024 * 1024,
             max_rooms: 5_000,
