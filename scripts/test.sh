@@ -36,6 +36,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# The real-loss tests (client-bot/tests/netns_loss.rs) make network namespaces (`ip netns`,
+# iproute2) with an iptables DROP rule; they may only skip outside CI.
+if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  apt_install iptables iproute2
+fi
+
 cargo fmt --all -- --check
 # Architecture invariant: the protocol crate's default build has no tokio (no IO).
 if cargo tree -p tickroom-protocol -e normal --prefix none | grep -q '^tokio '; then

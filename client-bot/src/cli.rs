@@ -30,6 +30,26 @@ pub enum Command {
     /// A series of swarms, one per `--steps` size: one CSV row per step and a plot of RTT and
     /// both CPU costs (server and bot, per player-second) against the number of players.
     Sweep(SweepArgs),
+    /// Run a command where the kernel drops packets (network namespace + iptables, as root).
+    ///
+    /// Creates the namespace tickroom-loss-<pid> (or --name), brings its loopback up, adds
+    /// `iptables -A INPUT -m statistic --mode random --probability P -j DROP` (and the same
+    /// with ip6tables), runs COMMAND inside with TICKROOM_KERNEL_LOSS=P set (a swarm records
+    /// it in its report as link.kernel_loss) and removes the namespace when COMMAND ends, when
+    /// the setup fails, and on SIGINT/SIGTERM/SIGHUP (forwarded to COMMAND, which is waited
+    /// for); processes still inside then are ended (TERM, then KILL).
+    ///
+    /// Unlike swarm's message-level conditioner (--latency/--jitter/--loss), this is real
+    /// packet loss: TCP (WebSocket) retransmits and holds back every later message meanwhile,
+    /// QUIC datagrams do not wait. The server and the bots must both run inside, e.g.:
+    ///
+    ///   tickroom-bot netns-loss --loss 2% -- scripts/netns-loss-swarms.sh target/release out \
+    ///     --bots 200 --ramp 5s --duration 30s --mode arena
+    ///
+    /// Exit code: COMMAND's (128 + the signal when a signal ended it); 125 when the namespace
+    /// could not be set up.
+    #[command(verbatim_doc_comment)]
+    NetnsLoss(crate::netns::NetnsLossArgs),
 }
 
 /// Flags of `sweep`: a swarm's flags (its `--bots` is replaced by each step), run once per step.
@@ -107,13 +127,16 @@ pub struct SwarmArgs {
     /// State-sync inputs per second (default: the room's tick rate); lockstep sends one per frame.
     #[arg(long)]
     pub input_hz: Option<u32>,
-    /// One-way latency added in each direction.
+    /// Message-level conditioner (in the bot, not the network): one-way latency added to
+    /// each message in each direction. For real packet loss see `netns-loss`.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub latency: Duration,
-    /// Uniform jitter (±) added to the latency.
+    /// Message-level conditioner: uniform jitter (±) added to each message's latency.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub jitter: Duration,
-    /// Average loss of unreliable traffic (bursty, Gilbert–Elliott), e.g. 2%.
+    /// Message-level conditioner: average loss of unreliable messages (bursty,
+    /// Gilbert–Elliott), e.g. 2%; whole messages, never a transport's packets, so TCP never
+    /// retransmits (real loss: `netns-loss`).
     #[arg(long, value_parser = parse_percent, default_value = "0%")]
     pub loss: f64,
     /// Chaos: the chance per minute that each bot drops its connection, e.g. 1%/min.

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod error;
 pub mod game_bot;
 pub mod link;
+pub mod netns;
 pub mod play;
 pub mod report;
 pub mod stats;
@@ -122,6 +123,7 @@ pub fn run(cli: Cli, factory: GameBotFactory) -> u8 {
     };
     runtime.block_on(async move {
         match cli.command {
+            Command::NetnsLoss(args) => netns::run_netns_loss(&args).await,
             Command::Play(args) => {
                 let factory = if args.watch {
                     game_bot::watching_arena(factory)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::link::LinkConfig;
 use crate::stats::{count_errors, max_ms, quantile_ms, BotOutcome, Measurements};
 
 /// Time allowed for the `/metrics` scrape.
@@ -47,6 +48,48 @@ pub struct Report {
     pub bytes_per_bot_s: BytesPerBotS,
     pub server: ServerFigures,
     pub bot_cpu_ms_per_bot_s: Option<f64>,
+    /// What the link did to the traffic: the bot's message-level conditioner and the kernel's
+    /// packet loss (`netns-loss`).
+    pub link: LinkReport,
+}
+
+/// The conditions the swarm ran under.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct LinkReport {
+    /// The bot's message-level conditioner (`--latency`, `--jitter`, `--loss`): whole messages
+    /// delayed or dropped above the transport, the same for WebSocket and QUIC.
+    pub message_level: MessageLevel,
+    /// The fraction of packets the kernel dropped on the loopback (`tickroom-bot netns-loss`,
+    /// read from `TICKROOM_KERNEL_LOSS`); `null` when the swarm did not run under it.
+    pub kernel_loss: Option<f64>,
+}
+
+/// The message-level conditioner's settings.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct MessageLevel {
+    /// One-way latency added per direction, ms.
+    pub latency_ms: f64,
+    /// Uniform jitter (±), ms.
+    pub jitter_ms: f64,
+    /// Average fraction of unreliable messages dropped.
+    pub loss: f64,
+    /// Mean length of a loss burst, messages.
+    pub mean_burst_len: f64,
+}
+
+impl LinkReport {
+    /// The report section for a swarm whose bots ran with `conditioner`, under `kernel_loss`.
+    pub fn new(conditioner: &LinkConfig, kernel_loss: Option<f64>) -> LinkReport {
+        LinkReport {
+            message_level: MessageLevel {
+                latency_ms: conditioner.latency.as_secs_f64() * 1e3,
+                jitter_ms: conditioner.jitter.as_secs_f64() * 1e3,
+                loss: conditioner.loss,
+                mean_burst_len: conditioner.mean_burst_len,
+            },
+            kernel_loss,
+        }
+    }
 }
 
 /// Input→ack RTT (state) or frame delivery latency (lockstep), in ms.
@@ -184,7 +227,14 @@ impl Report {
             },
             server,
             bot_cpu_ms_per_bot_s: cpu_ms_per_bot_s,
+            link: LinkReport::default(),
         }
+    }
+
+    /// The report with the link conditions it ran under (`build` leaves them at none).
+    pub fn with_link(mut self, link: LinkReport) -> Report {
+        self.link = link;
+        self
     }
 
     /// The report as pretty JSON.
@@ -274,10 +324,21 @@ impl fmt::Display for Report {
             opt(self.server.rss_mb, 1),
             opt(self.server.cpu_ms_per_bot_s, 3)
         )?;
-        write!(
+        writeln!(
             f,
             "  bot cpu       {} ms per bot-second",
             opt(self.bot_cpu_ms_per_bot_s, 3)
+        )?;
+        let m = &self.link.message_level;
+        write!(
+            f,
+            "  link          message-level conditioner: latency {} ms ± {} ms, loss {} %;  kernel packet loss {}",
+            opt(Some(m.latency_ms), 1),
+            opt(Some(m.jitter_ms), 1),
+            opt(Some(m.loss * 100.0), 2),
+            self.link
+                .kernel_loss
+                .map_or_else(|| "none".to_string(), |l| format!("{} %", opt(Some(l * 100.0), 2)))
         )
     }
 }
@@ -434,7 +495,7 @@ mod tests {
     use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 20] = [
+    const KEYS: [&str; 21] = [
         "transport",
         "mode",
         "bots",
@@ -455,6 +516,7 @@ mod tests {
         "bytes_per_bot_s",
         "server",
         "bot_cpu_ms_per_bot_s",
+        "link",
     ];
 
     fn build(outcomes: &[BotOutcome], cpu: Option<Duration>) -> serde_json::Value {
@@ -503,6 +565,8 @@ mod tests {
             "the raw seconds stay out of the report"
         );
         assert!(v["bot_cpu_ms_per_bot_s"].is_null());
+        assert!(v["link"]["kernel_loss"].is_null(), "not under netns-loss");
+        assert_eq!(v["link"]["message_level"]["loss"], 0.0);
         assert_eq!(v["failed"], 2);
         assert_eq!(v["errors_by_code"], serde_json::json!({}));
     }
@@ -605,6 +669,42 @@ mod tests {
             parse_metrics("garbage\n{}\nx NaN"),
             ServerFigures::default()
         );
+    }
+
+    #[test]
+    fn the_link_section_names_both_kinds_of_loss() {
+        let conditioner = LinkConfig {
+            latency: Duration::from_millis(50),
+            jitter: Duration::from_millis(5),
+            loss: 0.01,
+            mean_burst_len: 3.0,
+        };
+        let report = Report::build(ReportInputs {
+            transport: "quic",
+            mode: "arena",
+            bots: 1,
+            duration: Duration::from_secs(1),
+            outcomes: &[],
+            cpu: None,
+            server_cpu_at_start: None,
+            server: ServerFigures::default(),
+        })
+        .with_link(LinkReport::new(&conditioner, Some(0.02)));
+        let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(v["link"]["kernel_loss"], 0.02);
+        assert_eq!(v["link"]["message_level"]["latency_ms"], 50.0);
+        assert_eq!(v["link"]["message_level"]["jitter_ms"], 5.0);
+        assert_eq!(v["link"]["message_level"]["loss"], 0.01);
+        assert_eq!(v["link"]["message_level"]["mean_burst_len"], 3.0);
+        let table = report.to_string();
+        let line = table.lines().last().unwrap();
+        assert!(
+            line.contains("message-level conditioner: latency 50.0 ms ± 5.0 ms, loss 1.00 %"),
+            "{line}"
+        );
+        assert!(line.contains("kernel packet loss 2.00 %"), "{line}");
+        let plain = report.with_link(LinkReport::default()).to_string();
+        assert!(plain.ends_with("kernel packet loss none"), "{plain}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::cli::{SourceAddrs, SwarmArgs, SwarmTransport, BOTS_PER_SOURCE_ADDR};
 use crate::error::BotError;
 use crate::game_bot::GameBotFactory;
 use crate::link::{LinkConfig, DEFAULT_MEAN_BURST_LEN};
-use crate::report::{process_cpu_time, scrape_all, Report, ReportInputs};
+use crate::netns::kernel_loss_from_env;
+use crate::report::{process_cpu_time, scrape_all, LinkReport, Report, ReportInputs};
 use crate::stats::{BotOutcome, LiveStats, Measurements};
 
 /// Slack after ramp + duration before the swarm aborts whatever still runs.
@@ -145,7 +146,8 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         cpu,
         server_cpu_at_start,
         server,
-    });
+    })
+    .with_link(LinkReport::new(&link, kernel_loss_from_env()));
     if let Some(path) = &args.report {
         std::fs::write(path, report.to_json() + "\n")
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
