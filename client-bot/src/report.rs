@@ -139,9 +139,18 @@ pub struct ServerFigures {
     /// The servers' CPU time during the swarm per bot-second played, in ms (from their
     /// `process_cpu_seconds_total` at the start and the end), beside `bot_cpu_ms_per_bot_s`.
     pub cpu_ms_per_bot_s: Option<f64>,
+    /// The servers' context switches during the swarm (voluntary and involuntary, from their
+    /// `tickroom_process_context_switches_total`) per message they received or sent.
+    pub context_switches_per_msg: Option<f64>,
     /// The servers' `process_cpu_seconds_total` at this scrape (summed over servers).
     #[serde(skip)]
     pub cpu_s: Option<f64>,
+    /// The servers' context switches so far (summed over kinds and servers).
+    #[serde(skip)]
+    pub switches: Option<f64>,
+    /// The servers' messages received plus sent so far.
+    #[serde(skip)]
+    pub messages: Option<f64>,
 }
 
 /// What the report is built from.
@@ -159,8 +168,9 @@ pub struct ReportInputs<'a> {
     pub outcomes: &'a [BotOutcome],
     /// CPU time this process used during the swarm, when readable.
     pub cpu: Option<Duration>,
-    /// The servers' CPU seconds at the swarm's start, when scraped (the end is in `server`).
-    pub server_cpu_at_start: Option<f64>,
+    /// The servers' figures scraped at the swarm's start (CPU seconds, context switches and
+    /// messages so far; the end is in `server`).
+    pub server_at_start: ServerFigures,
     /// Server figures (all `None` when the scrape failed).
     pub server: ServerFigures,
 }
@@ -182,9 +192,21 @@ impl Report {
             .filter(|_| all.played_s > 0.0)
             .map(|cpu| cpu.as_secs_f64() * 1e3 / all.played_s);
         let mut server = inputs.server;
-        server.cpu_ms_per_bot_s = match (inputs.server_cpu_at_start, server.cpu_s) {
+        let start = &inputs.server_at_start;
+        server.cpu_ms_per_bot_s = match (start.cpu_s, server.cpu_s) {
             (Some(a), Some(b)) if all.played_s > 0.0 && b >= a => {
                 Some((b - a) * 1e3 / all.played_s)
+            }
+            _ => None,
+        };
+        server.context_switches_per_msg = match (
+            start.switches,
+            server.switches,
+            start.messages,
+            server.messages,
+        ) {
+            (Some(s0), Some(s1), Some(m0), Some(m1)) if m1 > m0 && s1 >= s0 => {
+                Some((s1 - s0) / (m1 - m0))
             }
             _ => None,
         };
@@ -316,13 +338,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  server        tick p99 {} ms  overruns {}  rss {} MB  cpu {} ms per bot-second",
+            "  server        tick p99 {} ms  overruns {}  rss {} MB  cpu {} ms per bot-second  context switches {} per message",
             opt(self.server.tick_p99_ms, 3),
             self.server
                 .overruns
                 .map_or_else(|| "-".to_string(), |n| n.to_string()),
             opt(self.server.rss_mb, 1),
-            opt(self.server.cpu_ms_per_bot_s, 3)
+            opt(self.server.cpu_ms_per_bot_s, 3),
+            opt(self.server.context_switches_per_msg, 3)
         )?;
         writeln!(
             f,
@@ -380,6 +403,13 @@ pub fn parse_metrics(text: &str) -> ServerFigures {
         }
         match name {
             "tickroom_tick_overruns_total" => figures.overruns = Some(value.max(0.0) as u64),
+            "tickroom_process_context_switches_total{kind=\"voluntary\"}"
+            | "tickroom_process_context_switches_total{kind=\"involuntary\"}" => {
+                *figures.switches.get_or_insert(0.0) += value;
+            }
+            "tickroom_received_messages_total" | "tickroom_sent_messages_total" => {
+                *figures.messages.get_or_insert(0.0) += value;
+            }
             "process_cpu_seconds_total" => figures.cpu_s = Some(value),
             "process_resident_memory_bytes" => figures.rss_mb = Some(value / BYTES_PER_MB),
             _ => {}
@@ -434,13 +464,18 @@ pub fn combine(figures: &[ServerFigures]) -> ServerFigures {
     let max =
         |pick: fn(&ServerFigures) -> Option<f64>| figures.iter().filter_map(pick).reduce(f64::max);
     let overruns: Vec<u64> = figures.iter().filter_map(|f| f.overruns).collect();
-    let cpu: Vec<f64> = figures.iter().filter_map(|f| f.cpu_s).collect();
+    let sum = |pick: fn(&ServerFigures) -> Option<f64>| {
+        figures.iter().filter_map(pick).reduce(|a, b| a + b)
+    };
     ServerFigures {
         tick_p99_ms: max(|f| f.tick_p99_ms),
         overruns: (!overruns.is_empty()).then(|| overruns.iter().sum()),
         rss_mb: max(|f| f.rss_mb),
         cpu_ms_per_bot_s: None,
-        cpu_s: (!cpu.is_empty()).then(|| cpu.iter().sum()),
+        context_switches_per_msg: None,
+        cpu_s: sum(|f| f.cpu_s),
+        switches: sum(|f| f.switches),
+        messages: sum(|f| f.messages),
     }
 }
 
@@ -473,6 +508,12 @@ pub async fn scrape_metrics(url: &str) -> ServerFigures {
 /// CPU time (user + system) this process used so far, from `/proc/self/stat`.
 pub fn process_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_proc_stat_cpu(&stat)
+}
+
+/// CPU time (user + system, every thread) process `pid` used so far, from `/proc/<pid>/stat`.
+pub fn process_cpu_time_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_proc_stat_cpu(&stat)
 }
 
@@ -520,7 +561,8 @@ mod tests {
     ];
 
     fn build(outcomes: &[BotOutcome], cpu: Option<Duration>) -> serde_json::Value {
-        // The servers used 0.3 s of CPU during the swarm (when it had bots that played).
+        // The servers used 0.3 s of CPU during the swarm (when it had bots that played), and
+        // switched context 50 times for 1,000 messages.
         let report = Report::build(ReportInputs {
             transport: "ws",
             mode: "arena",
@@ -528,9 +570,16 @@ mod tests {
             duration: Duration::from_secs(3),
             outcomes,
             cpu,
-            server_cpu_at_start: cpu.map(|_| 10.0),
+            server_at_start: ServerFigures {
+                cpu_s: cpu.map(|_| 10.0),
+                switches: cpu.map(|_| 100.0),
+                messages: cpu.map(|_| 500.0),
+                ..ServerFigures::default()
+            },
             server: ServerFigures {
                 cpu_s: cpu.map(|_| 10.3),
+                switches: cpu.map(|_| 150.0),
+                messages: cpu.map(|_| 1500.0),
                 ..ServerFigures::default()
             },
         });
@@ -557,13 +606,21 @@ mod tests {
         assert!(v["lost_frames"].is_null());
         assert!(v["interval_jitter_ms"]["p99"].is_null());
         assert!(v["bytes_per_bot_s"]["up"].is_null() && v["bytes_per_bot_s"]["down"].is_null());
-        for key in ["tick_p99_ms", "overruns", "rss_mb", "cpu_ms_per_bot_s"] {
+        for key in [
+            "tick_p99_ms",
+            "overruns",
+            "rss_mb",
+            "cpu_ms_per_bot_s",
+            "context_switches_per_msg",
+        ] {
             assert!(v["server"][key].is_null(), "server.{key}");
         }
-        assert!(
-            v["server"].get("cpu_s").is_none(),
-            "the raw seconds stay out of the report"
-        );
+        for raw in ["cpu_s", "switches", "messages"] {
+            assert!(
+                v["server"].get(raw).is_none(),
+                "the raw {raw} stay out of the report"
+            );
+        }
         assert!(v["bot_cpu_ms_per_bot_s"].is_null());
         assert!(v["link"]["kernel_loss"].is_null(), "not under netns-loss");
         assert_eq!(v["link"]["message_level"]["loss"], 0.0);
@@ -602,6 +659,7 @@ mod tests {
         // 0.3 s of server CPU over 2 bot-seconds played.
         let server_cpu = v["server"]["cpu_ms_per_bot_s"].as_f64().unwrap();
         assert!((server_cpu - 150.0).abs() < 1e-6, "{server_cpu}");
+        assert_eq!(v["server"]["context_switches_per_msg"], 0.05);
         assert!(v["resume_ms"]["p50"].is_null());
         assert!(v["lost_frames"].is_null(), "not lockstep");
     }
@@ -631,6 +689,8 @@ mod tests {
             overruns: Some(2),
             rss_mb: Some(40.0),
             cpu_s: Some(1.5),
+            switches: Some(10.0),
+            messages: Some(100.0),
             ..ServerFigures::default()
         };
         let b = ServerFigures {
@@ -645,6 +705,7 @@ mod tests {
         assert_eq!(c.overruns, Some(7));
         assert_eq!(c.rss_mb, Some(40.0));
         assert_eq!(c.cpu_s, Some(3.5), "the servers' CPU adds up");
+        assert_eq!((c.switches, c.messages), (Some(10.0), Some(100.0)));
         assert_eq!(combine(&[]), ServerFigures::default());
     }
 
@@ -657,7 +718,11 @@ mod tests {
             tickroom_tick_duration_seconds_bucket{le=\"+Inf\"} 100\n\
             tickroom_tick_overruns_total 3\n\
             process_cpu_seconds_total 12.5\n\
-            process_resident_memory_bytes 52428800\n";
+            process_resident_memory_bytes 52428800\n\
+            tickroom_process_context_switches_total{kind=\"voluntary\"} 70\n\
+            tickroom_process_context_switches_total{kind=\"involuntary\"} 5\n\
+            tickroom_received_messages_total 600\n\
+            tickroom_sent_messages_total 900\n";
         let f = parse_metrics(text);
         // Rank 99 of 100 lies 90 % into the (2 ms, 4 ms] bucket.
         let p99 = f.tick_p99_ms.unwrap();
@@ -665,6 +730,8 @@ mod tests {
         assert_eq!(f.overruns, Some(3));
         assert_eq!(f.rss_mb, Some(50.0));
         assert_eq!(f.cpu_s, Some(12.5));
+        assert_eq!(f.switches, Some(75.0));
+        assert_eq!(f.messages, Some(1500.0));
         assert_eq!(
             parse_metrics("garbage\n{}\nx NaN"),
             ServerFigures::default()
@@ -686,7 +753,7 @@ mod tests {
             duration: Duration::from_secs(1),
             outcomes: &[],
             cpu: None,
-            server_cpu_at_start: None,
+            server_at_start: ServerFigures::default(),
             server: ServerFigures::default(),
         })
         .with_link(LinkReport::new(&conditioner, Some(0.02)));

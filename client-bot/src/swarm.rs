@@ -57,7 +57,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
     let started = Instant::now();
     let cpu_at_start = process_cpu_time();
     // The servers' CPU before the first bot, so the report states their cost per bot too.
-    let server_cpu_at_start = scrape_all(&args.metrics_urls()).await.cpu_s;
+    let server_at_start = scrape_all(&args.metrics_urls()).await;
     let hard_deadline = started + args.ramp + args.duration + HARD_DEADLINE_SLACK;
     let give_up_at = hard_deadline
         .checked_sub(BOT_GIVE_UP_MARGIN)
@@ -144,7 +144,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         duration: args.duration,
         outcomes: &outcomes,
         cpu,
-        server_cpu_at_start,
+        server_at_start,
         server,
     })
     .with_link(LinkReport::new(&link, kernel_loss_from_env()));

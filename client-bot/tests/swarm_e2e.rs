@@ -168,6 +168,13 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             "server cpu per bot, {what}"
         );
         assert!(report["bot_cpu_ms_per_bot_s"].is_f64(), "bot cpu, {what}");
+        // And the server's context switches per message it received or sent.
+        assert!(
+            report["server"]["context_switches_per_msg"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "server context switches per message, {what}"
+        );
         // The arena modes' matches last minutes: none ended in a 3 s run.
         assert_eq!(report["matches_ended"], 0, "matches ended, {what}");
         // Nothing dropped on purpose, so nothing to resume.
