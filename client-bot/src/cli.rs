@@ -30,6 +30,14 @@ pub enum Command {
     /// A series of swarms, one per `--steps` size: one CSV row per step and a plot of RTT and
     /// both CPU costs (server and bot, per player-second) against the number of players.
     Sweep(SweepArgs),
+    /// The floor: a minimal WebSocket room server (no auth, no game: rooms of 10 broadcasting
+    /// 120 bytes at 30 Hz) in its own process and bots for it; prints RTT and both CPU costs,
+    /// the floor every run's cost is compared to.
+    Floor(FloorArgs),
+    /// The floor's server alone: prints its address and serves until stdin closes (`floor`
+    /// starts it).
+    #[command(hide = true)]
+    FloorServer,
     /// Run a command where the kernel drops packets (network namespace + iptables, as root).
     ///
     /// Creates the namespace tickroom-loss-<pid> (or --name), brings its loopback up, adds
@@ -67,6 +75,44 @@ pub struct SweepArgs {
     /// Where the plot (SVG) goes.
     #[arg(long, default_value = "sweep.svg")]
     pub plot: PathBuf,
+    /// After each step's swarm, run the floor (`floor`) at the same size, ramp and duration:
+    /// its RTT p99 and CPU costs, and tickroom's CPU as a ratio to them, are added to each row,
+    /// the CSV and the plot.
+    #[arg(long)]
+    pub floor: bool,
+}
+
+/// Flags of `floor`.
+#[derive(Debug, Clone, Args)]
+pub struct FloorArgs {
+    /// Number of bots (players).
+    #[arg(long, default_value_t = 200)]
+    pub bots: usize,
+    /// Bots start evenly spread over this time.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub ramp: Duration,
+    /// How long each bot plays once connected.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// Exit 1 when more bots than this failed.
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+impl Default for FloorArgs {
+    /// The command line's defaults: 200 bots, ramp 5 s, 30 s each.
+    fn default() -> FloorArgs {
+        FloorArgs {
+            bots: 200,
+            ramp: Duration::from_secs(5),
+            duration: Duration::from_secs(30),
+            max_errors: 0,
+            report: None,
+        }
+    }
 }
 
 /// The mode `play` and `swarm` queue for without `--mode`.
@@ -466,6 +512,40 @@ mod tests {
         assert_eq!(SwarmTransport::Mixed.for_bot(0), TransportKind::Quic);
         assert_eq!(SwarmTransport::Mixed.for_bot(1), TransportKind::Ws);
         assert_eq!(SwarmTransport::Ws.for_bot(0), TransportKind::Ws);
+    }
+
+    #[test]
+    fn floor_defaults_and_the_hidden_server() {
+        use clap::CommandFactory;
+        let Command::Floor(f) = Cli::try_parse_from(["tickroom-bot", "floor"])
+            .unwrap()
+            .command
+        else {
+            panic!("not floor")
+        };
+        let d = FloorArgs::default();
+        assert_eq!(
+            (f.bots, f.ramp, f.duration, f.max_errors),
+            (d.bots, d.ramp, d.duration, d.max_errors)
+        );
+        let cli = Cli::try_parse_from(["tickroom-bot", "floor-server"]).unwrap();
+        assert!(matches!(cli.command, Command::FloorServer));
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            help.contains("floor") && !help.contains("floor-server"),
+            "{help}"
+        );
+        let sweep = Cli::try_parse_from([
+            "tickroom-bot",
+            "sweep",
+            "--server",
+            "http://a:1",
+            "--steps",
+            "2",
+            "--floor",
+        ])
+        .unwrap();
+        assert!(matches!(sweep.command, Command::Sweep(s) if s.floor));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod bot;
 pub mod cli;
 pub mod error;
+pub mod floor;
 pub mod game_bot;
 pub mod link;
 pub mod netns;
@@ -138,6 +139,20 @@ pub fn run(cli: Cli, factory: GameBotFactory) -> u8 {
                     EXIT_FAILURE
                 }
             }
+            Command::Floor(args) => match floor::self_server_command() {
+                Ok(server) => floor::run_and_print(&args, server).await,
+                Err(e) => {
+                    eprintln!("tickroom-bot: {e:#}");
+                    EXIT_FAILURE
+                }
+            },
+            Command::FloorServer => match floor::serve_stdio().await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("tickroom-bot: {e:#}");
+                    EXIT_FAILURE
+                }
+            },
             Command::Sweep(args) => match sweep::run_sweep(&args, factory).await {
                 Ok((rows, ok)) => {
                     println!(
