@@ -738,6 +738,54 @@ async fn silent_client_hits_the_handshake_timeout() {
     }
 }
 
+/// A seated player who keeps talking is never idle, however long the match; one who goes
+/// silent is closed with `IdleTimeout` once `idle_timeout` has passed since its last message
+/// (the idle timer is armed once per period, not per message, and re-armed when it fires on
+/// a connection heard from since).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_talking_player_is_never_idle_and_a_silent_one_is_closed() {
+    let idle = Duration::from_millis(400);
+    let server = TestServer::quick_with(RoomServerConfig {
+        idle_timeout: idle,
+        ..common::test_config()
+    })
+    .await;
+    for transport in [TransportKind::Ws, TransportKind::Quic] {
+        let room = 9500 + transport as u64;
+        let (mut conn, w) = raw_join(&server, transport, &server.ticket(1, room, "arena")).await;
+        assert!(matches!(w, ServerMsg::Welcome(_)), "{w:?}");
+        // Talk every 100 ms for three idle periods, reading whatever comes meanwhile.
+        let mut pace = tokio::time::interval(Duration::from_millis(100));
+        let talk_until = tokio::time::Instant::now() + idle * 3;
+        let mut seq = 0u64;
+        let mut last_sent = std::time::Instant::now();
+        while tokio::time::Instant::now() < talk_until {
+            tokio::select! {
+                got = conn.recv() => {
+                    let msg = got.unwrap().expect("the server closed a talking player");
+                    assert_eq!(error_code(&msg), None, "{transport:?}: {msg:?}");
+                }
+                _ = pace.tick() => {
+                    seq += 1;
+                    conn.send(&ClientMsg::Input {
+                        seq,
+                        tick: seq,
+                        ack_tick: 0,
+                        inputs: vec![ByteBuf::from(input(1, 0))],
+                    })
+                    .await
+                    .unwrap();
+                    last_sent = std::time::Instant::now();
+                }
+            }
+        }
+        // Then silence: closed with IdleTimeout, and not before the period ran out.
+        let code = closing_code(&mut conn).await;
+        assert_eq!(code, Some(ErrorCode::IdleTimeout), "{transport:?}");
+        assert!(last_sent.elapsed() >= idle, "{transport:?}: closed early");
+    }
+}
+
 /// Half the Input messages are lost on the way; redundancy still delivers every input tick,
 /// so the server's acknowledgement advances without holes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -486,12 +486,29 @@ async fn play(
     let max_inputs = usize::from(session.mode.input_redundancy).max(1);
     let mut replays_in_a_row = 0;
     let mut limited_window = (Instant::now(), 0u32);
+    // The idle timer is armed once per idle period, not once per message: when it fires, a
+    // connection heard from since is given the rest of its period (both transports' `recv`
+    // keep partial data in the reader, so interrupting it loses nothing).
+    let mut last_heard = Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
-        let msg = match tokio::time::timeout(idle, reader.recv()).await {
-            Err(_) => return End::Closed(ErrorCode::IdleTimeout),
-            Ok(Err(code)) => return End::Closed(code),
-            Ok(Ok(None)) => return End::Dropped,
-            Ok(Ok(Some((msg, len)))) => {
+        let received = tokio::select! {
+            received = reader.recv() => received,
+            () = &mut idle_timer => {
+                let quiet_until = last_heard + idle;
+                if Instant::now() >= quiet_until {
+                    return End::Closed(ErrorCode::IdleTimeout);
+                }
+                idle_timer.as_mut().reset(quiet_until.into());
+                continue;
+            }
+        };
+        let msg = match received {
+            Err(code) => return End::Closed(code),
+            Ok(None) => return End::Dropped,
+            Ok(Some((msg, len))) => {
+                last_heard = Instant::now();
                 shared.metrics.messages_in.inc();
                 shared.metrics.bytes_in.add(len as u64);
                 msg
@@ -548,7 +565,7 @@ async fn play(
                     tick,
                     ack_tick,
                     inputs,
-                    received: Instant::now(),
+                    received: last_heard,
                 };
                 // Unreliable input: on a full queue it is dropped; redundancy covers it.
                 if let Err(TrySendError::Full(_)) = server.pool.try_send(room_id, input) {
