@@ -167,7 +167,7 @@ pub struct Metrics {
     pub quic_retries: Counter,
     /// 1 while admission control refuses new rooms.
     pub overloaded: Gauge,
-    /// Times a worker halved its state-sync rooms' snapshot rate to keep its tick budget.
+    /// Times a worker asked its state-sync rooms to halve their snapshot rate.
     pub snapshot_degradations: Counter,
     /// Per worker: the snapshot-rate divisor in force (1 = full rate).
     pub snapshot_divisor: Vec<Gauge>,
@@ -263,7 +263,7 @@ impl Metrics {
         let counters: [(&str, &str, &Counter); 22] = [
             (
                 "tickroom_snapshot_degradations",
-                "times a room worker halved its rooms' snapshot rate to keep its tick budget",
+                "times a room worker asked its state-sync rooms to halve their snapshot rate (late ticks, a busy worker or late snapshots; each room stops at its mode's min_snapshot_hz)",
                 &self.snapshot_degradations,
             ),
             (

@@ -1,5 +1,7 @@
 //! How hard a worker is pressed, and its answer: `SnapshotGovernor` turns a worker's tick
-//! lateness and busy time into a snapshot-rate divisor for its state-sync rooms. A late
+//! lateness, its busy time and its late snapshots (replaced in a connection's outbox before
+//! the connection's writer sent them: the writers cannot keep up) into a snapshot-rate divisor
+//! for its state-sync rooms. A late
 //! snapshot hurts players more than a less frequent one, so an overloaded worker halves its
 //! rooms' snapshot rates (down to each mode's `min_snapshot_hz`) before its ticks overrun,
 //! and doubles them again, one step at a time, once the pressure has stayed low. Sans-IO:
@@ -14,6 +16,11 @@ pub const WINDOW: Duration = Duration::from_millis(250);
 pub const DEGRADE_AT: f64 = 0.5;
 /// Pressure below which, held for `RECOVER_WINDOWS` windows in a row, the rate doubles.
 pub const RECOVER_AT: f64 = 0.2;
+/// Late snapshots: a window in which at least this many snapshots, and more than
+/// `CONFLATED_SHARE` of those pushed, replaced an unsent one counts as overloaded.
+pub const MIN_CONFLATED: u64 = 10;
+/// See `MIN_CONFLATED`.
+pub const CONFLATED_SHARE: f64 = 0.01;
 /// Calm windows in a row before one step of recovery (2 s).
 pub const RECOVER_WINDOWS: u32 = 8;
 /// The largest divisor a worker asks for; each room clamps it to its mode's floor.
@@ -37,6 +44,9 @@ pub struct SnapshotGovernor {
     worst_late: f64,
     /// Time spent working (ticks and messages) this window.
     busy: Duration,
+    /// Snapshots pushed to outboxes this window, and how many replaced an unsent one.
+    pushed: u64,
+    conflated: u64,
     calm_windows: u32,
 }
 
@@ -48,6 +58,8 @@ impl SnapshotGovernor {
             window_start: now,
             worst_late: 0.0,
             busy: Duration::ZERO,
+            pushed: 0,
+            conflated: 0,
             calm_windows: 0,
         }
     }
@@ -63,6 +75,12 @@ impl SnapshotGovernor {
         self.worst_late = self.worst_late.max(share);
     }
 
+    /// The worker pushed `pushed` snapshots, of which `conflated` replaced one still unsent.
+    pub fn record_snapshots(&mut self, pushed: u64, conflated: u64) {
+        self.pushed += pushed;
+        self.conflated += conflated;
+    }
+
     /// The worker spent `took` working.
     pub fn record_busy(&mut self, took: Duration) {
         self.busy += took;
@@ -76,10 +94,15 @@ impl SnapshotGovernor {
         }
         let busy = self.busy.as_secs_f64() / elapsed.as_secs_f64();
         let pressure = self.worst_late.max(busy);
+        let conflated_share = self.conflated as f64 / self.pushed.max(1) as f64;
+        let late_snapshots = self.conflated >= MIN_CONFLATED && conflated_share > CONFLATED_SHARE;
+        let some_late = conflated_share > CONFLATED_SHARE / 10.0;
         self.window_start = now;
         self.worst_late = 0.0;
         self.busy = Duration::ZERO;
-        if pressure > DEGRADE_AT {
+        self.pushed = 0;
+        self.conflated = 0;
+        if pressure > DEGRADE_AT || late_snapshots {
             self.calm_windows = 0;
             if self.divisor < MAX_DIVISOR {
                 self.divisor *= 2;
@@ -87,7 +110,7 @@ impl SnapshotGovernor {
             }
             return None;
         }
-        if pressure >= RECOVER_AT || self.divisor == 1 {
+        if pressure >= RECOVER_AT || some_late || self.divisor == 1 {
             self.calm_windows = 0;
             return None;
         }
@@ -168,6 +191,28 @@ mod tests {
         }
         assert_eq!(window(&mut g, &mut now, 0, 0), Some(Change::Recovered(1)));
         assert_eq!(window(&mut g, &mut now, 0, 0), None);
+    }
+
+    #[test]
+    fn late_snapshots_degrade_and_a_few_do_not() {
+        let mut now = Instant::now();
+        let mut g = SnapshotGovernor::new(now);
+        // 9 of 100 replaced: too few to count; 20 of 1,000 (2 %): overloaded writers.
+        g.record_snapshots(100, 9);
+        assert_eq!(window(&mut g, &mut now, 0, 0), None);
+        g.record_snapshots(1000, 20);
+        assert_eq!(window(&mut g, &mut now, 0, 0), Some(Change::Degraded(2)));
+        // 0.5 % is not overload, but not calm either: no recovery while it lasts.
+        for _ in 0..RECOVER_WINDOWS * 2 {
+            g.record_snapshots(2000, 10);
+            assert_eq!(window(&mut g, &mut now, 0, 0), None);
+        }
+        for _ in 0..RECOVER_WINDOWS - 1 {
+            g.record_snapshots(2000, 1);
+            assert_eq!(window(&mut g, &mut now, 0, 0), None);
+        }
+        g.record_snapshots(2000, 1);
+        assert_eq!(window(&mut g, &mut now, 0, 0), Some(Change::Recovered(1)));
     }
 
     #[test]

@@ -180,7 +180,8 @@ fn tick_due_rooms(
             // Still behind after catching up: skip the missed ticks rather than spiral.
             shared.metrics.tick_overruns.add(room.skip_missed(now));
         }
-        carry_out(room, shared);
+        let (pushed, conflated) = carry_out(room, shared);
+        governor.record_snapshots(pushed, conflated);
         if room.is_ended() {
             ended.push(*id);
         }
@@ -190,8 +191,9 @@ fn tick_due_rooms(
     }
 }
 
-/// Carries out what the room asked for (and releases it once it ended).
-fn carry_out(room: &mut Room, shared: &Shared) {
+/// Carries out what the room asked for (and releases it once it ended). Returns the snapshots
+/// pushed and how many of them replaced one the connection's writer had not sent yet.
+fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
     let counters = room.take_counters();
     let metrics = &shared.metrics;
     metrics.late_frame_inputs.add(counters.late_frame_inputs);
@@ -205,6 +207,7 @@ fn carry_out(room: &mut Room, shared: &Shared) {
             .add(&room.mode().name, counters.checksum_disagreements);
     }
     let mut end = None;
+    let (mut pushed, mut conflated) = (0, 0);
     for effect in room.drain_effects() {
         match effect {
             Effect::Send {
@@ -222,8 +225,10 @@ fn carry_out(room: &mut Room, shared: &Shared) {
                 bytes,
                 delivery: Delivery::Snapshot,
             } => {
+                pushed += 1;
                 if to.0.push_snapshot(bytes) == Pushed::Conflated {
                     metrics.conflated_snapshots.inc();
+                    conflated += 1;
                 }
             }
             Effect::Close { to, code } => to.0.close(code),
@@ -238,6 +243,7 @@ fn carry_out(room: &mut Room, shared: &Shared) {
     if let Some(e) = &end {
         release_room(shared, room, e);
     }
+    (pushed, conflated)
 }
 
 /// Forgets a room that ended: its slot, its gauge, and (through `Shared::room_events`) its
