@@ -34,6 +34,8 @@ pub struct SweepRow {
     /// The server's tick p99 (ms) and overruns.
     pub tick_p99_ms: Option<f64>,
     pub overruns: Option<u64>,
+    /// The server's context switches per message received or sent.
+    pub switches_per_msg: Option<f64>,
     /// The floor at the same size (`--floor`).
     pub floor: Option<FloorFigures>,
 }
@@ -81,6 +83,7 @@ impl SweepRow {
             bot_cpu_ms: report.bot_cpu_ms_per_bot_s,
             tick_p99_ms: report.server.tick_p99_ms,
             overruns: report.server.overruns,
+            switches_per_msg: report.server.context_switches_per_msg,
             floor: None,
         }
     }
@@ -142,7 +145,7 @@ fn num(v: Option<f64>) -> String {
 }
 
 /// A row's cells, in the CSV's column order (empty where nothing was measured).
-fn cells(r: &SweepRow) -> [String; 9] {
+fn cells(r: &SweepRow) -> [String; 10] {
     [
         r.bots.to_string(),
         r.joined.to_string(),
@@ -153,6 +156,7 @@ fn cells(r: &SweepRow) -> [String; 9] {
         num(r.bot_cpu_ms),
         num(r.tick_p99_ms),
         r.overruns.map_or_else(String::new, |n| n.to_string()),
+        num(r.switches_per_msg),
     ]
 }
 
@@ -174,9 +178,9 @@ const FLOOR_HEADER: &str = "floor_rtt_p99_ms,floor_server_cpu_ms_per_player_s,fl
 
 /// One human line per step.
 fn line(r: &SweepRow) -> String {
-    let [bots, joined, errors, p50, p99, server, bot, tick, overruns] = cells(r);
+    let [bots, joined, errors, p50, p99, server, bot, tick, overruns, switches] = cells(r);
     let mut text = format!(
-        "sweep {bots:>6} bots: joined {joined} errors {errors}  rtt p50 {p50} p99 {p99} ms  cpu server {server} bot {bot} ms per player-second  tick p99 {tick} ms overruns {overruns}"
+        "sweep {bots:>6} bots: joined {joined} errors {errors}  rtt p50 {p50} p99 {p99} ms  cpu server {server} bot {bot} ms per player-second  tick p99 {tick} ms overruns {overruns}  server context switches {switches} per message"
     );
     if r.floor.is_some() {
         let [p99, server, bot, server_ratio, bot_ratio] = floor_cells(r);
@@ -192,7 +196,7 @@ fn line(r: &SweepRow) -> String {
 pub fn csv(rows: &[SweepRow]) -> String {
     let with_floor = rows.iter().any(|r| r.floor.is_some());
     let mut out = String::from(
-        "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns",
+        "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns,server_switches_per_msg",
     );
     if with_floor {
         out.push(',');
@@ -338,6 +342,7 @@ mod tests {
             bot_cpu_ms: cpu.map(|v| v * 0.8),
             tick_p99_ms: Some(0.3),
             overruns: Some(0),
+            switches_per_msg: Some(0.1),
             floor: None,
         }
     }
@@ -361,14 +366,14 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns,floor_rtt_p99_ms,floor_server_cpu_ms_per_player_s,floor_bot_cpu_ms_per_player_s,server_cpu_ratio_to_floor,bot_cpu_ratio_to_floor"
+            "bots,joined,errors,rtt_p50_ms,rtt_p99_ms,server_cpu_ms_per_player_s,bot_cpu_ms_per_player_s,tick_p99_ms,overruns,server_switches_per_msg,floor_rtt_p99_ms,floor_server_cpu_ms_per_player_s,floor_bot_cpu_ms_per_player_s,server_cpu_ratio_to_floor,bot_cpu_ratio_to_floor"
         );
         assert_eq!(
             lines[1],
-            "250,250,0,17.000,34.000,0.700,0.560,0.300,0,33.500,0.350,0.280,2.000,2.000"
+            "250,250,0,17.000,34.000,0.700,0.560,0.300,0,0.100,33.500,0.350,0.280,2.000,2.000"
         );
         assert_eq!(
-            lines[2], "500,500,0,18.000,36.000,,,0.300,0,34.000,0.300,,,",
+            lines[2], "500,500,0,18.000,36.000,,,0.300,0,0.100,34.000,0.300,,,",
             "no ratio without both figures"
         );
         let shown = line(&rows[0]);
@@ -406,12 +411,20 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_and_a_row_per_step_with_empty_cells_for_the_unmeasured() {
-        let text = csv(&[row(250, Some(34.0), Some(0.7)), row(500, None, None)]);
+        let unscraped = SweepRow {
+            switches_per_msg: None,
+            ..row(500, None, None)
+        };
+        let text = csv(&[row(250, Some(34.0), Some(0.7)), unscraped]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("bots,joined,errors,rtt_p50_ms,rtt_p99_ms,"));
-        assert_eq!(lines[1], "250,250,0,17.000,34.000,0.700,0.560,0.300,0");
-        assert_eq!(lines[2], "500,500,0,,,,,0.300,0");
+        assert!(lines[0].ends_with(",overruns,server_switches_per_msg"));
+        assert_eq!(
+            lines[1],
+            "250,250,0,17.000,34.000,0.700,0.560,0.300,0,0.100"
+        );
+        assert_eq!(lines[2], "500,500,0,,,,,0.300,0,");
     }
 
     #[test]

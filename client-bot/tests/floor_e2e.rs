@@ -95,14 +95,14 @@ fn a_sweep_with_the_floor_appends_its_columns() {
     let table = std::fs::read_to_string(&csv).expect("the CSV");
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    assert_eq!(header.len(), 14, "{table}");
-    assert_eq!(header[9], "floor_rtt_p99_ms", "{table}");
+    assert_eq!(header.len(), 15, "{table}");
+    assert_eq!(header[10], "floor_rtt_p99_ms", "{table}");
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2, "{table}");
     for (row, bots) in rows.iter().zip(["10", "20"]) {
         assert_eq!(row[0], bots, "{table}");
         assert_eq!(row[1], bots, "every bot joined: {table}");
-        for (col, name) in header.iter().enumerate().skip(9) {
+        for (col, name) in header.iter().enumerate().skip(10) {
             let v: f64 = row[col]
                 .parse()
                 .unwrap_or_else(|_| panic!("{name} measured: {table}"));

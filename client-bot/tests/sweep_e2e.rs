@@ -44,7 +44,12 @@ fn a_sweep_writes_a_row_per_step_and_the_plot() {
         assert_eq!(row[0], bots, "{table}");
         assert_eq!(row[1], bots, "every bot joined: {table}");
         assert_eq!(row[2], "0", "no errors: {table}");
-        for (col, what) in [(4, "rtt p99"), (5, "server cpu"), (6, "bot cpu")] {
+        for (col, what) in [
+            (4, "rtt p99"),
+            (5, "server cpu"),
+            (6, "bot cpu"),
+            (9, "server context switches per message"),
+        ] {
             let v: f64 = row[col]
                 .parse()
                 .unwrap_or_else(|_| panic!("{what} measured: {table}"));
