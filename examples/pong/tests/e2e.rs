@@ -164,7 +164,7 @@ fn a_pong_swarm_reports_the_keys_of_a_tickroom_bot_swarm() {
         duration: Duration::from_secs(3),
         outcomes: &[],
         cpu: None,
-        server_cpu_at_start: None,
+        server_at_start: Default::default(),
         server: Default::default(),
     });
     let reference: Value = serde_json::from_str(&reference.to_json()).unwrap();
