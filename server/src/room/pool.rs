@@ -189,6 +189,46 @@ mod tests {
         assert!(pool.try_send(1, frame_input(60_000)).is_ok());
     }
 
+    /// A message someone awaits (here an operator's) unparks the worker at once; inputs are
+    /// not meant to (the worker reads them at its next tick).
+    #[test]
+    fn an_awaited_message_wakes_the_worker_at_once() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        use crate::room::input::AdminOp;
+
+        assert!(!frame_input(8).wakes_worker());
+        assert!(RoomInput::Shutdown.wakes_worker());
+        let (mut queues, _receivers) = RoomPool::queues(1, 16, 1 << 20);
+        let (parked_tx, parked) = mpsc::channel();
+        let (woke_tx, woke) = mpsc::channel();
+        // A stand-in worker that parks far longer than the test may take.
+        let worker = std::thread::spawn(move || {
+            let _ = parked_tx.send(());
+            std::thread::park_timeout(Duration::from_secs(600));
+            let _ = woke_tx.send(());
+        });
+        queues[0].thread = Some(worker.thread().clone());
+        let pool = RoomPool {
+            queues,
+            threads: parking_lot::Mutex::new(Vec::new()),
+        };
+        parked.recv().unwrap();
+        assert!(pool.try_send(1, frame_input(8)).is_ok());
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let admin = RoomInput::Admin {
+            room_id: 1,
+            op: AdminOp::Seats,
+            reply,
+        };
+        assert!(admin.wakes_worker());
+        assert!(pool.try_send(1, admin).is_ok());
+        woke.recv_timeout(Duration::from_secs(10))
+            .expect("the operator's message woke the worker");
+        worker.join().unwrap();
+    }
+
     /// Shutdown goes through whatever the bound, and its weight is accounted like any other
     /// message's (the worker gives it back): the budget never underflows.
     #[test]
