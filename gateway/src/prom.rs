@@ -366,11 +366,23 @@ mod tests {
             out.contains("tickroom_process_context_switches_total{kind=\"voluntary\"} "),
             "{out}"
         );
-        // This thread waiting is a voluntary switch, counted in the sum over live threads.
-        let before = ProcessStats::read().unwrap().voluntary_switches;
+        // This thread waiting is a voluntary switch of its own. (The process's sum may also
+        // lose the counts of other test threads that ended meanwhile, so compare this one.)
+        let own = || {
+            std::fs::read_to_string("/proc/thread-self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap()
+        };
+        let before = own();
         std::thread::park_timeout(std::time::Duration::from_millis(2));
+        assert!(own() > before, "waiting is a voluntary switch");
+        // The process's sum, read after, covers at least this live thread's count.
+        let mine = own();
         let p = ProcessStats::read().unwrap();
-        assert!(p.voluntary_switches > before, "{p:?}");
+        assert!(p.voluntary_switches >= mine, "{p:?}");
         assert!(
             p.rss_bytes > 0 && p.open_fds > 0 && p.start_time_s > 1.6e9,
             "{p:?}"
