@@ -36,9 +36,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::cli::{FloorArgs, BOTS_PER_SOURCE_ADDR};
-use crate::report::{process_cpu_time, process_cpu_time_of};
+use crate::report::{opt, process_cpu_time, process_cpu_time_of};
 use crate::stats::{max_ms, quantile_ms, Samples};
-use crate::swarm::HARD_DEADLINE_SLACK;
+use crate::swarm::{collect_until, run_deadlines};
 use crate::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 /// Players per room, seated by arrival order.
@@ -64,8 +64,6 @@ const SERVER_EXIT_GRACE: Duration = Duration::from_secs(2);
 const EXIT_POLL: Duration = Duration::from_millis(10);
 /// How long a bot waits for its close handshake at the end.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bots give up by themselves this long before the hard deadline, so they report cleanly.
-const BOT_GIVE_UP_MARGIN: Duration = Duration::from_secs(5);
 /// Broadcasts queued for one connection's writer; a full queue drops the new one.
 const WRITER_QUEUE: usize = 4;
 /// WebSocket buffers of the server (the real server's sizes: tungstenite zero-fills its whole
@@ -714,10 +712,6 @@ impl FloorReport {
     }
 }
 
-fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
-}
-
 impl fmt::Display for FloorReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by_kind: Vec<String> = self
@@ -804,14 +798,12 @@ pub async fn run_floor(args: &FloorArgs, server: Command) -> anyhow::Result<Floo
 
 async fn run_bots(args: &FloorArgs, server: SocketAddr) -> Vec<BotTally> {
     let started = Instant::now();
-    let hard_deadline = started + args.ramp + args.duration + HARD_DEADLINE_SLACK;
+    let (hard_deadline, give_up_at) = run_deadlines(started, args.ramp, args.duration);
     let plan = BotPlan {
         server,
         origin: started,
         duration: args.duration,
-        give_up_at: hard_deadline
-            .checked_sub(BOT_GIVE_UP_MARGIN)
-            .unwrap_or(hard_deadline),
+        give_up_at,
     };
     let sources = source_addrs(args.bots);
     let mut set = JoinSet::new();
@@ -821,21 +813,14 @@ async fn run_bots(args: &FloorArgs, server: SocketAddr) -> Vec<BotTally> {
         let id = u32::try_from(index).unwrap_or(EMPTY_ID - 1);
         set.spawn(run_bot(id, sources[index % sources.len()], plan));
     }
-    let mut tallies = Vec::with_capacity(args.bots);
-    loop {
-        tokio::select! {
-            next = set.join_next() => match next {
-                Some(Ok(tally)) => tallies.push(tally),
-                Some(Err(e)) => tallies.push(lost(if e.is_panic() { FloorError::Panic } else { FloorError::Aborted })),
-                None => break,
-            },
-            () = tokio::time::sleep_until(hard_deadline.into()) => break,
-        }
-    }
-    let aborted = set.len();
-    set.abort_all();
-    while set.join_next().await.is_some() {}
-    tallies.extend((0..aborted).map(|_| lost(FloorError::Aborted)));
+    let (tallies, _aborted) = collect_until(set, hard_deadline, |panicked| {
+        lost(if panicked {
+            FloorError::Panic
+        } else {
+            FloorError::Aborted
+        })
+    })
+    .await;
     tallies
 }
 

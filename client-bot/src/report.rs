@@ -266,7 +266,7 @@ impl Report {
 }
 
 /// Formats an optional figure: `-` when not measured.
-fn opt(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
 }
 

@@ -58,10 +58,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
     let cpu_at_start = process_cpu_time();
     // The servers' CPU before the first bot, so the report states their cost per bot too.
     let server_at_start = scrape_all(&args.metrics_urls()).await;
-    let hard_deadline = started + args.ramp + args.duration + HARD_DEADLINE_SLACK;
-    let give_up_at = hard_deadline
-        .checked_sub(BOT_GIVE_UP_MARGIN)
-        .unwrap_or(hard_deadline);
+    let (hard_deadline, give_up_at) = run_deadlines(started, args.ramp, args.duration);
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let live = Arc::new(LiveStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -111,21 +108,14 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         set.spawn(run_bot(config, ctx.clone()));
     }
 
-    let mut outcomes = Vec::with_capacity(args.bots);
-    loop {
-        tokio::select! {
-            next = set.join_next() => match next {
-                Some(Ok(outcome)) => outcomes.push(outcome),
-                Some(Err(e)) => outcomes.push(lost_outcome(if e.is_panic() { BotError::Panic } else { BotError::Aborted })),
-                None => break,
-            },
-            () = tokio::time::sleep_until(hard_deadline.into()) => break,
-        }
-    }
-    let aborted = set.len();
-    set.abort_all();
-    while set.join_next().await.is_some() {}
-    outcomes.extend((0..aborted).map(|_| lost_outcome(BotError::Aborted)));
+    let (outcomes, aborted) = collect_until(set, hard_deadline, |panicked| {
+        lost_outcome(if panicked {
+            BotError::Panic
+        } else {
+            BotError::Aborted
+        })
+    })
+    .await;
     live.errors.fetch_add(aborted as u64, Ordering::Relaxed);
     ctrl_c.abort();
     if let Some(p) = progress {
@@ -158,6 +148,43 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         totals.merge(&o.measurements);
     }
     Ok(SwarmResult { report, ok, totals })
+}
+
+/// When a run of bots started at `started` must be over (the hard deadline), and when each bot
+/// gives up on its own a little before that.
+pub(crate) fn run_deadlines(
+    started: Instant,
+    ramp: Duration,
+    duration: Duration,
+) -> (Instant, Instant) {
+    let hard = started + ramp + duration + HARD_DEADLINE_SLACK;
+    (hard, hard.checked_sub(BOT_GIVE_UP_MARGIN).unwrap_or(hard))
+}
+
+/// Collects the bots' results until `hard_deadline`; a bot that panicked (`lost(true)`) or is
+/// still running then (aborted, `lost(false)`) gets a lost result. Returns the results and
+/// how many were aborted at the deadline.
+pub(crate) async fn collect_until<T: 'static>(
+    mut set: JoinSet<T>,
+    hard_deadline: Instant,
+    lost: impl Fn(bool) -> T,
+) -> (Vec<T>, usize) {
+    let mut results = Vec::with_capacity(set.len());
+    loop {
+        tokio::select! {
+            next = set.join_next() => match next {
+                Some(Ok(result)) => results.push(result),
+                Some(Err(e)) => results.push(lost(e.is_panic())),
+                None => break,
+            },
+            () = tokio::time::sleep_until(hard_deadline.into()) => break,
+        }
+    }
+    let aborted = set.len();
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    results.extend((0..aborted).map(|_| lost(false)));
+    (results, aborted)
 }
 
 /// The outcome of a bot whose task did not return (aborted at the deadline or panicked).

@@ -24,6 +24,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tickroom_testkit::wait_output_terminating;
+
 mod common;
 
 /// The subcommand's exit code when it could not set up the namespace.
@@ -65,21 +67,7 @@ fn namespaces() -> String {
 /// Waits for `child` within `limit`; past that it gets SIGTERM (so it still removes its
 /// namespace), then SIGKILL, and the test fails.
 fn wait_bounded(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id().to_string();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("collect the child's output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            if rx.recv_timeout(Duration::from_secs(10)).is_err() {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            }
-            panic!("{what} still running after {limit:?}");
-        }
-    }
+    wait_output_terminating(child, limit, Duration::from_secs(10), what)
 }
 
 /// True when `out` is the subcommand saying this machine cannot do real loss; under CI that

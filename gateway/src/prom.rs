@@ -281,19 +281,27 @@ fn context_switches() -> (u64, u64) {
     };
     let mut sums = (0, 0);
     for task in tasks.flatten() {
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue;
-        };
-        for line in status.lines() {
-            let value = |rest: &str| rest.trim().parse::<u64>().unwrap_or(0);
-            if let Some(rest) = line.strip_prefix("voluntary_ctxt_switches:") {
-                sums.0 += value(rest);
-            } else if let Some(rest) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
-                sums.1 += value(rest);
-            }
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            let (voluntary, involuntary) = switches_in(&status);
+            sums.0 += voluntary;
+            sums.1 += involuntary;
         }
     }
     sums
+}
+
+/// Voluntary and involuntary context switches in one thread's `/proc/.../status` text.
+fn switches_in(status: &str) -> (u64, u64) {
+    let mut switches = (0, 0);
+    for line in status.lines() {
+        let value = |rest: &str| rest.trim().parse::<u64>().unwrap_or(0);
+        if let Some(rest) = line.strip_prefix("voluntary_ctxt_switches:") {
+            switches.0 = value(rest);
+        } else if let Some(rest) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+            switches.1 = value(rest);
+        }
+    }
+    switches
 }
 
 #[cfg(test)]
@@ -368,14 +376,7 @@ mod tests {
         );
         // This thread waiting is a voluntary switch of its own. (The process's sum may also
         // lose the counts of other test threads that ended meanwhile, so compare this one.)
-        let own = || {
-            std::fs::read_to_string("/proc/thread-self/status")
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap()
-        };
+        let own = || switches_in(&std::fs::read_to_string("/proc/thread-self/status").unwrap()).0;
         let before = own();
         std::thread::park_timeout(std::time::Duration::from_millis(2));
         assert!(own() > before, "waiting is a voluntary switch");

@@ -140,7 +140,27 @@ impl Drop for ServerProcess {
 /// Waits for `child` to exit within `limit` and collects its output; past that it is killed
 /// by its own id and the test fails.
 pub fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
+    wait_output_then_stop(child, limit, what, None)
+}
+
+/// [`wait_output`] for a child that cleans up after itself: past `limit` it gets SIGTERM and
+/// `grace` to exit, then SIGKILL, and the test fails.
+pub fn wait_output_terminating(
+    child: Child,
+    limit: Duration,
+    grace: Duration,
+    what: &str,
+) -> Output {
+    wait_output_then_stop(child, limit, what, Some(grace))
+}
+
+fn wait_output_then_stop(
+    child: Child,
+    limit: Duration,
+    what: &str,
+    grace: Option<Duration>,
+) -> Output {
+    let pid = child.id().to_string();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -148,9 +168,13 @@ pub fn wait_output(child: Child, limit: Duration, what: &str) -> Output {
     match rx.recv_timeout(limit) {
         Ok(out) => out.expect("collect the child's output"),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            let ended = grace.is_some_and(|grace| {
+                let _ = Command::new("kill").args(["-TERM", &pid]).status();
+                rx.recv_timeout(grace).is_ok()
+            });
+            if !ended {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
             panic!("{what} still running after {limit:?}");
         }
     }
