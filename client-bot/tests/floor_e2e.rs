@@ -64,35 +64,11 @@ fn the_floor_reports_rtt_and_both_cpu_costs() {
 
 #[test]
 fn a_sweep_with_the_floor_appends_its_columns() {
-    let dir = common::unique_temp_dir("sweep-floor");
-    let (server, http) = common::start_server(&dir, &[]);
-    let csv = dir.join("sweep.csv");
-    let svg = dir.join("sweep.svg");
-    let child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
-        .args(["sweep", "--server", &format!("http://{http}")])
-        .args(["--metrics-url", &server.metrics_url()])
-        .args(["--steps", "10,20", "--ramp", "1s", "--duration", "2s"])
-        .args([
-            "--transport",
-            "ws",
-            "--mode",
-            "duel",
-            "--no-progress",
-            "--floor",
-        ])
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&svg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tickroom-bot sweep --floor");
-    let out = wait_output(child, SWEEP_TIMEOUT, "sweep --floor");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "sweep: {text}");
+    let run = common::run_sweep("sweep-floor", "10,20", &["--floor"], SWEEP_TIMEOUT);
+    let text = &run.stdout;
+    assert_eq!(run.status.code(), Some(0), "sweep: {text}");
     assert!(text.contains("floor: rtt p99"), "{text}");
-    let table = std::fs::read_to_string(&csv).expect("the CSV");
+    let table = &run.csv;
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
     assert_eq!(header.len(), 15, "{table}");
@@ -109,8 +85,5 @@ fn a_sweep_with_the_floor_appends_its_columns() {
             assert!(v > 0.0, "{name}: {table}");
         }
     }
-    let plot = std::fs::read_to_string(&svg).expect("the plot");
-    assert!(plot.contains("floor server CPU"), "{plot:.200}");
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(run.svg.contains("floor server CPU"), "{:.200}", run.svg);
 }

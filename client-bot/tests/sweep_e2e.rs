@@ -1,10 +1,7 @@
 //! `tickroom-bot sweep` against the real server: two short steps, a CSV row each with both CPU
 //! costs measured, and the plot.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use tickroom_testkit::wait_output;
 
 mod common;
 
@@ -13,27 +10,9 @@ const SWEEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_sweep_writes_a_row_per_step_and_the_plot() {
-    let dir = common::unique_temp_dir("sweep");
-    let (server, http) = common::start_server(&dir, &[]);
-    let csv = dir.join("sweep.csv");
-    let svg = dir.join("sweep.svg");
-    let child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
-        .args(["sweep", "--server", &format!("http://{http}")])
-        .args(["--metrics-url", &server.metrics_url()])
-        .args(["--steps", "2,4", "--ramp", "1s", "--duration", "2s"])
-        .args(["--transport", "ws", "--mode", "duel", "--no-progress"])
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&svg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tickroom-bot sweep");
-    let out = wait_output(child, SWEEP_TIMEOUT, "sweep");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "sweep: {text}");
-    let table = std::fs::read_to_string(&csv).expect("the CSV");
+    let run = common::run_sweep("sweep", "2,4", &[], SWEEP_TIMEOUT);
+    assert_eq!(run.status.code(), Some(0), "sweep: {}", run.stdout);
+    let table = &run.csv;
     let rows: Vec<Vec<&str>> = table
         .lines()
         .skip(1)
@@ -56,11 +35,9 @@ fn a_sweep_writes_a_row_per_step_and_the_plot() {
             assert!(v > 0.0, "{what}: {table}");
         }
     }
-    let plot = std::fs::read_to_string(&svg).expect("the plot");
+    let plot = &run.svg;
     assert!(
         plot.starts_with("<svg") && plot.contains("server CPU"),
         "{plot:.200}"
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

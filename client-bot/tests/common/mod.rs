@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tickroom_testkit::{ServerProcess, ALL_ON_PORT_0, RELAXED_TICK_BUDGET};
 
@@ -51,4 +51,45 @@ pub fn start_server(dir: &Path, extra: &[&str]) -> (ServerProcess, String) {
         .expect("http address")
         .to_string();
     (server, http)
+}
+
+/// What a sweep run left: its exit and stdout, the CSV's text and the plot's.
+pub struct SweepRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub csv: String,
+    pub svg: String,
+}
+
+/// Runs `tickroom-bot sweep --steps <steps> --ramp 1s --duration 2s --transport ws --mode duel`
+/// (plus `extra`) against a fresh all-in-one server, bounded by `limit`.
+pub fn run_sweep(label: &str, steps: &str, extra: &[&str], limit: Duration) -> SweepRun {
+    let dir = unique_temp_dir(label);
+    let (server, http) = start_server(&dir, &[]);
+    let csv = dir.join("sweep.csv");
+    let svg = dir.join("sweep.svg");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
+        .args(["sweep", "--server", &format!("http://{http}")])
+        .args(["--metrics-url", &server.metrics_url()])
+        .args(["--steps", steps, "--ramp", "1s", "--duration", "2s"])
+        .args(["--transport", "ws", "--mode", "duel", "--no-progress"])
+        .args(extra)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--plot")
+        .arg(&svg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tickroom-bot sweep");
+    let out = tickroom_testkit::wait_output(child, limit, label);
+    let run = SweepRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        csv: std::fs::read_to_string(&csv).unwrap_or_default(),
+        svg: std::fs::read_to_string(&svg).unwrap_or_default(),
+    };
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    run
 }
