@@ -85,9 +85,9 @@ pub(super) fn run(
             w.handle(msg);
         }
         w.tick_due_rooms();
-        w.governor.record_busy(woke.elapsed());
-        w.govern(Instant::now());
         let now = Instant::now();
+        w.governor.record_busy(now.duration_since(woke));
+        w.govern(now);
         match w.rooms.values().map(|r| r.next_tick_at()).min() {
             Some(due) if due > now => std::thread::park_timeout(due - now),
             Some(_) => {}
