@@ -65,8 +65,10 @@ pub struct BotConfig {
     pub mode: String,
     /// Transport to the room.
     pub transport: TransportKind,
-    /// State-sync inputs per second; `None` = the room's tick rate.
+    /// State-sync inputs per second; `None` = the room's tick rate, 0 = none (an idle player).
     pub input_hz: Option<u32>,
+    /// Time between pings (RTT samples and the keepalive of a player sending nothing else).
+    pub ping_interval: Duration,
     /// How long to play once the room started.
     pub play_for: Duration,
     /// Link conditioner for both directions.
@@ -252,6 +254,7 @@ impl Player {
         debug!(bot = config.index, room = m.room_id, "matched");
         let session_config = SessionConfig {
             jitter_seed: config.seed.wrapping_add(attempt),
+            ping_interval: config.ping_interval,
             ..SessionConfig::default()
         };
         // A connect that times out under load is retried with the same ticket (it is only

@@ -170,9 +170,15 @@ pub struct SwarmArgs {
     /// Game mode to queue for.
     #[arg(long, default_value = DEFAULT_MODE)]
     pub mode: String,
-    /// State-sync inputs per second (default: the room's tick rate); lockstep sends one per frame.
+    /// State-sync inputs per second (default: the room's tick rate; 0: none, an idle player
+    /// that only pings); lockstep sends one per frame.
     #[arg(long)]
     pub input_hz: Option<u32>,
+    /// Time between a bot's pings: its RTT samples, and the keepalive of an idle bot
+    /// (`--input-hz 0`). Under the client's server-silence timeout (10 s), since the pongs
+    /// are all an idle bot in a quiet room hears.
+    #[arg(long, value_parser = parse_ping_interval, default_value = "1s")]
+    pub ping_interval: Duration,
     /// Message-level conditioner (in the bot, not the network): one-way latency added to
     /// each message in each direction. For real packet loss see `netns-loss`.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
@@ -310,6 +316,22 @@ pub struct DropRate {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `1.5s`.
+/// Longest `--ping-interval`: half the client's server-silence timeout, so one late pong
+/// does not end the session.
+pub const MAX_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Parses `--ping-interval`: a duration from 1 ms to [`MAX_PING_INTERVAL`].
+pub fn parse_ping_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < Duration::from_millis(1) || interval > MAX_PING_INTERVAL {
+        return Err(format!(
+            "`{text}`: the ping interval must be from 1ms to {}s",
+            MAX_PING_INTERVAL.as_secs()
+        ));
+    }
+    Ok(interval)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -441,6 +463,29 @@ mod tests {
             ]
         );
         assert!(Cli::try_parse_from(["tickroom-bot", "swarm"]).is_err());
+    }
+
+    #[test]
+    fn an_idle_swarm_sends_no_inputs_and_pings_within_the_silence_timeout() {
+        let s = swarm(&[
+            "--server",
+            "http://a:1",
+            "--input-hz",
+            "0",
+            "--ping-interval",
+            "4s",
+        ]);
+        assert_eq!(
+            (s.input_hz, s.ping_interval),
+            (Some(0), Duration::from_secs(4))
+        );
+        assert_eq!(
+            swarm(&["--server", "http://a:1"]).ping_interval,
+            Duration::from_secs(1)
+        );
+        for bad in ["6s", "0ms", "soon"] {
+            assert!(parse_ping_interval(bad).is_err(), "{bad}");
+        }
     }
 
     fn check_duration(text: &str, expect: Option<Duration>) {

@@ -47,6 +47,7 @@ pub async fn run_play(args: &PlayArgs, factory: GameBotFactory) -> BotOutcome {
         mode: args.mode.clone(),
         transport: args.transport.into(),
         input_hz: None,
+        ping_interval: tickroom_protocol::SessionConfig::default().ping_interval,
         play_for: args.duration,
         link: LinkConfig::default(),
         drop_per_s: 0.0,

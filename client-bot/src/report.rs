@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::link::LinkConfig;
-use crate::stats::{count_errors, max_ms, quantile_ms, BotOutcome, Measurements};
+use crate::stats::{count_errors, max_ms, quantile_ms, BotOutcome, Measurements, Samples};
 
 /// Time allowed for the `/metrics` scrape.
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,7 +41,9 @@ pub struct Report {
     pub rtt_ms: RttMs,
     pub resume_ms: ResumeMs,
     /// Connection loss → `Joined` in the new room.
-    pub rejoin_ms: RejoinMs,
+    pub rejoin_ms: SpreadMs,
+    /// Ping → pong round trips (`--ping-interval`): the RTT of idle bots, which send no inputs.
+    pub ping_rtt_ms: SpreadMs,
     /// Lockstep frames never received (gaps in the frame numbers); `null` unless lockstep.
     pub lost_frames: Option<u64>,
     pub interval_jitter_ms: JitterMs,
@@ -109,9 +111,9 @@ pub struct ResumeMs {
     pub p99: Option<f64>,
 }
 
-/// Connection loss → joined a new room through the gateway, in ms.
+/// A duration's median, 99th percentile and maximum, in ms.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
-pub struct RejoinMs {
+pub struct SpreadMs {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub max: Option<f64>,
@@ -234,11 +236,8 @@ impl Report {
                 p50: quantile_ms(&all.resume, 0.5),
                 p99: quantile_ms(&all.resume, 0.99),
             },
-            rejoin_ms: RejoinMs {
-                p50: quantile_ms(&all.rejoin, 0.5),
-                p99: quantile_ms(&all.rejoin, 0.99),
-                max: max_ms(&all.rejoin),
-            },
+            rejoin_ms: spread_ms(&all.rejoin),
+            ping_rtt_ms: spread_ms(&all.pong),
             lost_frames: (all.frames > 0).then_some(all.lost_frames),
             interval_jitter_ms: JitterMs {
                 p99: quantile_ms(&all.jitter, 0.99),
@@ -262,6 +261,15 @@ impl Report {
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+/// The median, p99 and maximum of `samples`, in ms.
+fn spread_ms(samples: &Samples) -> SpreadMs {
+    SpreadMs {
+        p50: quantile_ms(samples, 0.5),
+        p99: quantile_ms(samples, 0.99),
+        max: max_ms(samples),
     }
 }
 
@@ -312,6 +320,13 @@ impl fmt::Display for Report {
             opt(r.p99, 2),
             opt(r.p999, 2),
             opt(r.max, 2)
+        )?;
+        writeln!(
+            f,
+            "  ping rtt ms   p50 {}  p99 {}  max {}",
+            opt(self.ping_rtt_ms.p50, 2),
+            opt(self.ping_rtt_ms.p99, 2),
+            opt(self.ping_rtt_ms.max, 2)
         )?;
         writeln!(
             f,
@@ -536,7 +551,7 @@ mod tests {
     use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 21] = [
+    const KEYS: [&str; 22] = [
         "transport",
         "mode",
         "bots",
@@ -552,6 +567,7 @@ mod tests {
         "rtt_ms",
         "resume_ms",
         "rejoin_ms",
+        "ping_rtt_ms",
         "lost_frames",
         "interval_jitter_ms",
         "bytes_per_bot_s",

@@ -98,6 +98,7 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
             mode: args.mode.clone(),
             transport: args.transport.for_bot(index),
             input_hz: args.input_hz,
+            ping_interval: args.ping_interval,
             play_for: args.duration,
             link,
             drop_per_s: args.drop_rate.per_second,

@@ -35,13 +35,15 @@ fn wait_exit(child: Child, limit: Duration, what: &str) -> std::process::ExitSta
     }
 }
 
-/// Runs a swarm to its end (killed after `SWARM_TIMEOUT`); returns (exit code, report, output).
+/// Runs a swarm of `BOTS` bots to its end (killed after `SWARM_TIMEOUT`), with `extra` flags
+/// after `--ramp 1s` (the runs pass their `--duration`); returns (exit code, report, output).
 fn run_swarm(
     http: &str,
     metrics_url: &str,
     transport: &str,
     mode: &str,
     dir: &Path,
+    extra: &[&str],
 ) -> (i32, serde_json::Value, String) {
     let report = dir.join(format!("report-{transport}-{mode}.json"));
     let log = dir.join(format!("bot-{transport}-{mode}.log"));
@@ -49,15 +51,9 @@ fn run_swarm(
     let child = Command::new(env!("CARGO_BIN_EXE_tickroom-bot"))
         .args(["swarm", "--server", &format!("http://{http}")])
         .args(["--metrics-url", metrics_url])
-        .args([
-            "--bots",
-            &BOTS.to_string(),
-            "--ramp",
-            "1s",
-            "--duration",
-            "3s",
-        ])
+        .args(["--bots", &BOTS.to_string(), "--ramp", "1s"])
         .args(["--transport", transport, "--mode", mode, "--no-progress"])
+        .args(extra)
         .arg("--report")
         .arg(&report)
         .stdout(log_file.try_clone().expect("clone log"))
@@ -92,7 +88,14 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
             .map(|&(transport, mode)| {
                 let (http, metrics_url, dir) = (&http, &metrics_url, &dir);
                 s.spawn(move || {
-                    let run = run_swarm(http, metrics_url, transport, mode, dir);
+                    let run = run_swarm(
+                        http,
+                        metrics_url,
+                        transport,
+                        mode,
+                        dir,
+                        &["--duration", "3s"],
+                    );
                     (transport, mode, run)
                 })
             })
@@ -179,6 +182,64 @@ fn swarm_over_ws_and_quic_in_state_and_lockstep_modes() {
         assert_eq!(report["matches_ended"], 0, "matches ended, {what}");
         // Nothing dropped on purpose, so nothing to resume.
         assert!(report["resume_ms"]["p50"].is_null(), "resume, {what}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Idle players (`--input-hz 0`, a ping a second) seated in a lobby, whose view does not
+/// change once everyone is in: after a few snapshots the room sends them nothing but pongs.
+/// A room that sent every player its view every tick (10 Hz, about 200 bytes for 20 members)
+/// would send each bot over 2 KB a second; the bound leaves room for the first snapshots.
+#[test]
+fn idle_players_in_a_quiet_lobby_are_sent_almost_nothing() {
+    let dir = common::unique_temp_dir("idle");
+    let (server, http) = common::start_server(&dir, &[]);
+    let idle = [
+        "--input-hz",
+        "0",
+        "--ping-interval",
+        "1s",
+        "--duration",
+        "6s",
+    ];
+    for transport in ["ws", "quic"] {
+        let (code, report, output) = run_swarm(
+            &http,
+            &server.metrics_url(),
+            transport,
+            "lobby",
+            &dir,
+            &idle,
+        );
+        let what = format!("{transport}: {report:#}\n{output}");
+        assert_eq!(code, 0, "exit code, {what}");
+        assert_eq!(report["joined"], BOTS, "joined, {what}");
+        assert_eq!(report["errors"], 0, "errors, {what}");
+        assert_eq!(
+            report["reconnects"], 0,
+            "pongs keep the session alive, {what}"
+        );
+        assert!(
+            report["rtt_ms"]["p99"].is_null(),
+            "no inputs, no input RTT, {what}"
+        );
+        assert!(
+            report["ping_rtt_ms"]["p99"].is_f64(),
+            "pings measure RTT, {what}"
+        );
+        let down = report["bytes_per_bot_s"]["down"]
+            .as_f64()
+            .expect("down bytes");
+        assert!(
+            down > 0.0 && down < 500.0,
+            "bytes down per bot-second: {down}, {what}"
+        );
+        let up = report["bytes_per_bot_s"]["up"].as_f64().expect("up bytes");
+        assert!(
+            up < 200.0,
+            "an idle bot sends only pings: {up} bytes a second, {what}"
+        );
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,4 +1,5 @@
-//! The game SDK the tickroom server drives (`sdk`), and two sample games built on it.
+//! The game SDK the tickroom server drives (`sdk`), and the sample games built on it
+//! (the arena in both sync kinds, and a lobby).
 //!
 //! Everything here is pure logic: no IO, no clock reads and no OS randomness, so a
 //! match is fully reproducible from its seed and its inputs. The server owns time and
@@ -7,12 +8,14 @@
 pub mod arena;
 pub mod arena_lockstep;
 pub mod bytes;
+pub mod lobby;
 pub mod modes;
 pub mod rng;
 pub mod sdk;
 
 pub use arena::Arena;
 pub use arena_lockstep::ArenaLockstep;
+pub use lobby::Lobby;
 pub use sdk::{
     Ctx, LockstepGame, Message, MetaValue, NoMessage, NoParams, Player, PlayerMetadata, Recipient,
     Refusal, Setup, StateCodec, StateGame, Viewer,

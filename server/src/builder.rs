@@ -17,7 +17,7 @@
 use std::process::ExitCode;
 
 use tickroom_game::modes::EMBEDDED_MODES_TOML;
-use tickroom_game::{Arena, ArenaLockstep, LockstepGame, StateGame};
+use tickroom_game::{Arena, ArenaLockstep, Lobby, LockstepGame, StateGame};
 
 use crate::room::GameRegistry;
 
@@ -30,11 +30,13 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// The `tickroom` binary's server: `arena` and `arena-lockstep` with the embedded modes.
+    /// The `tickroom` binary's server: `arena`, `arena-lockstep` and `lobby` with the embedded
+    /// modes.
     pub fn with_sample_games() -> ServerBuilder {
         Server::builder()
             .state_game::<Arena>("arena")
             .lockstep_game::<ArenaLockstep>("arena-lockstep")
+            .state_game::<Lobby>("lobby")
             .default_modes(EMBEDDED_MODES_TOML)
     }
 }

@@ -2,6 +2,11 @@
 //! tick and sends every connected player its view, delta-encoded against the last view that
 //! player acknowledged (or full when there is none). With per-player views each player's
 //! deltas are computed against that player's own history.
+//!
+//! A quiet player is sent nothing: once a player's view and input acknowledgement have not
+//! changed for [`QUIET_REPEATS`] snapshots in a row, the room skips that player until either
+//! changes. The repeats carry a change over a lost datagram; an unchanged view tells the
+//! client nothing new. A lobby of idle players costs the server no snapshots at all.
 
 use std::collections::VecDeque;
 
@@ -13,8 +18,13 @@ use tickroom_protocol::{ServerMsg, SyncKind};
 
 use super::sim::{Delivery, Outbound, Sim};
 
-/// How many past views a room keeps as delta baselines (about 1 s at 30 Hz).
+/// How many past views a room keeps as delta baselines (about 1 s at 30 Hz when every tick's
+/// view differs; an unchanged view extends its entry's tick range instead of taking another).
 pub const SNAPSHOT_HISTORY_TICKS: usize = 32;
+
+/// Snapshots of an unchanged view (with an unchanged input acknowledgement) a player is sent
+/// before the room goes quiet for that player: enough that a change survives lost datagrams.
+pub const QUIET_REPEATS: u8 = 3;
 
 /// What the room knows of each seat's inputs and acknowledgements.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,7 +33,29 @@ struct SlotState {
     last_input_tick: u64,
     /// Newest snapshot tick the client has (delta baseline); 0 = none.
     acked_tick: u64,
+    /// `last_input_tick` as of the last snapshot sent (its `ack_seq`).
+    sent_ack: u64,
+    /// Snapshots sent in a row with an unchanged view and `sent_ack`; `None` until the first
+    /// snapshot on this session or connection.
+    repeats: Option<u8>,
 }
+
+impl SlotState {
+    /// Records a snapshot sent (or skipped) with `view_changed`; returns whether to send it.
+    fn should_send(&mut self, view_changed: bool) -> bool {
+        let same = !view_changed && self.sent_ack == self.last_input_tick;
+        let repeats = match self.repeats {
+            Some(n) if same => n.saturating_add(1),
+            _ => 0,
+        };
+        self.repeats = Some(repeats);
+        self.sent_ack = self.last_input_tick;
+        repeats <= QUIET_REPEATS
+    }
+}
+
+/// One entry of a view history: the view, and the ticks it stayed unchanged over.
+type Entry<V> = (std::ops::RangeInclusive<u64>, V);
 
 /// The state-sync part of a room running game `G`.
 pub struct StateSim<G: StateGame> {
@@ -32,8 +64,8 @@ pub struct StateSim<G: StateGame> {
     tick: u64,
     dt_s: f32,
     slots: Vec<SlotState>,
-    /// Shared views by tick, or (with per-player views) one history per slot.
-    history: Vec<VecDeque<(u64, G::View)>>,
+    /// Shared views by tick range, or (with per-player views) one history per slot.
+    history: Vec<VecDeque<Entry<G::View>>>,
     payload: Vec<u8>,
     /// Snapshots go out on ticks that are multiples of this (1 = every tick).
     snapshot_divisor: u32,
@@ -76,11 +108,11 @@ impl<G: StateGame> StateSim<G> {
         let history = &self.history[if G::PER_PLAYER_VIEWS { slot } else { 0 }];
         let baseline = history
             .iter()
-            .find(|(t, _)| *t == state.acked_tick && state.acked_tick != 0);
+            .find(|(ticks, _)| state.acked_tick != 0 && ticks.contains(&state.acked_tick));
         let baseline_tick = match baseline {
-            Some((t, base)) => {
+            Some((_, base)) => {
                 G::encode_delta(base, view, &mut self.payload);
-                *t
+                state.acked_tick
             }
             None => {
                 G::encode_full(view, &mut self.payload);
@@ -99,11 +131,25 @@ impl<G: StateGame> StateSim<G> {
         }
     }
 
-    fn remember(&mut self, index: usize, view: G::View) {
+    /// Whether `view` differs from the newest view of history `index`.
+    fn changed(&self, index: usize, view: &G::View) -> bool {
+        self.history[index]
+            .back()
+            .is_none_or(|(_, last)| last != view)
+    }
+
+    /// Adds this tick's view to history `index`: a new entry, or (unchanged) the newest
+    /// entry's tick range grows to this tick.
+    fn remember(&mut self, index: usize, view: G::View, changed: bool) {
         let history = &mut self.history[index];
-        history.push_back((self.tick, view));
-        if history.len() > SNAPSHOT_HISTORY_TICKS {
-            history.pop_front();
+        match history.back_mut() {
+            Some((ticks, _)) if !changed => *ticks = *ticks.start()..=self.tick,
+            _ => {
+                history.push_back((self.tick..=self.tick, view));
+                if history.len() > SNAPSHOT_HISTORY_TICKS {
+                    history.pop_front();
+                }
+            }
         }
     }
 }
@@ -142,15 +188,16 @@ impl<G: StateGame> Sim for StateSim<G> {
 
     fn new_session(&mut self, slot: u8) {
         if let Some(s) = self.slots.get_mut(usize::from(slot)) {
-            s.last_input_tick = 0;
-            s.acked_tick = 0;
+            *s = SlotState::default();
         }
     }
 
     fn resume(&mut self, slot: u8, _last_frame: u64, out: &mut Outbound) {
-        // No acknowledged baseline on the new connection: the next snapshot is full.
+        // No acknowledged baseline on the new connection: the next snapshot is full, and it
+        // goes out even if nothing changed.
         if let Some(s) = self.slots.get_mut(usize::from(slot)) {
             s.acked_tick = 0;
+            s.repeats = None;
         }
         self.game.on_resume(slot, &mut self.ctx);
         out.take_ctx(&mut self.ctx);
@@ -215,15 +262,21 @@ impl<G: StateGame> Sim for StateSim<G> {
         if G::PER_PLAYER_VIEWS {
             for (slot, _) in connected.iter().enumerate().filter(|(_, c)| **c) {
                 let view = self.game.view(Viewer::Slot(slot as u8));
-                self.send_view(slot, &view, out);
-                self.remember(slot, view);
+                let changed = self.changed(slot, &view);
+                if self.slots[slot].should_send(changed) {
+                    self.send_view(slot, &view, out);
+                }
+                self.remember(slot, view, changed);
             }
         } else {
             let view = self.game.view(Viewer::Everyone);
+            let changed = self.changed(0, &view);
             for (slot, _) in connected.iter().enumerate().filter(|(_, c)| **c) {
-                self.send_view(slot, &view, out);
+                if self.slots[slot].should_send(changed) {
+                    self.send_view(slot, &view, out);
+                }
             }
-            self.remember(0, view);
+            self.remember(0, view, changed);
         }
     }
 

@@ -34,8 +34,10 @@ impl Bot {
         if w.sync != SyncKind::State || !self.phase.sends_inputs() {
             return None;
         }
-        let hz = self.config.input_hz.unwrap_or(u32::from(w.tick_rate_hz));
-        Some(Duration::from_secs_f64(1.0 / f64::from(hz.max(1))))
+        match self.config.input_hz.unwrap_or(u32::from(w.tick_rate_hz)) {
+            0 => None,
+            hz => Some(Duration::from_secs_f64(1.0 / f64::from(hz))),
+        }
     }
 
     fn queue_state_input(&mut self, now: Instant) {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tickroom_game::modes::Modes;
 use tickroom_game::{
-    ArenaLockstep, Ctx, GameError, LockstepGame, NoParams, Player, Refusal, Setup, StateCodec,
-    StateGame, Viewer,
+    ArenaLockstep, Ctx, GameError, Lobby, LockstepGame, NoParams, Player, Refusal, Setup,
+    StateCodec, StateGame, Viewer,
 };
 use tickroom_protocol::codec::decode_server;
 use tickroom_protocol::{ErrorCode, ServerMsg};
@@ -707,6 +707,96 @@ fn a_degraded_room_steps_every_tick_but_snapshots_every_nth_within_its_floor() {
     // A mode whose floor is its tick rate never degrades.
     let mut strict = probe_room(t0, "min_snapshot_hz=20");
     assert_eq!(strict.set_snapshot_divisor(8), 1);
+}
+
+/// The snapshots of `effects` for connection `conn`, as (tick, ack_seq, baseline).
+fn snapshots(effects: &[Seen], conn: u32) -> Vec<(u64, u64, u64)> {
+    messages_to(effects, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot {
+                tick,
+                ack_seq,
+                baseline,
+                ..
+            } => Some((*tick, *ack_seq, *baseline)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ticks `room` `n` times on its schedule and returns everything it sent.
+fn run_ticks(room: &mut RoomCore<u32>, n: usize) -> Vec<Seen> {
+    let mut effects = Vec::new();
+    for _ in 0..n {
+        let now = room.next_tick_at();
+        room.tick(now);
+        effects.extend(seen(room));
+    }
+    effects
+}
+
+/// A lobby of two seated players whose views no longer change goes quiet after the repeats,
+/// and speaks again for a change (to everyone), a new input acknowledgement (to its sender
+/// only, as a delta on the acknowledged view) and a resume (a full view on the new connection).
+#[test]
+fn a_quiet_player_is_sent_nothing_until_its_view_or_acknowledgement_changes() {
+    let t0 = Instant::now();
+    let mode = mode("state", "");
+    let setup = Setup {
+        mode: "m",
+        max_players: mode.players,
+        tick_rate_hz: mode.tick_rate_hz,
+        seed: 1,
+        params: &NoParams {},
+    };
+    let mut room = RoomCore::new(7, mode, Box::new(StateSim::<Lobby>::new(&setup)), t0);
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    seen(&mut room);
+    let first = run_ticks(&mut room, 10);
+    let ticks: Vec<u64> = snapshots(&first, 1).iter().map(|s| s.0).collect();
+    let repeats = u64::from(crate::room::state::QUIET_REPEATS);
+    assert_eq!(ticks, (1..=1 + repeats).collect::<Vec<_>>());
+    assert_eq!(snapshots(&first, 2).len(), ticks.len());
+    assert!(snapshots(&run_ticks(&mut room, 20), 1).is_empty(), "quiet");
+
+    // Player 1 acknowledges tick 2 and marks itself ready: the view changed for everyone.
+    let ready = vec![ByteBuf::from(vec![1])];
+    room.input(100, 1, 2, &ready, t0);
+    let changed = run_ticks(&mut room, 10);
+    let to_sender = snapshots(&changed, 1);
+    assert_eq!(to_sender.len(), 1 + repeats as usize);
+    let (tick, ack, baseline) = to_sender[0];
+    assert_eq!((ack, baseline), (1, 2), "a delta on the acknowledged view");
+    assert_eq!(
+        snapshots(&changed, 2)[0],
+        (tick, 0, 0),
+        "never acknowledged: full"
+    );
+    assert_eq!(snapshots(&changed, 2).len(), to_sender.len());
+
+    // The same input again (an idle client's redundant copy) is already applied; a new one
+    // that changes nothing is acknowledged to its sender alone. Its baseline is the tick it
+    // acknowledged, inside the range the unchanged view covered.
+    room.input(100, 2, tick + 5, &ready, t0);
+    let acked = run_ticks(&mut room, 10);
+    assert_eq!(
+        snapshots(&acked, 1)[0].1..=snapshots(&acked, 1)[0].2,
+        2..=tick + 5
+    );
+    assert!(
+        snapshots(&acked, 2).is_empty(),
+        "nothing changed for player 2"
+    );
+
+    // A resume on a new connection gets the full view at once.
+    room.detach(t0, 200, &2);
+    room.resume(seating(200, 2), 0, 22).unwrap();
+    seen(&mut room);
+    let resumed = snapshots(&run_ticks(&mut room, 1), 22);
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].2, 0, "full");
 }
 
 #[test]
