@@ -36,6 +36,9 @@ pub struct Report {
     pub reconnects: u64,
     /// Rooms joined again through the gateway after the old room's server was gone.
     pub rejoins: u64,
+    /// Times a bot asked the gateway whether its room's server lives (the room went silent,
+    /// or a resume was overdue).
+    pub room_status_checks: u64,
     /// Matches the game ended (`MatchEnded` received), over all bots.
     pub matches_ended: u64,
     pub rtt_ms: RttMs,
@@ -224,6 +227,7 @@ impl Report {
             errors_by_code,
             reconnects: all.reconnects,
             rejoins: all.rejoins,
+            room_status_checks: all.room_status_checks,
             matches_ended: all.matches_ended,
             rtt_ms: RttMs {
                 p50: quantile_ms(&all.rtt, 0.5),
@@ -302,7 +306,11 @@ impl fmt::Display for Report {
             self.errors,
             by_code.join(" ")
         )?;
-        writeln!(f, "  reconnects    {:>10}", self.reconnects)?;
+        writeln!(
+            f,
+            "  reconnects    {:>10}   room status checks {}",
+            self.reconnects, self.room_status_checks
+        )?;
         writeln!(f, "  matches ended {:>10}", self.matches_ended)?;
         writeln!(
             f,
@@ -551,7 +559,7 @@ mod tests {
     use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 22] = [
+    const KEYS: [&str; 23] = [
         "transport",
         "mode",
         "bots",
@@ -563,6 +571,7 @@ mod tests {
         "errors_by_code",
         "reconnects",
         "rejoins",
+        "room_status_checks",
         "matches_ended",
         "rtt_ms",
         "resume_ms",

@@ -220,6 +220,8 @@ pub struct Measurements {
     pub reconnects: u64,
     /// Rooms joined again through the gateway after the old room's server was gone.
     pub rejoins: u64,
+    /// `GET /v1/rooms/{id}` asked because the room went silent or a resume was overdue.
+    pub room_status_checks: u64,
     /// Lockstep frames never received: a frame `n` after `last` counts `n - last - 1`.
     pub lost_frames: u64,
     /// Game data from the server that did not decode or frames that skipped a number.
@@ -252,6 +254,7 @@ impl Measurements {
         self.drops += other.drops;
         self.reconnects += other.reconnects;
         self.rejoins += other.rejoins;
+        self.room_status_checks += other.room_status_checks;
         self.lost_frames += other.lost_frames;
         self.bad_data += other.bad_data;
         self.refused += other.refused;

@@ -258,6 +258,7 @@ impl Bot {
         let Some(room_id) = self.room.welcome.as_ref().map(|w| w.room_id) else {
             return Cue::ServerAlive;
         };
+        self.m().room_status_checks += 1;
         match player.room_status(room_id).await {
             Ok(Some(status)) => {
                 debug!(
@@ -342,13 +343,21 @@ impl Bot {
         driver.leave();
     }
 
-    /// When a started room has been silent long enough to ask whether its server lives
-    /// (snapshots or frames arrive every tick while it does).
+    /// When a started room has been silent long enough to ask whether its server lives.
+    /// Frames, and the snapshots answering a bot's inputs, arrive every tick while it does. A
+    /// state-sync bot that sends no inputs may be in a quiet room that sends it nothing: only
+    /// its pongs prove the server alive, so it waits a ping interval longer.
     fn silence_deadline(&self) -> Option<Instant> {
         if self.phase != Phase::Playing {
             return None;
         }
-        self.room.last_heard.map(|t| t + REJOIN_AFTER)
+        let idle = self.room.sync() == Some(SyncKind::State) && self.input_period().is_none();
+        let wait = if idle {
+            REJOIN_AFTER + self.config.ping_interval
+        } else {
+            REJOIN_AFTER
+        };
+        self.room.last_heard.map(|t| t + wait)
     }
 
     /// An event from the session, through the downlink conditioner.

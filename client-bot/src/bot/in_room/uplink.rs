@@ -29,7 +29,7 @@ impl Bot {
     }
 
     /// The state-sync input period while inputs flow.
-    fn input_period(&self) -> Option<Duration> {
+    pub(super) fn input_period(&self) -> Option<Duration> {
         let w = self.room.welcome.as_ref()?;
         if w.sync != SyncKind::State || !self.phase.sends_inputs() {
             return None;
