@@ -62,11 +62,17 @@ impl QuicClient {
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        // The session's pings (at most every 5 s for a bot, 1 s by default) keep the
+        // connection busy; QUIC's own keep-alive only fires past this much silence, so an
+        // idle session costs the server one ping round, not three packets more.
+        transport.keep_alive_interval(Some(QUIC_KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
         Ok(config)
     }
 }
+
+/// QUIC keep-alive of client connections: half the server's 20 s idle timeout.
+const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// A raw connection to a room server: encoded messages out, decoded messages in. Used by the
 /// session driver, and directly by tests that need to send exactly what they want.
