@@ -255,6 +255,10 @@ impl Player {
         let session_config = SessionConfig {
             jitter_seed: config.seed.wrapping_add(attempt),
             ping_interval: config.ping_interval,
+            // Pongs may be all a quiet room sends: two intervals of silence before a resume.
+            server_silence_timeout: SessionConfig::default()
+                .server_silence_timeout
+                .max(2 * config.ping_interval),
             ..SessionConfig::default()
         };
         // A connect that times out under load is retried with the same ticket (it is only

@@ -175,8 +175,8 @@ pub struct SwarmArgs {
     #[arg(long)]
     pub input_hz: Option<u32>,
     /// Time between a bot's pings: its RTT samples, and the keepalive of an idle bot
-    /// (`--input-hz 0`). Under the client's server-silence timeout (10 s), since the pongs
-    /// are all an idle bot in a quiet room hears.
+    /// (`--input-hz 0`), whose pongs are all it hears in a quiet room. Keep it under the
+    /// server's `--idle-timeout-ms` (15 s by default); up to 30 s.
     #[arg(long, value_parser = parse_ping_interval, default_value = "1s")]
     pub ping_interval: Duration,
     /// Message-level conditioner (in the bot, not the network): one-way latency added to
@@ -316,9 +316,10 @@ pub struct DropRate {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `250us`, `1.5s`.
-/// Longest `--ping-interval`: half the client's server-silence timeout, so one late pong
-/// does not end the session.
-pub const MAX_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest `--ping-interval`. The bot's server-silence timeout is at least twice its ping
+/// interval, so one late pong does not end the session; the server's `--idle-timeout-ms`
+/// (15 s by default) must be longer than the interval.
+pub const MAX_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Parses `--ping-interval`: a duration from 1 ms to [`MAX_PING_INTERVAL`].
 pub fn parse_ping_interval(text: &str) -> Result<Duration, String> {
@@ -483,7 +484,7 @@ mod tests {
             swarm(&["--server", "http://a:1"]).ping_interval,
             Duration::from_secs(1)
         );
-        for bad in ["6s", "0ms", "soon"] {
+        for bad in ["31s", "0ms", "soon"] {
             assert!(parse_ping_interval(bad).is_err(), "{bad}");
         }
     }

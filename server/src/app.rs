@@ -99,7 +99,7 @@ impl RunningRoomServer {
             source,
         })?;
         let cert_fingerprint = cert.fingerprint();
-        let endpoint = quic::bind(quic_addr, cert)?;
+        let endpoint = quic::bind(quic_addr, cert, server.shared.config.idle_timeout)?;
         let quic_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
             addr: quic_addr,
             source,

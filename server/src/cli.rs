@@ -19,6 +19,11 @@ use crate::room::GameRegistry;
 use crate::transport::quic::CertAndKey;
 use crate::{QuicRetry, RoomServerConfig};
 
+/// Shortest `--idle-timeout-ms`: a client pinging once a second needs a few pings of slack.
+const MIN_IDLE_TIMEOUT_MS: u64 = 3_000;
+/// Longest `--idle-timeout-ms`: a dead client's seat and session are held this long.
+const MAX_IDLE_TIMEOUT_MS: u64 = 300_000;
+
 /// tickroom: a real-time multiplayer game server.
 ///
 /// With no subcommand, runs everything in one process on loopback: the login and
@@ -151,6 +156,11 @@ struct Opts {
     /// Time a new connection has to log in (from accept to Welcome), in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     handshake_timeout_ms: u64,
+    /// A logged-in connection that sends nothing for this long is closed (`idle_timeout`), in
+    /// milliseconds: clients must ping more often. Raise it for idle-heavy games whose
+    /// clients ping rarely (lobbies, turn-based play on phones).
+    #[arg(long, default_value_t = 15_000)]
+    idle_timeout_ms: u64,
     /// When QUIC validates a client's address with a Retry before the handshake.
     #[arg(long, value_enum, default_value_t = QuicRetry::UnderLoad)]
     quic_retry: QuicRetry,
@@ -409,6 +419,11 @@ fn resolve(
     {
         return Err("--max-connections, --max-prelogin-connections, --max-connections-per-ip and --handshake-timeout-ms must be at least 1".into());
     }
+    if !(MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&o.idle_timeout_ms) {
+        return Err(format!(
+            "--idle-timeout-ms must be from {MIN_IDLE_TIMEOUT_MS} to {MAX_IDLE_TIMEOUT_MS}"
+        ));
+    }
     if o.http_header_timeout_ms == 0
         || o.http_max_connections == 0
         || o.http_max_connections_per_ip == 0
@@ -453,6 +468,7 @@ fn resolve(
         max_prelogin_connections: o.max_prelogin_connections,
         max_connections_per_ip: o.max_connections_per_ip,
         handshake_timeout: std::time::Duration::from_millis(o.handshake_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(o.idle_timeout_ms),
         quic_retry: o.quic_retry,
         max_tick_p99_ms: o.max_tick_p99_ms,
         ..RoomServerConfig::default()

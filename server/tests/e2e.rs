@@ -415,11 +415,13 @@ fn bad_flags_exit_with_usage_code_2() {
         assert!(stderr.contains("--insecure-plaintext"), "{stderr}");
         assert!(stderr.contains("--tls-self-signed"), "{stderr}");
     }
-    // A connection budget of 0 would refuse every player: refused at start-up, naming the flag.
+    // A connection budget or timeout of 0 would refuse or drop every player: refused at
+    // start-up, naming the flag.
     for flag in [
         "--max-connections-per-ip",
         "--max-prelogin-connections",
         "--handshake-timeout-ms",
+        "--idle-timeout-ms",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tickroom"))
             .args([flag, "0", "--http", "127.0.0.1:0"])

@@ -23,10 +23,14 @@ use crate::RoomServer;
 
 /// How long a closing connection waits for the peer to read its last message and close.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
-/// Read buffer per connection, in bytes.
+/// Most bytes taken from the stream at once. Reads borrow quinn's own buffers
+/// (`read_chunk`), so an idle connection holds no read buffer of its own.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// QUIC idle timeout (the transport's own, below the room server's idle timeout).
-const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The QUIC transport's own idle timeout beyond the room server's (`idle_timeout`), so the
+/// room server's typed `IdleTimeout` close comes first.
+const QUIC_IDLE_MARGIN: Duration = Duration::from_secs(5);
+/// Least QUIC idle timeout.
+const QUIC_MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Datagram receive buffer per connection, in bytes.
 const DATAGRAM_RECV_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -93,8 +97,14 @@ impl CertAndKey {
     }
 }
 
-/// Binds a QUIC server endpoint.
-pub fn bind(addr: SocketAddr, cert: CertAndKey) -> Result<Endpoint, QuicSetupError> {
+/// Binds a QUIC server endpoint for a room server that closes silent connections after
+/// `idle_timeout`.
+pub fn bind(
+    addr: SocketAddr,
+    cert: CertAndKey,
+    idle_timeout: Duration,
+) -> Result<Endpoint, QuicSetupError> {
+    let quic_idle = (idle_timeout + QUIC_IDLE_MARGIN).max(QUIC_MIN_IDLE_TIMEOUT);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -113,7 +123,7 @@ pub fn bind(addr: SocketAddr, cert: CertAndKey) -> Result<Endpoint, QuicSetupErr
         .max_concurrent_bidi_streams(VarInt::from_u32(1))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(Some(DATAGRAM_RECV_BUFFER_BYTES))
-        .max_idle_timeout(QUIC_IDLE_TIMEOUT.try_into().ok());
+        .max_idle_timeout(quic_idle.try_into().ok());
     config.transport_config(Arc::new(transport));
     Endpoint::server(config, addr).map_err(|source| QuicSetupError::Bind { addr, source })
 }
@@ -123,7 +133,6 @@ pub struct QuicReader {
     conn: Connection,
     recv: RecvStream,
     frames: FrameDecoder,
-    chunk: Vec<u8>,
 }
 
 impl QuicReader {
@@ -135,8 +144,8 @@ impl QuicReader {
                 Ok(None) => {}
             }
             tokio::select! {
-                read = self.recv.read(&mut self.chunk) => match read {
-                    Ok(Some(n)) => self.frames.push(&self.chunk[..n]),
+                read = self.recv.read_chunk(READ_CHUNK_BYTES, true) => match read {
+                    Ok(Some(chunk)) => self.frames.push(&chunk.bytes),
                     Ok(None) | Err(_) => return Ok(None),
                 },
                 datagram = self.conn.read_datagram() => match datagram {
@@ -224,7 +233,6 @@ impl Pending for QuicPending {
             conn,
             recv,
             frames: FrameDecoder::new(MAX_CLIENT_MSG_BYTES),
-            chunk: vec![0; READ_CHUNK_BYTES],
         };
         Some((Reader::Quic(reader), writer))
     }
