@@ -11,7 +11,10 @@
 # report and table, and idle.txt (the figures). SWARMS (default 1) splits the bots over that many
 # swarm processes: a process here may hold at most `ulimit -Hn` descriptors (20,000 on the
 # test machine), and a WebSocket bot needs one socket each. WINDOW_S (default 60) is the
-# sampling window; RAMP_S (default 100) the swarms' ramp.
+# sampling window; RAMP_S (default 100) the swarms' ramp; MARGIN_S (default 60) how long the
+# bots stay after the window; PING (default 5s) the bots' keepalive
+# interval; SERVER_ARGS more server flags (a ping interval of 15 s needs a longer idle timeout:
+# PING=15s SERVER_ARGS="--idle-timeout-ms 45000").
 set -euo pipefail
 
 if [ "$#" -lt 4 ]; then
@@ -31,10 +34,12 @@ rm -f "$ready"
 
 # Caps raised by flag: sessions (--max-connections), per address (20,000 over 254 addresses is
 # 79 each), the gateway's per-address request rate, and the HTTP connection caps.
+# shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
 "$bin/tickroom" --http 127.0.0.1:0 --ws 127.0.0.1:0 --quic 127.0.0.1:0 --metrics 127.0.0.1:0 \
   --ready-file "$ready" --max-connections $((bots + 1000)) --max-connections-per-ip 256 \
   --gateway-rate-per-ip 100000 --gateway-rate-burst 100000 \
-  --http-max-connections 4096 --http-max-connections-per-ip 256 2>"$out/server.log" &
+  --http-max-connections 4096 --http-max-connections-per-ip 256 ${SERVER_ARGS:-} \
+  2>"$out/server.log" &
 server=$!
 pids=()
 cleanup() {
@@ -60,17 +65,18 @@ metrics=$(field metrics)
 # Each swarm plays long enough to cover its ramp, the wait for the last bots to be seated and
 # the window.
 per=$((bots / swarms))
-play=$((ramp + window + 60))
+play=$((ramp + window + ${MARGIN_S:-60}))
 for i in $(seq 1 "$swarms"); do
   "$bin/tickroom-bot" swarm --server "http://$http" --metrics-url "http://$metrics/metrics" \
     --bots "$per" --ramp "${ramp}s" --duration "${play}s" --transport "$transport" \
-    --mode lobby --input-hz 0 --ping-interval 5s --source-addrs 254 --no-progress \
+    --mode lobby --input-hz 0 --ping-interval "${PING:-5s}" --source-addrs 254 --no-progress \
     --report "$out/report-$i.json" >"$out/swarm-$i.txt" 2>"$out/swarm-$i.log" &
   pids+=($!)
 done
 
 sessions() {
-  curl -s "http://$metrics/metrics" | awk '$1 == "tickroom_sessions" { print int($2) }'
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://$metrics/metrics" 2>/dev/null | awk '$1 == "tickroom_sessions" { print int($2) }'
 }
 # Wait (bounded) until every bot is seated.
 deadline=$((SECONDS + ramp + 120))

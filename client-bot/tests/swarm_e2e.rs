@@ -247,3 +247,37 @@ fn idle_players_in_a_quiet_lobby_are_sent_almost_nothing() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `scripts/idle-sessions.sh` (the idle-sessions benchmark of BENCHMARKS.md), at a size CI
+/// can afford: it seats every bot, samples the server and leaves its figures in `idle.txt`.
+#[test]
+fn the_idle_sessions_script_seats_every_bot_and_reports_the_server() {
+    let dir = common::unique_temp_dir("idle-script");
+    let bin = common::server_binary();
+    let bin_dir = bin.parent().expect("a directory");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/idle-sessions.sh");
+    let child = Command::new("bash")
+        .arg(script)
+        .arg(bin_dir)
+        .arg(&dir)
+        .args(["ws", "20"])
+        .env("WINDOW_S", "1")
+        .env("RAMP_S", "1")
+        .env("MARGIN_S", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the script");
+    let out = wait_output(child, SWARM_TIMEOUT, "idle-sessions.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{errors}");
+    let figures = std::fs::read_to_string(dir.join("idle.txt")).expect("idle.txt");
+    assert!(
+        figures.contains("bots 20 over 1 swarm(s), seated 20 at the start"),
+        "{figures}"
+    );
+    assert!(figures.contains("% of a core"), "{figures}");
+    assert!(figures.contains("KiB per session"), "{figures}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
