@@ -42,6 +42,7 @@ fn queued_directory() -> Arc<InMemoryDirectory> {
             mode: "arena".into(),
             enqueued_ms: NOW_MS - 1_000,
             metadata: Default::default(),
+            properties: Default::default(),
         };
         dir.enqueue_now(entry).expect("enqueue");
     }
@@ -59,6 +60,7 @@ fn request() -> MatchRequest {
         max_matches: usize::MAX,
         join_window_ms: JOIN_WINDOW_MS,
         seed: 7,
+        rules: None,
     }
 }
 

@@ -166,7 +166,8 @@ fn signed(kind: &str, claims: &[u8]) -> String {
 fn api_seeds() -> Vec<Vec<u8>> {
     let enqueue = EnqueueRequest {
         mode: "duel".into(),
-        metadata: ticket_claims().metadata,
+        metadata: ticket_claims().metadata.clone(),
+        properties: ticket_claims().metadata,
     };
     let record = MatchResultRecord {
         room_id: 9,
@@ -188,6 +189,7 @@ fn api_seeds() -> Vec<Vec<u8>> {
         serde_json::to_vec(&enqueue).expect("serialises"),
         serde_json::to_vec(&record).expect("serialises"),
         br#"{"mode":"arena"}"#.to_vec(),
+        br#"{"mode":"ranked","properties":{"rating":1500,"region":"eu","latency.us":90}}"#.to_vec(),
         br#"{"mode":"duel","metadata":{"a":-9223372036854775808,"b":"\u00e9\ud83d\ude00"}}"#
             .to_vec(),
     ]

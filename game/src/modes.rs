@@ -81,9 +81,114 @@ pub struct ModeConfig {
     /// Setting it to `tick_rate_hz` turns the degradation off for the mode.
     #[serde(default)]
     pub min_snapshot_hz: Option<u16>,
+    /// How matchmaking groups players (`[mode.matchmaking]`): a rating window that widens
+    /// with the wait, a region, properties that must match exactly. Absent: first come,
+    /// first served, and tickets carry no properties.
+    #[serde(default)]
+    pub matchmaking: Option<MatchRules>,
     /// The game's own parameters, decoded into its `Params` type at start-up.
     #[serde(default)]
     pub params: toml::Table,
+}
+
+/// Most string properties a mode may require to match exactly.
+pub const MAX_EXACT_PROPERTIES: usize = 4;
+/// The prefix of a ticket's latency properties: `latency.<region>` in milliseconds.
+pub const LATENCY_PREFIX: &str = "latency.";
+
+/// A mode's matchmaking rules (`[mode.matchmaking]` in modes.toml). Each names the ticket
+/// property it reads; a ticket of the mode must carry every property named here (and may
+/// carry `latency.<region>` numbers when `region` is set), and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRules {
+    /// A whole-number property (a rating): every player of a match lies within the window of
+    /// the match's anchor (the oldest ticket that could start it), and the anchor within each
+    /// one's own window.
+    #[serde(default)]
+    pub rating: Option<String>,
+    /// The rating window at the start: ± this much.
+    #[serde(default = "fifty")]
+    pub window: u32,
+    /// The window grows by this much...
+    #[serde(default = "twenty_five")]
+    pub widen_by: u32,
+    /// ...every this many seconds of waiting...
+    #[serde(default = "five")]
+    pub widen_every_s: u32,
+    /// ...up to ± this much.
+    #[serde(default = "four_hundred")]
+    pub max_window: u32,
+    /// A string property naming the player's region: a match plays in its anchor's region and
+    /// takes only players of that region, except, once both waited `region_fallback_s`,
+    /// players whose best-latency region besides their own it is (`latency.<region>` ms).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// See `region`.
+    #[serde(default = "ten")]
+    pub region_fallback_s: u32,
+    /// String properties (a game version) that must be equal across a match.
+    #[serde(default)]
+    pub exact: Vec<String>,
+}
+
+impl MatchRules {
+    /// The rating window after waiting `waited_ms`.
+    pub fn window_after(&self, waited_ms: u64) -> u32 {
+        let steps = waited_ms / (u64::from(self.widen_every_s.max(1)) * 1000);
+        let widened = u64::from(self.window) + steps.saturating_mul(u64::from(self.widen_by));
+        widened.min(u64::from(self.max_window)) as u32
+    }
+
+    /// Whether `key` is a property a ticket of this mode may carry.
+    pub fn knows(&self, key: &str) -> bool {
+        self.rating.as_deref() == Some(key)
+            || self.region.as_deref() == Some(key)
+            || self.exact.iter().any(|e| e == key)
+            || (self.region.is_some() && key.starts_with(LATENCY_PREFIX))
+    }
+
+    fn check(&self) -> Result<(), &'static str> {
+        if self.rating.is_none() && self.region.is_none() && self.exact.is_empty() {
+            return Err("matchmaking needs a rating, a region or exact properties");
+        }
+        if self.window > self.max_window || self.widen_every_s == 0 {
+            return Err("matchmaking needs window <= max_window and widen_every_s >= 1");
+        }
+        if self.exact.len() > MAX_EXACT_PROPERTIES {
+            return Err("matchmaking takes at most 4 exact properties");
+        }
+        let names = self
+            .rating
+            .iter()
+            .chain(&self.region)
+            .chain(&self.exact)
+            .collect::<Vec<_>>();
+        if names
+            .iter()
+            .any(|n| n.is_empty() || n.starts_with(LATENCY_PREFIX))
+            || names
+                .iter()
+                .enumerate()
+                .any(|(i, n)| names[..i].contains(n))
+        {
+            return Err("matchmaking property names must be distinct, non-empty and not latency.*");
+        }
+        Ok(())
+    }
+}
+
+fn fifty() -> u32 {
+    50
+}
+fn twenty_five() -> u32 {
+    25
+}
+fn five() -> u32 {
+    5
+}
+fn four_hundred() -> u32 {
+    400
 }
 
 fn one() -> u8 {
@@ -194,6 +299,9 @@ impl Modes {
             {
                 return Err(invalid("min_snapshot_hz must be 1..=tick_rate_hz"));
             }
+            if let Some(rules) = &m.matchmaking {
+                rules.check().map_err(invalid)?;
+            }
             if m.message_rate_per_s == 0 || m.message_burst == 0 {
                 return Err(invalid(
                     "message_rate_per_s and message_burst must be at least 1",
@@ -245,6 +353,41 @@ mod tests {
             ModeSync::Lockstep
         );
         assert!(modes.by_name("nope").is_none());
+    }
+
+    #[test]
+    fn matchmaking_rules_parse_and_impossible_ones_are_refused() {
+        let ranked = Modes::embedded().by_name("ranked").unwrap().clone();
+        let rules = ranked.matchmaking.expect("ranked has rules");
+        assert_eq!(rules.rating.as_deref(), Some("rating"));
+        assert_eq!(rules.exact, ["version"]);
+        assert_eq!(rules.window_after(0), 50);
+        assert_eq!(rules.window_after(4_999), 50);
+        assert_eq!(rules.window_after(5_000), 75);
+        assert_eq!(rules.window_after(u64::MAX), 400);
+        assert!(rules.knows("latency.eu") && rules.knows("region") && !rules.knows("map"));
+        assert!(Modes::embedded()
+            .by_name("arena")
+            .unwrap()
+            .matchmaking
+            .is_none());
+        let mode = |table: &str| {
+            Modes::parse(&format!(
+                "[[mode]]\nname='m'\ngame='g'\nsync='state'\ntick_rate_hz=30\nplayers=2\n[mode.matchmaking]\n{table}"
+            ))
+        };
+        assert!(mode("rating='r'").is_ok());
+        for bad in [
+            "",
+            "rating='r'\nwindow=500",
+            "rating='r'\nwiden_every_s=0",
+            "rating='latency.eu'",
+            "rating='r'\nregion='r'",
+            "exact=['a','b','c','d','e']",
+            "rating='r'\nmystery=1",
+        ] {
+            assert!(mode(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

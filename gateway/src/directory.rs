@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use tickroom_game::modes::MatchRules;
 use tickroom_game::PlayerMetadata;
+use tickroom_protocol::api::Grouping;
 use tickroom_protocol::ErrorCode;
 use tokio::sync::broadcast;
 
@@ -132,6 +134,9 @@ pub struct QueueEntry {
     /// so never trusted for ranking; trusted values such as ratings will be set by
     /// matchmaking itself.
     pub metadata: PlayerMetadata,
+    /// What the mode's matchmaking rules read (checked against them by the gateway).
+    #[serde(default)]
+    pub properties: PlayerMetadata,
 }
 
 /// Where a matched ticket's player must go.
@@ -145,6 +150,8 @@ pub struct Assignment {
     pub server: RoomServerInfo,
     /// The ticket's metadata (from its `QueueEntry`), for the join ticket.
     pub metadata: PlayerMetadata,
+    /// Why the players were grouped (modes with matchmaking rules).
+    pub grouping: Option<Box<Grouping>>,
 }
 
 /// Where a ticket stands.
@@ -239,6 +246,8 @@ pub struct MatchRequest {
     pub join_window_ms: u64,
     /// Seeds the placement choices and room ids of this pass.
     pub seed: u64,
+    /// The mode's matchmaking rules; `None`: first come, first served.
+    pub rules: Option<MatchRules>,
 }
 
 /// One player placed by a formation pass.
@@ -259,8 +268,10 @@ pub struct FormedMatch {
     pub room_id: u64,
     /// The room server chosen for it.
     pub server_id: String,
-    /// Who is in it, oldest first.
+    /// Who is in it (first come, first served: oldest first; by rules: the anchor first).
     pub players: Vec<MatchedPlayer>,
+    /// Why they were grouped (modes with matchmaking rules).
+    pub grouping: Option<Grouping>,
 }
 
 /// What a formation pass did.
@@ -294,6 +305,9 @@ pub struct RoomRecord {
     /// Whether the owner reported a seated player (`Directory::room_joined`).
     #[serde(default)]
     pub joined: bool,
+    /// Why its players were grouped (modes with matchmaking rules).
+    #[serde(default)]
+    pub grouping: Option<Box<Grouping>>,
 }
 
 /// The result of a finished match, kept for its players to read (`GET /v1/matches/{id}`).

@@ -256,6 +256,7 @@ impl Gateway {
             join_ticket,
             join_secret,
             expires_ms,
+            grouping: a.grouping.map(|g| *g),
         })
     }
 
@@ -412,6 +413,17 @@ async fn enqueue(
             "no such game mode",
         ));
     };
+    // What the mode's rules read: nothing they do not name, everything they need, rightly
+    // typed (the size limits were checked while parsing).
+    crate::matching::check_properties(mode.matchmaking.as_ref(), &body.properties).map_err(
+        |e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                e.to_string(),
+            )
+        },
+    )?;
     let ticket_id = TicketId::random();
     // The body's metadata was checked while parsing (`PlayerMetadata::check`); it is the
     // client's own claim (display name, loadout) and is signed into the ticket as such.
@@ -421,6 +433,7 @@ async fn enqueue(
         mode: mode.name.clone(),
         enqueued_ms: now_ms(),
         metadata: body.metadata,
+        properties: body.properties,
     };
     match gw.directory.enqueue(entry).await? {
         EnqueueOutcome::Queued => {

@@ -60,6 +60,7 @@ pub mod admin;
 pub mod auth;
 pub mod directory;
 pub mod http;
+pub mod matching;
 pub mod matchmaker;
 pub mod memory;
 mod metrics;

@@ -64,6 +64,7 @@ impl Gateway {
                 max_matches: MAX_MATCHES_PER_PASS,
                 join_window_ms: millis(self.join_window(mode)),
                 seed: rand::random(),
+                rules: mode.matchmaking.clone(),
             };
             match self.directory.form_matches(request).await {
                 Ok(formation) => {

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tickroom_game::modes::MatchRules;
 use tickroom_game::PlayerMetadata;
+use tickroom_protocol::api::Grouping;
 
 use crate::directory::{
     pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, Directory,
@@ -20,6 +22,7 @@ use crate::directory::{
     MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE,
     PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
 };
+use crate::matching::{self, Candidate, Shape};
 
 /// Most tickets (queued or recently matched) held at once.
 pub const MAX_TICKETS: usize = 1_000_000;
@@ -116,7 +119,17 @@ struct Ticket {
     enqueued_ms: u64,
     last_seen_ms: u64,
     metadata: PlayerMetadata,
+    properties: PlayerMetadata,
     state: TicketState,
+}
+
+/// One formation pass's placement state: the live servers with the load placed so far, the
+/// seeded choices, and what was formed.
+struct Placement<'a> {
+    request: &'a MatchRequest,
+    live: Vec<RoomServerInfo>,
+    rng: StdRng,
+    formation: Formation,
 }
 
 #[derive(Clone, Copy)]
@@ -190,6 +203,7 @@ impl InMemoryDirectory {
                     mode: room.mode.clone(),
                     server: room.server.clone(),
                     metadata: ticket.metadata.clone(),
+                    grouping: room.grouping.clone(),
                 })
             }
         };
@@ -231,6 +245,7 @@ impl State {
                 enqueued_ms: entry.enqueued_ms,
                 last_seen_ms: entry.enqueued_ms,
                 metadata: entry.metadata,
+                properties: entry.properties,
                 state: TicketState::Queued,
             },
         );
@@ -295,9 +310,6 @@ impl State {
         if request.now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
             self.sweep(request, now);
         }
-        let mut formation = Formation::default();
-        let wanted = request.players.max(1);
-        let min = request.min_players.clamp(1, wanted);
         let mut live: Vec<RoomServerInfo> = self
             .servers
             .values()
@@ -305,9 +317,28 @@ impl State {
             .map(|(info, _)| info.clone())
             .collect();
         live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
-        let mut rng = StdRng::seed_from_u64(request.seed);
+        let mut place = Placement {
+            request,
+            live,
+            rng: StdRng::seed_from_u64(request.seed),
+            formation: Formation::default(),
+        };
+        match &request.rules {
+            None => self.form_in_order(&mut place),
+            Some(rules) => self.form_by_rules(&mut place, rules),
+        }
+        let mut formation = place.formation;
+        formation.still_queued = self.queued.get(&request.mode).copied().unwrap_or(0);
+        formation
+    }
 
-        while formation.matches.len() < request.max_matches {
+    /// First come, first served: the oldest `players` tickets, or fewer once the oldest
+    /// waited `wait_ms`.
+    fn form_in_order(&mut self, place: &mut Placement<'_>) {
+        let request = place.request;
+        let wanted = request.players.max(1);
+        let min = request.min_players.clamp(1, wanted);
+        while place.formation.matches.len() < request.max_matches {
             let count = self.queued.get(&request.mode).copied().unwrap_or(0);
             let Some(oldest_ms) = self.front_enqueued_ms(&request.mode) else {
                 break;
@@ -320,50 +351,170 @@ impl State {
             } else {
                 break;
             };
-            let Some(server_index) = pick_server(&live, &mut rng) else {
+            let Some((server_index, room_id)) = self.room_slot(place) else {
                 break;
             };
-            if self.rooms.len() >= MAX_ROOMS {
-                break;
-            }
-            let mut room_id = random_room_id(&mut rng);
-            while self.rooms.contains_key(&room_id) {
-                room_id = random_room_id(&mut rng);
-            }
             let players = self.pop(&request.mode, take, room_id, request.now_ms);
-            for p in &players {
-                self.player_rooms
-                    .entry(p.player_id)
-                    .or_default()
-                    .push(room_id);
-            }
-            let server = &mut live[server_index];
-            server.load = server
-                .load
-                .saturating_add(u32::try_from(players.len()).unwrap_or(u32::MAX));
-            if let Some((registered, _)) = self.servers.get_mut(&server.server_id) {
-                registered.load = server.load;
-            }
-            let record = RoomRecord {
-                room_id,
-                mode: request.mode.clone(),
-                server: server.clone(),
-                players: players.iter().map(|p| p.player_id).collect(),
-                created_ms: request.now_ms,
-                epoch: PLACEMENT_EPOCH,
-                join_by_ms: request.now_ms.saturating_add(request.join_window_ms),
-                joined: false,
+            self.place(place, server_index, room_id, players, None);
+        }
+    }
+
+    /// By the mode's rules (`matching::form`) over every live ticket of the mode's queue.
+    fn form_by_rules(&mut self, place: &mut Placement<'_>, rules: &MatchRules) {
+        let request = place.request;
+        self.front_enqueued_ms(&request.mode);
+        let ids: Vec<TicketId> = self
+            .queues
+            .get(&request.mode)
+            .map(|q| {
+                q.iter()
+                    .filter(|id| {
+                        self.tickets
+                            .get(id)
+                            .is_some_and(|t| matches!(t.state, TicketState::Queued))
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let groups = {
+            let candidates: Vec<Candidate<'_>> = ids
+                .iter()
+                .filter_map(|id| {
+                    let t = self.tickets.get(id)?;
+                    Some(Candidate {
+                        enqueued_ms: t.enqueued_ms,
+                        tie: id.0,
+                        properties: &t.properties,
+                    })
+                })
+                .collect();
+            let shape = Shape {
+                players: request.players.max(1),
+                min_players: request.min_players.clamp(1, request.players.max(1)),
+                wait_ms: request.wait_ms,
             };
-            let reports_joins = self.join_reporters.contains(&server.server_id);
-            self.rooms.insert(room_id, Room::new(record, reports_joins));
-            formation.matches.push(FormedMatch {
+            matching::form(
+                &candidates,
+                rules,
+                shape,
+                request.now_ms,
+                request.max_matches,
+            )
+        };
+        for group in groups {
+            let Some((server_index, room_id)) = self.room_slot(place) else {
+                break;
+            };
+            let members: Vec<TicketId> = group.members.iter().map(|&m| ids[m]).collect();
+            let players = self.take(&request.mode, &members, room_id, request.now_ms);
+            self.place(place, server_index, room_id, players, Some(group.grouping));
+        }
+        // Matched tickets stay behind the oldest as tombstones: drop them once they outnumber
+        // the live ones, so the queue stays proportional to who waits.
+        let live = self.queued.get(&request.mode).copied().unwrap_or(0);
+        let tickets = &self.tickets;
+        if let Some(queue) = self.queues.get_mut(&request.mode) {
+            if queue.len() > 2 * live + 64 {
+                queue.retain(|id| {
+                    tickets
+                        .get(id)
+                        .is_some_and(|t| matches!(t.state, TicketState::Queued))
+                });
+            }
+        }
+    }
+
+    /// A server for the next room (power of two choices) and a fresh room id; `None` when no
+    /// server has headroom or the room table is full.
+    fn room_slot(&self, place: &mut Placement<'_>) -> Option<(usize, u64)> {
+        let server_index = pick_server(&place.live, &mut place.rng)?;
+        if self.rooms.len() >= MAX_ROOMS {
+            return None;
+        }
+        let mut room_id = random_room_id(&mut place.rng);
+        while self.rooms.contains_key(&room_id) {
+            room_id = random_room_id(&mut place.rng);
+        }
+        Some((server_index, room_id))
+    }
+
+    /// Records room `room_id` on `live[server_index]` with `players` (already marked matched).
+    fn place(
+        &mut self,
+        place: &mut Placement<'_>,
+        server_index: usize,
+        room_id: u64,
+        players: Vec<MatchedPlayer>,
+        grouping: Option<Grouping>,
+    ) {
+        let request = place.request;
+        for p in &players {
+            self.player_rooms
+                .entry(p.player_id)
+                .or_default()
+                .push(room_id);
+        }
+        let server = &mut place.live[server_index];
+        server.load = server
+            .load
+            .saturating_add(u32::try_from(players.len()).unwrap_or(u32::MAX));
+        if let Some((registered, _)) = self.servers.get_mut(&server.server_id) {
+            registered.load = server.load;
+        }
+        let record = RoomRecord {
+            room_id,
+            mode: request.mode.clone(),
+            server: server.clone(),
+            players: players.iter().map(|p| p.player_id).collect(),
+            created_ms: request.now_ms,
+            epoch: PLACEMENT_EPOCH,
+            join_by_ms: request.now_ms.saturating_add(request.join_window_ms),
+            joined: false,
+            grouping: grouping.clone().map(Box::new),
+        };
+        let reports_joins = self.join_reporters.contains(&server.server_id);
+        self.rooms.insert(room_id, Room::new(record, reports_joins));
+        place.formation.matches.push(FormedMatch {
+            room_id,
+            server_id: server.server_id.clone(),
+            players,
+            grouping,
+        });
+    }
+
+    /// Marks the queued tickets `ids` matched into `room_id` (their queue entries become
+    /// tombstones).
+    fn take(
+        &mut self,
+        mode: &str,
+        ids: &[TicketId],
+        room_id: u64,
+        now_ms: u64,
+    ) -> Vec<MatchedPlayer> {
+        let mut players = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(ticket) = self.tickets.get_mut(id) else {
+                continue;
+            };
+            if !matches!(ticket.state, TicketState::Queued) {
+                continue;
+            }
+            ticket.state = TicketState::Matched {
                 room_id,
-                server_id: server.server_id.clone(),
-                players,
+                matched_ms: now_ms,
+            };
+            self.queued_players.remove(&ticket.player_id);
+            players.push(MatchedPlayer {
+                ticket_id: *id,
+                player_id: ticket.player_id,
+                enqueued_ms: ticket.enqueued_ms,
             });
         }
-        formation.still_queued = self.queued.get(&request.mode).copied().unwrap_or(0);
-        formation
+        if let Some(n) = self.queued.get_mut(mode) {
+            *n = n.saturating_sub(players.len());
+        }
+        players
     }
 
     /// When the first live entry of a mode's queue was enqueued; drops tombstones on the way.

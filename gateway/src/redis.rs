@@ -27,6 +27,7 @@
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -37,6 +38,8 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tickroom_game::modes::MatchRules;
+use tickroom_game::PlayerMetadata;
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
@@ -47,6 +50,7 @@ use crate::directory::{
     TicketRecord, COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
     MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, TICKET_CHANGES_QUEUE_LEN,
 };
+use crate::matching::{self, Candidate, Shape};
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
 use reply::{malformed, parse_formation, room_record, ticket_record};
@@ -65,6 +69,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tickroom:";
 pub const REDIS_RECONNECT_RETRIES: usize = 2;
 /// Longest pause between two reconnect attempts.
 pub const REDIS_RECONNECT_MAX_DELAY_MS: u64 = 500;
+/// Most queued tickets one formation by rules considers (the oldest).
+pub const RULES_SNAPSHOT_TICKETS: usize = 5_000;
 /// Most matches one formation script forms: bounds how long one script blocks Redis.
 pub const MATCHES_PER_SCRIPT: usize = 64;
 /// Most abandoned tickets one formation script drops.
@@ -135,6 +141,7 @@ impl Drop for RedisDirectory {
 
 struct Scripts {
     form_matches: Script,
+    queue_snapshot: Script,
     enqueue: Script,
     ticket: Script,
     cancel: Script,
@@ -152,6 +159,7 @@ impl Scripts {
     fn load() -> Scripts {
         Scripts {
             form_matches: Script::new(include_str!("redis/form_matches.lua")),
+            queue_snapshot: Script::new(include_str!("redis/queue_snapshot.lua")),
             enqueue: Script::new(include_str!("redis/enqueue.lua")),
             ticket: Script::new(include_str!("redis/ticket.lua")),
             cancel: Script::new(include_str!("redis/cancel.lua")),
@@ -251,15 +259,11 @@ impl RedisDirectory {
     }
 
     /// One formation script: at most `slots` matches.
-    async fn form_batch(
-        &self,
-        request: &MatchRequest,
-        slots: usize,
-        rng: &mut StdRng,
-    ) -> Result<Formation, DirectoryError> {
+    /// The formation script's fixed arguments, then `kind` (`fifo` or `groups`).
+    fn formation_args(request: &MatchRequest, kind: &str) -> Vec<String> {
         let wanted = request.players.max(1);
         let min = request.min_players.clamp(1, wanted);
-        let mut args = vec![
+        vec![
             request.mode.clone(),
             wanted.to_string(),
             min.to_string(),
@@ -273,7 +277,17 @@ impl RedisDirectory {
             ROOM_RECORD_MAX_AGE_MS.to_string(),
             SWEEP_LIMIT_PER_SCRIPT.to_string(),
             request.join_window_ms.to_string(),
-        ];
+            kind.to_owned(),
+        ]
+    }
+
+    async fn form_batch(
+        &self,
+        request: &MatchRequest,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Formation, DirectoryError> {
+        let mut args = Self::formation_args(request, "fifo");
         for _ in 0..slots {
             // Room ids must differ across passes and gateways whatever their seeds, so they
             // come from the thread rng; a taken id (`EXISTS` in the script) only skips a slot.
@@ -283,6 +297,69 @@ impl RedisDirectory {
         }
         let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
         parse_formation(&reply)
+    }
+
+    /// Formation by the mode's rules: the matcher runs here on a snapshot of the queue's
+    /// oldest `RULES_SNAPSHOT_TICKETS`, and one script call claims its groups atomically (a
+    /// group that lost a ticket to another gateway meanwhile is skipped). The call also
+    /// sweeps abandoned tickets when no group formed.
+    async fn form_by_rules(
+        &self,
+        request: &MatchRequest,
+        rules: &MatchRules,
+        rng: &mut StdRng,
+    ) -> Result<Formation, DirectoryError> {
+        let args = [request.mode.clone(), RULES_SNAPSHOT_TICKETS.to_string()];
+        let reply: Vec<String> = self.run(&self.scripts.queue_snapshot, &args).await?;
+        let mut queued = Vec::with_capacity(reply.len() / 3);
+        for t in reply.chunks_exact(3) {
+            let ticket: TicketId = t[0].parse().map_err(|_| malformed(&"ticket id"))?;
+            let enqueued_ms: u64 = t[1].parse().map_err(|e| malformed(&e))?;
+            let properties: PlayerMetadata = if t[2].is_empty() {
+                PlayerMetadata::default()
+            } else {
+                serde_json::from_str(&t[2]).map_err(|e| malformed(&e))?
+            };
+            queued.push((ticket, enqueued_ms, properties));
+        }
+        let candidates: Vec<Candidate<'_>> = queued
+            .iter()
+            .map(|(ticket, enqueued_ms, properties)| Candidate {
+                enqueued_ms: *enqueued_ms,
+                tie: ticket.0,
+                properties,
+            })
+            .collect();
+        let shape = Shape {
+            players: request.players.max(1),
+            min_players: request.min_players.clamp(1, request.players.max(1)),
+            wait_ms: request.wait_ms,
+        };
+        let groups = matching::form(
+            &candidates,
+            rules,
+            shape,
+            request.now_ms,
+            request.max_matches,
+        );
+        let mut args = Self::formation_args(request, "groups");
+        let mut groupings = HashMap::new();
+        for group in &groups {
+            let room_id = random_room_id(&mut rand::rng());
+            args.push(room_id.to_string());
+            args.push(rng.random::<u32>().to_string());
+            args.push(rng.random::<u32>().to_string());
+            args.push(serde_json::to_string(&group.grouping).map_err(|e| malformed(&e))?);
+            args.push(group.members.len().to_string());
+            args.extend(group.members.iter().map(|&m| queued[m].0.to_string()));
+            groupings.insert(room_id, group.grouping.clone());
+        }
+        let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
+        let mut formation = parse_formation(&reply)?;
+        for m in &mut formation.matches {
+            m.grouping = groupings.remove(&m.room_id);
+        }
+        Ok(formation)
     }
 }
 
@@ -339,12 +416,16 @@ impl Directory for RedisDirectory {
     }
 
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
-        // Most tickets carry no metadata: they store no `meta` field at all.
-        let metadata = if entry.metadata.0.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&entry.metadata).map_err(|e| malformed(&e))?
+        // Most tickets carry no metadata or properties: they store no such field at all.
+        let json = |map: &PlayerMetadata| {
+            if map.0.is_empty() {
+                Ok(String::new())
+            } else {
+                serde_json::to_string(map).map_err(|e| malformed(&e))
+            }
         };
+        let metadata = json(&entry.metadata)?;
+        let properties = json(&entry.properties)?;
         let args = [
             entry.ticket_id.to_string(),
             entry.player_id.to_string(),
@@ -354,6 +435,7 @@ impl Directory for RedisDirectory {
             MAX_QUEUED_PER_MODE.to_string(),
             metadata,
             MAX_OPEN_ROOMS_PER_PLAYER.to_string(),
+            properties,
         ];
         let reply: Vec<String> = self.run(&self.scripts.enqueue, &args).await?;
         let number = |i: usize| reply.get(i).and_then(|n| n.parse().ok());
@@ -438,6 +520,9 @@ impl Directory for RedisDirectory {
     /// placement draws; room ids are always fresh.
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {
         let mut rng = StdRng::seed_from_u64(request.seed);
+        if let Some(rules) = &request.rules {
+            return self.form_by_rules(&request, rules, &mut rng).await;
+        }
         let mut formation = Formation::default();
         loop {
             let left = request.max_matches - formation.matches.len();

@@ -44,6 +44,7 @@ fn request(now_ms: u64) -> MatchRequest {
         max_matches: 16,
         join_window_ms: 20_000,
         seed: 1,
+        rules: None,
     }
 }
 
@@ -56,6 +57,7 @@ async fn one_match(dir: &dyn Directory, first: u64, at_ms: u64) -> u64 {
             mode: "m".into(),
             enqueued_ms: at_ms,
             metadata: Default::default(),
+            properties: Default::default(),
         };
         dir.enqueue(entry).await.expect("enqueue");
     }

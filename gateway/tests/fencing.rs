@@ -31,6 +31,7 @@ fn request() -> MatchRequest {
         max_matches: 1,
         join_window_ms: JOIN_WINDOW_MS,
         seed: 5,
+        rules: None,
     }
 }
 
@@ -43,6 +44,7 @@ async fn stale_owner_cannot_close_a_reassigned_room(dir: Arc<dyn Directory>) {
             mode: "m".into(),
             enqueued_ms: NOW,
             metadata: Default::default(),
+            properties: Default::default(),
         };
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
     }

@@ -220,6 +220,7 @@ fn request(now_ms: u64, join_window_ms: u64) -> MatchRequest {
         max_matches: 1,
         join_window_ms,
         seed: 3,
+        rules: None,
     }
 }
 
@@ -238,6 +239,7 @@ impl Placer {
             mode: "m".into(),
             enqueued_ms: at_ms,
             metadata: Default::default(),
+            properties: Default::default(),
         };
         self.dir.enqueue(entry).await.expect("enqueue")
     }

@@ -44,6 +44,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         max_matches: usize::MAX,
         join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
+        rules: None,
     }
 }
 
@@ -58,6 +59,7 @@ async fn queue(dir: &RedisDirectory, range: std::ops::Range<u64>, at_ms: u64) ->
             mode: "m".into(),
             enqueued_ms: at_ms,
             metadata: Default::default(),
+            properties: Default::default(),
         };
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
         ids.push(id);
@@ -146,6 +148,7 @@ async fn cancel_queue_once_and_requeue_after_a_match() {
         mode: "m".into(),
         enqueued_ms: NOW,
         metadata: Default::default(),
+        properties: Default::default(),
     };
     assert_eq!(
         dir.enqueue(again.clone()).await,

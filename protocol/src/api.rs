@@ -23,6 +23,28 @@ pub struct EnqueueRequest {
     /// `PlayerMetadata::check`) is refused.
     #[serde(default, skip_serializing_if = "is_empty", with = "plain_metadata")]
     pub metadata: PlayerMetadata,
+    /// Optional `{"key": "text" | integer}` object the mode's matchmaking rules read: a
+    /// rating, a region, a game version, `latency.<region>` in ms (see the mode's
+    /// `[mode.matchmaking]`). A mode without rules takes none; a property the rules do not
+    /// name, or a missing or mistyped one, is `400 bad_request`. Same size limits as
+    /// `metadata`.
+    #[serde(default, skip_serializing_if = "is_empty", with = "plain_metadata")]
+    pub properties: PlayerMetadata,
+}
+
+/// Why matchmaking grouped these players (modes with matchmaking rules).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grouping {
+    /// The rating window (±) of the match's anchor (the oldest ticket that could start it)
+    /// when it formed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+    /// Highest minus lowest rating in the match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<u32>,
+    /// The region the match plays in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The answer of every login route and of refresh: a session.
@@ -120,6 +142,9 @@ pub struct MatchedResponse {
     pub join_secret: String,
     /// When the join ticket expires, unix ms.
     pub expires_ms: u64,
+    /// Why these players were grouped (modes with matchmaking rules; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouping: Option<Grouping>,
 }
 
 impl MatchedResponse {
@@ -403,6 +428,7 @@ mod tests {
         let plain = EnqueueRequest {
             mode: "duel".into(),
             metadata: PlayerMetadata::default(),
+            properties: PlayerMetadata::default(),
         };
         assert_eq!(
             serde_json::to_value(&plain).unwrap(),
@@ -420,6 +446,22 @@ mod tests {
             serde_json::from_value::<EnqueueRequest>(text).unwrap(),
             named
         );
+        let rated = EnqueueRequest {
+            properties: meta(&[
+                ("rating", MetaValue::Int(1500)),
+                ("region", MetaValue::Str("eu".into())),
+            ]),
+            ..named
+        };
+        let text = serde_json::to_value(&rated).unwrap();
+        assert_eq!(text["properties"], json!({"rating": 1500, "region": "eu"}));
+        assert_eq!(
+            serde_json::from_value::<EnqueueRequest>(text).unwrap(),
+            rated
+        );
+        // Properties keep metadata's limits: a float is refused.
+        let float = r#"{"mode":"duel","properties":{"rating":1.5}}"#;
+        assert!(serde_json::from_str::<EnqueueRequest>(float).is_err());
     }
 
     #[test]

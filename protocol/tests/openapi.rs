@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tickroom_protocol::api::{
-    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody,
+    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody, Grouping,
     LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
 };
 use tickroom_protocol::{ErrorCode, PlayerMetadata};
@@ -30,7 +30,25 @@ fn matched() -> MatchedResponse {
         join_ticket: "j2.1.claims.signature".into(),
         join_secret: "cd".repeat(32),
         expires_ms: 1_700_000_010_000,
+        grouping: Some(Grouping {
+            window: Some(75),
+            spread: Some(60),
+            region: Some("eu".into()),
+        }),
     }
+}
+
+/// The schema of a matched answer: `grouping` and its fields are optional (modes with
+/// matchmaking rules only).
+fn matched_schema(example: &Value) -> Value {
+    let mut s = example.clone();
+    if let Some(required) = s["required"].as_array_mut() {
+        required.retain(|r| r != "grouping");
+    }
+    s["properties"]["grouping"]["required"] = json!([]);
+    s["properties"]["grouping"]["description"] =
+        json!("Why matchmaking grouped these players (modes with [mode.matchmaking]).");
+    s
 }
 
 fn schemas() -> Value {
@@ -38,12 +56,22 @@ fn schemas() -> Value {
     metadata
         .0
         .insert("name".into(), tickroom_game::MetaValue::Str("ada".into()));
+    let mut properties = PlayerMetadata::default();
+    properties
+        .0
+        .insert("rating".into(), tickroom_game::MetaValue::Int(1500));
     let mut enqueue = schema(&EnqueueRequest {
         mode: "duel".into(),
         metadata,
+        properties,
     });
-    // `metadata` is optional, and holds strings or integers.
+    // `metadata` and `properties` are optional, and hold strings or integers.
     enqueue["required"] = json!(["mode"]);
+    enqueue["properties"]["properties"] = json!({
+        "type": "object",
+        "additionalProperties": { "oneOf": [{ "type": "string" }, { "type": "integer" }] },
+        "description": "Optional properties the mode's matchmaking rules read (rating, region, version, `latency.<region>` ms): `{\"key\": \"text\" | integer}`, within PlayerMetadata's limits; a mode without rules takes none."
+    });
     enqueue["properties"]["metadata"] = json!({
         "type": "object",
         "additionalProperties": { "oneOf": [{ "type": "string" }, { "type": "integer" }] },
@@ -53,7 +81,7 @@ fn schemas() -> Value {
         ticket_id: "t".into(),
         queued_ms: 1200,
     });
-    let matched_poll = schema(&PollResponse::Matched(matched()));
+    let matched_poll = matched_schema(&schema(&PollResponse::Matched(matched())));
     json!({
         "ErrorBody": schema(&ErrorBody {
             code: ErrorCode::RateLimited.as_u16(),
@@ -73,7 +101,7 @@ fn schemas() -> Value {
             "oneOf": [queued, matched_poll],
             "discriminator": { "propertyName": "status" },
         },
-        "MatchedResponse": schema(&matched()),
+        "MatchedResponse": matched_schema(&schema(&matched())),
         "CancelResponse": schema(&CancelResponse { ticket_id: "t".into(), status: "cancelled".into() }),
         "RoomResponse": schema(&RoomResponse {
             room_id: 77,

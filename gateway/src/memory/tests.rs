@@ -32,6 +32,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         max_matches: usize::MAX,
         join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
+        rules: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn queue(dir: &InMemoryDirectory, players: std::ops::Range<u64>, at_ms: u64) -> 
                 mode: "m".into(),
                 enqueued_ms: at_ms,
                 metadata: Default::default(),
+                properties: Default::default(),
             };
             assert_eq!(dir.enqueue_now(entry), Ok(EnqueueOutcome::Queued));
             id
@@ -111,6 +113,7 @@ fn cancelled_tickets_are_skipped_and_players_queue_once() {
         mode: "m".into(),
         enqueued_ms: NOW,
         metadata: Default::default(),
+        properties: Default::default(),
     };
     assert_eq!(
         dir.enqueue_now(again),
@@ -281,6 +284,7 @@ fn a_matched_player_may_queue_again_once_the_join_window_is_over() {
         mode: "m".into(),
         enqueued_ms: at_ms,
         metadata: Default::default(),
+        properties: Default::default(),
     };
     assert_eq!(
         dir.enqueue_now(again(7, NOW + 5)),
@@ -335,6 +339,7 @@ fn queue_metadata_reaches_the_assignment() {
         mode: "m".into(),
         enqueued_ms: NOW,
         metadata: metadata.clone(),
+        properties: Default::default(),
     };
     dir.enqueue_now(entry).unwrap();
     queue(&dir, 2..4, NOW);

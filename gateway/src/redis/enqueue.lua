@@ -2,7 +2,7 @@
 -- whose join window is still open, or is in max_open_rooms open rooms. Rooms whose owner
 -- died do not count (their players queue again) and leave the player's room set.
 -- ARGV: prefix, ticket, player, mode, enqueued_ms, queued_ticket_ttl_ms, max_queued_per_mode,
---       metadata JSON ('' for none), max_open_rooms
+--       metadata JSON ('' for none), max_open_rooms, properties JSON ('' for none)
 -- Replies: {'queued'} | {'already', ticket} | {'pending', room_id, retry_after_ms}
 --        | {'too_many_rooms', open} | {'collision'} | {'full'}
 local p, t, player, mode, enq, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -35,6 +35,7 @@ local qk = p .. 'queue:' .. mode
 if redis.call('ZCARD', qk) >= tonumber(ARGV[7]) then return { 'full' } end
 redis.call('HSET', tk, 'player', player, 'mode', mode, 'enq', enq)
 if ARGV[8] ~= '' then redis.call('HSET', tk, 'meta', ARGV[8]) end
+if ARGV[10] ~= '' then redis.call('HSET', tk, 'props', ARGV[10]) end
 redis.call('PEXPIRE', tk, ttl)
 redis.call('ZADD', qk, enq, t)
 redis.call('ZADD', p .. 'seen:' .. mode, enq, t)

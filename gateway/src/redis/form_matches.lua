@@ -1,7 +1,12 @@
 -- One atomic match-formation step over one mode's queue (key layout: see redis.rs).
 -- ARGV: prefix, mode, players, min_players, wait_ms, abandon_before_ms, now_ms,
---       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, then per match slot:
---       room_id, r1, r2 (random u32s for the power-of-two-choices draw).
+--       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, kind, then per match
+--       slot: room_id, r1, r2 (random u32s for the power-of-two-choices draw), and with kind
+--       'groups' also: grouping JSON, n, n tickets.
+-- Kind 'fifo' takes the oldest `players` tickets (or fewer once the oldest waited wait_ms).
+-- Kind 'groups' claims the groups the gateway's matcher formed from a snapshot of the queue
+-- (matching.rs): a group forms only if every one of its tickets is still queued, so two
+-- gateways never place one ticket twice; a group that lost a ticket is skipped.
 -- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
 -- there it lives join_window_ms until `room_joined.lua` keeps it. The placed tickets are
 -- published on `ticket_changes` (comma-separated), once per call. Every room enters the index
@@ -19,8 +24,21 @@ local matched_ttl = ARGV[8]
 local room_ttl = ARGV[9]
 local sweep_limit = ARGV[10]
 local join_window = tonumber(ARGV[11])
-local first_slot = 12
-local slots = math.floor((#ARGV - first_slot + 1) / 3)
+local groups = ARGV[12] == 'groups'
+local slot_list = {}
+local i = 13
+while i + 2 <= #ARGV do
+  local slot = { room_id = ARGV[i], r1 = tonumber(ARGV[i + 1]), r2 = tonumber(ARGV[i + 2]) }
+  i = i + 3
+  if groups then
+    slot.grouping = ARGV[i]
+    local n = tonumber(ARGV[i + 1])
+    slot.tickets = {}
+    for k = 1, n do slot.tickets[k] = ARGV[i + 1 + k] end
+    i = i + 2 + n
+  end
+  slot_list[#slot_list + 1] = slot
+end
 
 local qk = p .. 'queue:' .. mode
 local sk = p .. 'seen:' .. mode
@@ -104,67 +122,87 @@ local function collect(take)
   return got
 end
 
+-- Takes exactly `tickets` if every one is still queued (and removes them from the queue);
+-- otherwise changes nothing and returns nil.
+local function claim(tickets)
+  local got = {}
+  for _, t in ipairs(tickets) do
+    local score = redis.call('ZSCORE', qk, t)
+    if not score then return nil end
+    local f = redis.call('HMGET', p .. 'ticket:' .. t, 'player', 'enq', 'room')
+    if not f[1] or f[3] then return nil end
+    got[#got + 1] = { t, f[1], f[2], score }
+  end
+  for _, g in ipairs(got) do redis.call('ZREM', qk, g[1]) end
+  return got
+end
+
 local out = {}
 local left = {}
-local slot = 0
-while slot < slots do
-  local oldest = oldest_ms()
-  if not oldest then break end
-  local count = redis.call('ZCARD', qk)
-  local take
-  if count >= wanted then
-    take = wanted
-  elseif count >= min and now - oldest >= wait_ms then
-    take = count
-  else
-    break
-  end
-  local base = first_slot + slot * 3
-  local chosen = pick(tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]))
-  if not chosen then break end
-  local room_id = ARGV[base]
+
+-- Records room `room_id` on servers[chosen] with the tickets `got`.
+local function place(room_id, chosen, got, grouping)
   local rk = p .. 'room:' .. room_id
-  slot = slot + 1
-  local got = nil
-  if redis.call('EXISTS', rk) == 0 then got = collect(take) end
-  if got then
-    local s = servers[chosen]
-    s.info.load = s.info.load + #got
-    local raw = cjson.encode(s.info)
-    redis.call('SET', p .. 'server:' .. s.id, raw, 'KEEPTTL')
-    out[#out + 1] = room_id
-    out[#out + 1] = s.id
-    out[#out + 1] = tostring(#got)
-    local players = {}
-    for _, g in ipairs(got) do
-      local tk = p .. 'ticket:' .. g[1]
-      redis.call('HSET', tk, 'room', room_id)
-      redis.call('PEXPIRE', tk, matched_ttl)
-      redis.call('ZREM', sk, g[1])
-      local pk = p .. 'player:' .. g[2]
-      if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
-      local prk = p .. 'player_rooms:' .. g[2]
-      redis.call('SADD', prk, room_id)
-      redis.call('PEXPIRE', prk, room_ttl)
-      players[#players + 1] = g[2]
-      out[#out + 1] = g[1]
-      out[#out + 1] = g[2]
-      out[#out + 1] = g[3]
-      left[#left + 1] = g[1]
-    end
-    redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
-      'created_ms', ARGV[7], 'players', table.concat(players, ','),
-      'join_by', string.format('%d', now + join_window), 'joined', '0')
-    if redis.call('SISMEMBER', p .. 'join_reporters', s.id) == 1 then
-      redis.call('PEXPIRE', rk, join_window)
-    else
-      redis.call('PEXPIRE', rk, room_ttl)
-    end
-    redis.call('ZADD', p .. 'rooms', ARGV[7], room_id)
-    local ok = p .. 'server_rooms:' .. s.id
-    redis.call('SADD', ok, room_id)
-    redis.call('PEXPIRE', ok, room_ttl)
+  local s = servers[chosen]
+  s.info.load = s.info.load + #got
+  local raw = cjson.encode(s.info)
+  redis.call('SET', p .. 'server:' .. s.id, raw, 'KEEPTTL')
+  out[#out + 1] = room_id
+  out[#out + 1] = s.id
+  out[#out + 1] = tostring(#got)
+  local players = {}
+  for _, g in ipairs(got) do
+    local tk = p .. 'ticket:' .. g[1]
+    redis.call('HSET', tk, 'room', room_id)
+    redis.call('PEXPIRE', tk, matched_ttl)
+    redis.call('ZREM', sk, g[1])
+    local pk = p .. 'player:' .. g[2]
+    if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
+    local prk = p .. 'player_rooms:' .. g[2]
+    redis.call('SADD', prk, room_id)
+    redis.call('PEXPIRE', prk, room_ttl)
+    players[#players + 1] = g[2]
+    out[#out + 1] = g[1]
+    out[#out + 1] = g[2]
+    out[#out + 1] = g[3]
+    left[#left + 1] = g[1]
   end
+  redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
+    'created_ms', ARGV[7], 'players', table.concat(players, ','),
+    'join_by', string.format('%d', now + join_window), 'joined', '0')
+  if grouping and grouping ~= '' then redis.call('HSET', rk, 'grouping', grouping) end
+  if redis.call('SISMEMBER', p .. 'join_reporters', s.id) == 1 then
+    redis.call('PEXPIRE', rk, join_window)
+  else
+    redis.call('PEXPIRE', rk, room_ttl)
+  end
+  redis.call('ZADD', p .. 'rooms', ARGV[7], room_id)
+  local ok = p .. 'server_rooms:' .. s.id
+  redis.call('SADD', ok, room_id)
+  redis.call('PEXPIRE', ok, room_ttl)
+end
+
+for _, slot in ipairs(slot_list) do
+  local take
+  if not groups then
+    local oldest = oldest_ms()
+    if not oldest then break end
+    local count = redis.call('ZCARD', qk)
+    if count >= wanted then
+      take = wanted
+    elseif count >= min and now - oldest >= wait_ms then
+      take = count
+    else
+      break
+    end
+  end
+  local chosen = pick(slot.r1, slot.r2)
+  if not chosen then break end
+  local got = nil
+  if redis.call('EXISTS', p .. 'room:' .. slot.room_id) == 0 then
+    if groups then got = claim(slot.tickets) else got = collect(take) end
+  end
+  if got then place(slot.room_id, chosen, got, slot.grouping) end
 end
 if #left > 0 then redis.call('PUBLISH', p .. 'ticket_changes', table.concat(left, ',')) end
 table.insert(out, 1, tostring(redis.call('ZCARD', qk)))

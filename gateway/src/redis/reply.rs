@@ -2,6 +2,7 @@
 //! exceed 2^53 arrive as decimal strings.
 
 use tickroom_game::PlayerMetadata;
+use tickroom_protocol::api::Grouping;
 
 use crate::directory::{
     Assignment, DirectoryError, Formation, FormedMatch, MatchedPlayer, RoomRecord, TicketId,
@@ -20,7 +21,8 @@ fn number<T: std::str::FromStr>(field: Option<&String>) -> Result<T, DirectoryEr
 }
 
 /// `{player, mode, enq}` (queued) or
-/// `{player, mode, enq, room_id, server_json, room_mode, metadata_json or ''}` (matched).
+/// `{player, mode, enq, room_id, server_json, room_mode, metadata_json or '', grouping_json or
+/// ''}` (matched).
 pub(super) fn ticket_record(
     ticket_id: TicketId,
     fields: &[String],
@@ -35,6 +37,7 @@ pub(super) fn ticket_record(
             mode: fields[5].clone(),
             server: serde_json::from_str(&fields[4]).map_err(|e| malformed(&e))?,
             metadata,
+            grouping: grouping(fields.get(7))?,
         })
     } else {
         TicketStatus::Queued
@@ -48,7 +51,18 @@ pub(super) fn ticket_record(
     })
 }
 
-/// `{server_id, server_json, epoch, mode, created_ms, players, join_by, joined, ..}`.
+/// A grouping's JSON (`None` when absent or empty: a first-come mode's room).
+fn grouping(field: Option<&String>) -> Result<Option<Box<Grouping>>, DirectoryError> {
+    match field.map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(json) => serde_json::from_str(json)
+            .map(|g| Some(Box::new(g)))
+            .map_err(|e| malformed(&e)),
+    }
+}
+
+/// `{server_id, server_json, epoch, mode, created_ms, players, join_by, joined, alive,
+/// grouping_json}` (the last two only from `room.lua`).
 pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord, DirectoryError> {
     if fields.len() < 8 {
         return Err(malformed(&"room record"));
@@ -67,6 +81,7 @@ pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord,
         epoch: number(fields.get(2))?,
         join_by_ms: number(fields.get(6))?,
         joined: fields[7] == "1",
+        grouping: grouping(fields.get(9))?,
     })
 }
 
@@ -94,6 +109,7 @@ pub(super) fn parse_formation(reply: &[String]) -> Result<Formation, DirectoryEr
             room_id,
             server_id,
             players,
+            grouping: None,
         });
     }
     Ok(formation)

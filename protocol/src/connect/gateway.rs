@@ -98,12 +98,25 @@ impl GatewayClient {
         let body = EnqueueRequest {
             mode: mode.to_owned(),
             metadata: metadata.clone(),
+            properties: PlayerMetadata::default(),
         };
+        self.enqueue(token, &body).await
+    }
+
+    /// `POST /v1/matchmaking` with the whole request: metadata for the join ticket and the
+    /// properties the mode's matchmaking rules read (a rating, a region, a game version,
+    /// `latency.<region>`; the gateway answers 400 for properties the mode does not take).
+    /// Returns the matchmaking ticket id.
+    pub async fn enqueue(
+        &self,
+        token: &str,
+        body: &EnqueueRequest,
+    ) -> Result<String, ConnectError> {
         let req = self
             .http
             .post(format!("{}/v1/matchmaking", self.base))
             .bearer_auth(token)
-            .json(&body);
+            .json(body);
         parse::<EnqueueResponse>(req.send().await)
             .await
             .map(|b| b.ticket_id)
