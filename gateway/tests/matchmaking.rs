@@ -416,3 +416,13 @@ async fn queue_metadata_is_signed_into_the_join_ticket() {
 async fn every_kind_of_bad_metadata_is_refused() {
     scenarios::bad_metadata_is_refused(InMemoryDirectory::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rated_players_are_matched_by_the_rules_and_told_why() {
+    scenarios::rated_players_are_matched_by_the_rules_and_told_why(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test]
+async fn bad_properties_are_refused() {
+    scenarios::bad_properties_are_refused(InMemoryDirectory::new()).await;
+}

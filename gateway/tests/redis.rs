@@ -255,6 +255,122 @@ async fn concurrent_matchers_over_separate_connections_place_each_player_once() 
     assert_eq!(rooms.len() as u64, PLAYERS / 5);
 }
 
+/// The `ranked` mode's rules (rating window, region with fallback, exact version).
+fn ranked_rules() -> tickroom_game::modes::MatchRules {
+    tickroom_game::modes::Modes::embedded()
+        .by_name("ranked")
+        .and_then(|m| m.matchmaking.clone())
+        .expect("the embedded ranked mode has rules")
+}
+
+/// Rated players: ratings spread 1200..1800, two regions, two versions.
+fn rated(p: u64) -> tickroom_game::PlayerMetadata {
+    use tickroom_game::MetaValue::{Int, Str};
+    let region = ["eu", "us"][(p % 2) as usize];
+    let other = ["us", "eu"][(p % 2) as usize];
+    tickroom_game::PlayerMetadata(
+        [
+            ("rating".to_string(), Int(1200 + (p * 37 % 600) as i64)),
+            ("region".to_string(), Str(region.into())),
+            (
+                "version".to_string(),
+                Str(["1.2", "1.3"][(p % 3 == 0) as usize].into()),
+            ),
+            (format!("latency.{other}"), Int(90)),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
+/// Three matchers over separate connections form matches by rules from one queue at once:
+/// each claims its groups atomically, so no player is placed twice, and every match keeps
+/// the rules (one version, one region before the fallback, ratings within the window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_matchers_by_rules_place_each_player_once_within_the_rules() {
+    const PLAYERS: u64 = 600;
+    let redis = RedisServer::start().await;
+    let feeder = redis.patient_directory(PREFIX).await;
+    let big = RoomServerInfo {
+        capacity: 1_000_000,
+        ..server("s1", 0)
+    };
+    feeder.register_server(big, TTL).await.unwrap();
+    let mut properties = HashMap::new();
+    for p in 0..PLAYERS {
+        let entry = QueueEntry {
+            ticket_id: TicketId(u128::from(p) + 1000),
+            player_id: p,
+            mode: "m".into(),
+            enqueued_ms: NOW + p,
+            metadata: Default::default(),
+            properties: rated(p),
+        };
+        properties.insert(p, entry.properties.clone());
+        assert_eq!(feeder.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
+    }
+    let mut matchers = JoinSet::new();
+    for seed in 0..3 {
+        let dir = redis.patient_directory(PREFIX).await;
+        matchers.spawn(async move {
+            let mut mine = Vec::new();
+            // Time passes for the matchers: windows widen and regions fall back.
+            for pass in 0..40u64 {
+                let mut r = request(5, 2, 30_000, NOW + PLAYERS + pass * 1_000);
+                r.seed = seed;
+                r.rules = Some(ranked_rules());
+                mine.extend(dir.form_matches(r).await.unwrap().matches);
+            }
+            mine
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut formed = 0;
+    while let Some(matches) = matchers.join_next().await {
+        for m in matches.unwrap() {
+            formed += 1;
+            let grouping = m.grouping.clone().expect("a match by rules says why");
+            let props: Vec<_> = m
+                .players
+                .iter()
+                .map(|p| &properties[&p.player_id])
+                .collect();
+            let version = props[0].str("version");
+            assert!(props.iter().all(|p| p.str("version") == version), "{m:?}");
+            let ratings: Vec<i64> = props.iter().map(|p| p.int("rating").unwrap()).collect();
+            let window = i64::from(grouping.window.expect("a window"));
+            assert!(
+                ratings.iter().all(|r| (r - ratings[0]).abs() <= window),
+                "{m:?}"
+            );
+            assert_eq!(
+                grouping.spread,
+                Some((ratings.iter().max().unwrap() - ratings.iter().min().unwrap()) as u32)
+            );
+            for p in &m.players {
+                assert!(
+                    seen.insert(p.player_id),
+                    "player {} placed twice",
+                    p.player_id
+                );
+            }
+        }
+    }
+    assert!(formed >= 60, "most of the queue formed: {formed} matches");
+    // What the directory says agrees: every placed ticket reads as matched, with its room's
+    // grouping.
+    let some = seen.iter().next().copied().unwrap();
+    let record = feeder
+        .ticket(TicketId(u128::from(some) + 1000))
+        .await
+        .unwrap()
+        .unwrap();
+    match record.status {
+        TicketStatus::Matched(a) => assert!(a.grouping.is_some()),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_over_one_redis_match_300_players_exactly_once() {
     const PLAYERS: usize = 300;
@@ -485,4 +601,16 @@ async fn bench_formation_throughput_from_10k_queued() {
         (formed * 10) as f64 / form_s,
         QUEUED as f64 / enqueue_s
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rated_players_are_matched_by_the_rules_and_told_why() {
+    let redis = RedisServer::start().await;
+    scenarios::rated_players_are_matched_by_the_rules_and_told_why(directory(&redis).await).await;
+}
+
+#[tokio::test]
+async fn bad_properties_are_refused() {
+    let redis = RedisServer::start().await;
+    scenarios::bad_properties_are_refused(directory(&redis).await).await;
 }

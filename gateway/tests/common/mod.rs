@@ -19,7 +19,8 @@ use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 
-/// Test modes: `trio` only starts full; `flex` starts with 2 of 4 at once; `quad` only full.
+/// Test modes: `trio` only starts full; `flex` starts with 2 of 4 at once; `quad` only full;
+/// `rated` matches 2 by rating (±50 widening by 25 every 5 s), region and version.
 pub const MODES: &str = r#"
 [[mode]]
 name = "trio"
@@ -47,6 +48,19 @@ tick_rate_hz = 30
 players = 4
 min_players = 4
 matchmaking_wait_s = 600
+
+[[mode]]
+name = "rated"
+game = "arena"
+sync = "state"
+tick_rate_hz = 30
+players = 2
+min_players = 2
+matchmaking_wait_s = 600
+[mode.matchmaking]
+rating = "rating"
+region = "region"
+exact = ["version"]
 "#;
 
 /// Longest any test waits for a state before failing.

@@ -8,6 +8,7 @@ use tickroom_game::sdk::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METAD
 use tickroom_game::{MetaValue, PlayerMetadata};
 use tickroom_gateway::http::{PollResponse, RoomResponse};
 use tickroom_gateway::{now_ms, Directory};
+use tickroom_protocol::api::EnqueueRequest;
 use tickroom_protocol::connect::GatewayClient;
 use tickroom_protocol::ErrorCode;
 
@@ -187,4 +188,113 @@ fn metadata(entries: &[(&str, MetaValue)]) -> PlayerMetadata {
             .map(|(key, value)| ((*key).to_owned(), value.clone()))
             .collect(),
     )
+}
+
+/// A rated mode through the HTTP API: players far apart in rating, or of other versions or
+/// regions, are not matched together; close ones are, and each is told why (the window, the
+/// spread, the region).
+pub async fn rated_players_are_matched_by_the_rules_and_told_why(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir, true).await;
+    let client = GatewayClient::new(&t.base);
+    let queue = |tag: &'static str, rating: i64, region: &'static str, version: &'static str| {
+        let t = &t;
+        let client = &client;
+        async move {
+            let (_, token) = t.login(tag).await;
+            let body = EnqueueRequest {
+                mode: "rated".into(),
+                metadata: PlayerMetadata::default(),
+                properties: metadata(&[
+                    ("rating", MetaValue::Int(rating)),
+                    ("region", MetaValue::Str(region.into())),
+                    ("version", MetaValue::Str(version.into())),
+                ]),
+            };
+            let ticket = client.enqueue(&token, &body).await.expect("queue rated");
+            (token, ticket)
+        }
+    };
+    // In queue order: the first three have no partner the rules allow; the last two pair up
+    // with the second and the first.
+    let far = queue("far", 2000, "eu", "1.2").await;
+    let us = queue("us", 1500, "us", "1.2").await;
+    let newer = queue("newer", 1500, "eu", "1.3").await;
+    let ann = queue("ann", 1510, "eu", "1.2").await;
+    let bob = queue("bob", 1540, "eu", "1.2").await;
+    for (token, ticket) in [&ann, &bob] {
+        let PollResponse::Matched(m) = t.poll_until_matched(token, ticket).await else {
+            panic!("not matched");
+        };
+        let grouping = m.grouping.expect("a rated match says why");
+        assert_eq!(grouping.window, Some(50));
+        assert_eq!(grouping.spread, Some(30));
+        assert_eq!(grouping.region.as_deref(), Some("eu"));
+    }
+    for (token, ticket) in [&far, &us, &newer] {
+        let r = t.poll_raw(token, ticket, 0).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let answer: PollResponse = r.json().await.unwrap();
+        assert!(matches!(answer, PollResponse::Queued { .. }), "{answer:?}");
+    }
+}
+
+/// Properties a mode does not take, missing or mistyped ones, and any at all for a mode
+/// without rules: each a 400 `bad_request` naming the property, and nothing queued.
+pub async fn bad_properties_are_refused(dir: Arc<dyn Directory>) {
+    let t = start(config(), dir, false).await;
+    let (_, token) = t.login("careless").await;
+    let cases = [
+        (
+            "rated",
+            json!({"rating": 1, "region": "eu", "version": "1", "map": "dust"}),
+            "`map` is not one",
+        ),
+        (
+            "rated",
+            json!({"rating": 1, "region": "eu"}),
+            "`version` is required",
+        ),
+        (
+            "rated",
+            json!({"rating": "high", "region": "eu", "version": "1"}),
+            "`rating` must be a whole number",
+        ),
+        (
+            "rated",
+            json!({"rating": 1, "region": 7, "version": "1"}),
+            "`region` must be text",
+        ),
+        (
+            "rated",
+            json!({"rating": 1, "region": "eu", "version": "1", "latency.us": "slow"}),
+            "`latency.us` must be a whole number",
+        ),
+        ("trio", json!({"rating": 1}), "`rating` is not one"),
+        (
+            "rated",
+            json!({"rating": 1.5, "region": "eu", "version": "1"}),
+            "a string or a whole number",
+        ),
+        (
+            "rated",
+            json!({"rating": 1, "region": "e".repeat(MAX_METADATA_VALUE_BYTES + 1), "version": "1"}),
+            "too long",
+        ),
+    ];
+    for (mode, properties, needle) in cases {
+        let body = json!({"mode": mode, "properties": properties});
+        let r = t.post_json("/v1/matchmaking", body, Some(&token)).await;
+        let error = expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::BadRequest).await;
+        assert!(
+            error.message.contains(needle),
+            "{properties}: {}",
+            error.message
+        );
+    }
+    // Nothing was queued: the same player queues now.
+    let body =
+        json!({"mode": "rated", "properties": {"rating": 1, "region": "eu", "version": "1"}});
+    let r = t.post_json("/v1/matchmaking", body, Some(&token)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
