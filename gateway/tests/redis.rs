@@ -274,7 +274,7 @@ fn rated(p: u64) -> tickroom_game::PlayerMetadata {
             ("region".to_string(), Str(region.into())),
             (
                 "version".to_string(),
-                Str(["1.2", "1.3"][(p % 3 == 0) as usize].into()),
+                Str(["1.2", "1.3"][usize::from(p.is_multiple_of(3))].into()),
             ),
             (format!("latency.{other}"), Int(90)),
         ]
