@@ -81,6 +81,10 @@ pub struct ModeConfig {
     /// Setting it to `tick_rate_hz` turns the degradation off for the mode.
     #[serde(default)]
     pub min_snapshot_hz: Option<u16>,
+    /// A private room of this mode (`POST /v1/rooms`) keeps its join code this long while
+    /// nobody has joined it (default 600).
+    #[serde(default = "six_hundred")]
+    pub private_room_ttl_s: u32,
     /// How matchmaking groups players (`[mode.matchmaking]`): a rating window that widens
     /// with the wait, a region, properties that must match exactly. Absent: first come,
     /// first served, and tickets carry no properties.

@@ -250,6 +250,55 @@ pub struct MatchRequest {
     pub rules: Option<MatchRules>,
 }
 
+/// A private room to create (`Directory::create_private_room`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateRoomRequest {
+    /// Its mode.
+    pub mode: String,
+    /// Its join code (`private_code`), unique among live codes.
+    pub code: String,
+    /// Seats in it (the mode's `players`): `join_by_code` seats no more.
+    pub seats: usize,
+    /// The caller's clock, unix ms.
+    pub now_ms: u64,
+    /// How long the room and its code live while nobody joined it, in ms (the mode's
+    /// `private_room_ttl_s`); once its server reports a join, as long as any room record.
+    pub ttl_ms: u64,
+    /// Seeds the placement choice.
+    pub seed: u64,
+}
+
+/// The answer of `Directory::join_by_code`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodeJoin {
+    /// The player has a seat in this room.
+    Joined(Box<RoomRecord>),
+    /// Every seat is taken.
+    Full,
+    /// No live room has this code.
+    NotFound,
+}
+
+/// Characters of a private room's join code: Crockford's base32 (no I, L, O or U, so a
+/// code read aloud or typed is not mistaken).
+pub const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters in a join code: 40 random bits.
+pub const CODE_LEN: usize = 8;
+
+/// A fresh random join code.
+pub fn private_code(rng: &mut impl Rng) -> String {
+    (0..CODE_LEN)
+        .map(|_| char::from(CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())]))
+        .collect()
+}
+
+/// A code as a player typed it: upper-cased, `None` unless it has the code's length and
+/// alphabet.
+pub fn normalise_code(text: &str) -> Option<String> {
+    let code = text.trim().to_ascii_uppercase();
+    (code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b))).then_some(code)
+}
+
 /// One player placed by a formation pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatchedPlayer {
@@ -308,6 +357,9 @@ pub struct RoomRecord {
     /// Why its players were grouped (modes with matchmaking rules).
     #[serde(default)]
     pub grouping: Option<Box<Grouping>>,
+    /// A private room's join code.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 /// The result of a finished match, kept for its players to read (`GET /v1/matches/{id}`).
@@ -357,7 +409,7 @@ pub struct RoomStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReassignOutcome {
     /// The room now belongs to the new server under the returned (incremented) epoch.
-    Reassigned(RoomRecord),
+    Reassigned(Box<RoomRecord>),
     /// The room's epoch moved on (someone else reassigned it first); nothing changed.
     StaleEpoch {
         /// The epoch the room is at now.
@@ -593,6 +645,17 @@ pub trait Directory: Send + Sync + 'static {
     /// the room and every ticket's assignment. No player is ever placed twice, whatever the
     /// number of callers.
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError>;
+
+    /// Creates a private room of `request.mode` under `request.code` on a live server (power of
+    /// two choices). `Ok(None)`: the code is taken or no server takes new rooms.
+    async fn create_private_room(
+        &self,
+        request: PrivateRoomRequest,
+    ) -> Result<Option<RoomRecord>, DirectoryError>;
+
+    /// Seats `player_id` in the private room with `code` (up to its `seats`); the same player
+    /// again gets the same answer.
+    async fn join_by_code(&self, code: &str, player_id: u64) -> Result<CodeJoin, DirectoryError>;
 
     /// The record of a room, if it still exists.
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError>;

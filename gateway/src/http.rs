@@ -8,7 +8,9 @@
 //! match result asked for by someone who did not play in it. A placed player who queues again
 //! while they may still join their room is `409` `Conflict` with `Retry-After` (and so is one
 //! in `MAX_OPEN_ROOMS_PER_PLAYER` open rooms); a player already holding
-//! `max_polls_per_player` long polls is `429` `RateLimited`.
+//! `max_polls_per_player` long polls is `429` `RateLimited`. Private rooms (`POST /v1/rooms`)
+//! are joined by code (`POST /v1/rooms/join`): an unknown code is `404`, a full room `409`
+//! `RoomFull`, and too many lookups by one player `429`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -27,20 +29,26 @@ use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::{ErrorCode, SessionClaims, TicketClaims};
 
 pub use tickroom_protocol::api::{
-    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody,
-    MatchResultRecord, MatchedResponse, PollQuery, PollResponse, RoomResponse,
+    CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
+    EnqueueRequest, EnqueueResponse, ErrorBody, JoinByCodeRequest, MatchResultRecord,
+    MatchedResponse, PollQuery, PollResponse, RoomResponse,
 };
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
-    Assignment, CancelOutcome, DirectoryError, EnqueueOutcome, MatchRecord, QueueEntry, TicketId,
-    TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
+    normalise_code, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
+    EnqueueOutcome, MatchRecord, PrivateRoomRequest, QueueEntry, TicketId, TicketRecord,
+    TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway, PLACEMENT_YES_REUSE_MS};
 
 /// `Retry-After` sent with `503 ServerBusy`, in seconds.
 pub const BUSY_RETRY_AFTER_S: u64 = 1;
+/// `Retry-After` sent when a player looked up too many join codes, in seconds.
+pub const CODE_RETRY_AFTER_S: u64 = 10;
+/// Fresh codes tried when creating a private room before giving up.
+const CODE_ATTEMPTS: usize = 3;
 
 /// All `/v1` routes of a gateway. Serve with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so the per-IP rate limit sees peers.
@@ -52,6 +60,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/matchmaking", post(enqueue))
         .route("/v1/matchmaking/{ticket_id}", get(poll).delete(cancel))
+        .route("/v1/rooms", post(create_room))
+        .route("/v1/rooms/join", post(join_by_code))
         .route("/v1/rooms/{room_id}", get(room))
         .route("/v1/matches/{room_id}", get(match_result))
         .route("/v1/{*rest}", any(unknown_route))
@@ -397,6 +407,100 @@ async fn refresh(
         LoginMethod::Refresh,
         Some(claims.login_ms),
     )
+}
+
+/// `POST /v1/rooms`: a private room of a mode, placed at once, and its join code.
+async fn create_room(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateRoomRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreateRoomResponse>), ApiError> {
+    let player_id = gw.player(&headers)?;
+    let Json(body) = body.map_err(|e| ApiError::json(&e))?;
+    let Some(mode) = gw.config.modes.by_name(&body.mode) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnknownMode,
+            "no such game mode",
+        ));
+    };
+    let ttl_ms = u64::from(mode.private_room_ttl_s).saturating_mul(1000);
+    // A code collision (40 random bits) is retried with a fresh code.
+    for _ in 0..CODE_ATTEMPTS {
+        let now = now_ms();
+        let request = PrivateRoomRequest {
+            mode: mode.name.clone(),
+            seats: usize::from(mode.players),
+            code: private_code(&mut rand::rng()),
+            now_ms: now,
+            ttl_ms,
+            seed: rand::random(),
+        };
+        let code = request.code.clone();
+        if let Some(room) = gw.directory.create_private_room(request).await? {
+            tracing::info!(player_id, room_id = room.room_id, mode = %mode.name, "private room created");
+            let answer = CreateRoomResponse {
+                room_id: room.room_id,
+                mode: room.mode,
+                code,
+                expires_ms: now.saturating_add(ttl_ms),
+            };
+            return Ok((StatusCode::CREATED, Json(answer)));
+        }
+        if !gw.can_place().await? {
+            break;
+        }
+    }
+    Err(ApiError {
+        retry_after_s: Some(BUSY_RETRY_AFTER_S),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "no room server can take a new room right now",
+        )
+    })
+}
+
+/// `POST /v1/rooms/join`: a seat in the private room with this code, as a join ticket.
+/// Lookups are rate-limited per player, so codes cannot be enumerated.
+async fn join_by_code(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<JoinByCodeRequest>, JsonRejection>,
+) -> Result<Json<MatchedResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    if gw.code_limiter.check_key(&player_id).is_err() {
+        gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError {
+            retry_after_s: Some(CODE_RETRY_AFTER_S),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many join-code lookups: wait before trying another code",
+            )
+        });
+    }
+    let Json(body) = body.map_err(|e| ApiError::json(&e))?;
+    let not_found = || ApiError::not_found("room with this code");
+    let code = normalise_code(&body.code).ok_or_else(not_found)?;
+    match gw.directory.join_by_code(&code, player_id).await? {
+        CodeJoin::Joined(room) => {
+            let assignment = Assignment {
+                room_id: room.room_id,
+                mode: room.mode,
+                server: room.server,
+                metadata: Default::default(),
+                grouping: None,
+            };
+            gw.matched(player_id, assignment).map(Json)
+        }
+        CodeJoin::Full => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::RoomFull,
+            "every seat of this room is taken",
+        )),
+        CodeJoin::NotFound => Err(not_found()),
+    }
 }
 
 async fn enqueue(

@@ -80,10 +80,11 @@ use tickroom_protocol::KeyRing;
 pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use admin::{AdminTokens, ErrorLog, ServerControl};
 pub use directory::{
-    pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome, Directory,
-    DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchPlayer, MatchRecord,
-    MatchRequest, MatchedPlayer, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
-    RoomStatus, SeatInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
+    pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
+    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchPlayer,
+    MatchRecord, MatchRequest, MatchedPlayer, PrivateRoomRequest, QueueEntry, ReassignOutcome,
+    RoomPage, RoomRecord, RoomServerInfo, RoomStatus, SeatInfo, ServerAbout, TicketChange,
+    TicketId, TicketRecord, TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;
@@ -112,6 +113,10 @@ pub const DEFAULT_RATE_BURST: u32 = 100;
 pub const QUEUE_ABANDON_GRACE: Duration = Duration::from_secs(30);
 /// Default most long polls one player holds open at once on one gateway; more get 429.
 pub const DEFAULT_MAX_POLLS_PER_PLAYER: usize = 4;
+/// Join-code lookups one player may make per minute (`POST /v1/rooms/join`), sustained.
+pub const DEFAULT_CODE_LOOKUPS_PER_MIN: u32 = 20;
+/// Join-code lookups one player may make in a burst.
+pub const DEFAULT_CODE_LOOKUP_BURST: u32 = 5;
 /// How long a "yes, a room server can take a room" answers the polls that end queued, in ms.
 pub const PLACEMENT_YES_REUSE_MS: u64 = 1_000;
 
@@ -143,6 +148,10 @@ pub struct GatewayConfig {
     /// Most long polls one player may hold open at once on this gateway; more get
     /// `429 RateLimited` (default 4; 0 is treated as 1).
     pub max_polls_per_player: usize,
+    /// Join-code lookups per player per minute (default 20) and in a burst (default 5): a
+    /// code has 40 random bits, and this keeps anyone from enumerating them.
+    pub code_lookups_per_min: u32,
+    pub code_lookup_burst: u32,
 }
 
 impl GatewayConfig {
@@ -161,6 +170,8 @@ impl GatewayConfig {
             rate_burst: DEFAULT_RATE_BURST,
             custom_auth_key: None,
             max_polls_per_player: DEFAULT_MAX_POLLS_PER_PLAYER,
+            code_lookups_per_min: DEFAULT_CODE_LOOKUPS_PER_MIN,
+            code_lookup_burst: DEFAULT_CODE_LOOKUP_BURST,
         }
     }
 }
@@ -172,6 +183,8 @@ pub struct Gateway {
     directory: Arc<dyn Directory>,
     metrics: Metrics,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Join-code lookups per player.
+    code_limiter: DefaultKeyedRateLimiter<u64>,
     waiters: TicketWaiters,
     poll_slots: PollSlots,
     /// The last placement check and when it started (shared by polls ending together).
@@ -184,6 +197,11 @@ impl Gateway {
         let rate = NonZeroU32::new(config.rate_per_ip_per_s.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.rate_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
+        let lookups =
+            NonZeroU32::new(config.code_lookups_per_min.max(1)).unwrap_or(NonZeroU32::MIN);
+        let lookup_burst =
+            NonZeroU32::new(config.code_lookup_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let code_limiter = RateLimiter::keyed(Quota::per_minute(lookups).allow_burst(lookup_burst));
         let metrics = Metrics::new(config.modes.iter().map(|m| m.name.as_str()));
         let poll_slots = PollSlots::new(config.max_polls_per_player);
         Arc::new(Gateway {
@@ -191,6 +209,7 @@ impl Gateway {
             directory,
             metrics,
             limiter,
+            code_limiter,
             waiters: TicketWaiters::new(),
             poll_slots,
             placement: tokio::sync::Mutex::new(None),

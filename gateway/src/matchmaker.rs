@@ -35,6 +35,8 @@ pub async fn run_matchmaker(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool
                     last_limiter_sweep_ms = now;
                     gw.limiter.retain_recent();
                     gw.limiter.shrink_to_fit();
+                    gw.code_limiter.retain_recent();
+                    gw.code_limiter.shrink_to_fit();
                 }
             }
             changed = shutdown.changed() => {

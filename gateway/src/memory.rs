@@ -15,12 +15,12 @@ use tickroom_game::PlayerMetadata;
 use tickroom_protocol::api::Grouping;
 
 use crate::directory::{
-    pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, Directory,
-    DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchRecord, MatchRequest,
-    MatchedPlayer, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, ServerAbout,
-    TicketChange, TicketId, TicketRecord, TicketStatus, COMMAND_TTL, MAX_MATCH_RESULT_TTL,
-    MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE,
-    PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
+    pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
+    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchRecord,
+    MatchRequest, MatchedPlayer, PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage,
+    RoomRecord, RoomServerInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
+    COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS,
+    MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
 
@@ -65,6 +65,8 @@ struct State {
     player_rooms: HashMap<u64, Vec<u64>>,
     /// Room servers that report joins (`room_joined`).
     join_reporters: HashSet<String>,
+    /// Private rooms by join code, with their seats (codes of rooms that are gone are swept).
+    codes: HashMap<String, (u64, usize)>,
     last_sweep_ms: u64,
     /// Match results by room id, with their expiry.
     results: HashMap<u64, (MatchRecord, Instant)>,
@@ -472,6 +474,7 @@ impl State {
             join_by_ms: request.now_ms.saturating_add(request.join_window_ms),
             joined: false,
             grouping: grouping.clone().map(Box::new),
+            code: None,
         };
         let reports_joins = self.join_reporters.contains(&server.server_id);
         self.rooms.insert(room_id, Room::new(record, reports_joins));
@@ -646,6 +649,80 @@ impl State {
             !placed.is_empty()
         });
         self.servers.retain(|_, (_, expires)| *expires > now);
+        self.codes.retain(|_, (id, _)| rooms.contains_key(id));
+    }
+
+    fn create_private_room(
+        &mut self,
+        request: &PrivateRoomRequest,
+        now: Instant,
+    ) -> Option<RoomRecord> {
+        if let Some((id, _)) = self.codes.get(&request.code) {
+            if self.rooms.contains_key(id) {
+                return None;
+            }
+        }
+        let mut live: Vec<RoomServerInfo> = self
+            .servers
+            .values()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(info, _)| info.clone())
+            .collect();
+        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        let mut rng = StdRng::seed_from_u64(request.seed);
+        let server = live.swap_remove(pick_server(&live, &mut rng)?);
+        if self.rooms.len() >= MAX_ROOMS {
+            return None;
+        }
+        let mut room_id = random_room_id(&mut rng);
+        while self.rooms.contains_key(&room_id) {
+            room_id = random_room_id(&mut rng);
+        }
+        let record = RoomRecord {
+            room_id,
+            mode: request.mode.clone(),
+            server,
+            players: Vec::new(),
+            created_ms: request.now_ms,
+            epoch: PLACEMENT_EPOCH,
+            join_by_ms: request.now_ms.saturating_add(request.ttl_ms),
+            joined: false,
+            grouping: None,
+            code: Some(request.code.clone()),
+        };
+        let reports_joins = self.join_reporters.contains(&record.server.server_id);
+        self.rooms
+            .insert(room_id, Room::new(record.clone(), reports_joins));
+        self.codes
+            .insert(request.code.clone(), (room_id, request.seats));
+        Some(record)
+    }
+
+    fn join_by_code(&mut self, code: &str, player_id: u64) -> CodeJoin {
+        let Some(&(room_id, seats)) = self.codes.get(code) else {
+            return CodeJoin::NotFound;
+        };
+        // A code dies with its room, and with the room's join window while nobody joined it.
+        let Some(room) = self
+            .rooms
+            .get_mut(&room_id)
+            .filter(|r| r.record.joined || crate::now_ms() <= r.record.join_by_ms)
+        else {
+            self.codes.remove(code);
+            return CodeJoin::NotFound;
+        };
+        let players = &mut room.record.players;
+        if !players.contains(&player_id) {
+            if players.len() >= seats {
+                return CodeJoin::Full;
+            }
+            players.push(player_id);
+            self.player_rooms
+                .entry(player_id)
+                .or_default()
+                .push(room_id);
+        }
+        CodeJoin::Joined(Box::new(room.record.clone()))
     }
 }
 
@@ -714,6 +791,20 @@ impl Directory for InMemoryDirectory {
 
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {
         Ok(self.form_matches_now(&request))
+    }
+
+    async fn create_private_room(
+        &self,
+        request: PrivateRoomRequest,
+    ) -> Result<Option<RoomRecord>, DirectoryError> {
+        Ok(self
+            .state
+            .lock()
+            .create_private_room(&request, Instant::now()))
+    }
+
+    async fn join_by_code(&self, code: &str, player_id: u64) -> Result<CodeJoin, DirectoryError> {
+        Ok(self.state.lock().join_by_code(code, player_id))
     }
 
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {
@@ -785,7 +876,7 @@ impl Directory for InMemoryDirectory {
         };
         room.server = server;
         room.epoch += 1;
-        Ok(ReassignOutcome::Reassigned(room.clone()))
+        Ok(ReassignOutcome::Reassigned(Box::new(room.clone())))
     }
 
     async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError> {

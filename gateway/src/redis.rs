@@ -44,11 +44,12 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::directory::{
-    random_room_id, AdminCommand, AdminReply, CancelOutcome, Directory, DirectoryError,
-    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, QueueEntry, ReassignOutcome,
-    RoomPage, RoomRecord, RoomServerInfo, RoomStatus, ServerAbout, TicketChange, TicketId,
-    TicketRecord, COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
-    MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, TICKET_CHANGES_QUEUE_LEN,
+    random_room_id, AdminCommand, AdminReply, CancelOutcome, CodeJoin, Directory, DirectoryError,
+    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, PrivateRoomRequest,
+    QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, RoomStatus, ServerAbout,
+    TicketChange, TicketId, TicketRecord, COMMAND_TTL, MAX_MATCH_RESULT_TTL,
+    MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE,
+    TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
@@ -142,6 +143,7 @@ impl Drop for RedisDirectory {
 struct Scripts {
     form_matches: Script,
     queue_snapshot: Script,
+    join_by_code: Script,
     enqueue: Script,
     ticket: Script,
     cancel: Script,
@@ -160,6 +162,7 @@ impl Scripts {
         Scripts {
             form_matches: Script::new(include_str!("redis/form_matches.lua")),
             queue_snapshot: Script::new(include_str!("redis/queue_snapshot.lua")),
+            join_by_code: Script::new(include_str!("redis/join_by_code.lua")),
             enqueue: Script::new(include_str!("redis/enqueue.lua")),
             ticket: Script::new(include_str!("redis/ticket.lua")),
             cancel: Script::new(include_str!("redis/cancel.lua")),
@@ -541,6 +544,61 @@ impl Directory for RedisDirectory {
         Ok(self.room_status(room_id).await?.map(|s| s.record))
     }
 
+    async fn create_private_room(
+        &self,
+        request: PrivateRoomRequest,
+    ) -> Result<Option<RoomRecord>, DirectoryError> {
+        // The formation script's placement, with one empty room and its code (kind `private`);
+        // the room's life while nobody joins is the join window.
+        let formation_request = MatchRequest {
+            mode: request.mode.clone(),
+            players: 1,
+            min_players: 1,
+            wait_ms: u64::MAX,
+            abandon_after_ms: u64::MAX / 2,
+            now_ms: request.now_ms,
+            max_matches: 1,
+            join_window_ms: request.ttl_ms,
+            seed: request.seed,
+            rules: None,
+        };
+        let mut rng = StdRng::seed_from_u64(request.seed);
+        let mut args = Self::formation_args(&formation_request, "private");
+        args.push(random_room_id(&mut rand::rng()).to_string());
+        args.push(rng.random::<u32>().to_string());
+        args.push(rng.random::<u32>().to_string());
+        args.push(request.code);
+        args.push(request.seats.to_string());
+        let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
+        let Some(formed) = parse_formation(&reply)?.matches.pop() else {
+            return Ok(None);
+        };
+        self.room(formed.room_id).await
+    }
+
+    async fn join_by_code(&self, code: &str, player_id: u64) -> Result<CodeJoin, DirectoryError> {
+        let args = [
+            code.to_owned(),
+            player_id.to_string(),
+            ROOM_RECORD_MAX_AGE_MS.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.join_by_code, &args).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                let room_id = reply
+                    .get(1)
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| malformed(&"join_by_code reply"))?;
+                let mut record = room_record(room_id, &reply[2..])?;
+                record.code = Some(code.to_owned());
+                Ok(CodeJoin::Joined(Box::new(record)))
+            }
+            Some("full") => Ok(CodeJoin::Full),
+            Some("not_found") => Ok(CodeJoin::NotFound),
+            _ => Err(malformed(&"join_by_code reply")),
+        }
+    }
+
     async fn close_room_at(&self, room_id: u64, epoch: u64) -> Result<bool, DirectoryError> {
         let args = [room_id.to_string(), epoch.to_string()];
         let closed: i64 = self.run(&self.scripts.close_room, &args).await?;
@@ -577,10 +635,10 @@ impl Directory for RedisDirectory {
         ];
         let reply: Vec<String> = self.run(&self.scripts.reassign_room, &args).await?;
         match reply.first().map(String::as_str) {
-            Some("ok") => Ok(ReassignOutcome::Reassigned(room_record(
+            Some("ok") => Ok(ReassignOutcome::Reassigned(Box::new(room_record(
                 room_id,
                 &reply[1..],
-            )?)),
+            )?))),
             Some("stale") => {
                 let current = reply.get(1).and_then(|e| e.parse().ok());
                 let current = current.ok_or_else(|| malformed(&"reassign reply"))?;

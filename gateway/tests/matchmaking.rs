@@ -12,9 +12,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
-    now_ms, CancelOutcome, Directory, DirectoryError, EnqueueOutcome, Formation, InMemoryDirectory,
-    MatchRecord, MatchRequest, QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, TicketId,
-    TicketRecord,
+    now_ms, CancelOutcome, CodeJoin, Directory, DirectoryError, EnqueueOutcome, Formation,
+    InMemoryDirectory, MatchRecord, MatchRequest, PrivateRoomRequest, QueueEntry, ReassignOutcome,
+    RoomRecord, RoomServerInfo, TicketId, TicketRecord,
 };
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::ErrorCode;
@@ -356,6 +356,15 @@ impl Directory for DownDirectory {
     async fn form_matches(&self, _: MatchRequest) -> Result<Formation, DirectoryError> {
         Err(down())
     }
+    async fn create_private_room(
+        &self,
+        _: PrivateRoomRequest,
+    ) -> Result<Option<RoomRecord>, DirectoryError> {
+        Err(down())
+    }
+    async fn join_by_code(&self, _: &str, _: u64) -> Result<CodeJoin, DirectoryError> {
+        Err(down())
+    }
     async fn room(&self, _: u64) -> Result<Option<RoomRecord>, DirectoryError> {
         Err(down())
     }
@@ -425,4 +434,9 @@ async fn rated_players_are_matched_by_the_rules_and_told_why() {
 #[tokio::test]
 async fn bad_properties_are_refused() {
     scenarios::bad_properties_are_refused(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_are_joined_by_code() {
+    scenarios::private_rooms_are_joined_by_code(InMemoryDirectory::new()).await;
 }

@@ -614,3 +614,9 @@ async fn bad_properties_are_refused() {
     let redis = RedisServer::start().await;
     scenarios::bad_properties_are_refused(directory(&redis).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_are_joined_by_code() {
+    let redis = RedisServer::start().await;
+    scenarios::private_rooms_are_joined_by_code(directory(&redis).await).await;
+}

@@ -32,6 +32,34 @@ pub struct EnqueueRequest {
     pub properties: PlayerMetadata,
 }
 
+/// `POST /v1/rooms` body: a private room of this mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRoomRequest {
+    /// The room's mode.
+    pub mode: String,
+}
+
+/// `POST /v1/rooms` answer (status 201): the room and the code friends join it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRoomResponse {
+    /// The room.
+    pub room_id: u64,
+    /// Its mode.
+    pub mode: String,
+    /// The join code (8 characters of Crockford base32; case does not matter): `POST
+    /// /v1/rooms/join` with it, creator included.
+    pub code: String,
+    /// The code dies at this time, unix ms, if nobody has joined the room by then.
+    pub expires_ms: u64,
+}
+
+/// `POST /v1/rooms/join` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinByCodeRequest {
+    /// A private room's join code.
+    pub code: String,
+}
+
 /// Why matchmaking grouped these players (modes with matchmaking rules).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grouping {

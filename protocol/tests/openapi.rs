@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tickroom_protocol::api::{
-    CancelResponse, CustomLogin, DeviceLogin, EnqueueRequest, EnqueueResponse, ErrorBody, Grouping,
-    LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
+    CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
+    EnqueueRequest, EnqueueResponse, ErrorBody, Grouping, JoinByCodeRequest, LoginResponse,
+    MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
 };
 use tickroom_protocol::{ErrorCode, PlayerMetadata};
 
@@ -102,6 +103,14 @@ fn schemas() -> Value {
             "discriminator": { "propertyName": "status" },
         },
         "MatchedResponse": matched_schema(&schema(&matched())),
+        "CreateRoomRequest": schema(&CreateRoomRequest { mode: "duel".into() }),
+        "CreateRoomResponse": schema(&CreateRoomResponse {
+            room_id: 77,
+            mode: "duel".into(),
+            code: "7KQ2M9XD".into(),
+            expires_ms: 1_700_000_600_000,
+        }),
+        "JoinByCodeRequest": schema(&JoinByCodeRequest { code: "7KQ2M9XD".into() }),
         "CancelResponse": schema(&CancelResponse { ticket_id: "t".into(), status: "cancelled".into() }),
         "RoomResponse": schema(&RoomResponse {
             room_id: 77,
@@ -183,6 +192,18 @@ fn document() -> Value {
                     "responses": { "200": answer("cancelled", "CancelResponse"), "401": error("no valid session"), "404": error("no such ticket"), "409": error("already matched"), "429": limited, "503": unavailable },
                 },
             },
+            "/v1/rooms": { "post": {
+                "summary": "Create a private room of a mode; friends (and its creator) join it with the code",
+                "security": bearer,
+                "requestBody": body("CreateRoomRequest"),
+                "responses": { "201": answer("the room and its join code", "CreateRoomResponse"), "400": error("unknown mode or bad body"), "401": error("no valid session"), "413": too_large, "429": limited, "503": error("no room server can take a new room now (`server_busy`, with `Retry-After`), or the directory is unavailable") },
+            } },
+            "/v1/rooms/join": { "post": {
+                "summary": "A seat in the private room with this code, as a join ticket (no matchmaking)",
+                "security": bearer,
+                "requestBody": body("JoinByCodeRequest"),
+                "responses": { "200": answer("where to play, with a join ticket", "MatchedResponse"), "400": error("bad body"), "401": error("no valid session"), "404": error("no live room has this code (unknown, malformed, or unused past the mode's private_room_ttl_s)"), "409": error("every seat is taken (`room_full`)"), "413": too_large, "429": error("too many code lookups by this player (`rate_limited`, with `Retry-After`), or the per-IP limit"), "503": unavailable },
+            } },
             "/v1/rooms/{room_id}": { "get": {
                 "summary": "Where a room is now and whether its server lives (a player whose server died queues again)",
                 "security": bearer,

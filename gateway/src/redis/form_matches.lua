@@ -2,11 +2,13 @@
 -- ARGV: prefix, mode, players, min_players, wait_ms, abandon_before_ms, now_ms,
 --       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, kind, then per match
 --       slot: room_id, r1, r2 (random u32s for the power-of-two-choices draw), and with kind
---       'groups' also: grouping JSON, n, n tickets.
+--       'groups' also: grouping JSON, n, n tickets; with kind 'private': code, seats.
 -- Kind 'fifo' takes the oldest `players` tickets (or fewer once the oldest waited wait_ms).
 -- Kind 'groups' claims the groups the gateway's matcher formed from a snapshot of the queue
 -- (matching.rs): a group forms only if every one of its tickets is still queued, so two
 -- gateways never place one ticket twice; a group that lost a ticket is skipped.
+-- Kind 'private' places an empty private room under its join code (`code:<code>`, living
+-- join_window_ms like the room until a join is reported), unless the code is taken.
 -- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
 -- there it lives join_window_ms until `room_joined.lua` keeps it. The placed tickets are
 -- published on `ticket_changes` (comma-separated), once per call. Every room enters the index
@@ -25,6 +27,7 @@ local room_ttl = ARGV[9]
 local sweep_limit = ARGV[10]
 local join_window = tonumber(ARGV[11])
 local groups = ARGV[12] == 'groups'
+local private = ARGV[12] == 'private'
 local slot_list = {}
 local i = 13
 while i + 2 <= #ARGV do
@@ -36,6 +39,10 @@ while i + 2 <= #ARGV do
     slot.tickets = {}
     for k = 1, n do slot.tickets[k] = ARGV[i + 1 + k] end
     i = i + 2 + n
+  elseif private then
+    slot.code = ARGV[i]
+    slot.seats = ARGV[i + 1]
+    i = i + 2
   end
   slot_list[#slot_list + 1] = slot
 end
@@ -184,7 +191,7 @@ end
 
 for _, slot in ipairs(slot_list) do
   local take
-  if not groups then
+  if not groups and not private then
     local oldest = oldest_ms()
     if not oldest then break end
     local count = redis.call('ZCARD', qk)
@@ -199,10 +206,22 @@ for _, slot in ipairs(slot_list) do
   local chosen = pick(slot.r1, slot.r2)
   if not chosen then break end
   local got = nil
-  if redis.call('EXISTS', p .. 'room:' .. slot.room_id) == 0 then
-    if groups then got = claim(slot.tickets) else got = collect(take) end
+  local rk = p .. 'room:' .. slot.room_id
+  if redis.call('EXISTS', rk) == 0 then
+    if groups then
+      got = claim(slot.tickets)
+    elseif private then
+      if redis.call('SET', p .. 'code:' .. slot.code, slot.room_id, 'NX', 'PX', join_window) then
+        got = {}
+      end
+    else
+      got = collect(take)
+    end
   end
-  if got then place(slot.room_id, chosen, got, slot.grouping) end
+  if got then
+    place(slot.room_id, chosen, got, slot.grouping)
+    if private then redis.call('HSET', rk, 'code', slot.code, 'seats', slot.seats) end
+  end
 end
 if #left > 0 then redis.call('PUBLISH', p .. 'ticket_changes', table.concat(left, ',')) end
 table.insert(out, 1, tostring(redis.call('ZCARD', qk)))

@@ -82,6 +82,7 @@ pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord,
         join_by_ms: number(fields.get(6))?,
         joined: fields[7] == "1",
         grouping: grouping(fields.get(9))?,
+        code: fields.get(10).filter(|c| !c.is_empty()).cloned(),
     })
 }
 

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tickroom_game::sdk::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES};
 use tickroom_game::{MetaValue, PlayerMetadata};
-use tickroom_gateway::http::{PollResponse, RoomResponse};
+use tickroom_gateway::http::{CreateRoomResponse, MatchedResponse, PollResponse, RoomResponse};
 use tickroom_gateway::{now_ms, Directory};
 use tickroom_protocol::api::EnqueueRequest;
 use tickroom_protocol::connect::GatewayClient;
@@ -297,4 +297,82 @@ pub async fn bad_properties_are_refused(dir: Arc<dyn Directory>) {
         json!({"mode": "rated", "properties": {"rating": 1, "region": "eu", "version": "1"}});
     let r = t.post_json("/v1/matchmaking", body, Some(&token)).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+/// A private room through the HTTP API: created with a code, joined by the creator and two
+/// friends (the code typed in lower case works), then full; unknown and malformed codes are
+/// 404, a code nobody used dies after the mode's `private_room_ttl_s`, and a player who
+/// tries codes one after another is stopped with 429.
+pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir.clone(), false).await;
+    let (_, host) = t.login("host").await;
+    let r = t
+        .post_json("/v1/rooms", json!({"mode": "trio"}), Some(&host))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: CreateRoomResponse = r.json().await.unwrap();
+    assert_eq!(created.code.len(), 8);
+    assert!(created.expires_ms > now_ms());
+    let join = |token: String, code: String| {
+        let t = &t;
+        async move {
+            t.post_json("/v1/rooms/join", json!({ "code": code }), Some(&token))
+                .await
+        }
+    };
+    let mut seated = Vec::new();
+    for (tag, code) in [
+        ("host", created.code.clone()),
+        ("ann", created.code.to_lowercase()),
+        ("bob", created.code.clone()),
+        ("ann", created.code.clone()),
+    ] {
+        let (player_id, token) = t.login(tag).await;
+        let r = join(token, code).await;
+        assert_eq!(r.status(), StatusCode::OK, "{tag}");
+        let m: MatchedResponse = r.json().await.unwrap();
+        assert_eq!((m.room_id, m.mode.as_str()), (created.room_id, "trio"));
+        let verified = keys().verify_ticket(&m.join_ticket, now_ms(), 0).unwrap();
+        assert_eq!(verified.claims().player_id, player_id);
+        seated.push(player_id);
+    }
+    assert_eq!(seated[1], seated[3], "ann again: the same seat");
+    let (_, cy) = t.login("cy").await;
+    let r = join(cy.clone(), created.code.clone()).await;
+    expect_error(r, StatusCode::CONFLICT, ErrorCode::RoomFull).await;
+    let room = dir.room(created.room_id).await.unwrap().unwrap();
+    assert_eq!(room.players.len(), 3);
+    assert_eq!(room.code.as_deref(), Some(created.code.as_str()));
+
+    for bad in ["ZZZZZZZZ", "short", "I0I0I0I0", "00000000"] {
+        let r = join(cy.clone(), bad.into()).await;
+        expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    }
+    // cy has used its burst of lookups (5): the next is refused before the directory is asked.
+    let r = join(cy.clone(), created.code.clone()).await;
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited).await;
+
+    // A room nobody joins: its code dies with its join window (the `brief` mode: 1 s).
+    let r = t
+        .post_json("/v1/rooms", json!({"mode": "brief"}), Some(&host))
+        .await;
+    let brief: CreateRoomResponse = r.json().await.unwrap();
+    let (_, late) = t.login("late").await;
+    let deadline = std::time::Instant::now() + super::TEST_DEADLINE;
+    loop {
+        let r = join(late.clone(), brief.code.clone()).await;
+        if r.status() == StatusCode::NOT_FOUND {
+            assert!(now_ms() >= brief.expires_ms, "not before its time");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the code never died");
+        // The first lookup seated `late`; later ones answer the same until the code dies.
+        assert_eq!(r.status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let r = t
+        .post_json("/v1/rooms", json!({"mode": "chess"}), Some(&host))
+        .await;
+    expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::UnknownMode).await;
 }
