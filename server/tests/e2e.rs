@@ -215,6 +215,51 @@ async fn login_queue_join_and_play_state_sync_over_both_transports() {
     }
 }
 
+/// A private duel through the real binary: the host creates it, host and friend join by code
+/// (no matchmaking), connect over both transports and the room starts with both; a third
+/// player finds it full, and a made-up code finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_room_is_joined_by_code_and_plays() {
+    let server = Server::start().await;
+    let gw = GatewayClient::new(&server.http());
+    let mut tokens = Vec::new();
+    for tag in ["host", "friend", "third"] {
+        let login = gw
+            .login_device(&tickroom_testkit::device_id(&format!("private-{tag}")))
+            .await
+            .unwrap();
+        tokens.push(login.session_token);
+    }
+    let room = gw.create_room(&tokens[0], "duel").await.unwrap();
+    let host = gw.join_by_code(&tokens[0], &room.code).await.unwrap();
+    let friend = gw
+        .join_by_code(&tokens[1], &room.code.to_lowercase())
+        .await
+        .unwrap();
+    assert_eq!((host.room_id, friend.room_id), (room.room_id, room.room_id));
+    match gw.join_by_code(&tokens[2], &room.code).await {
+        Err(connect::ConnectError::Gateway {
+            status: 409, code, ..
+        }) => {
+            assert_eq!(code, ErrorCode::RoomFull)
+        }
+        other => panic!("a third player in a duel: {other:?}"),
+    }
+    match gw.join_by_code(&tokens[2], "ZZZZZZZZ").await {
+        Err(connect::ConnectError::Gateway { status: 404, .. }) => {}
+        other => panic!("a made-up code: {other:?}"),
+    }
+    let (mut a, mut b) = join_pair(&[host, friend]).await;
+    for s in [&mut a, &mut b] {
+        next(s, "started", |e| {
+            matches!(e, SessionEvent::Started { players: 2, .. }).then_some(())
+        })
+        .await;
+    }
+    a.handle.leave().await;
+    b.handle.leave().await;
+}
+
 /// Lockstep through the whole flow: eight players (both transports) get identical frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_queue_join_and_play_lockstep() {

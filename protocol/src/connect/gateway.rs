@@ -1,5 +1,5 @@
 //! The gateway's HTTP client (`/v1` routes): login, matchmaking with the long poll, refresh,
-//! room status and match results.
+//! private rooms by code, room status and match results.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +9,10 @@ use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
 
 /// Longest a single matchmaking poll is held (the gateway caps it at 20 s too).
 const LONG_POLL: Duration = Duration::from_secs(20);
-use crate::api::{EnqueueRequest, EnqueueResponse, ErrorBody, MatchResultRecord};
+use crate::api::{
+    CreateRoomRequest, CreateRoomResponse, EnqueueRequest, EnqueueResponse, ErrorBody,
+    JoinByCodeRequest, MatchResultRecord,
+};
 use crate::{ErrorCode, PlayerMetadata, Secret};
 
 /// Where a room lives and how to get in: the gateway's match result (the shared API type).
@@ -220,6 +223,32 @@ impl GatewayClient {
             Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `POST /v1/rooms`: a private room of `mode`, and the code everyone (its creator too)
+    /// joins it with (`join_by_code`).
+    pub async fn create_room(
+        &self,
+        token: &str,
+        mode: &str,
+    ) -> Result<CreateRoomResponse, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/rooms", self.base))
+            .bearer_auth(token)
+            .json(&CreateRoomRequest { mode: mode.into() });
+        parse(req.send().await).await
+    }
+
+    /// `POST /v1/rooms/join`: a seat in the private room with `code`, as a match result to
+    /// open the room's transport with. An unknown code is a 404 gateway error, a full room 409.
+    pub async fn join_by_code(&self, token: &str, code: &str) -> Result<MatchResult, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/rooms/join", self.base))
+            .bearer_auth(token)
+            .json(&JoinByCodeRequest { code: code.into() });
+        parse(req.send().await).await
     }
 
     /// The gateway's base URL.
