@@ -43,6 +43,7 @@ fn queued_directory() -> Arc<InMemoryDirectory> {
             enqueued_ms: NOW_MS - 1_000,
             metadata: Default::default(),
             properties: Default::default(),
+            party: None,
         };
         dir.enqueue_now(entry).expect("enqueue");
     }
@@ -61,6 +62,7 @@ fn request() -> MatchRequest {
         join_window_ms: JOIN_WINDOW_MS,
         seed: 7,
         rules: None,
+        teams: 1,
     }
 }
 

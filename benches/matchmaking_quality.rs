@@ -180,6 +180,7 @@ fn queue_entry(players: &[Player], index: usize) -> QueueEntry {
         enqueued_ms: BASE_MS + p.arrival_ms,
         metadata: PlayerMetadata::default(),
         properties: p.properties.clone(),
+        party: None,
     }
 }
 
@@ -188,6 +189,7 @@ fn shape(mode: &ModeConfig) -> Shape {
         players: usize::from(mode.players),
         min_players: usize::from(mode.min_players),
         wait_ms: u64::from(mode.matchmaking_wait_s) * 1000,
+        teams: usize::from(mode.teams),
     }
 }
 
@@ -204,6 +206,7 @@ fn request(mode: &ModeConfig, rules: &MatchRules, now_ms: u64) -> MatchRequest {
         join_window_ms: JOIN_WINDOW_MS,
         seed: now_ms,
         rules: Some(rules.clone()),
+        teams: shape.teams,
     }
 }
 
@@ -424,6 +427,8 @@ fn report(
                 enqueued_ms: BASE_MS + players[i].arrival_ms,
                 tie: players[i].ticket.0,
                 properties: &players[i].properties,
+                party: None,
+                player_id: i as u64 + 1,
             })
             .collect();
         let group = Group {
@@ -678,6 +683,8 @@ fn steady_state_pass(
             enqueued_ms: BASE_MS + players[i].arrival_ms,
             tie: players[i].ticket.0,
             properties: &players[i].properties,
+            party: None,
+            player_id: i as u64 + 1,
         })
         .collect();
     let formed = matching::form(&candidates, rules, shape(mode), now_ms, usize::MAX);
@@ -722,6 +729,8 @@ fn steady_state_pass(
             enqueued_ms: BASE_MS + p.arrival_ms,
             tie: p.ticket.0,
             properties: &p.properties,
+            party: None,
+            player_id: 0,
         })
         .collect();
     let backlog_now_ms = BASE_MS + backlog.last().map_or(0, |c| c.enqueued_ms - BASE_MS);

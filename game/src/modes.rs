@@ -81,6 +81,10 @@ pub struct ModeConfig {
     /// Setting it to `tick_rate_hz` turns the degradation off for the mode.
     #[serde(default)]
     pub min_snapshot_hz: Option<u16>,
+    /// Teams a match is split into (default 1: none); `players` must divide evenly. A party
+    /// always lands on one team, and the match result says who is on which.
+    #[serde(default = "one")]
+    pub teams: u8,
     /// A private room of this mode (`POST /v1/rooms`) keeps its join code this long while
     /// nobody has joined it (default 600).
     #[serde(default = "six_hundred")]
@@ -134,6 +138,22 @@ pub struct MatchRules {
     /// String properties (a game version) that must be equal across a match.
     #[serde(default)]
     pub exact: Vec<String>,
+}
+
+/// No rules: first come, first served (how modes without `[mode.matchmaking]` match).
+impl Default for MatchRules {
+    fn default() -> Self {
+        MatchRules {
+            rating: None,
+            window: fifty(),
+            widen_by: twenty_five(),
+            widen_every_s: five(),
+            max_window: four_hundred(),
+            region: None,
+            region_fallback_s: 10,
+            exact: Vec::new(),
+        }
+    }
 }
 
 impl MatchRules {
@@ -285,6 +305,9 @@ impl Modes {
             }
             if m.players == 0 || m.players > 64 {
                 return Err(invalid("players must be 1..=64"));
+            }
+            if m.teams == 0 || m.players % m.teams != 0 {
+                return Err(invalid("teams must be at least 1 and divide players"));
             }
             if m.min_players == 0 || m.min_players > m.players {
                 return Err(invalid("min_players must be 1..=players"));

@@ -137,6 +137,9 @@ pub struct QueueEntry {
     /// What the mode's matchmaking rules read (checked against them by the gateway).
     #[serde(default)]
     pub properties: PlayerMetadata,
+    /// The party queued with this ticket: its members are matched as one unit.
+    #[serde(default)]
+    pub party: Option<TicketId>,
 }
 
 /// Where a matched ticket's player must go.
@@ -248,6 +251,43 @@ pub struct MatchRequest {
     pub seed: u64,
     /// The mode's matchmaking rules; `None`: first come, first served.
     pub rules: Option<MatchRules>,
+    /// Teams a match is split into (the mode's `teams`; 1: none).
+    pub teams: usize,
+}
+
+/// Most players in one party.
+pub const MAX_PARTY_MEMBERS: usize = 16;
+/// A party lives this long after its last change (creation, a join, a leave, queueing).
+pub const PARTY_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// A party: players who queue together and always land in the same room (and team).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyRecord {
+    /// The party's id.
+    pub party_id: TicketId,
+    /// The code others join it with (a private room's alphabet and length).
+    pub code: String,
+    /// Who created it: only the leader queues the party; the leader leaving ends it.
+    pub leader: u64,
+    /// Everyone in it, the leader first.
+    pub members: Vec<u64>,
+    /// The members' tickets while the party is queued or matched: (player, ticket).
+    #[serde(default)]
+    pub tickets: Vec<(u64, TicketId)>,
+}
+
+/// The answer of `Directory::create_party` and `Directory::join_party`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartyAnswer {
+    /// The player is in this party.
+    In(Box<PartyRecord>),
+    /// The player is already in another party (its id).
+    InAnother(TicketId),
+    /// The party has `MAX_PARTY_MEMBERS`, or is queued (no joins until it is matched or
+    /// cancelled).
+    Closed,
+    /// No party has this code (or the code is taken, when creating).
+    NotFound,
 }
 
 /// A private room to create (`Directory::create_private_room`).
@@ -633,7 +673,8 @@ pub trait Directory: Send + Sync + 'static {
         Duration::from_millis(TICKET_POLL_INTERVAL_MS)
     }
 
-    /// Removes a queued ticket owned by `player_id`.
+    /// Removes a queued ticket owned by `player_id`; a party ticket takes every ticket of its
+    /// party with it.
     async fn cancel_ticket(
         &self,
         ticket_id: TicketId,
@@ -645,6 +686,31 @@ pub trait Directory: Send + Sync + 'static {
     /// the room and every ticket's assignment. No player is ever placed twice, whatever the
     /// number of callers.
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError>;
+
+    /// Creates `party` (its leader as its only member) unless the leader is in a party or the
+    /// code is taken (`NotFound`).
+    async fn create_party(&self, party: PartyRecord) -> Result<PartyAnswer, DirectoryError>;
+
+    /// Adds `player_id` to the party with `code` (the same player again: the same answer).
+    async fn join_party(&self, code: &str, player_id: u64) -> Result<PartyAnswer, DirectoryError>;
+
+    /// The party, if it exists.
+    async fn party(&self, party_id: TicketId) -> Result<Option<PartyRecord>, DirectoryError>;
+
+    /// `player_id` leaves the party; the leader leaving ends it. A queued party's tickets are
+    /// cancelled. Returns whether the player was in it.
+    async fn leave_party(&self, party_id: TicketId, player_id: u64)
+        -> Result<bool, DirectoryError>;
+
+    /// Queues every member of the leader's party at once (`entries`: one per member, in
+    /// member order, each naming the party): all or none. The first refusal of any member is
+    /// the answer; `Ok(None)` when the party changed (not `leader`'s, or other members).
+    async fn enqueue_party(
+        &self,
+        party_id: TicketId,
+        leader: u64,
+        entries: Vec<QueueEntry>,
+    ) -> Result<Option<EnqueueOutcome>, DirectoryError>;
 
     /// Creates a private room of `request.mode` under `request.code` on a live server (power of
     /// two choices). `Ok(None)`: the code is taken or no server takes new rooms.

@@ -30,15 +30,16 @@ use tickroom_protocol::{ErrorCode, SessionClaims, TicketClaims};
 
 pub use tickroom_protocol::api::{
     CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
-    EnqueueRequest, EnqueueResponse, ErrorBody, JoinByCodeRequest, MatchResultRecord,
-    MatchedResponse, PollQuery, PollResponse, RoomResponse,
+    EnqueueRequest, EnqueueResponse, ErrorBody, JoinByCodeRequest, JoinPartyRequest,
+    MatchResultRecord, MatchedResponse, PartyResponse, PartyTicket, PollQuery, PollResponse,
+    RoomResponse,
 };
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
     normalise_code, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
-    EnqueueOutcome, MatchRecord, PrivateRoomRequest, QueueEntry, TicketId, TicketRecord,
-    TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
+    EnqueueOutcome, MatchRecord, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
+    TicketId, TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway, PLACEMENT_YES_REUSE_MS};
@@ -60,6 +61,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/matchmaking", post(enqueue))
         .route("/v1/matchmaking/{ticket_id}", get(poll).delete(cancel))
+        .route("/v1/parties", post(create_party))
+        .route("/v1/parties/join", post(join_party))
+        .route("/v1/parties/{party_id}", get(get_party).delete(leave_party))
         .route("/v1/rooms", post(create_room))
         .route("/v1/rooms/join", post(join_by_code))
         .route("/v1/rooms/{room_id}", get(room))
@@ -187,6 +191,22 @@ async fn unknown_route() -> ApiError {
 }
 
 impl Gateway {
+    /// Counts one join-code lookup (room or party) of `player_id`: `429` past its budget.
+    fn check_code_lookup(&self, player_id: u64) -> Result<(), ApiError> {
+        if self.code_limiter.check_key(&player_id).is_ok() {
+            return Ok(());
+        }
+        self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        Err(ApiError {
+            retry_after_s: Some(CODE_RETRY_AFTER_S),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many join-code lookups: wait before trying another code",
+            )
+        })
+    }
+
     fn skew_ms(&self) -> u64 {
         millis(self.config.clock_skew)
     }
@@ -266,7 +286,7 @@ impl Gateway {
             join_ticket,
             join_secret,
             expires_ms,
-            grouping: a.grouping.map(|g| *g),
+            grouping: a.grouping,
         })
     }
 
@@ -409,6 +429,134 @@ async fn refresh(
     )
 }
 
+fn party_response(party: PartyRecord) -> PartyResponse {
+    PartyResponse {
+        party_id: party.party_id.to_string(),
+        code: party.code,
+        leader: party.leader,
+        members: party.members,
+        tickets: party
+            .tickets
+            .into_iter()
+            .map(|(player_id, ticket)| PartyTicket {
+                player_id,
+                ticket_id: ticket.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// A party answer as HTTP: the party, or why not.
+fn party_answer(
+    answer: PartyAnswer,
+    status: StatusCode,
+) -> Result<(StatusCode, Json<PartyResponse>), ApiError> {
+    match answer {
+        PartyAnswer::In(party) => Ok((status, Json(party_response(*party)))),
+        PartyAnswer::InAnother(other) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("player is already in party {other}: leave it first"),
+        )),
+        PartyAnswer::Closed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "the party is queued, or has {} members already",
+                crate::directory::MAX_PARTY_MEMBERS
+            ),
+        )),
+        PartyAnswer::NotFound => Err(ApiError::not_found("party with this code")),
+    }
+}
+
+/// `POST /v1/parties`: a party led by the caller, and the code others join it with.
+async fn create_party(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<PartyResponse>), ApiError> {
+    let player_id = gw.player(&headers)?;
+    for _ in 0..CODE_ATTEMPTS {
+        let party = PartyRecord {
+            party_id: TicketId::random(),
+            code: private_code(&mut rand::rng()),
+            leader: player_id,
+            members: vec![player_id],
+            tickets: Vec::new(),
+        };
+        match gw.directory.create_party(party).await? {
+            // A taken code (40 random bits) is retried with a fresh one.
+            PartyAnswer::NotFound => continue,
+            other => return party_answer(other, StatusCode::CREATED),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerBusy,
+        "no free party code was found; try again",
+    ))
+}
+
+/// `POST /v1/parties/join`: joins the party with the code (rate-limited like room codes).
+async fn join_party(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<JoinPartyRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<PartyResponse>), ApiError> {
+    let player_id = gw.player(&headers)?;
+    gw.check_code_lookup(player_id)?;
+    let Json(body) = body.map_err(|e| ApiError::json(&e))?;
+    let code =
+        normalise_code(&body.code).ok_or_else(|| ApiError::not_found("party with this code"))?;
+    let answer = gw.directory.join_party(&code, player_id).await?;
+    party_answer(answer, StatusCode::OK)
+}
+
+/// The party `party_id` names, if the caller is in it (404 otherwise).
+async fn member_party(
+    gw: &Gateway,
+    party_id: &str,
+    player_id: u64,
+) -> Result<PartyRecord, ApiError> {
+    let not_found = || ApiError::not_found("party");
+    let id: TicketId = party_id.parse().map_err(|_| not_found())?;
+    gw.directory
+        .party(id)
+        .await?
+        .filter(|p| p.members.contains(&player_id))
+        .ok_or_else(not_found)
+}
+
+/// `GET /v1/parties/{party_id}`: the party, to its members; with each member's ticket while
+/// it is queued or matched.
+async fn get_party(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(party_id): Path<String>,
+) -> Result<Json<PartyResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    Ok(Json(party_response(
+        member_party(&gw, &party_id, player_id).await?,
+    )))
+}
+
+/// `DELETE /v1/parties/{party_id}`: the caller leaves (the leader leaving ends the party); a
+/// queued party's tickets are cancelled.
+async fn leave_party(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(party_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let party = member_party(&gw, &party_id, player_id).await?;
+    if !gw.directory.leave_party(party.party_id, player_id).await? {
+        return Err(ApiError::not_found("party"));
+    }
+    Ok(Json(
+        serde_json::json!({ "party_id": party_id, "status": "left" }),
+    ))
+}
+
 /// `POST /v1/rooms`: a private room of a mode, placed at once, and its join code.
 async fn create_room(
     State(gw): State<Arc<Gateway>>,
@@ -469,17 +617,7 @@ async fn join_by_code(
     body: Result<Json<JoinByCodeRequest>, JsonRejection>,
 ) -> Result<Json<MatchedResponse>, ApiError> {
     let player_id = gw.player(&headers)?;
-    if gw.code_limiter.check_key(&player_id).is_err() {
-        gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError {
-            retry_after_s: Some(CODE_RETRY_AFTER_S),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                "too many join-code lookups: wait before trying another code",
-            )
-        });
-    }
+    gw.check_code_lookup(player_id)?;
     let Json(body) = body.map_err(|e| ApiError::json(&e))?;
     let not_found = || ApiError::not_found("room with this code");
     let code = normalise_code(&body.code).ok_or_else(not_found)?;
@@ -501,6 +639,72 @@ async fn join_by_code(
         )),
         CodeJoin::NotFound => Err(not_found()),
     }
+}
+
+/// Queues the leader's whole party: one ticket per member with the leader's properties (the
+/// leader's own carries its metadata), all or none.
+async fn enqueue_party(
+    gw: &Gateway,
+    mode: &tickroom_game::modes::ModeConfig,
+    party_id: &str,
+    leader_entry: QueueEntry,
+) -> Result<EnqueueOutcome, ApiError> {
+    let party = member_party(gw, party_id, leader_entry.player_id).await?;
+    if party.leader != leader_entry.player_id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "only the party's leader queues it",
+        ));
+    }
+    let room = usize::from(mode.players);
+    let team = room / usize::from(mode.teams.max(1));
+    if party.members.len() > team {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!(
+                "a party of {} does not fit mode {}: {} players a room, {} a team",
+                party.members.len(),
+                mode.name,
+                room,
+                team
+            ),
+        ));
+    }
+    let leader_ticket = leader_entry.ticket_id;
+    let entries: Vec<QueueEntry> = party
+        .members
+        .iter()
+        .map(|&member| {
+            let mine = member == leader_entry.player_id;
+            QueueEntry {
+                ticket_id: if mine {
+                    leader_ticket
+                } else {
+                    TicketId::random()
+                },
+                player_id: member,
+                metadata: if mine {
+                    leader_entry.metadata.clone()
+                } else {
+                    Default::default()
+                },
+                party: Some(party.party_id),
+                ..leader_entry.clone()
+            }
+        })
+        .collect();
+    gw.directory
+        .enqueue_party(party.party_id, party.leader, entries)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "the party changed while it was being queued: queue it again",
+            )
+        })
 }
 
 async fn enqueue(
@@ -529,17 +733,23 @@ async fn enqueue(
         },
     )?;
     let ticket_id = TicketId::random();
+    let enqueued_ms = now_ms();
     // The body's metadata was checked while parsing (`PlayerMetadata::check`); it is the
     // client's own claim (display name, loadout) and is signed into the ticket as such.
     let entry = QueueEntry {
         ticket_id,
         player_id,
         mode: mode.name.clone(),
-        enqueued_ms: now_ms(),
+        enqueued_ms,
         metadata: body.metadata,
         properties: body.properties,
+        party: None,
     };
-    match gw.directory.enqueue(entry).await? {
+    let outcome = match &body.party_id {
+        None => gw.directory.enqueue(entry).await?,
+        Some(party_id) => enqueue_party(&gw, mode, party_id, entry).await?,
+    };
+    match outcome {
         EnqueueOutcome::Queued => {
             gw.metrics.tickets.fetch_add(1, Ordering::Relaxed);
             // What the wait will be, for whoever reads the log on a first run.

@@ -28,8 +28,13 @@ pub struct Candidate<'a> {
     pub enqueued_ms: u64,
     /// A stable tie-breaker (the ticket id).
     pub tie: u128,
-    /// The ticket's properties.
+    /// The ticket's properties (a party's tickets all carry its leader's).
     pub properties: &'a PlayerMetadata,
+    /// The party the ticket was queued with: a party is matched as one unit, whole or not at
+    /// all, and on one team.
+    pub party: Option<u128>,
+    /// The ticket's player (for the teams of the grouping).
+    pub player_id: u64,
 }
 
 /// How big a match is.
@@ -41,6 +46,8 @@ pub struct Shape {
     pub min_players: usize,
     /// See `min_players`, in ms.
     pub wait_ms: u64,
+    /// Teams a match is split into (1: none); a party stays on one team.
+    pub teams: usize,
 }
 
 /// A match the rules allow: who, and why they were grouped.
@@ -50,6 +57,14 @@ pub struct Group {
     pub members: Vec<usize>,
     /// Why: the anchor's rating window and the region the match plays in.
     pub grouping: Grouping,
+}
+
+impl Group {
+    /// What its players are told about why they were grouped: nothing in a first-come mode
+    /// without teams.
+    pub fn told(&self) -> Option<Grouping> {
+        (self.grouping != Grouping::default()).then(|| self.grouping.clone())
+    }
 }
 
 /// Why a ticket's properties do not fit its mode (the gateway answers 400 with it).
@@ -145,7 +160,20 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// Forms at most `max_matches` matches from `candidates` under `rules` at `now_ms`.
+/// First-fit of `size` into the team with the most room; `false` when no team has room.
+fn seat(teams: &mut [usize], cap: usize, size: usize) -> Option<usize> {
+    let (team, used) = teams
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, used)| (**used, *i))?;
+    (used + size <= cap).then(|| {
+        teams[team] += size;
+        team
+    })
+}
+
+/// Forms at most `max_matches` matches from `candidates` under `rules` at `now_ms`. With no
+/// rating rule this is first come, first served (units in queue order).
 pub fn form(
     candidates: &[Candidate<'_>],
     rules: &MatchRules,
@@ -154,33 +182,58 @@ pub fn form(
     max_matches: usize,
 ) -> Vec<Group> {
     let wanted = shape.players.max(1);
-    let prepared: Vec<Prepared<'_>> = candidates
+    let team_count = shape.teams.clamp(1, wanted);
+    let team_cap = wanted / team_count;
+    // Units: a solo ticket, or every ticket of one party (in candidate order).
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    let mut party_unit: HashMap<u128, usize> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        match c.party {
+            Some(p) => match party_unit.get(&p) {
+                Some(&u) => units[u].push(i),
+                None => {
+                    party_unit.insert(p, units.len());
+                    units.push(vec![i]);
+                }
+            },
+            None => units.push(vec![i]),
+        }
+    }
+    let prepared: Vec<Prepared<'_>> = units
         .iter()
-        .map(|c| Prepared::new(c, rules, now_ms))
+        .map(|u| Prepared::new(&candidates[u[0]], rules, now_ms))
         .collect();
+    let key = |u: usize| {
+        let c = &candidates[units[u][0]];
+        (c.enqueued_ms, c.tie)
+    };
     let fallback_ms = u64::from(rules.region_fallback_s) * 1000;
-    // Buckets of candidates with equal exact properties and region, sorted by rating.
+    // Buckets of units with equal exact properties and region, by rating then age.
     let mut buckets: HashMap<(&[&str], &str), Vec<usize>> = HashMap::new();
-    for (i, p) in prepared.iter().enumerate() {
+    for (u, p) in prepared.iter().enumerate() {
         buckets
             .entry((p.exact.as_slice(), p.region))
             .or_default()
-            .push(i);
+            .push(u);
     }
     for bucket in buckets.values_mut() {
-        bucket.sort_by_key(|&i| prepared[i].rating);
+        bucket.sort_by_key(|&u| (prepared[u].rating, key(u)));
     }
-    let mut by_age: Vec<usize> = (0..candidates.len()).collect();
-    by_age.sort_by_key(|&i| (candidates[i].enqueued_ms, candidates[i].tie));
+    // Without a rating every unit of a bucket is as good as another: the oldest first, from
+    // a cursor past the taken ones, so a pass stays linear in the queue.
+    let mut cursors: HashMap<(&[&str], &str), usize> = HashMap::new();
+    let mut by_age: Vec<usize> = (0..units.len()).collect();
+    by_age.sort_by_key(|&u| key(u));
 
-    let mut taken = vec![false; candidates.len()];
+    let mut taken = vec![false; units.len()];
     let mut groups = Vec::new();
     let mut picks: Vec<(u64, u64, u128, usize)> = Vec::new();
     for &anchor in &by_age {
         if groups.len() >= max_matches {
             break;
         }
-        if taken[anchor] {
+        let size = units[anchor].len();
+        if taken[anchor] || size > team_cap {
             continue;
         }
         let a = &prepared[anchor];
@@ -193,7 +246,8 @@ pub fn form(
             (i64::MIN, i64::MAX)
         };
         picks.clear();
-        for (&(exact, region), bucket) in &buckets {
+        for (&bucket_key, bucket) in &buckets {
+            let (exact, region) = bucket_key;
             if exact != a.exact.as_slice() {
                 continue;
             }
@@ -201,13 +255,22 @@ pub fn form(
             if !home && (rules.region.is_none() || a.waited_ms < fallback_ms) {
                 continue;
             }
-            let start = bucket.partition_point(|&i| prepared[i].rating < low);
-            for &i in bucket[start..]
+            let start = if rules.rating.is_some() {
+                bucket.partition_point(|&u| prepared[u].rating < low)
+            } else {
+                let cursor = cursors.entry(bucket_key).or_insert(0);
+                while bucket.get(*cursor).is_some_and(|&u| taken[u]) {
+                    *cursor += 1;
+                }
+                *cursor
+            };
+            let mut seats = 0;
+            for &u in bucket[start..]
                 .iter()
-                .take_while(|&&i| prepared[i].rating <= high)
+                .take_while(|&&u| prepared[u].rating <= high)
             {
-                let c = &prepared[i];
-                if taken[i] || i == anchor {
+                let c = &prepared[u];
+                if taken[u] || u == anchor {
                     continue;
                 }
                 if !home && (c.waited_ms < fallback_ms || c.fallback != Some(a.region)) {
@@ -217,22 +280,55 @@ pub fn form(
                 if rules.rating.is_some() && distance > u64::from(c.window) {
                     continue;
                 }
-                picks.push((distance, candidates[i].enqueued_ms, candidates[i].tie, i));
+                let (enqueued_ms, tie) = key(u);
+                picks.push((distance, enqueued_ms, tie, u));
+                seats += units[u].len();
+                // Without a rating the oldest are the best: enough to fill every team twice
+                // over is enough to look at.
+                if rules.rating.is_none() && seats >= 2 * wanted {
+                    break;
+                }
             }
         }
-        let enough = picks.len() + 1 >= wanted
-            || (a.waited_ms >= shape.wait_ms && picks.len() + 1 >= shape.min_players.max(1));
+        picks.sort_unstable();
+        // Fill the teams: the anchor first, then the best picks that fit a team.
+        let mut teams = vec![0usize; team_count];
+        let mut chosen = vec![(anchor, seat(&mut teams, team_cap, size).unwrap_or(0))];
+        let mut total = size;
+        for &(_, _, _, u) in picks.iter() {
+            if total == wanted {
+                break;
+            }
+            let len = units[u].len();
+            if total + len > wanted {
+                continue;
+            }
+            if let Some(team) = seat(&mut teams, team_cap, len) {
+                chosen.push((u, team));
+                total += len;
+            }
+        }
+        let enough =
+            total == wanted || (a.waited_ms >= shape.wait_ms && total >= shape.min_players.max(1));
         if !enough {
             continue;
         }
-        picks.sort_unstable();
-        let mut members = vec![anchor];
-        members.extend(picks.iter().take(wanted - 1).map(|p| p.3));
-        for &m in &members {
-            taken[m] = true;
+        for &(u, _) in &chosen {
+            taken[u] = true;
         }
-        let ratings = members.iter().map(|&m| prepared[m].rating);
+        let members: Vec<usize> = chosen
+            .iter()
+            .flat_map(|(u, _)| units[*u].iter().copied())
+            .collect();
+        let ratings = chosen.iter().map(|(u, _)| prepared[*u].rating);
         let spread = ratings.clone().max().unwrap_or(0) - ratings.min().unwrap_or(0);
+        let teams = (team_count > 1).then(|| {
+            let mut teams = vec![Vec::new(); team_count];
+            for &(u, team) in &chosen {
+                teams[team].extend(units[u].iter().map(|&m| candidates[m].player_id));
+            }
+            teams
+        });
         groups.push(Group {
             grouping: Grouping {
                 window: rules.rating.is_some().then_some(a.window),
@@ -241,6 +337,7 @@ pub fn form(
                     .is_some()
                     .then(|| u32::try_from(spread).unwrap_or(u32::MAX)),
                 region: rules.region.is_some().then(|| a.region.to_string()),
+                teams,
             },
             members,
         });
@@ -273,6 +370,32 @@ pub fn keeps_rules(
         && (group.members.len() < shape.min_players || a.waited_ms < shape.wait_ms)
     {
         return Err("a short match before its anchor waited".into());
+    }
+    // A party is whole, and on one team.
+    for &m in &group.members {
+        let Some(party) = candidates[m].party else {
+            continue;
+        };
+        let all = candidates.iter().filter(|c| c.party == Some(party)).count();
+        let here = group
+            .members
+            .iter()
+            .filter(|&&o| candidates[o].party == Some(party))
+            .count();
+        if here != all {
+            return Err(format!("party {party:x} split: {here} of {all}"));
+        }
+        if let Some(teams) = &group.grouping.teams {
+            let on = |p: u64| teams.iter().position(|t| t.contains(&p));
+            let team = on(candidates[m].player_id);
+            if candidates
+                .iter()
+                .filter(|c| c.party == Some(party))
+                .any(|c| on(c.player_id) != team)
+            {
+                return Err(format!("party {party:x} on two teams"));
+            }
+        }
     }
     let fallback_ms = u64::from(rules.region_fallback_s) * 1000;
     for (c, &m) in prepared.iter().zip(&group.members) {

@@ -67,6 +67,7 @@ impl Gateway {
                 join_window_ms: millis(self.join_window(mode)),
                 seed: rand::random(),
                 rules: mode.matchmaking.clone(),
+                teams: usize::from(mode.teams),
             };
             match self.directory.form_matches(request).await {
                 Ok(formation) => {

@@ -17,12 +17,14 @@ use tickroom_protocol::api::Grouping;
 use crate::directory::{
     pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
     Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchRecord,
-    MatchRequest, MatchedPlayer, PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage,
-    RoomRecord, RoomServerInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
-    COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS,
-    MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
+    MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
+    ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, ServerAbout, TicketChange, TicketId,
+    TicketRecord, TicketStatus, COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
+    MAX_PARTY_MEMBERS, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL,
+    PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
+use crate::millis;
 
 /// Most tickets (queued or recently matched) held at once.
 pub const MAX_TICKETS: usize = 1_000_000;
@@ -65,6 +67,10 @@ struct State {
     player_rooms: HashMap<u64, Vec<u64>>,
     /// Room servers that report joins (`room_joined`).
     join_reporters: HashSet<String>,
+    /// Parties by id, with their expiry (unix ms), and their codes and members.
+    parties: HashMap<TicketId, (PartyRecord, u64)>,
+    party_codes: HashMap<String, TicketId>,
+    player_party: HashMap<u64, TicketId>,
     /// Private rooms by join code, with their seats (codes of rooms that are gone are swept).
     codes: HashMap<String, (u64, usize)>,
     last_sweep_ms: u64,
@@ -122,6 +128,7 @@ struct Ticket {
     last_seen_ms: u64,
     metadata: PlayerMetadata,
     properties: PlayerMetadata,
+    party: Option<TicketId>,
     state: TicketState,
 }
 
@@ -248,6 +255,7 @@ impl State {
                 last_seen_ms: entry.enqueued_ms,
                 metadata: entry.metadata,
                 properties: entry.properties,
+                party: entry.party,
                 state: TicketState::Queued,
             },
         );
@@ -289,15 +297,41 @@ impl State {
         refusal
     }
 
-    fn cancel(&mut self, ticket_id: TicketId, player_id: u64) -> CancelOutcome {
+    /// Cancels `player_id`'s queued ticket, and with a party ticket every queued ticket of
+    /// its party; returns the tickets that left the queue.
+    fn cancel(&mut self, ticket_id: TicketId, player_id: u64) -> (CancelOutcome, Vec<TicketId>) {
         let Some(ticket) = self.tickets.get(&ticket_id) else {
-            return CancelOutcome::NotFound;
+            return (CancelOutcome::NotFound, Vec::new());
         };
         if ticket.player_id != player_id {
-            return CancelOutcome::NotFound;
+            return (CancelOutcome::NotFound, Vec::new());
         }
         if let TicketState::Matched { .. } = ticket.state {
-            return CancelOutcome::AlreadyMatched;
+            return (CancelOutcome::AlreadyMatched, Vec::new());
+        }
+        let mut ids = vec![ticket_id];
+        if let Some(party) = ticket.party.and_then(|id| self.parties.get(&id)) {
+            ids.extend(
+                party
+                    .0
+                    .tickets
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .filter(|t| *t != ticket_id),
+            );
+        }
+        let left: Vec<TicketId> = ids.into_iter().filter(|id| self.drop_queued(*id)).collect();
+        (CancelOutcome::Cancelled, left)
+    }
+
+    /// Removes a ticket that is still queued; whether it was.
+    fn drop_queued(&mut self, ticket_id: TicketId) -> bool {
+        if !self
+            .tickets
+            .get(&ticket_id)
+            .is_some_and(|t| matches!(t.state, TicketState::Queued))
+        {
+            return false;
         }
         if let Some(ticket) = self.tickets.remove(&ticket_id) {
             self.queued_players.remove(&ticket.player_id);
@@ -305,7 +339,150 @@ impl State {
                 *n = n.saturating_sub(1);
             }
         }
-        CancelOutcome::Cancelled
+        true
+    }
+
+    /// The party `id` while it lives.
+    fn live_party(&mut self, id: TicketId, now_ms: u64) -> Option<&mut PartyRecord> {
+        if self
+            .parties
+            .get(&id)
+            .is_some_and(|(_, expires)| *expires < now_ms)
+        {
+            self.end_party(id);
+        }
+        self.parties.get_mut(&id).map(|(p, _)| p)
+    }
+
+    fn end_party(&mut self, id: TicketId) {
+        if let Some((party, _)) = self.parties.remove(&id) {
+            self.party_codes.remove(&party.code);
+            for m in &party.members {
+                if self.player_party.get(m) == Some(&id) {
+                    self.player_party.remove(m);
+                }
+            }
+        }
+    }
+
+    /// Whether the party has a ticket still queued.
+    fn party_queued(&self, party: &PartyRecord) -> bool {
+        party.tickets.iter().any(|(_, t)| {
+            self.tickets
+                .get(t)
+                .is_some_and(|t| matches!(t.state, TicketState::Queued))
+        })
+    }
+
+    fn create_party(&mut self, party: PartyRecord, now_ms: u64) -> PartyAnswer {
+        if let Some(&other) = self.player_party.get(&party.leader) {
+            if self.live_party(other, now_ms).is_some() {
+                return PartyAnswer::InAnother(other);
+            }
+        }
+        if let Some(&other) = self.party_codes.get(&party.code) {
+            if self.live_party(other, now_ms).is_some()
+                || self.parties.contains_key(&party.party_id)
+            {
+                return PartyAnswer::NotFound;
+            }
+        }
+        self.player_party.insert(party.leader, party.party_id);
+        self.party_codes.insert(party.code.clone(), party.party_id);
+        let expires = now_ms.saturating_add(millis(PARTY_TTL));
+        self.parties
+            .insert(party.party_id, (party.clone(), expires));
+        PartyAnswer::In(Box::new(party))
+    }
+
+    fn join_party(&mut self, code: &str, player_id: u64, now_ms: u64) -> PartyAnswer {
+        let Some(&id) = self.party_codes.get(code) else {
+            return PartyAnswer::NotFound;
+        };
+        if let Some(&other) = self.player_party.get(&player_id) {
+            if other != id && self.live_party(other, now_ms).is_some() {
+                return PartyAnswer::InAnother(other);
+            }
+        }
+        let Some(party) = self.live_party(id, now_ms).cloned() else {
+            return PartyAnswer::NotFound;
+        };
+        if party.members.contains(&player_id) {
+            return PartyAnswer::In(Box::new(party));
+        }
+        if party.members.len() >= MAX_PARTY_MEMBERS || self.party_queued(&party) {
+            return PartyAnswer::Closed;
+        }
+        self.player_party.insert(player_id, id);
+        let Some((party, expires)) = self.parties.get_mut(&id) else {
+            return PartyAnswer::NotFound;
+        };
+        party.members.push(player_id);
+        party.tickets.clear();
+        *expires = now_ms.saturating_add(millis(PARTY_TTL));
+        PartyAnswer::In(Box::new(party.clone()))
+    }
+
+    /// `player_id` leaves; returns whether it was in the party, and the tickets cancelled.
+    fn leave_party(&mut self, id: TicketId, player_id: u64, now_ms: u64) -> (bool, Vec<TicketId>) {
+        let Some(party) = self.live_party(id, now_ms).cloned() else {
+            return (false, Vec::new());
+        };
+        if !party.members.contains(&player_id) {
+            return (false, Vec::new());
+        }
+        let left: Vec<TicketId> = party
+            .tickets
+            .iter()
+            .map(|(_, t)| *t)
+            .filter(|t| self.drop_queued(*t))
+            .collect();
+        if party.leader == player_id {
+            self.end_party(id);
+        } else if let Some((p, expires)) = self.parties.get_mut(&id) {
+            p.members.retain(|m| *m != player_id);
+            p.tickets.clear();
+            *expires = now_ms.saturating_add(millis(PARTY_TTL));
+            self.player_party.remove(&player_id);
+        }
+        (true, left)
+    }
+
+    fn enqueue_party(
+        &mut self,
+        id: TicketId,
+        leader: u64,
+        entries: Vec<QueueEntry>,
+        now_ms: u64,
+    ) -> Result<Option<EnqueueOutcome>, DirectoryError> {
+        let Some(party) = self.live_party(id, now_ms).cloned() else {
+            return Ok(None);
+        };
+        let players: Vec<u64> = entries.iter().map(|e| e.player_id).collect();
+        if party.leader != leader || party.members != players {
+            return Ok(None);
+        }
+        for e in &entries {
+            if let Some(existing) = self.queued_players.get(&e.player_id) {
+                return Ok(Some(EnqueueOutcome::AlreadyQueued(*existing)));
+            }
+            if let Some(refusal) = self.open_rooms_refusal(e.player_id, e.enqueued_ms) {
+                return Ok(Some(refusal));
+            }
+        }
+        if self.tickets.len() + entries.len() > MAX_TICKETS {
+            return Err(DirectoryError::Full("matchmaking tickets"));
+        }
+        let tickets: Vec<(u64, TicketId)> =
+            entries.iter().map(|e| (e.player_id, e.ticket_id)).collect();
+        for entry in entries {
+            self.enqueue(entry)?;
+        }
+        if let Some((p, expires)) = self.parties.get_mut(&id) {
+            p.tickets = tickets;
+            *expires = now_ms.saturating_add(millis(PARTY_TTL));
+        }
+        Ok(Some(EnqueueOutcome::Queued))
     }
 
     fn form(&mut self, request: &MatchRequest, now: Instant) -> Formation {
@@ -325,43 +502,15 @@ impl State {
             rng: StdRng::seed_from_u64(request.seed),
             formation: Formation::default(),
         };
-        match &request.rules {
-            None => self.form_in_order(&mut place),
-            Some(rules) => self.form_by_rules(&mut place, rules),
-        }
+        let rules = request.rules.clone().unwrap_or_default();
+        self.form_by_rules(&mut place, &rules);
         let mut formation = place.formation;
         formation.still_queued = self.queued.get(&request.mode).copied().unwrap_or(0);
         formation
     }
 
-    /// First come, first served: the oldest `players` tickets, or fewer once the oldest
-    /// waited `wait_ms`.
-    fn form_in_order(&mut self, place: &mut Placement<'_>) {
-        let request = place.request;
-        let wanted = request.players.max(1);
-        let min = request.min_players.clamp(1, wanted);
-        while place.formation.matches.len() < request.max_matches {
-            let count = self.queued.get(&request.mode).copied().unwrap_or(0);
-            let Some(oldest_ms) = self.front_enqueued_ms(&request.mode) else {
-                break;
-            };
-            let waited_ms = request.now_ms.saturating_sub(oldest_ms);
-            let take = if count >= wanted {
-                wanted
-            } else if count >= min && waited_ms >= request.wait_ms {
-                count
-            } else {
-                break;
-            };
-            let Some((server_index, room_id)) = self.room_slot(place) else {
-                break;
-            };
-            let players = self.pop(&request.mode, take, room_id, request.now_ms);
-            self.place(place, server_index, room_id, players, None);
-        }
-    }
-
-    /// By the mode's rules (`matching::form`) over every live ticket of the mode's queue.
+    /// By the mode's rules (`matching::form`; none: first come, first served) over every live
+    /// ticket of the mode's queue.
     fn form_by_rules(&mut self, place: &mut Placement<'_>, rules: &MatchRules) {
         let request = place.request;
         self.front_enqueued_ms(&request.mode);
@@ -388,6 +537,8 @@ impl State {
                         enqueued_ms: t.enqueued_ms,
                         tie: id.0,
                         properties: &t.properties,
+                        party: t.party.map(|p| p.0),
+                        player_id: t.player_id,
                     })
                 })
                 .collect();
@@ -395,6 +546,7 @@ impl State {
                 players: request.players.max(1),
                 min_players: request.min_players.clamp(1, request.players.max(1)),
                 wait_ms: request.wait_ms,
+                teams: request.teams,
             };
             matching::form(
                 &candidates,
@@ -410,7 +562,7 @@ impl State {
             };
             let members: Vec<TicketId> = group.members.iter().map(|&m| ids[m]).collect();
             let players = self.take(&request.mode, &members, room_id, request.now_ms);
-            self.place(place, server_index, room_id, players, Some(group.grouping));
+            self.place(place, server_index, room_id, players, group.told());
         }
         // Matched tickets stay behind the oldest as tombstones: drop them once they outnumber
         // the live ones, so the queue stays proportional to who waits.
@@ -520,7 +672,8 @@ impl State {
         players
     }
 
-    /// When the first live entry of a mode's queue was enqueued; drops tombstones on the way.
+    /// When the first live entry of a mode's queue was enqueued; drops tombstones on the way
+    /// to it.
     fn front_enqueued_ms(&mut self, mode: &str) -> Option<u64> {
         let queue = self.queues.get_mut(mode)?;
         while let Some(id) = queue.front() {
@@ -532,39 +685,6 @@ impl State {
             }
         }
         None
-    }
-
-    /// Pops `take` live entries (the caller checked they exist) and marks them matched.
-    fn pop(&mut self, mode: &str, take: usize, room_id: u64, now_ms: u64) -> Vec<MatchedPlayer> {
-        let mut players = Vec::with_capacity(take);
-        let Some(queue) = self.queues.get_mut(mode) else {
-            return players;
-        };
-        while players.len() < take {
-            let Some(id) = queue.pop_front() else {
-                break;
-            };
-            let Some(ticket) = self.tickets.get_mut(&id) else {
-                continue;
-            };
-            if !matches!(ticket.state, TicketState::Queued) {
-                continue;
-            }
-            ticket.state = TicketState::Matched {
-                room_id,
-                matched_ms: now_ms,
-            };
-            self.queued_players.remove(&ticket.player_id);
-            players.push(MatchedPlayer {
-                ticket_id: id,
-                player_id: ticket.player_id,
-                enqueued_ms: ticket.enqueued_ms,
-            });
-        }
-        if let Some(n) = self.queued.get_mut(mode) {
-            *n = n.saturating_sub(players.len());
-        }
-        players
     }
 
     /// Keeps `record` until `now + ttl`. Expired results are swept every `SWEEP_INTERVAL_MS`
@@ -650,6 +770,15 @@ impl State {
         });
         self.servers.retain(|_, (_, expires)| *expires > now);
         self.codes.retain(|_, (id, _)| rooms.contains_key(id));
+        let expired: Vec<TicketId> = self
+            .parties
+            .iter()
+            .filter(|(_, (_, expires))| *expires < now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.end_party(id);
+        }
     }
 
     fn create_private_room(
@@ -780,13 +909,56 @@ impl Directory for InMemoryDirectory {
         ticket_id: TicketId,
         player_id: u64,
     ) -> Result<CancelOutcome, DirectoryError> {
-        let outcome = self.state.lock().cancel(ticket_id, player_id);
-        if outcome == CancelOutcome::Cancelled {
-            let _ = self
-                .changes
-                .send(TicketChange::Left(Arc::from([ticket_id])));
+        let (outcome, left) = self.state.lock().cancel(ticket_id, player_id);
+        if !left.is_empty() {
+            let _ = self.changes.send(TicketChange::Left(Arc::from(left)));
         }
         Ok(outcome)
+    }
+
+    async fn create_party(&self, party: PartyRecord) -> Result<PartyAnswer, DirectoryError> {
+        Ok(self.state.lock().create_party(party, crate::now_ms()))
+    }
+
+    async fn join_party(&self, code: &str, player_id: u64) -> Result<PartyAnswer, DirectoryError> {
+        Ok(self
+            .state
+            .lock()
+            .join_party(code, player_id, crate::now_ms()))
+    }
+
+    async fn party(&self, party_id: TicketId) -> Result<Option<PartyRecord>, DirectoryError> {
+        Ok(self
+            .state
+            .lock()
+            .live_party(party_id, crate::now_ms())
+            .cloned())
+    }
+
+    async fn leave_party(
+        &self,
+        party_id: TicketId,
+        player_id: u64,
+    ) -> Result<bool, DirectoryError> {
+        let (was_in, left) = self
+            .state
+            .lock()
+            .leave_party(party_id, player_id, crate::now_ms());
+        if !left.is_empty() {
+            let _ = self.changes.send(TicketChange::Left(Arc::from(left)));
+        }
+        Ok(was_in)
+    }
+
+    async fn enqueue_party(
+        &self,
+        party_id: TicketId,
+        leader: u64,
+        entries: Vec<QueueEntry>,
+    ) -> Result<Option<EnqueueOutcome>, DirectoryError> {
+        self.state
+            .lock()
+            .enqueue_party(party_id, leader, entries, crate::now_ms())
     }
 
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {

@@ -45,16 +45,18 @@ use tokio::task::AbortHandle;
 
 use crate::directory::{
     random_room_id, AdminCommand, AdminReply, CancelOutcome, CodeJoin, Directory, DirectoryError,
-    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, PrivateRoomRequest,
-    QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, RoomStatus, ServerAbout,
-    TicketChange, TicketId, TicketRecord, COMMAND_TTL, MAX_MATCH_RESULT_TTL,
-    MAX_OPEN_ROOMS_PER_PLAYER, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE,
-    TICKET_CHANGES_QUEUE_LEN,
+    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, PartyAnswer, PartyRecord,
+    PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
+    RoomStatus, ServerAbout, TicketChange, TicketId, TicketRecord, COMMAND_TTL,
+    MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_PARTY_MEMBERS, MAX_QUEUED_COMMANDS,
+    MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
 use crate::millis;
-use reply::{malformed, parse_formation, room_record, ticket_record};
+use reply::{
+    malformed, parse_enqueue, parse_formation, parse_party_answer, room_record, ticket_record,
+};
 
 mod reply;
 
@@ -144,6 +146,7 @@ struct Scripts {
     form_matches: Script,
     queue_snapshot: Script,
     join_by_code: Script,
+    party: Script,
     enqueue: Script,
     ticket: Script,
     cancel: Script,
@@ -163,6 +166,7 @@ impl Scripts {
             form_matches: Script::new(include_str!("redis/form_matches.lua")),
             queue_snapshot: Script::new(include_str!("redis/queue_snapshot.lua")),
             join_by_code: Script::new(include_str!("redis/join_by_code.lua")),
+            party: Script::new(include_str!("redis/party.lua")),
             enqueue: Script::new(include_str!("redis/enqueue.lua")),
             ticket: Script::new(include_str!("redis/ticket.lua")),
             cancel: Script::new(include_str!("redis/cancel.lua")),
@@ -262,15 +266,49 @@ impl RedisDirectory {
     }
 
     /// One formation script: at most `slots` matches.
-    /// The formation script's fixed arguments, then `kind` (`fifo` or `groups`).
+    /// Runs `enqueue.lua` for `entries` (one mode), as one party's when `party` is given.
+    async fn enqueue_all(
+        &self,
+        party: Option<(TicketId, u64)>,
+        entries: &[QueueEntry],
+    ) -> Result<Vec<String>, DirectoryError> {
+        // Most tickets carry no metadata or properties: they store no such field at all.
+        let json = |map: &PlayerMetadata| {
+            if map.0.is_empty() {
+                Ok(String::new())
+            } else {
+                serde_json::to_string(map).map_err(|e| malformed(&e))
+            }
+        };
+        let Some(first) = entries.first() else {
+            return Err(malformed(&"an enqueue of nobody"));
+        };
+        let mut args = vec![
+            first.mode.clone(),
+            first.enqueued_ms.to_string(),
+            QUEUED_TICKET_TTL_MS.to_string(),
+            MAX_QUEUED_PER_MODE.to_string(),
+            MAX_OPEN_ROOMS_PER_PLAYER.to_string(),
+            party.map(|(id, _)| id.to_string()).unwrap_or_default(),
+            party
+                .map(|(_, leader)| leader.to_string())
+                .unwrap_or_default(),
+            millis(PARTY_TTL).to_string(),
+            entries.len().to_string(),
+        ];
+        for e in entries {
+            args.push(e.ticket_id.to_string());
+            args.push(e.player_id.to_string());
+            args.push(json(&e.metadata)?);
+            args.push(json(&e.properties)?);
+        }
+        self.run(&self.scripts.enqueue, &args).await
+    }
+
+    /// The formation script's fixed arguments, then `kind` (`groups` or `private`).
     fn formation_args(request: &MatchRequest, kind: &str) -> Vec<String> {
-        let wanted = request.players.max(1);
-        let min = request.min_players.clamp(1, wanted);
         vec![
             request.mode.clone(),
-            wanted.to_string(),
-            min.to_string(),
-            request.wait_ms.to_string(),
             request
                 .now_ms
                 .saturating_sub(request.abandon_after_ms)
@@ -284,28 +322,10 @@ impl RedisDirectory {
         ]
     }
 
-    async fn form_batch(
-        &self,
-        request: &MatchRequest,
-        slots: usize,
-        rng: &mut StdRng,
-    ) -> Result<Formation, DirectoryError> {
-        let mut args = Self::formation_args(request, "fifo");
-        for _ in 0..slots {
-            // Room ids must differ across passes and gateways whatever their seeds, so they
-            // come from the thread rng; a taken id (`EXISTS` in the script) only skips a slot.
-            args.push(random_room_id(&mut rand::rng()).to_string());
-            args.push(rng.random::<u32>().to_string());
-            args.push(rng.random::<u32>().to_string());
-        }
-        let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
-        parse_formation(&reply)
-    }
-
-    /// Formation by the mode's rules: the matcher runs here on a snapshot of the queue's
-    /// oldest `RULES_SNAPSHOT_TICKETS`, and one script call claims its groups atomically (a
-    /// group that lost a ticket to another gateway meanwhile is skipped). The call also
-    /// sweeps abandoned tickets when no group formed.
+    /// Formation by the mode's rules (none: first come, first served): the matcher runs here
+    /// on a snapshot of the queue's oldest `RULES_SNAPSHOT_TICKETS`, and one script call claims
+    /// its groups atomically (a group that lost a ticket to another gateway meanwhile is
+    /// skipped). The call also sweeps abandoned tickets, whether or not a group formed.
     async fn form_by_rules(
         &self,
         request: &MatchRequest,
@@ -314,29 +334,39 @@ impl RedisDirectory {
     ) -> Result<Formation, DirectoryError> {
         let args = [request.mode.clone(), RULES_SNAPSHOT_TICKETS.to_string()];
         let reply: Vec<String> = self.run(&self.scripts.queue_snapshot, &args).await?;
-        let mut queued = Vec::with_capacity(reply.len() / 3);
-        for t in reply.chunks_exact(3) {
+        let mut queued = Vec::with_capacity(reply.len() / 5);
+        for t in reply.chunks_exact(5) {
             let ticket: TicketId = t[0].parse().map_err(|_| malformed(&"ticket id"))?;
             let enqueued_ms: u64 = t[1].parse().map_err(|e| malformed(&e))?;
-            let properties: PlayerMetadata = if t[2].is_empty() {
+            let player_id: u64 = t[2].parse().map_err(|e| malformed(&e))?;
+            let properties: PlayerMetadata = if t[3].is_empty() {
                 PlayerMetadata::default()
             } else {
-                serde_json::from_str(&t[2]).map_err(|e| malformed(&e))?
+                serde_json::from_str(&t[3]).map_err(|e| malformed(&e))?
             };
-            queued.push((ticket, enqueued_ms, properties));
+            let party = match t[4].as_str() {
+                "" => None,
+                id => Some(id.parse::<TicketId>().map_err(|_| malformed(&"party id"))?),
+            };
+            queued.push((ticket, enqueued_ms, player_id, properties, party));
         }
         let candidates: Vec<Candidate<'_>> = queued
             .iter()
-            .map(|(ticket, enqueued_ms, properties)| Candidate {
-                enqueued_ms: *enqueued_ms,
-                tie: ticket.0,
-                properties,
-            })
+            .map(
+                |(ticket, enqueued_ms, player_id, properties, party)| Candidate {
+                    enqueued_ms: *enqueued_ms,
+                    tie: ticket.0,
+                    properties,
+                    party: party.map(|p| p.0),
+                    player_id: *player_id,
+                },
+            )
             .collect();
         let shape = Shape {
             players: request.players.max(1),
             min_players: request.min_players.clamp(1, request.players.max(1)),
             wait_ms: request.wait_ms,
+            teams: request.teams,
         };
         let groups = matching::form(
             &candidates,
@@ -345,22 +375,37 @@ impl RedisDirectory {
             request.now_ms,
             request.max_matches,
         );
-        let mut args = Self::formation_args(request, "groups");
-        let mut groupings = HashMap::new();
-        for group in &groups {
-            let room_id = random_room_id(&mut rand::rng());
-            args.push(room_id.to_string());
-            args.push(rng.random::<u32>().to_string());
-            args.push(rng.random::<u32>().to_string());
-            args.push(serde_json::to_string(&group.grouping).map_err(|e| malformed(&e))?);
-            args.push(group.members.len().to_string());
-            args.extend(group.members.iter().map(|&m| queued[m].0.to_string()));
-            groupings.insert(room_id, group.grouping.clone());
-        }
-        let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
-        let mut formation = parse_formation(&reply)?;
-        for m in &mut formation.matches {
-            m.grouping = groupings.remove(&m.room_id);
+        let mut formation = Formation::default();
+        let mut batches = groups.chunks(MATCHES_PER_SCRIPT).peekable();
+        // One call even with no group: it sweeps abandoned tickets and counts the queue.
+        let empty: &[matching::Group] = &[];
+        let first = batches.peek().is_none().then_some(empty);
+        for batch in first.into_iter().chain(batches) {
+            let mut args = Self::formation_args(request, "groups");
+            let mut groupings = HashMap::new();
+            for group in batch {
+                let room_id = random_room_id(&mut rand::rng());
+                args.push(room_id.to_string());
+                args.push(rng.random::<u32>().to_string());
+                args.push(rng.random::<u32>().to_string());
+                let told = group.told();
+                args.push(match &told {
+                    Some(grouping) => serde_json::to_string(grouping).map_err(|e| malformed(&e))?,
+                    None => String::new(),
+                });
+                args.push(group.members.len().to_string());
+                args.extend(group.members.iter().map(|&m| queued[m].0.to_string()));
+                if let Some(grouping) = told {
+                    groupings.insert(room_id, grouping);
+                }
+            }
+            let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
+            let mut batch = parse_formation(&reply)?;
+            for m in &mut batch.matches {
+                m.grouping = groupings.remove(&m.room_id);
+            }
+            formation.matches.extend(batch.matches);
+            formation.still_queued = batch.still_queued;
         }
         Ok(formation)
     }
@@ -419,53 +464,70 @@ impl Directory for RedisDirectory {
     }
 
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
-        // Most tickets carry no metadata or properties: they store no such field at all.
-        let json = |map: &PlayerMetadata| {
-            if map.0.is_empty() {
-                Ok(String::new())
-            } else {
-                serde_json::to_string(map).map_err(|e| malformed(&e))
-            }
-        };
-        let metadata = json(&entry.metadata)?;
-        let properties = json(&entry.properties)?;
+        let reply = self.enqueue_all(None, &[entry]).await?;
+        parse_enqueue(&reply)?.ok_or_else(|| malformed(&"enqueue reply"))
+    }
+
+    async fn create_party(&self, party: PartyRecord) -> Result<PartyAnswer, DirectoryError> {
         let args = [
-            entry.ticket_id.to_string(),
-            entry.player_id.to_string(),
-            entry.mode,
-            entry.enqueued_ms.to_string(),
-            QUEUED_TICKET_TTL_MS.to_string(),
-            MAX_QUEUED_PER_MODE.to_string(),
-            metadata,
-            MAX_OPEN_ROOMS_PER_PLAYER.to_string(),
-            properties,
+            "create".to_owned(),
+            millis(PARTY_TTL).to_string(),
+            party.party_id.to_string(),
+            party.code,
+            party.leader.to_string(),
         ];
-        let reply: Vec<String> = self.run(&self.scripts.enqueue, &args).await?;
-        let number = |i: usize| reply.get(i).and_then(|n| n.parse().ok());
-        match reply.first().map(String::as_str) {
-            Some("queued") => Ok(EnqueueOutcome::Queued),
-            Some("pending") => match (number(1), number(2)) {
-                (Some(room_id), Some(retry_after_ms)) => Ok(EnqueueOutcome::MatchPending {
-                    room_id,
-                    retry_after_ms,
-                }),
-                _ => Err(malformed(&"enqueue reply")),
-            },
-            Some("too_many_rooms") => number(1)
-                .map(|open| EnqueueOutcome::TooManyRooms {
-                    open: usize::try_from(open).unwrap_or(usize::MAX),
-                })
-                .ok_or_else(|| malformed(&"enqueue reply")),
-            Some("already") => {
-                let existing = reply.get(1).and_then(|t| t.parse().ok());
-                existing
-                    .map(EnqueueOutcome::AlreadyQueued)
-                    .ok_or_else(|| malformed(&"enqueue reply"))
-            }
-            Some("full") => Err(DirectoryError::Full("matchmaking queue")),
-            Some("collision") => Err(DirectoryError::Unavailable("ticket id collision".into())),
-            _ => Err(malformed(&"enqueue reply")),
+        let reply: Vec<String> = self.run(&self.scripts.party, &args).await?;
+        parse_party_answer(&reply)
+    }
+
+    async fn join_party(&self, code: &str, player_id: u64) -> Result<PartyAnswer, DirectoryError> {
+        let args = [
+            "join".to_owned(),
+            millis(PARTY_TTL).to_string(),
+            code.to_owned(),
+            player_id.to_string(),
+            MAX_PARTY_MEMBERS.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.party, &args).await?;
+        parse_party_answer(&reply)
+    }
+
+    async fn party(&self, party_id: TicketId) -> Result<Option<PartyRecord>, DirectoryError> {
+        let args = [
+            "get".to_owned(),
+            millis(PARTY_TTL).to_string(),
+            party_id.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.party, &args).await?;
+        match parse_party_answer(&reply)? {
+            PartyAnswer::In(party) => Ok(Some(*party)),
+            _ => Ok(None),
         }
+    }
+
+    async fn leave_party(
+        &self,
+        party_id: TicketId,
+        player_id: u64,
+    ) -> Result<bool, DirectoryError> {
+        let args = [
+            "leave".to_owned(),
+            millis(PARTY_TTL).to_string(),
+            party_id.to_string(),
+            player_id.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&self.scripts.party, &args).await?;
+        Ok(reply.first().map(String::as_str) == Some("left"))
+    }
+
+    async fn enqueue_party(
+        &self,
+        party_id: TicketId,
+        leader: u64,
+        entries: Vec<QueueEntry>,
+    ) -> Result<Option<EnqueueOutcome>, DirectoryError> {
+        let reply = self.enqueue_all(Some((party_id, leader)), &entries).await?;
+        parse_enqueue(&reply)
     }
 
     async fn ticket(&self, ticket_id: TicketId) -> Result<Option<TicketRecord>, DirectoryError> {
@@ -518,26 +580,14 @@ impl Directory for RedisDirectory {
         }
     }
 
-    /// Runs the formation script in batches of `MATCHES_PER_SCRIPT`; each batch is atomic,
+    /// Forms by the mode's rules (none: first come, first served) on a snapshot of the
+    /// queue, and claims the groups in batches of `MATCHES_PER_SCRIPT`: each claim is atomic,
     /// so no player is ever placed twice whatever the number of gateways. The seed drives the
     /// placement draws; room ids are always fresh.
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError> {
         let mut rng = StdRng::seed_from_u64(request.seed);
-        if let Some(rules) = &request.rules {
-            return self.form_by_rules(&request, rules, &mut rng).await;
-        }
-        let mut formation = Formation::default();
-        loop {
-            let left = request.max_matches - formation.matches.len();
-            let slots = left.min(MATCHES_PER_SCRIPT);
-            let batch = self.form_batch(&request, slots, &mut rng).await?;
-            let formed = batch.matches.len();
-            formation.matches.extend(batch.matches);
-            formation.still_queued = batch.still_queued;
-            if formed < slots || formed == left {
-                return Ok(formation);
-            }
-        }
+        let rules = request.rules.clone().unwrap_or_default();
+        self.form_by_rules(&request, &rules, &mut rng).await
     }
 
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {
@@ -561,6 +611,7 @@ impl Directory for RedisDirectory {
             join_window_ms: request.ttl_ms,
             seed: request.seed,
             rules: None,
+            teams: 1,
         };
         let mut rng = StdRng::seed_from_u64(request.seed);
         let mut args = Self::formation_args(&formation_request, "private");

@@ -45,6 +45,7 @@ fn request(now_ms: u64) -> MatchRequest {
         join_window_ms: 20_000,
         seed: 1,
         rules: None,
+        teams: 1,
     }
 }
 
@@ -58,6 +59,7 @@ async fn one_match(dir: &dyn Directory, first: u64, at_ms: u64) -> u64 {
             enqueued_ms: at_ms,
             metadata: Default::default(),
             properties: Default::default(),
+            party: None,
         };
         dir.enqueue(entry).await.expect("enqueue");
     }

@@ -32,6 +32,7 @@ fn request() -> MatchRequest {
         join_window_ms: JOIN_WINDOW_MS,
         seed: 5,
         rules: None,
+        teams: 1,
     }
 }
 
@@ -45,6 +46,7 @@ async fn stale_owner_cannot_close_a_reassigned_room(dir: Arc<dyn Directory>) {
             enqueued_ms: NOW,
             metadata: Default::default(),
             properties: Default::default(),
+            party: None,
         };
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
     }

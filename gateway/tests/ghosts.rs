@@ -221,6 +221,7 @@ fn request(now_ms: u64, join_window_ms: u64) -> MatchRequest {
         join_window_ms,
         seed: 3,
         rules: None,
+        teams: 1,
     }
 }
 
@@ -240,6 +241,7 @@ impl Placer {
             enqueued_ms: at_ms,
             metadata: Default::default(),
             properties: Default::default(),
+            party: None,
         };
         self.dir.enqueue(entry).await.expect("enqueue")
     }

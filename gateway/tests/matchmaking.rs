@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use tickroom_gateway::http::PollResponse;
 use tickroom_gateway::{
     now_ms, CancelOutcome, CodeJoin, Directory, DirectoryError, EnqueueOutcome, Formation,
-    InMemoryDirectory, MatchRecord, MatchRequest, PrivateRoomRequest, QueueEntry, ReassignOutcome,
-    RoomRecord, RoomServerInfo, TicketId, TicketRecord,
+    InMemoryDirectory, MatchRecord, MatchRequest, PartyAnswer, PartyRecord, PrivateRoomRequest,
+    QueueEntry, ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord,
 };
 use tickroom_protocol::token::encode_hex;
 use tickroom_protocol::ErrorCode;
@@ -365,6 +365,26 @@ impl Directory for DownDirectory {
     async fn join_by_code(&self, _: &str, _: u64) -> Result<CodeJoin, DirectoryError> {
         Err(down())
     }
+    async fn create_party(&self, _: PartyRecord) -> Result<PartyAnswer, DirectoryError> {
+        Err(down())
+    }
+    async fn join_party(&self, _: &str, _: u64) -> Result<PartyAnswer, DirectoryError> {
+        Err(down())
+    }
+    async fn party(&self, _: TicketId) -> Result<Option<PartyRecord>, DirectoryError> {
+        Err(down())
+    }
+    async fn leave_party(&self, _: TicketId, _: u64) -> Result<bool, DirectoryError> {
+        Err(down())
+    }
+    async fn enqueue_party(
+        &self,
+        _: TicketId,
+        _: u64,
+        _: Vec<QueueEntry>,
+    ) -> Result<Option<EnqueueOutcome>, DirectoryError> {
+        Err(down())
+    }
     async fn room(&self, _: u64) -> Result<Option<RoomRecord>, DirectoryError> {
         Err(down())
     }
@@ -439,4 +459,9 @@ async fn bad_properties_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_rooms_are_joined_by_code() {
     scenarios::private_rooms_are_joined_by_code(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_are_matched_whole() {
+    scenarios::parties_are_matched_whole(InMemoryDirectory::new()).await;
 }

@@ -45,6 +45,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
         rules: None,
+        teams: 1,
     }
 }
 
@@ -60,6 +61,7 @@ async fn queue(dir: &RedisDirectory, range: std::ops::Range<u64>, at_ms: u64) ->
             enqueued_ms: at_ms,
             metadata: Default::default(),
             properties: Default::default(),
+            party: None,
         };
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
         ids.push(id);
@@ -149,6 +151,7 @@ async fn cancel_queue_once_and_requeue_after_a_match() {
         enqueued_ms: NOW,
         metadata: Default::default(),
         properties: Default::default(),
+        party: None,
     };
     assert_eq!(
         dir.enqueue(again.clone()).await,
@@ -305,6 +308,7 @@ async fn concurrent_matchers_by_rules_place_each_player_once_within_the_rules() 
             enqueued_ms: NOW + p,
             metadata: Default::default(),
             properties: rated(p),
+            party: None,
         };
         properties.insert(p, entry.properties.clone());
         assert_eq!(feeder.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
@@ -619,4 +623,10 @@ async fn bad_properties_are_refused() {
 async fn private_rooms_are_joined_by_code() {
     let redis = RedisServer::start().await;
     scenarios::private_rooms_are_joined_by_code(directory(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_are_matched_whole() {
+    let redis = RedisServer::start().await;
+    scenarios::parties_are_matched_whole(directory(&redis).await).await;
 }

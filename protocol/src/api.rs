@@ -30,6 +30,44 @@ pub struct EnqueueRequest {
     /// `metadata`.
     #[serde(default, skip_serializing_if = "is_empty", with = "plain_metadata")]
     pub properties: PlayerMetadata,
+    /// Queue the caller's whole party (the caller must be its leader): every member gets a
+    /// ticket (`GET /v1/parties/{id}` lists them), with the leader's properties; the party
+    /// is matched as one unit, in one room and on one team. `400 bad_request` when the party
+    /// is larger than the mode's room (or team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party_id: Option<String>,
+}
+
+/// A party (`POST /v1/parties`, `POST /v1/parties/join`, `GET /v1/parties/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyResponse {
+    /// The party's id (32 hex digits).
+    pub party_id: String,
+    /// The code others join it with (8 characters of Crockford base32, any case).
+    pub code: String,
+    /// Who created it: the one who queues it; the party ends when the leader leaves.
+    pub leader: u64,
+    /// Everyone in it, the leader first.
+    pub members: Vec<u64>,
+    /// While the party is queued or matched: each member's ticket, to poll.
+    #[serde(default)]
+    pub tickets: Vec<PartyTicket>,
+}
+
+/// One member's ticket of a queued party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyTicket {
+    /// The member.
+    pub player_id: u64,
+    /// Its ticket (poll `GET /v1/matchmaking/{ticket_id}`).
+    pub ticket_id: String,
+}
+
+/// `POST /v1/parties/join` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinPartyRequest {
+    /// The party's code.
+    pub code: String,
 }
 
 /// `POST /v1/rooms` body: a private room of this mode.
@@ -73,6 +111,9 @@ pub struct Grouping {
     /// The region the match plays in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Modes with `teams`: who is on which team (player ids); a party is on one team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Vec<Vec<u64>>>,
 }
 
 /// The answer of every login route and of refresh: a session.
@@ -170,9 +211,10 @@ pub struct MatchedResponse {
     pub join_secret: String,
     /// When the join ticket expires, unix ms.
     pub expires_ms: u64,
-    /// Why these players were grouped (modes with matchmaking rules; absent otherwise).
+    /// Why these players were grouped (modes with matchmaking rules or teams; absent
+    /// otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grouping: Option<Grouping>,
+    pub grouping: Option<Box<Grouping>>,
 }
 
 impl MatchedResponse {
@@ -457,6 +499,7 @@ mod tests {
             mode: "duel".into(),
             metadata: PlayerMetadata::default(),
             properties: PlayerMetadata::default(),
+            party_id: None,
         };
         assert_eq!(
             serde_json::to_value(&plain).unwrap(),

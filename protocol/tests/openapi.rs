@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tickroom_protocol::api::{
     CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
-    EnqueueRequest, EnqueueResponse, ErrorBody, Grouping, JoinByCodeRequest, LoginResponse,
-    MatchPlayer, MatchResultRecord, MatchedResponse, PollResponse, RoomResponse,
+    EnqueueRequest, EnqueueResponse, ErrorBody, Grouping, JoinByCodeRequest, JoinPartyRequest,
+    LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PartyResponse, PartyTicket,
+    PollResponse, RoomResponse,
 };
 use tickroom_protocol::{ErrorCode, PlayerMetadata};
 
@@ -31,11 +32,12 @@ fn matched() -> MatchedResponse {
         join_ticket: "j2.1.claims.signature".into(),
         join_secret: "cd".repeat(32),
         expires_ms: 1_700_000_010_000,
-        grouping: Some(Grouping {
+        grouping: Some(Box::new(Grouping {
             window: Some(75),
             spread: Some(60),
             region: Some("eu".into()),
-        }),
+            teams: Some(vec![vec![42, 43], vec![44, 45]]),
+        })),
     }
 }
 
@@ -65,9 +67,14 @@ fn schemas() -> Value {
         mode: "duel".into(),
         metadata,
         properties,
+        party_id: None,
     });
     // `metadata` and `properties` are optional, and hold strings or integers.
     enqueue["required"] = json!(["mode"]);
+    enqueue["properties"]["party_id"] = json!({
+        "type": "string",
+        "description": "Queue the caller's whole party (the caller must lead it): one ticket per member, matched as one unit, in one room and on one team."
+    });
     enqueue["properties"]["properties"] = json!({
         "type": "object",
         "additionalProperties": { "oneOf": [{ "type": "string" }, { "type": "integer" }] },
@@ -111,6 +118,14 @@ fn schemas() -> Value {
             expires_ms: 1_700_000_600_000,
         }),
         "JoinByCodeRequest": schema(&JoinByCodeRequest { code: "7KQ2M9XD".into() }),
+        "JoinPartyRequest": schema(&JoinPartyRequest { code: "7KQ2M9XD".into() }),
+        "PartyResponse": schema(&PartyResponse {
+            party_id: "0123456789abcdef0123456789abcdef".into(),
+            code: "7KQ2M9XD".into(),
+            leader: 42,
+            members: vec![42, 43],
+            tickets: vec![PartyTicket { player_id: 42, ticket_id: "t".into() }],
+        }),
         "CancelResponse": schema(&CancelResponse { ticket_id: "t".into(), status: "cancelled".into() }),
         "RoomResponse": schema(&RoomResponse {
             room_id: 77,
@@ -143,6 +158,7 @@ fn error(description: &str) -> Value {
 fn document() -> Value {
     let bearer = json!([{ "session": [] }]);
     let ticket_param = json!({ "name": "ticket_id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let party_param = json!({ "name": "party_id", "in": "path", "required": true, "schema": { "type": "string" } });
     let room_param = json!({ "name": "room_id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } });
     let limited = error("rate limited: retry after `Retry-After` seconds (per-IP limit)");
     let unavailable = error(
@@ -190,6 +206,31 @@ fn document() -> Value {
                     "security": bearer,
                     "parameters": [ticket_param],
                     "responses": { "200": answer("cancelled", "CancelResponse"), "401": error("no valid session"), "404": error("no such ticket"), "409": error("already matched"), "429": limited, "503": unavailable },
+                },
+            },
+            "/v1/parties": { "post": {
+                "summary": "Create a party led by the caller; others join it with its code, and the leader queues it (POST /v1/matchmaking with party_id)",
+                "security": bearer,
+                "responses": { "201": answer("the party", "PartyResponse"), "401": error("no valid session"), "409": error("the caller is in another party"), "429": limited, "503": unavailable },
+            } },
+            "/v1/parties/join": { "post": {
+                "summary": "Join the party with this code",
+                "security": bearer,
+                "requestBody": body("JoinPartyRequest"),
+                "responses": { "200": answer("the party", "PartyResponse"), "400": error("bad body"), "401": error("no valid session"), "404": error("no party has this code"), "409": error("in another party, or the party is queued or full"), "429": error("too many code lookups by this player (`rate_limited`), or the per-IP limit"), "503": unavailable },
+            } },
+            "/v1/parties/{party_id}": {
+                "get": {
+                    "summary": "The party, to its members (each member's ticket while it is queued or matched)",
+                    "security": bearer,
+                    "parameters": [party_param],
+                    "responses": { "200": answer("the party", "PartyResponse"), "401": error("no valid session"), "404": error("no such party, or not a member"), "429": limited, "503": unavailable },
+                },
+                "delete": {
+                    "summary": "Leave the party (the leader leaving ends it); a queued party's tickets are cancelled",
+                    "security": bearer,
+                    "parameters": [party_param],
+                    "responses": { "200": { "description": "left" }, "401": error("no valid session"), "404": error("no such party, or not a member"), "429": limited, "503": unavailable },
                 },
             },
             "/v1/rooms": { "post": {

@@ -26,6 +26,7 @@ const TEN: Shape = Shape {
     players: 10,
     min_players: 2,
     wait_ms: 30_000,
+    teams: 1,
 };
 
 fn props(rating: i64, region: &str, version: &str, latency: &[(&str, i64)]) -> PlayerMetadata {
@@ -47,6 +48,8 @@ fn candidates(queue: &[(u64, PlayerMetadata)]) -> Vec<Candidate<'_>> {
             enqueued_ms: *enqueued_ms,
             tie: i as u128,
             properties,
+            party: None,
+            player_id: i as u64,
         })
         .collect()
 }
@@ -69,6 +72,7 @@ fn ten_close_ratings_form_a_match_and_a_far_one_waits() {
             window: Some(50),
             spread: Some(45),
             region: Some("eu".into()),
+            teams: None,
         }
     );
     assert_eq!(keeps_rules(&c, &rules(), TEN, 2_000, g), Ok(()));
@@ -179,7 +183,7 @@ proptest! {
     #[test]
     fn every_match_keeps_the_rules(queue in proptest::collection::vec(queued(), 0..120), now in 0u64..90_000) {
         let c = candidates(&queue);
-        let shape = Shape { players: 5, min_players: 2, wait_ms: 20_000 };
+        let shape = Shape { players: 5, min_players: 2, wait_ms: 20_000, teams: 1 };
         let groups = form(&c, &rules(), shape, now, 1_000);
         let mut seen = HashSet::new();
         for g in &groups {
@@ -201,4 +205,95 @@ proptest! {
         let groups = form(&c, &wide, TEN, 0, 1_000);
         prop_assert_eq!(groups.len(), queue.len() / 10);
     }
+}
+
+prop_compose! {
+    /// A queue of solo players and parties of 2 to 4, in the `ranked` rules' terms.
+    fn with_parties()(
+        units in proptest::collection::vec((1usize..5, 1400i64..1600, 0u64..20_000, any::<bool>()), 0..40),
+    ) -> Vec<(u64, PlayerMetadata, Option<u128>)> {
+        let mut queue = Vec::new();
+        for (n, (size, rating, at, solo)) in units.into_iter().enumerate() {
+            let size = if solo { 1 } else { size };
+            for _ in 0..size {
+                let party = (size > 1).then_some(n as u128 + 1);
+                queue.push((at, props(rating, "eu", "1.2", &[]), party));
+            }
+        }
+        queue
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Parties are never split, never cross teams, and nobody is in two matches, with or
+    /// without teams.
+    #[test]
+    fn parties_stay_whole_and_on_one_team(queue in with_parties(), teams in 1usize..3, now in 0u64..60_000) {
+        let c: Vec<Candidate<'_>> = queue
+            .iter()
+            .enumerate()
+            .map(|(i, (at, p, party))| Candidate {
+                enqueued_ms: *at,
+                tie: i as u128,
+                properties: p,
+                party: *party,
+                player_id: i as u64,
+            })
+            .collect();
+        let shape = Shape { players: 6, min_players: 2, wait_ms: 30_000, teams };
+        let groups = form(&c, &rules(), shape, now, 1_000);
+        let mut seen = HashSet::new();
+        for g in &groups {
+            for &m in &g.members {
+                prop_assert!(seen.insert(m), "candidate {} twice", m);
+            }
+            prop_assert_eq!(keeps_rules(&c, &rules(), shape, now, g), Ok(()));
+            if teams > 1 {
+                let t = g.grouping.teams.as_ref().expect("teams");
+                prop_assert!(t.iter().all(|team| team.len() <= 6 / teams));
+                prop_assert_eq!(t.iter().map(Vec::len).sum::<usize>(), g.members.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_party_fills_a_room_with_solo_players_and_waits_when_it_cannot_fit() {
+    // First come, first served (no rules), rooms of 4: a solo, a party of 3, a solo.
+    let queue = [
+        (0, PlayerMetadata::default(), None),
+        (1, PlayerMetadata::default(), Some(7)),
+        (1, PlayerMetadata::default(), Some(7)),
+        (1, PlayerMetadata::default(), Some(7)),
+        (2, PlayerMetadata::default(), None),
+    ];
+    let c: Vec<Candidate<'_>> = queue
+        .iter()
+        .enumerate()
+        .map(|(i, (at, p, party))| Candidate {
+            enqueued_ms: *at,
+            tie: i as u128,
+            properties: p,
+            party: *party,
+            player_id: i as u64,
+        })
+        .collect();
+    let shape = Shape {
+        players: 4,
+        min_players: 4,
+        wait_ms: u64::MAX,
+        teams: 1,
+    };
+    let groups = form(&c, &MatchRules::default(), shape, 10, 10);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        groups[0].members,
+        [0, 1, 2, 3],
+        "the party whole, the last solo waits"
+    );
+    // Two teams of two: a party of three never fits.
+    let teams = Shape { teams: 2, ..shape };
+    assert!(form(&c, &MatchRules::default(), teams, 10, 10).is_empty());
 }

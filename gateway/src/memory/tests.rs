@@ -33,6 +33,7 @@ fn request(players: usize, min_players: usize, wait_ms: u64, now_ms: u64) -> Mat
         join_window_ms: JOIN_WINDOW_MS,
         seed: 9,
         rules: None,
+        teams: 1,
     }
 }
 
@@ -47,6 +48,7 @@ fn queue(dir: &InMemoryDirectory, players: std::ops::Range<u64>, at_ms: u64) -> 
                 enqueued_ms: at_ms,
                 metadata: Default::default(),
                 properties: Default::default(),
+                party: None,
             };
             assert_eq!(dir.enqueue_now(entry), Ok(EnqueueOutcome::Queued));
             id
@@ -114,16 +116,20 @@ fn cancelled_tickets_are_skipped_and_players_queue_once() {
         enqueued_ms: NOW,
         metadata: Default::default(),
         properties: Default::default(),
+        party: None,
     };
     assert_eq!(
         dir.enqueue_now(again),
         Ok(EnqueueOutcome::AlreadyQueued(ids[1]))
     );
     assert_eq!(
-        dir.state.lock().cancel(ids[1], 999),
+        dir.state.lock().cancel(ids[1], 999).0,
         CancelOutcome::NotFound
     );
-    assert_eq!(dir.state.lock().cancel(ids[1], 1), CancelOutcome::Cancelled);
+    assert_eq!(
+        dir.state.lock().cancel(ids[1], 1).0,
+        CancelOutcome::Cancelled
+    );
     assert!(dir
         .form_matches_now(&request(3, 3, 0, NOW))
         .matches
@@ -135,7 +141,8 @@ fn cancelled_tickets_are_skipped_and_players_queue_once() {
     assert_eq!(
         dir.state
             .lock()
-            .cancel(f.matches[0].players[0].ticket_id, 0),
+            .cancel(f.matches[0].players[0].ticket_id, 0)
+            .0,
         CancelOutcome::AlreadyMatched
     );
 }
@@ -285,6 +292,7 @@ fn a_matched_player_may_queue_again_once_the_join_window_is_over() {
         enqueued_ms: at_ms,
         metadata: Default::default(),
         properties: Default::default(),
+        party: None,
     };
     assert_eq!(
         dir.enqueue_now(again(7, NOW + 5)),
@@ -340,6 +348,7 @@ fn queue_metadata_reaches_the_assignment() {
         enqueued_ms: NOW,
         metadata: metadata.clone(),
         properties: Default::default(),
+        party: None,
     };
     dir.enqueue_now(entry).unwrap();
     queue(&dir, 2..4, NOW);

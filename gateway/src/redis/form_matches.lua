@@ -1,9 +1,8 @@
 -- One atomic match-formation step over one mode's queue (key layout: see redis.rs).
--- ARGV: prefix, mode, players, min_players, wait_ms, abandon_before_ms, now_ms,
---       matched_ticket_ttl_ms, room_ttl_ms, sweep_limit, join_window_ms, kind, then per match
---       slot: room_id, r1, r2 (random u32s for the power-of-two-choices draw), and with kind
---       'groups' also: grouping JSON, n, n tickets; with kind 'private': code, seats.
--- Kind 'fifo' takes the oldest `players` tickets (or fewer once the oldest waited wait_ms).
+-- ARGV: prefix, mode, abandon_before_ms, now_ms, matched_ticket_ttl_ms, room_ttl_ms,
+--       sweep_limit, join_window_ms, kind, then per match slot: room_id, r1, r2 (random u32s
+--       for the power-of-two-choices draw), and with kind 'groups' also: grouping JSON, n,
+--       n tickets; with kind 'private': code, seats.
 -- Kind 'groups' claims the groups the gateway's matcher formed from a snapshot of the queue
 -- (matching.rs): a group forms only if every one of its tickets is still queued, so two
 -- gateways never place one ticket twice; a group that lost a ticket is skipped.
@@ -17,19 +16,17 @@
 --       room_id, server_id, n, then n times (ticket, player, enqueued_ms).
 local p = ARGV[1]
 local mode = ARGV[2]
-local wanted = tonumber(ARGV[3])
-local min = tonumber(ARGV[4])
-local wait_ms = tonumber(ARGV[5])
-local abandon_before = ARGV[6]
-local now = tonumber(ARGV[7])
-local matched_ttl = ARGV[8]
-local room_ttl = ARGV[9]
-local sweep_limit = ARGV[10]
-local join_window = tonumber(ARGV[11])
-local groups = ARGV[12] == 'groups'
-local private = ARGV[12] == 'private'
+local abandon_before = ARGV[3]
+local now_text = ARGV[4]
+local now = tonumber(now_text)
+local matched_ttl = ARGV[5]
+local room_ttl = ARGV[6]
+local sweep_limit = ARGV[7]
+local join_window = tonumber(ARGV[8])
+local groups = ARGV[9] == 'groups'
+local private = ARGV[9] == 'private'
 local slot_list = {}
-local i = 13
+local i = 10
 while i + 2 <= #ARGV do
   local slot = { room_id = ARGV[i], r1 = tonumber(ARGV[i + 1]), r2 = tonumber(ARGV[i + 2]) }
   i = i + 3
@@ -98,37 +95,6 @@ local function pick(r1, r2)
   return eligible[a + 1]
 end
 
--- Enqueue time of the oldest ticket that still exists (ghosts of expired tickets are dropped).
-local function oldest_ms()
-  while true do
-    local head = redis.call('ZRANGE', qk, 0, 0, 'WITHSCORES')
-    if #head == 0 then return nil end
-    if redis.call('EXISTS', p .. 'ticket:' .. head[1]) == 1 then return tonumber(head[2]) end
-    redis.call('ZREM', qk, head[1])
-    redis.call('ZREM', sk, head[1])
-  end
-end
-
--- Pops `take` existing tickets, oldest first; on a shortfall puts them back and returns nil.
-local function collect(take)
-  local got = {}
-  local popped = redis.call('ZPOPMIN', qk, take)
-  for i = 1, #popped, 2 do
-    local t = popped[i]
-    local f = redis.call('HMGET', p .. 'ticket:' .. t, 'player', 'enq')
-    if f[1] then
-      got[#got + 1] = { t, f[1], f[2], popped[i + 1] }
-    else
-      redis.call('ZREM', sk, t)
-    end
-  end
-  if #got < take then
-    for _, g in ipairs(got) do redis.call('ZADD', qk, g[4], g[1]) end
-    return nil
-  end
-  return got
-end
-
 -- Takes exactly `tickets` if every one is still queued (and removes them from the queue);
 -- otherwise changes nothing and returns nil.
 local function claim(tickets)
@@ -175,7 +141,7 @@ local function place(room_id, chosen, got, grouping)
     left[#left + 1] = g[1]
   end
   redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
-    'created_ms', ARGV[7], 'players', table.concat(players, ','),
+    'created_ms', now_text, 'players', table.concat(players, ','),
     'join_by', string.format('%d', now + join_window), 'joined', '0')
   if grouping and grouping ~= '' then redis.call('HSET', rk, 'grouping', grouping) end
   if redis.call('SISMEMBER', p .. 'join_reporters', s.id) == 1 then
@@ -183,26 +149,13 @@ local function place(room_id, chosen, got, grouping)
   else
     redis.call('PEXPIRE', rk, room_ttl)
   end
-  redis.call('ZADD', p .. 'rooms', ARGV[7], room_id)
+  redis.call('ZADD', p .. 'rooms', now_text, room_id)
   local ok = p .. 'server_rooms:' .. s.id
   redis.call('SADD', ok, room_id)
   redis.call('PEXPIRE', ok, room_ttl)
 end
 
 for _, slot in ipairs(slot_list) do
-  local take
-  if not groups and not private then
-    local oldest = oldest_ms()
-    if not oldest then break end
-    local count = redis.call('ZCARD', qk)
-    if count >= wanted then
-      take = wanted
-    elseif count >= min and now - oldest >= wait_ms then
-      take = count
-    else
-      break
-    end
-  end
   local chosen = pick(slot.r1, slot.r2)
   if not chosen then break end
   local got = nil
@@ -210,12 +163,9 @@ for _, slot in ipairs(slot_list) do
   if redis.call('EXISTS', rk) == 0 then
     if groups then
       got = claim(slot.tickets)
-    elseif private then
-      if redis.call('SET', p .. 'code:' .. slot.code, slot.room_id, 'NX', 'PX', join_window) then
-        got = {}
-      end
-    else
-      got = collect(take)
+    elseif private and redis.call('SET', p .. 'code:' .. slot.code, slot.room_id, 'NX', 'PX',
+        join_window) then
+      got = {}
     end
   end
   if got then

@@ -1,19 +1,22 @@
--- The oldest tickets of a mode's queue with what the matcher reads, for formation by rules
--- (matching.rs); the groups it forms are claimed atomically by form_matches.lua.
--- Ghosts (queue entries whose ticket expired) leave the queue on the way.
+-- The oldest tickets of a mode's queue with what the matcher reads (matching.rs); the groups it
+-- forms are claimed atomically by form_matches.lua. Ghosts (queue entries whose ticket
+-- expired) leave the queue on the way.
 -- ARGV: prefix, mode, limit
--- Replies: per ticket: ticket, enqueued_ms, properties JSON ('' for none)
+-- Replies: per ticket: ticket, enqueued_ms, player, properties JSON ('' for none),
+--          party id ('' for none)
 local p, mode = ARGV[1], ARGV[2]
 local qk = p .. 'queue:' .. mode
 local out = {}
 local head = redis.call('ZRANGE', qk, 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
 for i = 1, #head, 2 do
   local t = head[i]
-  local f = redis.call('HMGET', p .. 'ticket:' .. t, 'player', 'props')
+  local f = redis.call('HMGET', p .. 'ticket:' .. t, 'player', 'props', 'party')
   if f[1] then
     out[#out + 1] = t
     out[#out + 1] = head[i + 1]
+    out[#out + 1] = f[1]
     out[#out + 1] = f[2] or ''
+    out[#out + 1] = f[3] or ''
   else
     redis.call('ZREM', qk, t)
     redis.call('ZREM', p .. 'seen:' .. mode, t)

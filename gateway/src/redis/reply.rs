@@ -5,8 +5,8 @@ use tickroom_game::PlayerMetadata;
 use tickroom_protocol::api::Grouping;
 
 use crate::directory::{
-    Assignment, DirectoryError, Formation, FormedMatch, MatchedPlayer, RoomRecord, TicketId,
-    TicketRecord, TicketStatus,
+    Assignment, DirectoryError, EnqueueOutcome, Formation, FormedMatch, MatchedPlayer, PartyAnswer,
+    PartyRecord, RoomRecord, TicketId, TicketRecord, TicketStatus,
 };
 
 /// Data in Redis that is not what the scripts write.
@@ -84,6 +84,70 @@ pub(super) fn room_record(room_id: u64, fields: &[String]) -> Result<RoomRecord,
         grouping: grouping(fields.get(9))?,
         code: fields.get(10).filter(|c| !c.is_empty()).cloned(),
     })
+}
+
+/// `enqueue.lua`'s reply; `None` for `party_changed`.
+pub(super) fn parse_enqueue(reply: &[String]) -> Result<Option<EnqueueOutcome>, DirectoryError> {
+    let number = |i: usize| reply.get(i).and_then(|n| n.parse::<u64>().ok());
+    let bad = || malformed(&"enqueue reply");
+    Ok(Some(match reply.first().map(String::as_str) {
+        Some("queued") => EnqueueOutcome::Queued,
+        Some("pending") => EnqueueOutcome::MatchPending {
+            room_id: number(1).ok_or_else(bad)?,
+            retry_after_ms: number(2).ok_or_else(bad)?,
+        },
+        Some("too_many_rooms") => EnqueueOutcome::TooManyRooms {
+            open: number(1)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .ok_or_else(bad)?,
+        },
+        Some("already") => EnqueueOutcome::AlreadyQueued(
+            reply.get(1).and_then(|t| t.parse().ok()).ok_or_else(bad)?,
+        ),
+        Some("party_changed") => return Ok(None),
+        Some("full") => return Err(DirectoryError::Full("matchmaking queue")),
+        Some("collision") => return Err(DirectoryError::Unavailable("ticket id collision".into())),
+        _ => return Err(bad()),
+    }))
+}
+
+/// `party.lua`'s `{'in', id, code, leader, members, tickets}` and its refusals.
+pub(super) fn parse_party_answer(reply: &[String]) -> Result<PartyAnswer, DirectoryError> {
+    let bad = || malformed(&"party reply");
+    match reply.first().map(String::as_str) {
+        Some("in") if reply.len() >= 6 => {
+            let ids = |csv: &str| -> Result<Vec<u64>, DirectoryError> {
+                csv.split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(|m| m.parse().map_err(|_| bad()))
+                    .collect()
+            };
+            let tickets = reply[5]
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(|pair| {
+                    let (player, ticket) = pair.split_once(':').ok_or_else(bad)?;
+                    Ok((
+                        player.parse().map_err(|_| bad())?,
+                        ticket.parse().map_err(|_| bad())?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, DirectoryError>>()?;
+            Ok(PartyAnswer::In(Box::new(PartyRecord {
+                party_id: reply[1].parse().map_err(|_| bad())?,
+                code: reply[2].clone(),
+                leader: reply[3].parse().map_err(|_| bad())?,
+                members: ids(&reply[4])?,
+                tickets,
+            })))
+        }
+        Some("in_another") => Ok(PartyAnswer::InAnother(
+            reply.get(1).and_then(|t| t.parse().ok()).ok_or_else(bad)?,
+        )),
+        Some("closed") => Ok(PartyAnswer::Closed),
+        Some("not_found") => Ok(PartyAnswer::NotFound),
+        _ => Err(bad()),
+    }
 }
 
 /// `still_queued`, then per match `room_id, server_id, n, n × (ticket, player, enqueued_ms)`.

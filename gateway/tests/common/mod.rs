@@ -20,7 +20,7 @@ use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 
 /// Test modes: `trio` only starts full; `flex` starts with 2 of 4 at once; `quad` only full;
-/// `brief` keeps an unused private room's code 1 s; `rated` matches 2 by rating (±50 widening by 25 every 5 s), region and version.
+/// `squad` is 2 teams of 2; `brief` keeps an unused private room's code 1 s; `rated` matches 2 by rating (±50 widening by 25 every 5 s), region and version.
 pub const MODES: &str = r#"
 [[mode]]
 name = "trio"
@@ -48,6 +48,16 @@ tick_rate_hz = 30
 players = 4
 min_players = 4
 matchmaking_wait_s = 600
+
+[[mode]]
+name = "squad"
+game = "arena"
+sync = "state"
+tick_rate_hz = 30
+players = 4
+min_players = 4
+matchmaking_wait_s = 600
+teams = 2
 
 [[mode]]
 name = "brief"

@@ -9,7 +9,7 @@ use tickroom_game::{MetaValue, PlayerMetadata};
 use tickroom_gateway::http::{CreateRoomResponse, MatchedResponse, PollResponse, RoomResponse};
 use tickroom_gateway::{now_ms, Directory};
 use tickroom_protocol::api::EnqueueRequest;
-use tickroom_protocol::connect::GatewayClient;
+use tickroom_protocol::connect::{ConnectError, GatewayClient};
 use tickroom_protocol::ErrorCode;
 
 use super::{config, expect_error, keys, server, start};
@@ -210,6 +210,7 @@ pub async fn rated_players_are_matched_by_the_rules_and_told_why(dir: Arc<dyn Di
                     ("region", MetaValue::Str(region.into())),
                     ("version", MetaValue::Str(version.into())),
                 ]),
+                party_id: None,
             };
             let ticket = client.enqueue(&token, &body).await.expect("queue rated");
             (token, ticket)
@@ -375,4 +376,117 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
         .post_json("/v1/rooms", json!({"mode": "chess"}), Some(&host))
         .await;
     expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::UnknownMode).await;
+}
+
+/// Parties through the HTTP API: one is made and joined by code; its leader queues it into a
+/// mode of two teams of two beside two solo players, and the four land in one room with the
+/// party on one team. Only the leader queues, a party larger than a team is refused, a member
+/// cancelling takes the whole party out of the queue, and the leader leaving ends the party.
+pub async fn parties_are_matched_whole(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir, true).await;
+    let client = GatewayClient::new(&t.base);
+    let queue = |token: String, mode: &'static str, party: Option<String>| {
+        let client = &client;
+        async move {
+            let body = EnqueueRequest {
+                mode: mode.into(),
+                metadata: PlayerMetadata::default(),
+                properties: PlayerMetadata::default(),
+                party_id: party,
+            };
+            client.enqueue(&token, &body).await
+        }
+    };
+    let (ann, ann_token) = t.login("ann").await;
+    let (bob, bob_token) = t.login("bob").await;
+    let party = client
+        .create_party(&ann_token)
+        .await
+        .expect("create a party");
+    assert_eq!((party.leader, party.members.clone()), (ann, vec![ann]));
+    let joined = client
+        .join_party(&bob_token, &party.code.to_lowercase())
+        .await
+        .expect("join by code");
+    assert_eq!(joined.members, vec![ann, bob]);
+    let (cy, cy_token) = t.login("cy").await;
+    let (dan, dan_token) = t.login("dan").await;
+    let cy_ticket = queue(cy_token.clone(), "squad", None).await.unwrap();
+    // Only the leader queues the party.
+    match queue(bob_token.clone(), "squad", Some(party.party_id.clone())).await {
+        Err(ConnectError::Gateway { status: 409, .. }) => {}
+        other => panic!("a member queued the party: {other:?}"),
+    }
+    let ann_ticket = queue(ann_token.clone(), "squad", Some(party.party_id.clone()))
+        .await
+        .expect("queue the party");
+    let dan_ticket = queue(dan_token.clone(), "squad", None).await.unwrap();
+    let listed = client.party(&bob_token, &party.party_id).await.unwrap();
+    let bob_ticket = listed
+        .tickets
+        .iter()
+        .find(|t| t.player_id == bob)
+        .expect("bob's ticket is listed")
+        .ticket_id
+        .clone();
+    let mut rooms = Vec::new();
+    for (token, ticket) in [
+        (&ann_token, &ann_ticket),
+        (&bob_token, &bob_ticket),
+        (&cy_token, &cy_ticket),
+        (&dan_token, &dan_ticket),
+    ] {
+        let PollResponse::Matched(m) = t.poll_until_matched(token, ticket).await else {
+            panic!("not matched");
+        };
+        let teams = m.grouping.and_then(|g| g.teams).expect("teams are told");
+        assert_eq!(teams.len(), 2);
+        let team_of = |p: u64| teams.iter().position(|t| t.contains(&p));
+        assert_eq!(team_of(ann), team_of(bob), "{teams:?}");
+        assert_ne!(team_of(ann), team_of(cy), "{teams:?}");
+        assert!(team_of(dan).is_some());
+        rooms.push(m.room_id);
+    }
+    assert!(rooms.iter().all(|r| *r == rooms[0]), "one room: {rooms:?}");
+
+    // A party of three does not fit a team of two.
+    let (eve, eve_token) = t.login("eve").await;
+    let big = client.create_party(&eve_token).await.unwrap();
+    for tag in ["fay", "gus"] {
+        let (_, token) = t.login(tag).await;
+        client.join_party(&token, &big.code).await.unwrap();
+    }
+    match queue(eve_token.clone(), "squad", Some(big.party_id.clone())).await {
+        Err(ConnectError::Gateway {
+            status: 400,
+            message,
+            ..
+        }) => {
+            assert!(message.contains("does not fit"), "{message}")
+        }
+        other => panic!("a party larger than a team: {other:?}"),
+    }
+    // Queued into `quad` (four, full only): a member cancelling takes all three out.
+    let eve_ticket = queue(eve_token.clone(), "quad", Some(big.party_id.clone()))
+        .await
+        .unwrap();
+    let (_, fay_token) = t.login("fay").await;
+    let listed = client.party(&fay_token, &big.party_id).await.unwrap();
+    assert_eq!(listed.tickets.len(), 3);
+    let fay_ticket = &listed.tickets[1].ticket_id;
+    client.cancel(&fay_token, fay_ticket).await.expect("cancel");
+    let r = t.poll_raw(&eve_token, &eve_ticket, 0).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the leader's ticket went too"
+    );
+    // The leader leaving ends the party.
+    client.leave_party(&eve_token, &big.party_id).await.unwrap();
+    match client.party(&fay_token, &big.party_id).await {
+        Err(ConnectError::Gateway { status: 404, .. }) => {}
+        other => panic!("the party outlived its leader: {other:?}"),
+    }
+    let _ = eve;
 }

@@ -11,7 +11,7 @@ use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
 const LONG_POLL: Duration = Duration::from_secs(20);
 use crate::api::{
     CreateRoomRequest, CreateRoomResponse, EnqueueRequest, EnqueueResponse, ErrorBody,
-    JoinByCodeRequest, MatchResultRecord,
+    JoinByCodeRequest, JoinPartyRequest, MatchResultRecord, PartyResponse,
 };
 use crate::{ErrorCode, PlayerMetadata, Secret};
 
@@ -102,6 +102,7 @@ impl GatewayClient {
             mode: mode.to_owned(),
             metadata: metadata.clone(),
             properties: PlayerMetadata::default(),
+            party_id: None,
         };
         self.enqueue(token, &body).await
     }
@@ -223,6 +224,45 @@ impl GatewayClient {
             Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `POST /v1/parties`: a party led by the caller, with the code others join it with.
+    pub async fn create_party(&self, token: &str) -> Result<PartyResponse, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/parties", self.base))
+            .bearer_auth(token);
+        parse(req.send().await).await
+    }
+
+    /// `POST /v1/parties/join`: joins the party with `code`.
+    pub async fn join_party(&self, token: &str, code: &str) -> Result<PartyResponse, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/parties/join", self.base))
+            .bearer_auth(token)
+            .json(&JoinPartyRequest { code: code.into() });
+        parse(req.send().await).await
+    }
+
+    /// `GET /v1/parties/{party_id}`: the party (its members' tickets once it is queued).
+    pub async fn party(&self, token: &str, party_id: &str) -> Result<PartyResponse, ConnectError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/parties/{party_id}", self.base))
+            .bearer_auth(token);
+        parse(req.send().await).await
+    }
+
+    /// `DELETE /v1/parties/{party_id}`: leaves it (the leader leaving ends it).
+    pub async fn leave_party(&self, token: &str, party_id: &str) -> Result<(), ConnectError> {
+        let req = self
+            .http
+            .delete(format!("{}/v1/parties/{party_id}", self.base))
+            .bearer_auth(token);
+        parse::<serde_json::Value>(req.send().await)
+            .await
+            .map(|_| ())
     }
 
     /// `POST /v1/rooms`: a private room of `mode`, and the code everyone (its creator too)
