@@ -168,6 +168,7 @@ fn api_seeds() -> Vec<Vec<u8>> {
         mode: "duel".into(),
         metadata: ticket_claims().metadata.clone(),
         properties: ticket_claims().metadata,
+        party_id: None,
     };
     let record = MatchResultRecord {
         room_id: 9,
