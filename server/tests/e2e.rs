@@ -260,6 +260,49 @@ async fn a_private_room_is_joined_by_code_and_plays() {
     b.handle.leave().await;
 }
 
+/// A party of three and seven solo players, through the real binary, land in one 10-player
+/// arena: the leader queues the party, each member polls its own ticket (listed by the party).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_of_three_and_seven_solo_players_share_one_arena() {
+    let server = Server::start().await;
+    let gw = GatewayClient::new(&server.http());
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let login = gw
+            .login_device(&tickroom_testkit::device_id(&format!("party-{i}")))
+            .await
+            .unwrap();
+        tokens.push(login.session_token);
+    }
+    let party = gw.create_party(&tokens[0]).await.unwrap();
+    for token in &tokens[1..] {
+        gw.join_party(token, &party.code).await.unwrap();
+    }
+    let body = tickroom_protocol::api::EnqueueRequest {
+        mode: "arena".into(),
+        metadata: Default::default(),
+        properties: Default::default(),
+        party_id: Some(party.party_id.clone()),
+    };
+    gw.enqueue(&tokens[0], &body).await.unwrap();
+    let listed = gw.party(&tokens[0], &party.party_id).await.unwrap();
+    assert_eq!(listed.tickets.len(), 3);
+    let mut waits = Vec::new();
+    for (token, ticket) in tokens.iter().zip(&listed.tickets) {
+        let (gw, token, ticket) = (gw.clone(), token.clone(), ticket.ticket_id.clone());
+        waits.push(tokio::spawn(async move {
+            gw.wait_match(&token, &ticket, WAIT).await.unwrap()
+        }));
+    }
+    let solos = match_players(&gw, "arena", 7, "party-solo").await;
+    let mut rooms: Vec<u64> = solos.iter().map(|m| m.room_id).collect();
+    for w in waits {
+        rooms.push(w.await.unwrap().room_id);
+    }
+    assert_eq!(rooms.len(), 10);
+    assert!(rooms.iter().all(|r| *r == rooms[0]), "one arena: {rooms:?}");
+}
+
 /// Lockstep through the whole flow: eight players (both transports) get identical frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_queue_join_and_play_lockstep() {
