@@ -81,6 +81,12 @@ pub struct ModeConfig {
     /// Setting it to `tick_rate_hz` turns the degradation off for the mode.
     #[serde(default)]
     pub min_snapshot_hz: Option<u16>,
+    /// State sync: a running match that loses a player for good (grace expired, left, kicked)
+    /// asks matchmaking for a replacement, who joins in progress with a full snapshot
+    /// (default false). Modes with `[mode.matchmaking]` rules may not set it: the room's
+    /// players are not kept to judge a newcomer by.
+    #[serde(default)]
+    pub backfill: bool,
     /// Teams a match is split into (default 1: none); `players` must divide evenly. A party
     /// always lands on one team, and the match result says who is on which.
     #[serde(default = "one")]
@@ -329,6 +335,11 @@ impl Modes {
             if let Some(rules) = &m.matchmaking {
                 rules.check().map_err(invalid)?;
             }
+            if m.backfill && (m.matchmaking.is_some() || m.sync != ModeSync::State) {
+                return Err(invalid(
+                    "backfill is for state-sync modes without matchmaking rules",
+                ));
+            }
             if m.message_rate_per_s == 0 || m.message_burst == 0 {
                 return Err(invalid(
                     "message_rate_per_s and message_burst must be at least 1",
@@ -404,6 +415,14 @@ mod tests {
             ))
         };
         assert!(mode("rating='r'").is_ok());
+        let header = "[[mode]]\nname='m'\ngame='g'\ntick_rate_hz=30\nplayers=4\nbackfill=true\n";
+        assert!(Modes::parse(&format!("{header}sync='state'\n")).is_ok());
+        assert!(Modes::parse(&format!("{header}sync='lockstep'\n")).is_err());
+        assert!(Modes::parse(&format!(
+            "{header}sync='state'\n[mode.matchmaking]\nrating='r'\n"
+        ))
+        .is_err());
+        assert!(Modes::parse(&format!("{header}sync='state'\nteams=3\n")).is_err());
         for bad in [
             "",
             "rating='r'\nwindow=500",

@@ -687,6 +687,16 @@ pub trait Directory: Send + Sync + 'static {
     /// number of callers.
     async fn form_matches(&self, request: MatchRequest) -> Result<Formation, DirectoryError>;
 
+    /// The running room `room_id`, owned by `server_id`, has `free` seats for matchmaking to
+    /// fill (a `backfill` mode that lost a player): formation passes of its mode fill them,
+    /// oldest tickets first, before they form new rooms. Returns whether the room is known.
+    async fn open_seats(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        free: usize,
+    ) -> Result<bool, DirectoryError>;
+
     /// Creates `party` (its leader as its only member) unless the leader is in a party or the
     /// code is taken (`NotFound`).
     async fn create_party(&self, party: PartyRecord) -> Result<PartyAnswer, DirectoryError>;

@@ -59,6 +59,41 @@ pub struct Group {
     pub grouping: Grouping,
 }
 
+/// Backfill: the queue's units (solo tickets, whole parties), oldest first, into rooms with
+/// `free` seats each, first fit. Returns, per room index, the candidates it takes.
+pub fn backfill(candidates: &[Candidate<'_>], free: &[usize]) -> Vec<(usize, Vec<usize>)> {
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    let mut party_unit: HashMap<u128, usize> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        match c.party.and_then(|p| party_unit.get(&p).copied()) {
+            Some(u) => units[u].push(i),
+            None => {
+                if let Some(p) = c.party {
+                    party_unit.insert(p, units.len());
+                }
+                units.push(vec![i]);
+            }
+        }
+    }
+    units.sort_by_key(|u| (candidates[u[0]].enqueued_ms, candidates[u[0]].tie));
+    let mut left = free.to_vec();
+    let mut fills: Vec<Vec<usize>> = vec![Vec::new(); free.len()];
+    for unit in units {
+        if let Some(room) = left.iter().position(|f| *f >= unit.len()) {
+            left[room] -= unit.len();
+            fills[room].extend(unit);
+        }
+        if left.iter().all(|f| *f == 0) {
+            break;
+        }
+    }
+    fills
+        .into_iter()
+        .enumerate()
+        .filter(|(_, f)| !f.is_empty())
+        .collect()
+}
+
 impl Group {
     /// What its players are told about why they were grouped: nothing in a first-come mode
     /// without teams.

@@ -71,6 +71,8 @@ struct State {
     parties: HashMap<TicketId, (PartyRecord, u64)>,
     party_codes: HashMap<String, TicketId>,
     player_party: HashMap<u64, TicketId>,
+    /// Running rooms of `backfill` modes with open seats, by room id.
+    open_rooms: HashMap<u64, usize>,
     /// Private rooms by join code, with their seats (codes of rooms that are gone are swept).
     codes: HashMap<String, (u64, usize)>,
     last_sweep_ms: u64,
@@ -502,6 +504,7 @@ impl State {
             rng: StdRng::seed_from_u64(request.seed),
             formation: Formation::default(),
         };
+        self.backfill(&mut place, now);
         let rules = request.rules.clone().unwrap_or_default();
         self.form_by_rules(&mut place, &rules);
         let mut formation = place.formation;
@@ -513,35 +516,9 @@ impl State {
     /// ticket of the mode's queue.
     fn form_by_rules(&mut self, place: &mut Placement<'_>, rules: &MatchRules) {
         let request = place.request;
-        self.front_enqueued_ms(&request.mode);
-        let ids: Vec<TicketId> = self
-            .queues
-            .get(&request.mode)
-            .map(|q| {
-                q.iter()
-                    .filter(|id| {
-                        self.tickets
-                            .get(id)
-                            .is_some_and(|t| matches!(t.state, TicketState::Queued))
-                    })
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids = self.queued_ids(&request.mode);
         let groups = {
-            let candidates: Vec<Candidate<'_>> = ids
-                .iter()
-                .filter_map(|id| {
-                    let t = self.tickets.get(id)?;
-                    Some(Candidate {
-                        enqueued_ms: t.enqueued_ms,
-                        tie: id.0,
-                        properties: &t.properties,
-                        party: t.party.map(|p| p.0),
-                        player_id: t.player_id,
-                    })
-                })
-                .collect();
+            let candidates = self.candidates(&ids);
             let shape = Shape {
                 players: request.players.max(1),
                 min_players: request.min_players.clamp(1, request.players.max(1)),
@@ -577,6 +554,96 @@ impl State {
                 });
             }
         }
+    }
+
+    /// Fills the open seats of the mode's running rooms (on live servers) from the queue,
+    /// oldest first, before new rooms form.
+    fn backfill(&mut self, place: &mut Placement<'_>, now: Instant) {
+        let request = place.request;
+        let (rooms, servers) = (&self.rooms, &self.servers);
+        self.open_rooms.retain(|id, _| {
+            rooms.get(id).is_some_and(|r| {
+                servers
+                    .get(&r.record.server.server_id)
+                    .is_some_and(|(_, expires)| *expires > now)
+            })
+        });
+        let open: Vec<(u64, usize)> = self
+            .open_rooms
+            .iter()
+            .filter(|(id, _)| self.rooms[*id].record.mode == request.mode)
+            .map(|(id, free)| (*id, *free))
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let ids = self.queued_ids(&request.mode);
+        let fills = {
+            let candidates = self.candidates(&ids);
+            let free: Vec<usize> = open.iter().map(|(_, f)| *f).collect();
+            matching::backfill(&candidates, &free)
+        };
+        for (room, members) in fills {
+            let (room_id, free) = open[room];
+            let members: Vec<TicketId> = members.iter().map(|&m| ids[m]).collect();
+            let players = self.take(&request.mode, &members, room_id, request.now_ms);
+            let left = free.saturating_sub(players.len());
+            if left == 0 {
+                self.open_rooms.remove(&room_id);
+            } else {
+                self.open_rooms.insert(room_id, left);
+            }
+            let Some(room) = self.rooms.get_mut(&room_id) else {
+                continue;
+            };
+            for p in &players {
+                room.record.players.push(p.player_id);
+                self.player_rooms
+                    .entry(p.player_id)
+                    .or_default()
+                    .push(room_id);
+            }
+            place.formation.matches.push(FormedMatch {
+                room_id,
+                server_id: room.record.server.server_id.clone(),
+                players,
+                grouping: None,
+            });
+        }
+    }
+
+    /// The live tickets of a mode's queue, in queue order.
+    fn queued_ids(&mut self, mode: &str) -> Vec<TicketId> {
+        self.front_enqueued_ms(mode);
+        self.queues
+            .get(mode)
+            .map(|q| {
+                q.iter()
+                    .filter(|id| {
+                        self.tickets
+                            .get(id)
+                            .is_some_and(|t| matches!(t.state, TicketState::Queued))
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The matcher's view of the tickets `ids`.
+    fn candidates(&self, ids: &[TicketId]) -> Vec<Candidate<'_>> {
+        ids.iter()
+            .filter_map(|id| {
+                let t = self.tickets.get(id)?;
+                Some(Candidate {
+                    enqueued_ms: t.enqueued_ms,
+                    tie: id.0,
+                    properties: &t.properties,
+                    party: t.party.map(|p| p.0),
+                    player_id: t.player_id,
+                })
+            })
+            .collect()
     }
 
     /// A server for the next room (power of two choices) and a fresh room id; `None` when no
@@ -999,6 +1066,27 @@ impl Directory for InMemoryDirectory {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn open_seats(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        free: usize,
+    ) -> Result<bool, DirectoryError> {
+        let mut state = self.state.lock();
+        let owned = state
+            .rooms
+            .get(&room_id)
+            .is_some_and(|r| r.record.server.server_id == server_id);
+        if owned {
+            if free == 0 {
+                state.open_rooms.remove(&room_id);
+            } else {
+                state.open_rooms.insert(room_id, free);
+            }
+        }
+        Ok(owned)
     }
 
     async fn room_joined(

@@ -147,6 +147,7 @@ struct Scripts {
     queue_snapshot: Script,
     join_by_code: Script,
     party: Script,
+    open_seats: Script,
     enqueue: Script,
     ticket: Script,
     cancel: Script,
@@ -167,6 +168,7 @@ impl Scripts {
             queue_snapshot: Script::new(include_str!("redis/queue_snapshot.lua")),
             join_by_code: Script::new(include_str!("redis/join_by_code.lua")),
             party: Script::new(include_str!("redis/party.lua")),
+            open_seats: Script::new(include_str!("redis/open_seats.lua")),
             enqueue: Script::new(include_str!("redis/enqueue.lua")),
             ticket: Script::new(include_str!("redis/ticket.lua")),
             cancel: Script::new(include_str!("redis/cancel.lua")),
@@ -305,7 +307,8 @@ impl RedisDirectory {
         self.run(&self.scripts.enqueue, &args).await
     }
 
-    /// The formation script's fixed arguments, then `kind` (`groups` or `private`).
+    /// The formation script's fixed arguments, then `kind` (`groups`, `backfill` or
+    /// `private`).
     fn formation_args(request: &MatchRequest, kind: &str) -> Vec<String> {
         vec![
             request.mode.clone(),
@@ -334,8 +337,20 @@ impl RedisDirectory {
     ) -> Result<Formation, DirectoryError> {
         let args = [request.mode.clone(), RULES_SNAPSHOT_TICKETS.to_string()];
         let reply: Vec<String> = self.run(&self.scripts.queue_snapshot, &args).await?;
+        let open_count: usize = reply
+            .first()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| malformed(&"queue snapshot"))?;
+        let tickets_from = 1 + 2 * open_count;
+        let open: Vec<(u64, usize)> = reply
+            .get(1..tickets_from)
+            .ok_or_else(|| malformed(&"queue snapshot"))?
+            .chunks_exact(2)
+            .map(|r| Ok((r[0].parse()?, r[1].parse()?)))
+            .collect::<Result<_, std::num::ParseIntError>>()
+            .map_err(|e| malformed(&e))?;
         let mut queued = Vec::with_capacity(reply.len() / 5);
-        for t in reply.chunks_exact(5) {
+        for t in reply[tickets_from..].chunks_exact(5) {
             let ticket: TicketId = t[0].parse().map_err(|_| malformed(&"ticket id"))?;
             let enqueued_ms: u64 = t[1].parse().map_err(|e| malformed(&e))?;
             let player_id: u64 = t[2].parse().map_err(|e| malformed(&e))?;
@@ -368,14 +383,44 @@ impl RedisDirectory {
             wait_ms: request.wait_ms,
             teams: request.teams,
         };
-        let groups = matching::form(
-            &candidates,
+        let mut formation = Formation::default();
+        // Open seats of running rooms first (backfill), then new rooms from what is left.
+        let mut backfilled = vec![false; candidates.len()];
+        if !open.is_empty() {
+            let free: Vec<usize> = open.iter().map(|(_, f)| *f).collect();
+            let fills = matching::backfill(&candidates, &free);
+            let mut args = Self::formation_args(request, "backfill");
+            for (room, members) in &fills {
+                args.push(open[*room].0.to_string());
+                args.extend(["0".to_owned(), "0".to_owned(), String::new()]);
+                args.push(members.len().to_string());
+                args.extend(members.iter().map(|&m| queued[m].0.to_string()));
+                for &m in members {
+                    backfilled[m] = true;
+                }
+            }
+            if !fills.is_empty() {
+                let reply: Vec<String> = self.run(&self.scripts.form_matches, &args).await?;
+                formation.matches.extend(parse_formation(&reply)?.matches);
+            }
+        }
+        let rest: Vec<usize> = (0..candidates.len()).filter(|&i| !backfilled[i]).collect();
+        let remaining: Vec<Candidate<'_>> = rest.iter().map(|&i| candidates[i]).collect();
+        let groups: Vec<matching::Group> = matching::form(
+            &remaining,
             rules,
             shape,
             request.now_ms,
             request.max_matches,
-        );
-        let mut formation = Formation::default();
+        )
+        .into_iter()
+        .map(|mut g| {
+            for m in &mut g.members {
+                *m = rest[*m];
+            }
+            g
+        })
+        .collect();
         let mut batches = groups.chunks(MATCHES_PER_SCRIPT).peekable();
         // One call even with no group: it sweeps abandoned tickets and counts the queue.
         let empty: &[matching::Group] = &[];
@@ -466,6 +511,17 @@ impl Directory for RedisDirectory {
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {
         let reply = self.enqueue_all(None, &[entry]).await?;
         parse_enqueue(&reply)?.ok_or_else(|| malformed(&"enqueue reply"))
+    }
+
+    async fn open_seats(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        free: usize,
+    ) -> Result<bool, DirectoryError> {
+        let args = [room_id.to_string(), server_id.to_owned(), free.to_string()];
+        let recorded: i64 = self.run(&self.scripts.open_seats, &args).await?;
+        Ok(recorded == 1)
     }
 
     async fn create_party(&self, party: PartyRecord) -> Result<PartyAnswer, DirectoryError> {

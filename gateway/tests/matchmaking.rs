@@ -368,6 +368,9 @@ impl Directory for DownDirectory {
     async fn create_party(&self, _: PartyRecord) -> Result<PartyAnswer, DirectoryError> {
         Err(down())
     }
+    async fn open_seats(&self, _: u64, _: &str, _: usize) -> Result<bool, DirectoryError> {
+        Err(down())
+    }
     async fn join_party(&self, _: &str, _: u64) -> Result<PartyAnswer, DirectoryError> {
         Err(down())
     }
@@ -464,4 +467,9 @@ async fn private_rooms_are_joined_by_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parties_are_matched_whole() {
     scenarios::parties_are_matched_whole(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_seats_are_filled_before_new_rooms() {
+    scenarios::open_seats_are_filled_before_new_rooms(InMemoryDirectory::new()).await;
 }

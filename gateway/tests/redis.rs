@@ -630,3 +630,9 @@ async fn parties_are_matched_whole() {
     let redis = RedisServer::start().await;
     scenarios::parties_are_matched_whole(directory(&redis).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_seats_are_filled_before_new_rooms() {
+    let redis = RedisServer::start().await;
+    scenarios::open_seats_are_filled_before_new_rooms(directory(&redis).await).await;
+}

@@ -226,6 +226,8 @@ pub enum RoomEvent {
     Joined(RoomId),
     /// The room ended.
     Closed(ClosedRoom),
+    /// A running match of a `backfill` mode has `free` seats for matchmaking to fill.
+    SeatsOpen { room_id: RoomId, free: usize },
 }
 
 /// A room that ended, on its way to the directory.

@@ -384,6 +384,11 @@ async fn report_rooms(
                     Ok(None) => {}
                     Err(e) => warn!(room = room_id, error = %e, "could not report the room joined"),
                 },
+                Some(RoomEvent::SeatsOpen { room_id, free }) => {
+                    if let Err(e) = dir.open_seats(room_id, &server_id, free).await {
+                        warn!(room = room_id, error = %e, "could not report the room's open seats");
+                    }
+                }
                 Some(RoomEvent::Closed(closed)) => {
                     let room_id = closed.room_id;
                     if let Some(outcome) = closed.outcome {

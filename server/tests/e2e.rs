@@ -303,6 +303,72 @@ async fn a_party_of_three_and_seven_solo_players_share_one_arena() {
     assert!(rooms.iter().all(|r| *r == rooms[0]), "one arena: {rooms:?}");
 }
 
+/// Backfill through the real binary: a two-player match of a `backfill` mode loses a player
+/// (its connection dropped, its grace of 1 s ran out); the next player who queues the mode is
+/// placed in that running match, joins in progress and gets a full snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_lost_after_the_grace_period_is_backfilled() {
+    let dir = TempDir::new("backfill");
+    let modes = dir.join("modes.toml");
+    std::fs::write(
+        &modes,
+        "[[mode]]\nname='pair'\ngame='arena'\nsync='state'\ntick_rate_hz=30\nplayers=2\n\
+         min_players=2\ngrace_s=1\nbackfill=true\n",
+    )
+    .unwrap();
+    let modes = modes.to_string_lossy().into_owned();
+    let server = common::start_tickroom(
+        dir.path(),
+        "backfill",
+        &[
+            "--ws",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+            "--modes",
+            &modes,
+        ],
+        &[],
+    )
+    .await;
+    let gw = GatewayClient::new(&server.http());
+    let matches = match_players(&gw, "pair", 2, "backfill").await;
+    let (mut a, b) = join_pair(&matches).await;
+    next(&mut a, "started", |e| {
+        matches!(e, SessionEvent::Started { .. }).then_some(())
+    })
+    .await;
+    // The second player vanishes without leaving: its seat is kept for the grace period.
+    b.task.abort();
+    let late = match_players(&gw, "pair", 1, "backfill-late").await;
+    assert_eq!(
+        late[0].room_id, matches[0].room_id,
+        "placed in the running match"
+    );
+    let mut c = connect::join(&late[0], TransportKind::Ws, SessionConfig::default(), None)
+        .await
+        .unwrap();
+    next(&mut c, "joined", |e| {
+        matches!(e, SessionEvent::Joined(_)).then_some(())
+    })
+    .await;
+    next(&mut c, "started", |e| {
+        matches!(e, SessionEvent::Started { .. }).then_some(())
+    })
+    .await;
+    let baseline = next(&mut c, "a snapshot", |e| match e {
+        SessionEvent::Snapshot { baseline, .. } => Some(*baseline),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        baseline, 0,
+        "a player who joins in progress gets a full snapshot"
+    );
+    a.handle.leave().await;
+    c.handle.leave().await;
+}
+
 /// Lockstep through the whole flow: eight players (both transports) get identical frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_queue_join_and_play_lockstep() {

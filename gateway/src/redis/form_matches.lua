@@ -2,10 +2,12 @@
 -- ARGV: prefix, mode, abandon_before_ms, now_ms, matched_ticket_ttl_ms, room_ttl_ms,
 --       sweep_limit, join_window_ms, kind, then per match slot: room_id, r1, r2 (random u32s
 --       for the power-of-two-choices draw), and with kind 'groups' also: grouping JSON, n,
---       n tickets; with kind 'private': code, seats.
+--       n tickets (kind 'backfill' the same, r1 and r2 unused); with kind 'private': code, seats.
 -- Kind 'groups' claims the groups the gateway's matcher formed from a snapshot of the queue
 -- (matching.rs): a group forms only if every one of its tickets is still queued, so two
 -- gateways never place one ticket twice; a group that lost a ticket is skipped.
+-- Kind 'backfill' puts the tickets into a running room with that many open seats (`open`,
+-- set by open_seats.lua), if every one is still queued.
 -- Kind 'private' places an empty private room under its join code (`code:<code>`, living
 -- join_window_ms like the room until a join is reported), unless the code is taken.
 -- A room lives room_ttl_ms, except on a server that reports joins (set `join_reporters`):
@@ -23,7 +25,8 @@ local matched_ttl = ARGV[5]
 local room_ttl = ARGV[6]
 local sweep_limit = ARGV[7]
 local join_window = tonumber(ARGV[8])
-local groups = ARGV[9] == 'groups'
+local backfill = ARGV[9] == 'backfill'
+local groups = ARGV[9] == 'groups' or backfill
 local private = ARGV[9] == 'private'
 local slot_list = {}
 local i = 10
@@ -155,22 +158,60 @@ local function place(room_id, chosen, got, grouping)
   redis.call('PEXPIRE', ok, room_ttl)
 end
 
-for _, slot in ipairs(slot_list) do
-  local chosen = pick(slot.r1, slot.r2)
-  if not chosen then break end
-  local got = nil
-  local rk = p .. 'room:' .. slot.room_id
-  if redis.call('EXISTS', rk) == 0 then
-    if groups then
-      got = claim(slot.tickets)
-    elseif private and redis.call('SET', p .. 'code:' .. slot.code, slot.room_id, 'NX', 'PX',
-        join_window) then
-      got = {}
-    end
+-- Seats `got` in the running room `room_id` (it has the open seats: checked by the caller).
+local function fill(room_id, got)
+  local rk = p .. 'room:' .. room_id
+  local r = redis.call('HMGET', rk, 'server_id', 'players', 'open')
+  out[#out + 1] = room_id
+  out[#out + 1] = r[1]
+  out[#out + 1] = tostring(#got)
+  local players = r[2] or ''
+  for _, g in ipairs(got) do
+    local tk = p .. 'ticket:' .. g[1]
+    redis.call('HSET', tk, 'room', room_id)
+    redis.call('PEXPIRE', tk, matched_ttl)
+    redis.call('ZREM', sk, g[1])
+    local pk = p .. 'player:' .. g[2]
+    if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
+    local prk = p .. 'player_rooms:' .. g[2]
+    redis.call('SADD', prk, room_id)
+    redis.call('PEXPIRE', prk, room_ttl)
+    if players == '' then players = g[2] else players = players .. ',' .. g[2] end
+    out[#out + 1] = g[1]
+    out[#out + 1] = g[2]
+    out[#out + 1] = g[3]
+    left[#left + 1] = g[1]
   end
-  if got then
-    place(slot.room_id, chosen, got, slot.grouping)
-    if private then redis.call('HSET', rk, 'code', slot.code, 'seats', slot.seats) end
+  local open = tonumber(r[3] or '0') - #got
+  redis.call('HSET', rk, 'players', players, 'open', tostring(open))
+  if open <= 0 then redis.call('SREM', p .. 'open_rooms:' .. mode, room_id) end
+end
+
+for _, slot in ipairs(slot_list) do
+  if backfill then
+    local rk = p .. 'room:' .. slot.room_id
+    local open = tonumber(redis.call('HGET', rk, 'open') or '0')
+    if open >= #slot.tickets then
+      local got = claim(slot.tickets)
+      if got then fill(slot.room_id, got) end
+    end
+  else
+    local chosen = pick(slot.r1, slot.r2)
+    if not chosen then break end
+    local got = nil
+    local rk = p .. 'room:' .. slot.room_id
+    if redis.call('EXISTS', rk) == 0 then
+      if groups then
+        got = claim(slot.tickets)
+      elseif private and redis.call('SET', p .. 'code:' .. slot.code, slot.room_id, 'NX', 'PX',
+          join_window) then
+        got = {}
+      end
+    end
+    if got then
+      place(slot.room_id, chosen, got, slot.grouping)
+      if private then redis.call('HSET', rk, 'code', slot.code, 'seats', slot.seats) end
+    end
   end
 end
 if #left > 0 then redis.call('PUBLISH', p .. 'ticket_changes', table.concat(left, ',')) end

@@ -490,3 +490,48 @@ pub async fn parties_are_matched_whole(dir: Arc<dyn Directory>) {
     }
     let _ = eve;
 }
+
+/// Backfill through the HTTP API: a running room reports an open seat; the next player who
+/// queues its mode is placed in that room (not a new one), and the seat is then taken: the
+/// player after waits for a room of its own. A seat of a room whose server is someone else's
+/// is not recorded.
+pub async fn open_seats_are_filled_before_new_rooms(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir.clone(), true).await;
+    let mut first = Vec::new();
+    for tag in ["a", "b", "c"] {
+        let (_, token) = t.login(tag).await;
+        let ticket = t.enqueue(&token, "trio").await;
+        first.push((token, ticket));
+    }
+    let mut room_id = 0;
+    for (token, ticket) in &first {
+        let PollResponse::Matched(m) = t.poll_until_matched(token, ticket).await else {
+            panic!("not matched");
+        };
+        room_id = m.room_id;
+    }
+    assert!(
+        !dir.open_seats(room_id, "room-b", 1).await.unwrap(),
+        "not its room"
+    );
+    assert!(dir.open_seats(room_id, "room-a", 1).await.unwrap());
+    let (late, late_token) = t.login("late").await;
+    let late_ticket = t.enqueue(&late_token, "trio").await;
+    let PollResponse::Matched(m) = t.poll_until_matched(&late_token, &late_ticket).await else {
+        panic!("not matched");
+    };
+    assert_eq!(m.room_id, room_id, "the open seat, not a new room");
+    let record = dir.room(room_id).await.unwrap().unwrap();
+    assert_eq!(record.players.len(), 4);
+    assert!(record.players.contains(&late));
+    // The seat is taken: the next player waits in the queue.
+    let (_, next_token) = t.login("next").await;
+    let next_ticket = t.enqueue(&next_token, "trio").await;
+    for _ in 0..3 {
+        t.gw.match_pass().await;
+    }
+    let r = t.poll_raw(&next_token, &next_ticket, 0).await;
+    let answer: PollResponse = r.json().await.unwrap();
+    assert!(matches!(answer, PollResponse::Queued { .. }), "{answer:?}");
+}

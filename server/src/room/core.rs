@@ -35,6 +35,9 @@ pub enum Effect<C> {
     SessionEnded { session_id: SessionId },
     /// The room is over; nothing more comes from it.
     RoomEnded(RoomEnd),
+    /// A running match of a `backfill` mode lost a player for good: it has `free` seats for
+    /// matchmaking to fill.
+    SeatsOpen { free: usize },
 }
 
 /// Why a room ended, and its result when the game gave one.
@@ -648,6 +651,12 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                 session_id: seat.session_id,
             });
             self.sim.leave(slot as u8, &mut self.out);
+            let occupied = self.occupied();
+            if self.mode.backfill && self.started.is_some() && !self.ended && occupied > 0 {
+                self.effects.push(Effect::SeatsOpen {
+                    free: self.seats.len() - occupied,
+                });
+            }
         }
     }
 

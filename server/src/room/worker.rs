@@ -207,6 +207,7 @@ fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
             .add(&room.mode().name, counters.checksum_disagreements);
     }
     let mut end = None;
+    let mut opened = None;
     let (mut pushed, mut conflated) = (0, 0);
     for effect in room.drain_effects() {
         match effect {
@@ -238,7 +239,15 @@ fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
                 }
             }
             Effect::RoomEnded(e) => end = Some(e),
+            Effect::SeatsOpen { free } => opened = Some(free),
         }
+    }
+    if let (Some(free), Some(events)) = (opened, shared.room_events.get()) {
+        // Best effort: a seat not reported stays empty.
+        let _ = events.try_send(RoomEvent::SeatsOpen {
+            room_id: room.id(),
+            free,
+        });
     }
     if let Some(e) = &end {
         release_room(shared, room, e);

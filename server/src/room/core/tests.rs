@@ -163,6 +163,7 @@ enum Seen {
     Close(u32, ErrorCode),
     Ended(SessionId),
     Room(RoomEnd),
+    SeatsOpen(usize),
 }
 
 fn seen(room: &mut RoomCore<u32>) -> Vec<Seen> {
@@ -172,6 +173,7 @@ fn seen(room: &mut RoomCore<u32>) -> Vec<Seen> {
             Effect::Close { to, code } => Seen::Close(to, code),
             Effect::SessionEnded { session_id } => Seen::Ended(session_id),
             Effect::RoomEnded(end) => Seen::Room(end),
+            Effect::SeatsOpen { free } => Seen::SeatsOpen(free),
         })
         .collect()
 }
@@ -797,6 +799,41 @@ fn a_quiet_player_is_sent_nothing_until_its_view_or_acknowledgement_changes() {
     let resumed = snapshots(&run_ticks(&mut room, 1), 22);
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].2, 0, "full");
+}
+
+/// A running match of a `backfill` mode that loses a player for good asks for a replacement
+/// (its open seats); before it starts, without `backfill`, or when the last player goes, it
+/// does not.
+#[test]
+fn a_backfill_room_reports_a_seat_lost_for_good() {
+    let opened = |effects: &[Seen]| {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Seen::SeatsOpen(free) => Some(*free),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let t0 = Instant::now();
+    for (extra, expect) in [("backfill=true", vec![1]), ("", vec![])] {
+        let mut room = probe_room(t0, extra);
+        room.join(t0, seating(100, 1), 1).unwrap();
+        room.join(t0, seating(200, 2), 2).unwrap();
+        seen(&mut room);
+        // The grace period (2 s) of a dropped player runs out mid-match.
+        room.detach(t0, 200, &2);
+        room.tick(t0 + Duration::from_secs(3));
+        assert_eq!(opened(&seen(&mut room)), expect, "{extra:?}");
+        // The last player leaving ends the room: nothing to fill.
+        room.leave(100);
+        assert_eq!(opened(&seen(&mut room)), Vec::<usize>::new(), "{extra:?}");
+    }
+    // Before the match starts, a seat lost is not a seat to backfill.
+    let mut waiting = probe_room(t0, "backfill=true");
+    waiting.join(t0, seating(100, 1), 1).unwrap();
+    waiting.leave(100);
+    assert!(opened(&seen(&mut waiting)).is_empty());
 }
 
 #[test]
