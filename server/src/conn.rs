@@ -494,6 +494,9 @@ async fn play(
     tokio::pin!(idle_timer);
     loop {
         let received = tokio::select! {
+            // A message that arrived as the timer fired is read first: the timer's check
+            // must see it, or a talking player could be closed as idle.
+            biased;
             received = reader.recv() => received,
             () = &mut idle_timer => {
                 let quiet_until = last_heard + idle;
