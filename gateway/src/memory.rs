@@ -491,13 +491,7 @@ impl State {
         if request.now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
             self.sweep(request, now);
         }
-        let mut live: Vec<RoomServerInfo> = self
-            .servers
-            .values()
-            .filter(|(_, expires)| *expires > now)
-            .map(|(info, _)| info.clone())
-            .collect();
-        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        let live = self.live_servers_by_id(now);
         let mut place = Placement {
             request,
             live,
@@ -848,6 +842,18 @@ impl State {
         }
     }
 
+    /// The registered servers still alive at `now`, ordered by id (placement draws from it).
+    fn live_servers_by_id(&self, now: Instant) -> Vec<RoomServerInfo> {
+        let mut live: Vec<RoomServerInfo> = self
+            .servers
+            .values()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(info, _)| info.clone())
+            .collect();
+        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        live
+    }
+
     fn create_private_room(
         &mut self,
         request: &PrivateRoomRequest,
@@ -858,13 +864,7 @@ impl State {
                 return None;
             }
         }
-        let mut live: Vec<RoomServerInfo> = self
-            .servers
-            .values()
-            .filter(|(_, expires)| *expires > now)
-            .map(|(info, _)| info.clone())
-            .collect();
-        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        let mut live = self.live_servers_by_id(now);
         let mut rng = StdRng::seed_from_u64(request.seed);
         let server = live.swap_remove(pick_server(&live, &mut rng)?);
         if self.rooms.len() >= MAX_ROOMS {

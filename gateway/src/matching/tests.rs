@@ -207,6 +207,21 @@ proptest! {
     }
 }
 
+/// Candidates from (enqueued_ms, properties, party) entries; player i is candidate i.
+fn party_candidates(queue: &[(u64, PlayerMetadata, Option<u128>)]) -> Vec<Candidate<'_>> {
+    queue
+        .iter()
+        .enumerate()
+        .map(|(i, (at, p, party))| Candidate {
+            enqueued_ms: *at,
+            tie: i as u128,
+            properties: p,
+            party: *party,
+            player_id: i as u64,
+        })
+        .collect()
+}
+
 prop_compose! {
     /// A queue of solo players and parties of 2 to 4, in the `ranked` rules' terms.
     fn with_parties()(
@@ -231,17 +246,7 @@ proptest! {
     /// without teams.
     #[test]
     fn parties_stay_whole_and_on_one_team(queue in with_parties(), teams in 1usize..3, now in 0u64..60_000) {
-        let c: Vec<Candidate<'_>> = queue
-            .iter()
-            .enumerate()
-            .map(|(i, (at, p, party))| Candidate {
-                enqueued_ms: *at,
-                tie: i as u128,
-                properties: p,
-                party: *party,
-                player_id: i as u64,
-            })
-            .collect();
+        let c = party_candidates(&queue);
         let shape = Shape { players: 6, min_players: 2, wait_ms: 30_000, teams };
         let groups = form(&c, &rules(), shape, now, 1_000);
         let mut seen = HashSet::new();
@@ -269,17 +274,7 @@ fn a_party_fills_a_room_with_solo_players_and_waits_when_it_cannot_fit() {
         (1, PlayerMetadata::default(), Some(7)),
         (2, PlayerMetadata::default(), None),
     ];
-    let c: Vec<Candidate<'_>> = queue
-        .iter()
-        .enumerate()
-        .map(|(i, (at, p, party))| Candidate {
-            enqueued_ms: *at,
-            tie: i as u128,
-            properties: p,
-            party: *party,
-            player_id: i as u64,
-        })
-        .collect();
+    let c = party_candidates(&queue);
     let shape = Shape {
         players: 4,
         min_players: 4,

@@ -116,15 +116,11 @@ end
 local out = {}
 local left = {}
 
--- Records room `room_id` on servers[chosen] with the tickets `got`.
-local function place(room_id, chosen, got, grouping)
-  local rk = p .. 'room:' .. room_id
-  local s = servers[chosen]
-  s.info.load = s.info.load + #got
-  local raw = cjson.encode(s.info)
-  redis.call('SET', p .. 'server:' .. s.id, raw, 'KEEPTTL')
+-- Records in the reply that room `room_id` on `server_id` took the tickets `got`, and marks
+-- each placed there (matched, its player's room set); returns the players' ids.
+local function assign(room_id, server_id, got)
   out[#out + 1] = room_id
-  out[#out + 1] = s.id
+  out[#out + 1] = server_id
   out[#out + 1] = tostring(#got)
   local players = {}
   for _, g in ipairs(got) do
@@ -143,6 +139,17 @@ local function place(room_id, chosen, got, grouping)
     out[#out + 1] = g[3]
     left[#left + 1] = g[1]
   end
+  return players
+end
+
+-- Records room `room_id` on servers[chosen] with the tickets `got`.
+local function place(room_id, chosen, got, grouping)
+  local rk = p .. 'room:' .. room_id
+  local s = servers[chosen]
+  s.info.load = s.info.load + #got
+  local raw = cjson.encode(s.info)
+  redis.call('SET', p .. 'server:' .. s.id, raw, 'KEEPTTL')
+  local players = assign(room_id, s.id, got)
   redis.call('HSET', rk, 'server_id', s.id, 'server', raw, 'epoch', '1', 'mode', mode,
     'created_ms', now_text, 'players', table.concat(players, ','),
     'join_by', string.format('%d', now + join_window), 'joined', '0')
@@ -162,25 +169,9 @@ end
 local function fill(room_id, got)
   local rk = p .. 'room:' .. room_id
   local r = redis.call('HMGET', rk, 'server_id', 'players', 'open')
-  out[#out + 1] = room_id
-  out[#out + 1] = r[1]
-  out[#out + 1] = tostring(#got)
   local players = r[2] or ''
-  for _, g in ipairs(got) do
-    local tk = p .. 'ticket:' .. g[1]
-    redis.call('HSET', tk, 'room', room_id)
-    redis.call('PEXPIRE', tk, matched_ttl)
-    redis.call('ZREM', sk, g[1])
-    local pk = p .. 'player:' .. g[2]
-    if redis.call('GET', pk) == g[1] then redis.call('DEL', pk) end
-    local prk = p .. 'player_rooms:' .. g[2]
-    redis.call('SADD', prk, room_id)
-    redis.call('PEXPIRE', prk, room_ttl)
-    if players == '' then players = g[2] else players = players .. ',' .. g[2] end
-    out[#out + 1] = g[1]
-    out[#out + 1] = g[2]
-    out[#out + 1] = g[3]
-    left[#left + 1] = g[1]
+  for _, player in ipairs(assign(room_id, r[1], got)) do
+    if players == '' then players = player else players = players .. ',' .. player end
   end
   local open = tonumber(r[3] or '0') - #got
   redis.call('HSET', rk, 'players', players, 'open', tostring(open))
