@@ -9,6 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tickroom_game::modes::LATENCY_PREFIX;
+use tickroom_game::{MetaValue, PlayerMetadata};
+use tickroom_protocol::api::EnqueueRequest;
 use tickroom_protocol::connect::{
     ConnectError, GatewayClient, JoinTarget, MatchResult, QuicClient, RoomStatus, SessionDriver,
     TransportKind,
@@ -40,6 +43,46 @@ pub const ROOM_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const JOIN_CONNECT_TRIES: u32 = 3;
 /// Pause between two failed attempts to queue again for a rejoin.
 const REQUEUE_RETRY: Duration = Duration::from_millis(500);
+
+/// Regions the bots of a mode with a region rule come from (bot `seed % 3`).
+pub const BOT_REGIONS: [&str; 3] = ["eu", "us", "asia"];
+
+/// What a bot's ticket carries for `mode`'s matchmaking rules (the embedded modes file's;
+/// empty for a mode without rules): a rating from N(1500, 300), a region of [`BOT_REGIONS`]
+/// with its latency to each (home lowest), and `"1"` for every exact property, so every bot
+/// can meet every other. The same seed, the same properties.
+pub fn bot_properties(mode: &str, seed: u64) -> PlayerMetadata {
+    let modes = tickroom_game::modes::Modes::embedded();
+    let Some(rules) = modes.by_name(mode).and_then(|m| m.matchmaking.as_ref()) else {
+        return PlayerMetadata::default();
+    };
+    let mut rng = tickroom_game::rng::SplitMix64::new(seed);
+    let mut props = std::collections::BTreeMap::new();
+    if let Some(key) = &rules.rating {
+        // Box–Muller from two uniforms in (0, 1].
+        let u1 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let normal = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let rating = (1500.0 + 300.0 * normal).clamp(0.0, 3000.0).round() as i64;
+        props.insert(key.clone(), MetaValue::Int(rating));
+    }
+    if let Some(key) = &rules.region {
+        let home = BOT_REGIONS[(seed % 3) as usize];
+        props.insert(key.clone(), MetaValue::Str(home.to_owned()));
+        for region in BOT_REGIONS {
+            let ms = if region == home {
+                20
+            } else {
+                80 + (rng.next_u64() % 120) as i64
+            };
+            props.insert(format!("{LATENCY_PREFIX}{region}"), MetaValue::Int(ms));
+        }
+    }
+    for key in &rules.exact {
+        props.insert(key.clone(), MetaValue::Str("1".to_owned()));
+    }
+    PlayerMetadata(props)
+}
 
 /// The device id of bot `index` of a run seeded `seed`: 32 hex digits, the 128 bits a
 /// gateway requires of a device id, the same for the same seed and index.
@@ -250,7 +293,10 @@ impl Player {
         config: &BotConfig,
         attempt: u64,
     ) -> Result<SessionDriver, ConnectError> {
-        let m = self.find_match(&config.mode, config.show_queue).await?;
+        let properties = bot_properties(&config.mode, config.seed);
+        let m = self
+            .find_match(&config.mode, &properties, config.show_queue)
+            .await?;
         debug!(bot = config.index, room = m.room_id, "matched");
         let session_config = SessionConfig {
             jitter_seed: config.seed.wrapping_add(attempt),
@@ -291,15 +337,22 @@ impl Player {
     async fn find_match(
         &mut self,
         mode: &str,
+        properties: &PlayerMetadata,
         show_queue: bool,
     ) -> Result<MatchResult, ConnectError> {
+        let body = EnqueueRequest {
+            mode: mode.to_owned(),
+            metadata: PlayerMetadata::default(),
+            properties: properties.clone(),
+            party_id: None,
+        };
         let token = self.token().await?;
-        let (token, ticket) = match self.client().queue(&token, mode).await {
+        let (token, ticket) = match self.client().enqueue(&token, &body).await {
             Ok(ticket) => (token, ticket),
             Err(ConnectError::Gateway { status: 401, .. }) => {
                 self.token = None;
                 let token = self.token().await?;
-                let ticket = self.client().queue(&token, mode).await?;
+                let ticket = self.client().enqueue(&token, &body).await?;
                 (token, ticket)
             }
             Err(e) => return Err(e),
@@ -360,6 +413,34 @@ mod tests {
     use tickroom_protocol::api::check_device_id;
 
     use super::*;
+
+    /// A ranked bot's ticket carries what the mode's rules ask for, rightly typed, and
+    /// nothing else; the same seed gives the same ticket; a first-come mode gets none.
+    #[test]
+    fn bots_carry_the_properties_their_mode_matches_on() {
+        let rules = tickroom_game::modes::Modes::embedded()
+            .by_name("ranked")
+            .and_then(|m| m.matchmaking.clone())
+            .expect("ranked has rules");
+        let mut ratings = Vec::new();
+        for seed in 0..300 {
+            let p = bot_properties("ranked", seed);
+            assert!(p.0.keys().all(|k| rules.knows(k)), "{p:?}");
+            assert!(p.check().is_ok());
+            let rating = p.int("rating").expect("a whole-number rating");
+            assert!((0..=3000).contains(&rating));
+            ratings.push(rating);
+            let home = p.str("region").expect("a region");
+            assert_eq!(p.int(&format!("latency.{home}")), Some(20));
+            assert_eq!(p.str("version"), Some("1"));
+            assert_eq!(p, bot_properties("ranked", seed));
+        }
+        let mean = ratings.iter().sum::<i64>() as f64 / ratings.len() as f64;
+        assert!((1400.0..1600.0).contains(&mean), "mean rating {mean}");
+        assert!(ratings.iter().any(|r| *r < 1300) && ratings.iter().any(|r| *r > 1700));
+        assert!(bot_properties("arena", 1).0.is_empty());
+        assert!(bot_properties("no-such-mode", 1).0.is_empty());
+    }
 
     #[test]
     fn the_queue_line_says_when_a_match_starts() {
