@@ -1,5 +1,6 @@
 // The gateway's HTTP JSON API under /v1 (protocol/src/api.rs, gateway/src/http.rs): device
-// login, refresh, queueing, the long poll for a match, cancel, room status and match results.
+// login, refresh, queueing (with matchmaking properties, or a whole party), the long poll for a
+// match, cancel, parties, private rooms by code, room status and match results.
 // Uses the platform's `fetch`. Every error is a `GatewayError` carrying the HTTP status and the
 // JSON body's tickroom code (`{"code", "error", "message"}`), plus `Retry-After` when sent.
 
@@ -30,6 +31,49 @@ export interface MatchResult {
   /** Hex of the secret that answers the join challenge. */
   join_secret: string;
   expires_ms: number;
+  /** Modes with matchmaking rules or teams: why these players were grouped. */
+  grouping?: Grouping;
+}
+
+/** Why matchmaking grouped players (`MatchResult.grouping`). */
+export interface Grouping {
+  /** The rating window (±) of the match's anchor when it formed. */
+  window?: number;
+  /** Highest minus lowest rating in the match. */
+  spread?: number;
+  /** The region the match plays in. */
+  region?: string;
+  /** Modes with teams: player ids per team; a party is on one team. */
+  teams?: number[][];
+}
+
+/** A party (`createParty`, `joinParty`, `party`). */
+export interface Party {
+  party_id: string;
+  /** The code others join it with (8 characters, any case). */
+  code: string;
+  /** Who queues it; the party ends when the leader leaves. */
+  leader: number;
+  members: number[];
+  /** While queued or matched: each member's ticket, to poll. */
+  tickets: { player_id: number; ticket_id: string }[];
+}
+
+/** `POST /v1/rooms` answer: a private room and the code everyone joins it with. */
+export interface PrivateRoom {
+  room_id: number;
+  mode: string;
+  code: string;
+  /** The code dies then (unix ms) if nobody has joined. */
+  expires_ms: number;
+}
+
+/** What a ticket carries beside its mode (`queue`'s last argument). */
+export interface QueueOptions {
+  /** What the mode's matchmaking rules read: a rating, a region, a version, `latency.<region>`. */
+  properties?: PlayerMetadata;
+  /** Queue the caller's whole party (the caller must lead it). */
+  partyId?: string;
 }
 
 /** `GET /v1/matchmaking/{ticket_id}` answer. */
@@ -181,9 +225,11 @@ export class GatewayClient {
    * `POST /v1/matchmaking`: returns the matchmaking ticket id. A player placed in a room they
    * may still join gets a 409 `GatewayError` (`Conflict`, with `retryAfterMs`).
    */
-  async queue(token: string, mode: string, metadata?: PlayerMetadata): Promise<string> {
-    const body: { mode: string; metadata?: PlayerMetadata } = { mode };
+  async queue(token: string, mode: string, metadata?: PlayerMetadata, options: QueueOptions = {}): Promise<string> {
+    const body: { mode: string; metadata?: PlayerMetadata; properties?: PlayerMetadata; party_id?: string } = { mode };
     if (metadata !== undefined && Object.keys(metadata).length > 0) body.metadata = metadata;
+    if (options.properties !== undefined && Object.keys(options.properties).length > 0) body.properties = options.properties;
+    if (options.partyId !== undefined) body.party_id = options.partyId;
     const answer = await this.request<{ ticket_id: string }>('POST', '/v1/matchmaking', token, body);
     return answer.ticket_id;
   }
@@ -220,6 +266,36 @@ export class GatewayClient {
         return m;
       }
     }
+  }
+
+  /** `POST /v1/parties`: a party led by the caller. */
+  createParty(token: string): Promise<Party> {
+    return this.request<Party>('POST', '/v1/parties', token);
+  }
+
+  /** `POST /v1/parties/join`: joins the party with `code`. */
+  joinParty(token: string, code: string): Promise<Party> {
+    return this.request<Party>('POST', '/v1/parties/join', token, { code });
+  }
+
+  /** `GET /v1/parties/{party_id}`: the party, with its members' tickets once it is queued. */
+  party(token: string, partyId: string): Promise<Party> {
+    return this.request<Party>('GET', `/v1/parties/${encodeURIComponent(partyId)}`, token);
+  }
+
+  /** `DELETE /v1/parties/{party_id}`: leaves (the leader leaving ends the party). */
+  async leaveParty(token: string, partyId: string): Promise<void> {
+    await this.request<unknown>('DELETE', `/v1/parties/${encodeURIComponent(partyId)}`, token);
+  }
+
+  /** `POST /v1/rooms`: a private room of `mode`, and the code everyone joins it with. */
+  createRoom(token: string, mode: string): Promise<PrivateRoom> {
+    return this.request<PrivateRoom>('POST', '/v1/rooms', token, { mode });
+  }
+
+  /** `POST /v1/rooms/join`: a seat in the private room with `code` (a 404 `GatewayError` for an unknown code, 409 when full). */
+  joinByCode(token: string, code: string): Promise<MatchResult> {
+    return this.request<MatchResult>('POST', '/v1/rooms/join', token, { code });
   }
 
   /** `DELETE /v1/matchmaking/{ticket_id}`. */

@@ -206,3 +206,30 @@ test('gateway errors are typed: a short device id is bad_request, an unknown mod
   await gateway.cancel(login.session_token, ticket);
   await assert.rejects(gateway.poll(login.session_token, ticket, 0), (e: unknown) => e instanceof GatewayError && e.status === 404);
 });
+
+test('a private room is joined by code, and a party of two fills a duel: both through the gateway', { timeout: 30000 }, async () => {
+  const gateway = new GatewayClient(server.gateway);
+  const host = await gateway.loginDevice(newDeviceId());
+  const friend = await gateway.loginDevice(newDeviceId());
+  const room = await gateway.createRoom(host.session_token, 'duel');
+  assert.equal(room.code.length, 8);
+  const a = await gateway.joinByCode(host.session_token, room.code);
+  const b = await gateway.joinByCode(friend.session_token, room.code.toLowerCase());
+  assert.equal(a.room_id, room.room_id);
+  assert.equal(b.room_id, room.room_id);
+  await assert.rejects(gateway.joinByCode(friend.session_token, 'ZZZZZZZZ'), (e: unknown) => e instanceof GatewayError && e.status === 404);
+
+  const leader = await gateway.loginDevice(newDeviceId());
+  const member = await gateway.loginDevice(newDeviceId());
+  const party = await gateway.createParty(leader.session_token);
+  const joined = await gateway.joinParty(member.session_token, party.code);
+  assert.deepEqual(joined.members, [leader.player_id, member.player_id]);
+  await gateway.queue(leader.session_token, 'duel', undefined, { partyId: party.party_id });
+  const listed = await gateway.party(member.session_token, party.party_id);
+  assert.equal(listed.tickets.length, 2);
+  const tokens = new Map([[leader.player_id, leader.session_token], [member.player_id, member.session_token]]);
+  const matches = await Promise.all(listed.tickets.map((t) => gateway.waitMatch(tokens.get(t.player_id) as string, t.ticket_id, { timeoutMs: 15000 })));
+  assert.equal(new Set(matches.map((m) => m.room_id)).size, 1, 'the party shares one duel');
+  await gateway.leaveParty(leader.session_token, party.party_id);
+  await assert.rejects(gateway.party(member.session_token, party.party_id), (e: unknown) => e instanceof GatewayError && e.status === 404);
+});

@@ -1,5 +1,6 @@
 // The gateway's HTTP JSON API under /v1 (protocol/src/api.rs, gateway/src/http.rs): device
-// login, refresh, queueing, the long poll for a match, cancel, room status and match results.
+// login, refresh, queueing (with matchmaking properties, or a whole party), the long poll for a
+// match, cancel, parties, private rooms by code, room status and match results.
 // Uses the platform's `fetch`. Every error is a `GatewayError` carrying the HTTP status and the
 // JSON body's tickroom code (`{"code", "error", "message"}`), plus `Retry-After` when sent.
 import { fromHex } from './codec.js';
@@ -112,10 +113,14 @@ export class GatewayClient {
      * `POST /v1/matchmaking`: returns the matchmaking ticket id. A player placed in a room they
      * may still join gets a 409 `GatewayError` (`Conflict`, with `retryAfterMs`).
      */
-    async queue(token, mode, metadata) {
+    async queue(token, mode, metadata, options = {}) {
         const body = { mode };
         if (metadata !== undefined && Object.keys(metadata).length > 0)
             body.metadata = metadata;
+        if (options.properties !== undefined && Object.keys(options.properties).length > 0)
+            body.properties = options.properties;
+        if (options.partyId !== undefined)
+            body.party_id = options.partyId;
         const answer = await this.request('POST', '/v1/matchmaking', token, body);
         return answer.ticket_id;
     }
@@ -152,6 +157,30 @@ export class GatewayClient {
                 return m;
             }
         }
+    }
+    /** `POST /v1/parties`: a party led by the caller. */
+    createParty(token) {
+        return this.request('POST', '/v1/parties', token);
+    }
+    /** `POST /v1/parties/join`: joins the party with `code`. */
+    joinParty(token, code) {
+        return this.request('POST', '/v1/parties/join', token, { code });
+    }
+    /** `GET /v1/parties/{party_id}`: the party, with its members' tickets once it is queued. */
+    party(token, partyId) {
+        return this.request('GET', `/v1/parties/${encodeURIComponent(partyId)}`, token);
+    }
+    /** `DELETE /v1/parties/{party_id}`: leaves (the leader leaving ends the party). */
+    async leaveParty(token, partyId) {
+        await this.request('DELETE', `/v1/parties/${encodeURIComponent(partyId)}`, token);
+    }
+    /** `POST /v1/rooms`: a private room of `mode`, and the code everyone joins it with. */
+    createRoom(token, mode) {
+        return this.request('POST', '/v1/rooms', token, { mode });
+    }
+    /** `POST /v1/rooms/join`: a seat in the private room with `code` (a 404 `GatewayError` for an unknown code, 409 when full). */
+    joinByCode(token, code) {
+        return this.request('POST', '/v1/rooms/join', token, { code });
     }
     /** `DELETE /v1/matchmaking/{ticket_id}`. */
     async cancel(token, ticketId) {
