@@ -475,6 +475,10 @@ impl State {
         if self.tickets.len() + entries.len() > MAX_TICKETS {
             return Err(DirectoryError::Full("matchmaking tickets"));
         }
+        // All or none: nothing below may fail half way.
+        if entries.iter().any(|e| self.tickets.contains_key(&e.ticket_id)) {
+            return Err(DirectoryError::Unavailable("ticket id collision".into()));
+        }
         let tickets: Vec<(u64, TicketId)> =
             entries.iter().map(|e| (e.player_id, e.ticket_id)).collect();
         for entry in entries {
