@@ -476,7 +476,10 @@ impl State {
             return Err(DirectoryError::Full("matchmaking tickets"));
         }
         // All or none: nothing below may fail half way.
-        if entries.iter().any(|e| self.tickets.contains_key(&e.ticket_id)) {
+        if entries
+            .iter()
+            .any(|e| self.tickets.contains_key(&e.ticket_id))
+        {
             return Err(DirectoryError::Unavailable("ticket id collision".into()));
         }
         let tickets: Vec<(u64, TicketId)> =
