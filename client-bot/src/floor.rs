@@ -798,7 +798,8 @@ pub async fn run_floor(args: &FloorArgs, server: Command) -> anyhow::Result<Floo
 
 async fn run_bots(args: &FloorArgs, server: SocketAddr) -> Vec<BotTally> {
     let started = Instant::now();
-    let (hard_deadline, give_up_at) = run_deadlines(started, args.ramp, args.duration);
+    let (hard_deadline, give_up_at) =
+        run_deadlines(started, args.ramp, args.duration, Duration::ZERO);
     let plan = BotPlan {
         server,
         origin: started,

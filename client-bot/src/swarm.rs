@@ -24,6 +24,8 @@ use crate::stats::{BotOutcome, LiveStats, Measurements};
 
 /// Slack after ramp + duration before the swarm aborts whatever still runs.
 pub const HARD_DEADLINE_SLACK: Duration = Duration::from_secs(30);
+/// Slack beyond a mode's `matchmaking_wait_s` for the formation, the join and the bot's margin.
+const MATCH_WAIT_SLACK: Duration = Duration::from_secs(15);
 /// Bots give up by themselves this long before the hard deadline, so they report cleanly.
 const BOT_GIVE_UP_MARGIN: Duration = Duration::from_secs(5);
 /// How often the progress bar refreshes.
@@ -58,7 +60,12 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
     let cpu_at_start = process_cpu_time();
     // The servers' CPU before the first bot, so the report states their cost per bot too.
     let server_at_start = scrape_all(&args.metrics_urls()).await;
-    let (hard_deadline, give_up_at) = run_deadlines(started, args.ramp, args.duration);
+    let (hard_deadline, give_up_at) = run_deadlines(
+        started,
+        args.ramp,
+        args.duration,
+        matchmaking_wait(&args.mode),
+    );
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let live = Arc::new(LiveStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -152,14 +159,28 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
 }
 
 /// When a run of bots started at `started` must be over (the hard deadline), and when each bot
-/// gives up on its own a little before that.
+/// gives up on its own a little before that. The slack covers the wait for a match: at least
+/// `HARD_DEADLINE_SLACK`, and longer for a mode whose matches may wait longer (a rated mode's
+/// `matchmaking_wait_s`, before a short match may start).
 pub(crate) fn run_deadlines(
     started: Instant,
     ramp: Duration,
     duration: Duration,
+    matchmaking_wait: Duration,
 ) -> (Instant, Instant) {
-    let hard = started + ramp + duration + HARD_DEADLINE_SLACK;
+    let slack = HARD_DEADLINE_SLACK.max(matchmaking_wait + MATCH_WAIT_SLACK);
+    let hard = started + ramp + duration + slack;
     (hard, hard.checked_sub(BOT_GIVE_UP_MARGIN).unwrap_or(hard))
+}
+
+/// How long a mode of the embedded modes file may keep a player waiting before a short match
+/// starts (`matchmaking_wait_s`; zero for a mode the file does not know).
+pub(crate) fn matchmaking_wait(mode: &str) -> Duration {
+    tickroom_game::modes::Modes::embedded()
+        .by_name(mode)
+        .map_or(Duration::ZERO, |m| {
+            Duration::from_secs(u64::from(m.matchmaking_wait_s))
+        })
 }
 
 /// Collects the bots' results until `hard_deadline`; a bot that panicked (`lost(true)`) or is
@@ -345,6 +366,21 @@ pub fn transport_name(kind: TransportKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A first-come mode keeps the usual slack; a rated mode, whose short matches wait 30 s,
+    /// gets the wait and more, so its bots are not counted as timed out for waiting.
+    #[test]
+    fn the_deadline_leaves_room_for_the_modes_wait_for_a_match() {
+        let t0 = Instant::now();
+        let (ramp, play) = (Duration::from_secs(10), Duration::from_secs(20));
+        let slack =
+            |mode: &str| run_deadlines(t0, ramp, play, matchmaking_wait(mode)).0 - t0 - ramp - play;
+        assert_eq!(slack("arena"), HARD_DEADLINE_SLACK);
+        assert_eq!(slack("no-such-mode"), HARD_DEADLINE_SLACK);
+        assert_eq!(slack("ranked"), Duration::from_secs(30) + MATCH_WAIT_SLACK);
+        let (hard, give_up) = run_deadlines(t0, ramp, play, Duration::ZERO);
+        assert_eq!(hard - give_up, BOT_GIVE_UP_MARGIN);
+    }
 
     #[test]
     fn family_follows_the_url() {
