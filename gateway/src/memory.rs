@@ -945,17 +945,7 @@ impl Directory for InMemoryDirectory {
     }
 
     async fn live_servers(&self) -> Result<Vec<RoomServerInfo>, DirectoryError> {
-        let now = Instant::now();
-        let mut live: Vec<RoomServerInfo> = self
-            .state
-            .lock()
-            .servers
-            .values()
-            .filter(|(_, expires)| *expires > now)
-            .map(|(info, _)| info.clone())
-            .collect();
-        live.sort_by(|a, b| a.server_id.cmp(&b.server_id));
-        Ok(live)
+        Ok(self.state.lock().live_servers_by_id(Instant::now()))
     }
 
     async fn enqueue(&self, entry: QueueEntry) -> Result<EnqueueOutcome, DirectoryError> {

@@ -112,7 +112,8 @@ fn mode(sync: &str, extra: &str) -> Arc<ModeConfig> {
     Arc::new(Modes::parse(&text).unwrap().by_name("m").unwrap().clone())
 }
 
-fn probe_room(t0: Instant, extra: &str) -> RoomCore<u32> {
+/// A state-sync room of game `G` (no parameters) in the test mode, with `extra` mode lines.
+fn state_room<G: StateGame<Params = NoParams>>(t0: Instant, extra: &str) -> RoomCore<u32> {
     let mode = mode("state", extra);
     let setup = Setup {
         mode: "m",
@@ -121,12 +122,11 @@ fn probe_room(t0: Instant, extra: &str) -> RoomCore<u32> {
         seed: 1,
         params: &NoParams {},
     };
-    RoomCore::new(
-        7,
-        mode.clone(),
-        Box::new(StateSim::<Probe>::new(&setup)),
-        t0,
-    )
+    RoomCore::new(7, mode.clone(), Box::new(StateSim::<G>::new(&setup)), t0)
+}
+
+fn probe_room(t0: Instant, extra: &str) -> RoomCore<u32> {
+    state_room::<Probe>(t0, extra)
 }
 
 fn lockstep_room(t0: Instant, server_sim: bool) -> RoomCore<u32> {
@@ -744,15 +744,7 @@ fn run_ticks(room: &mut RoomCore<u32>, n: usize) -> Vec<Seen> {
 #[test]
 fn a_quiet_player_is_sent_nothing_until_its_view_or_acknowledgement_changes() {
     let t0 = Instant::now();
-    let mode = mode("state", "");
-    let setup = Setup {
-        mode: "m",
-        max_players: mode.players,
-        tick_rate_hz: mode.tick_rate_hz,
-        seed: 1,
-        params: &NoParams {},
-    };
-    let mut room = RoomCore::new(7, mode, Box::new(StateSim::<Lobby>::new(&setup)), t0);
+    let mut room = state_room::<Lobby>(t0, "");
     room.join(t0, seating(100, 1), 1).unwrap();
     room.join(t0, seating(200, 2), 2).unwrap();
     seen(&mut room);
