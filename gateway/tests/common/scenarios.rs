@@ -361,7 +361,9 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
     let brief: CreateRoomResponse = r.json().await.unwrap();
     let (_, late) = t.login("late").await;
     let deadline = std::time::Instant::now() + super::TEST_DEADLINE;
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
+        poll.tick().await;
         let r = join(late.clone(), brief.code.clone()).await;
         if r.status() == StatusCode::NOT_FOUND {
             assert!(now_ms() >= brief.expires_ms, "not before its time");
@@ -370,7 +372,6 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
         assert!(std::time::Instant::now() < deadline, "the code never died");
         // The first lookup seated `late`; later ones answer the same until the code dies.
         assert_eq!(r.status(), StatusCode::OK);
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     let r = t
         .post_json("/v1/rooms", json!({"mode": "chess"}), Some(&host))
