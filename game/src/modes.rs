@@ -360,9 +360,14 @@ impl Modes {
         Ok(Modes { modes: file.mode })
     }
 
-    /// The modes built into the binary.
+    /// The modes built into the binary (parsed once per process).
     pub fn embedded() -> Modes {
-        Modes::parse(EMBEDDED_MODES_TOML).expect("the embedded modes file is valid")
+        static EMBEDDED: std::sync::OnceLock<Modes> = std::sync::OnceLock::new();
+        EMBEDDED
+            .get_or_init(|| {
+                Modes::parse(EMBEDDED_MODES_TOML).expect("the embedded modes file is valid")
+            })
+            .clone()
     }
 
     /// The mode called `name`.

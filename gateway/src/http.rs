@@ -191,6 +191,17 @@ async fn unknown_route() -> ApiError {
 }
 
 impl Gateway {
+    /// The served mode called `name`; `400 unknown_mode` otherwise.
+    fn mode(&self, name: &str) -> Result<&tickroom_game::modes::ModeConfig, ApiError> {
+        self.config.modes.by_name(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnknownMode,
+                "no such game mode",
+            )
+        })
+    }
+
     /// Counts one join-code lookup (room or party) of `player_id`: `429` past its budget.
     fn check_code_lookup(&self, player_id: u64) -> Result<(), ApiError> {
         if self.code_limiter.check_key(&player_id).is_ok() {
@@ -565,13 +576,7 @@ async fn create_room(
 ) -> Result<(StatusCode, Json<CreateRoomResponse>), ApiError> {
     let player_id = gw.player(&headers)?;
     let Json(body) = body.map_err(|e| ApiError::json(&e))?;
-    let Some(mode) = gw.config.modes.by_name(&body.mode) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::UnknownMode,
-            "no such game mode",
-        ));
-    };
+    let mode = gw.mode(&body.mode)?;
     let ttl_ms = u64::from(mode.private_room_ttl_s).saturating_mul(1000);
     // A code collision (40 random bits) is retried with a fresh code.
     for _ in 0..CODE_ATTEMPTS {
@@ -714,13 +719,7 @@ async fn enqueue(
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
     let player_id = gw.player(&headers)?;
     let Json(body) = body.map_err(|e| ApiError::json(&e))?;
-    let Some(mode) = gw.config.modes.by_name(&body.mode) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::UnknownMode,
-            "no such game mode",
-        ));
-    };
+    let mode = gw.mode(&body.mode)?;
     // What the mode's rules read: nothing they do not name, everything they need, rightly
     // typed (the size limits were checked while parsing).
     crate::matching::check_properties(mode.matchmaking.as_ref(), &body.properties).map_err(

@@ -542,19 +542,6 @@ impl State {
             let players = self.take(&request.mode, &members, room_id, request.now_ms);
             self.place(place, server_index, room_id, players, group.told());
         }
-        // Matched tickets stay behind the oldest as tombstones: drop them once they outnumber
-        // the live ones, so the queue stays proportional to who waits.
-        let live = self.queued.get(&request.mode).copied().unwrap_or(0);
-        let tickets = &self.tickets;
-        if let Some(queue) = self.queues.get_mut(&request.mode) {
-            if queue.len() > 2 * live + 64 {
-                queue.retain(|id| {
-                    tickets
-                        .get(id)
-                        .is_some_and(|t| matches!(t.state, TicketState::Queued))
-                });
-            }
-        }
     }
 
     /// Fills the open seats of the mode's running rooms (on live servers) from the queue,
@@ -613,9 +600,9 @@ impl State {
         }
     }
 
-    /// The live tickets of a mode's queue, in queue order.
-    fn queued_ids(&mut self, mode: &str) -> Vec<TicketId> {
-        self.front_enqueued_ms(mode);
+    /// The live tickets of a mode's queue, in queue order (matched and cancelled ones stay in
+    /// it as tombstones until the sweep compacts it).
+    fn queued_ids(&self, mode: &str) -> Vec<TicketId> {
         self.queues
             .get(mode)
             .map(|q| {
@@ -738,21 +725,6 @@ impl State {
             *n = n.saturating_sub(players.len());
         }
         players
-    }
-
-    /// When the first live entry of a mode's queue was enqueued; drops tombstones on the way
-    /// to it.
-    fn front_enqueued_ms(&mut self, mode: &str) -> Option<u64> {
-        let queue = self.queues.get_mut(mode)?;
-        while let Some(id) = queue.front() {
-            match self.tickets.get(id) {
-                Some(t) if matches!(t.state, TicketState::Queued) => return Some(t.enqueued_ms),
-                _ => {
-                    queue.pop_front();
-                }
-            }
-        }
-        None
     }
 
     /// Keeps `record` until `now + ttl`. Expired results are swept every `SWEEP_INTERVAL_MS`
