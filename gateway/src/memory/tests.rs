@@ -425,3 +425,59 @@ fn zero_ttl_removes_and_long_ttls_are_capped() {
     assert_eq!(state.result(2, t0 + MAX_MATCH_RESULT_TTL), None);
     assert!(state.result(2, t0 + MAX_MATCH_RESULT_TTL / 2).is_some());
 }
+
+/// A party is queued all or none: when one member's ticket id is already taken, the
+/// directory refuses the whole party and queues nobody (not even the members before it).
+#[tokio::test]
+async fn a_party_whose_ticket_collides_queues_nobody() {
+    let dir = InMemoryDirectory::new();
+    let party_id = TicketId(77);
+    let party = PartyRecord {
+        party_id,
+        code: "ABCDEFGH".into(),
+        leader: 1,
+        members: vec![1],
+        tickets: Vec::new(),
+    };
+    assert!(matches!(
+        dir.create_party(party).await,
+        Ok(PartyAnswer::In(_))
+    ));
+    assert!(matches!(
+        dir.join_party("ABCDEFGH", 2).await,
+        Ok(PartyAnswer::In(_))
+    ));
+    // Player 3 already holds ticket 500.
+    queue_one(&dir, 3, TicketId(500));
+    let entry = |player: u64, ticket: u128| QueueEntry {
+        ticket_id: TicketId(ticket),
+        player_id: player,
+        mode: "m".into(),
+        enqueued_ms: NOW,
+        metadata: Default::default(),
+        properties: Default::default(),
+        party: Some(party_id),
+    };
+    let outcome = dir
+        .enqueue_party(party_id, 1, vec![entry(1, 400), entry(2, 500)])
+        .await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(
+        dir.ticket(TicketId(400)).await.unwrap().is_none(),
+        "the leader was queued"
+    );
+    assert_eq!(dir.state.lock().queued.get("m").copied(), Some(1));
+}
+
+fn queue_one(dir: &InMemoryDirectory, player: u64, ticket: TicketId) {
+    let entry = QueueEntry {
+        ticket_id: ticket,
+        player_id: player,
+        mode: "m".into(),
+        enqueued_ms: NOW,
+        metadata: Default::default(),
+        properties: Default::default(),
+        party: None,
+    };
+    assert_eq!(dir.enqueue_now(entry), Ok(EnqueueOutcome::Queued));
+}
