@@ -84,6 +84,7 @@ fn ticket_verify(c: &mut Criterion) {
         expires_ms: now + 10_000,
         nonce: [3; 16],
         metadata: Default::default(),
+        spectator: false,
     });
     c.bench_function("token/ticket_verify", |b| {
         b.iter(|| ring.verify_ticket(black_box(&token), now, 0).unwrap())

@@ -38,6 +38,7 @@ impl BenchRoom {
                 resume_counter: 0,
                 next_seq: 1,
                 metadata: Default::default(),
+                spectator: false,
             };
             room.join(t0, seating, u32::from(p)).unwrap();
             let mut input = Vec::new();

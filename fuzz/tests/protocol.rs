@@ -119,6 +119,7 @@ fn ticket_claims() -> TicketClaims {
         expires_ms: NOW_MS + 10_000,
         nonce: [5; 16],
         metadata,
+        spectator: false,
     }
 }
 

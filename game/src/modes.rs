@@ -95,6 +95,14 @@ pub struct ModeConfig {
     /// nobody has joined it (default 600).
     #[serde(default = "six_hundred")]
     pub private_room_ttl_s: u32,
+    /// Spectators a room of this mode takes besides its players (default 16; 0: none),
+    /// at most `MAX_SPECTATORS`. They never take a player seat and may not send input.
+    #[serde(default = "sixteen")]
+    pub spectators: u16,
+    /// Lockstep: spectators see each frame this long after it closed (default 3,000 ms, at
+    /// most 60,000), so a player watching a friend's stream learns nothing in time to use.
+    #[serde(default = "three_thousand")]
+    pub spectator_delay_ms: u32,
     /// How matchmaking groups players (`[mode.matchmaking]`): a rating window that widens
     /// with the wait, a region, properties that must match exactly. Absent: first come,
     /// first served, and tickets carry no properties.
@@ -104,6 +112,11 @@ pub struct ModeConfig {
     #[serde(default)]
     pub params: toml::Table,
 }
+
+/// Most spectators a mode may allow per room.
+pub const MAX_SPECTATORS: u16 = 1024;
+/// Longest lockstep spectator delay a mode may set, in milliseconds.
+pub const MAX_SPECTATOR_DELAY_MS: u32 = 60_000;
 
 /// Most string properties a mode may require to match exactly.
 pub const MAX_EXACT_PROPERTIES: usize = 4;
@@ -239,6 +252,12 @@ fn two_hundred_fifty_six() -> u32 {
 fn kib() -> u32 {
     1024
 }
+fn sixteen() -> u16 {
+    16
+}
+fn three_thousand() -> u32 {
+    3000
+}
 fn thirty() -> u32 {
     30
 }
@@ -250,6 +269,12 @@ impl ModeConfig {
     /// The fixed time between two ticks.
     pub fn tick_interval(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_rate_hz))
+    }
+
+    /// Lockstep: how many frames behind the newest closed one spectators are kept
+    /// (`spectator_delay_ms` at `tick_rate_hz`, rounded up).
+    pub fn spectator_delay_frames(&self) -> u64 {
+        (u64::from(self.spectator_delay_ms) * u64::from(self.tick_rate_hz)).div_ceil(1000)
     }
 
     /// The most a room of this mode may divide its snapshot rate by under load: a power of
@@ -339,6 +364,12 @@ impl Modes {
                 return Err(invalid(
                     "backfill is for state-sync modes without matchmaking rules",
                 ));
+            }
+            if m.spectators > MAX_SPECTATORS {
+                return Err(invalid("spectators must be 0..=1024"));
+            }
+            if m.spectator_delay_ms > MAX_SPECTATOR_DELAY_MS {
+                return Err(invalid("spectator_delay_ms must be 0..=60000"));
             }
             if m.message_rate_per_s == 0 || m.message_burst == 0 {
                 return Err(invalid(
@@ -479,6 +510,14 @@ mod tests {
             Some(3)
         );
         assert!(!a.server_sim);
+        assert_eq!((a.spectators, a.spectator_delay_ms), (16, 3000));
+        // 3 s at 30 Hz is 90 frames; a delay that is not a whole frame rounds up.
+        assert_eq!(a.spectator_delay_frames(), 90);
+        let odd = Modes::parse(&text.replace("players=2", "players=2\nspectator_delay_ms=1001"));
+        assert_eq!(
+            odd.unwrap().by_name("a").unwrap().spectator_delay_frames(),
+            31
+        );
     }
 
     #[test]
@@ -493,6 +532,9 @@ mod tests {
         assert!(Modes::parse(&base("bogus=1")).is_err());
         assert!(Modes::parse(&base("").replace("'arena'", "''")).is_err());
         assert!(Modes::parse(&base("message_rate_per_s=0")).is_err());
+        assert!(Modes::parse(&base("spectators=1024")).is_ok());
+        assert!(Modes::parse(&base("spectators=1025")).is_err());
+        assert!(Modes::parse(&base("spectator_delay_ms=60001")).is_err());
         assert!(Modes::parse(&base("").replace("tick_rate_hz=30", "tick_rate_hz=0")).is_err());
         let twice = format!("{}\n{}", base(""), base(""));
         assert!(Modes::parse(&twice).is_err());

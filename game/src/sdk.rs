@@ -245,6 +245,9 @@ pub enum Viewer {
     Everyone,
     /// What the player in this seat may see.
     Slot(u8),
+    /// What a spectator may see (games with per-player views; the others' spectators get
+    /// the `Everyone` view).
+    Spectator,
 }
 
 /// A state-sync game's encodings, shared by the server and its clients: inputs, views (full

@@ -736,6 +736,10 @@ pub trait Directory: Send + Sync + 'static {
     /// The record of a room, if it still exists.
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError>;
 
+    /// The private room with `code`, if its code still lives (as for `join_by_code`), without
+    /// seating anyone: for spectators.
+    async fn room_by_code(&self, code: &str) -> Result<Option<RoomRecord>, DirectoryError>;
+
     /// Forgets a room whose match ended, as the owner it was placed on: fenced at
     /// `PLACEMENT_EPOCH`, so once the room was reassigned the old owner's close changes
     /// nothing. An owner that took a room over closes with `close_room_at` and its epoch.

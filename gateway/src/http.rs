@@ -32,7 +32,7 @@ pub use tickroom_protocol::api::{
     CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
     EnqueueRequest, EnqueueResponse, ErrorBody, JoinByCodeRequest, JoinPartyRequest,
     MatchResultRecord, MatchedResponse, PartyResponse, PartyTicket, PollQuery, PollResponse,
-    RoomResponse,
+    RoomResponse, WatchRequest,
 };
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
@@ -66,6 +66,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/parties/{party_id}", get(get_party).delete(leave_party))
         .route("/v1/rooms", post(create_room))
         .route("/v1/rooms/join", post(join_by_code))
+        .route("/v1/rooms/watch", post(watch))
         .route("/v1/rooms/{room_id}", get(room))
         .route("/v1/matches/{room_id}", get(match_result))
         .route("/v1/{*rest}", any(unknown_route))
@@ -272,6 +273,16 @@ impl Gateway {
 
     /// The matched answer with a join ticket signed now.
     fn matched(&self, player_id: u64, a: Assignment) -> Result<MatchedResponse, ApiError> {
+        self.ticket_answer(player_id, a, false)
+    }
+
+    /// The answer with a join ticket signed now: a seat, or a spectator's place.
+    fn ticket_answer(
+        &self,
+        player_id: u64,
+        a: Assignment,
+        spectator: bool,
+    ) -> Result<MatchedResponse, ApiError> {
         let now = now_ms();
         let claims = TicketClaims {
             player_id,
@@ -282,6 +293,7 @@ impl Gateway {
             expires_ms: now.saturating_add(millis(self.config.ticket_ttl)),
             nonce: rand::random(),
             metadata: a.metadata,
+            spectator,
         };
         let expires_ms = claims.expires_ms;
         let (join_ticket, join_secret) = self.config.keys.issue_ticket(claims);
@@ -644,6 +656,55 @@ async fn join_by_code(
         )),
         CodeJoin::NotFound => Err(not_found()),
     }
+}
+
+/// `POST /v1/rooms/watch`: a spectator ticket for a public room (by id) or a private room (by
+/// its code). A private room is not found by its id, and code lookups share the per-player
+/// limit of `join_by_code`.
+async fn watch(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Json<WatchRequest>, JsonRejection>,
+) -> Result<Json<MatchedResponse>, ApiError> {
+    let player_id = gw.player(&headers)?;
+    let Json(body) = body.map_err(|e| ApiError::json(&e))?;
+    let not_found = || ApiError::not_found("room");
+    let room = match (body.room_id, body.code) {
+        (Some(room_id), None) => gw
+            .directory
+            .room(room_id)
+            .await?
+            .filter(|room| room.code.is_none()),
+        (None, Some(code)) => {
+            gw.check_code_lookup(player_id)?;
+            let code = normalise_code(&code).ok_or_else(not_found)?;
+            gw.directory.room_by_code(&code).await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "give exactly one of room_id and code",
+            ))
+        }
+    };
+    let room = room.ok_or_else(not_found)?;
+    if gw.mode(&room.mode)?.spectators == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("mode {} takes no spectators", room.mode),
+        ));
+    }
+    tracing::debug!(player_id, room_id = room.room_id, "spectator ticket issued");
+    let assignment = Assignment {
+        room_id: room.room_id,
+        mode: room.mode,
+        server: room.server,
+        metadata: Default::default(),
+        grouping: None,
+    };
+    gw.ticket_answer(player_id, assignment, true).map(Json)
 }
 
 /// Queues the leader's whole party: one ticket per member with the leader's properties (the

@@ -873,19 +873,26 @@ impl State {
         Some(record)
     }
 
-    fn join_by_code(&mut self, code: &str, player_id: u64) -> CodeJoin {
-        let Some(&(room_id, seats)) = self.codes.get(code) else {
-            return CodeJoin::NotFound;
-        };
-        // A code dies with its room, and with the room's join window while nobody joined it.
-        let Some(room) = self
+    /// The live room behind `code` and its seats. A code dies with its room, and with the
+    /// room's join window while nobody joined it.
+    fn coded_room(&mut self, code: &str) -> Option<(u64, usize)> {
+        let &(room_id, seats) = self.codes.get(code)?;
+        let live = self
             .rooms
-            .get_mut(&room_id)
-            .filter(|r| r.record.joined || crate::now_ms() <= r.record.join_by_ms)
-        else {
+            .get(&room_id)
+            .is_some_and(|r| r.record.joined || crate::now_ms() <= r.record.join_by_ms);
+        if !live {
             self.codes.remove(code);
+            return None;
+        }
+        Some((room_id, seats))
+    }
+
+    fn join_by_code(&mut self, code: &str, player_id: u64) -> CodeJoin {
+        let Some((room_id, seats)) = self.coded_room(code) else {
             return CodeJoin::NotFound;
         };
+        let room = self.rooms.get_mut(&room_id).expect("coded_room checked it");
         let players = &mut room.record.players;
         if !players.contains(&player_id) {
             if players.len() >= seats {
@@ -1013,6 +1020,12 @@ impl Directory for InMemoryDirectory {
 
     async fn join_by_code(&self, code: &str, player_id: u64) -> Result<CodeJoin, DirectoryError> {
         Ok(self.state.lock().join_by_code(code, player_id))
+    }
+
+    async fn room_by_code(&self, code: &str) -> Result<Option<RoomRecord>, DirectoryError> {
+        let mut state = self.state.lock();
+        let room_id = state.coded_room(code).map(|(room_id, _)| room_id);
+        Ok(room_id.and_then(|id| state.rooms.get(&id).map(|r| r.record.clone())))
     }
 
     async fn room(&self, room_id: u64) -> Result<Option<RoomRecord>, DirectoryError> {

@@ -786,6 +786,16 @@ impl Directory for RedisDirectory {
         bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
     }
 
+    async fn room_by_code(&self, code: &str) -> Result<Option<RoomRecord>, DirectoryError> {
+        let mut conn = self.conn.clone();
+        let get = ::redis::Cmd::get(self.key("code:", code));
+        let room_id: Option<u64> = bounded(self.call_timeout, get.query_async(&mut conn)).await?;
+        match room_id {
+            Some(room_id) => self.room(room_id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError> {
         let key = self.key("match:", &room_id.to_string());
         let mut conn = self.conn.clone();

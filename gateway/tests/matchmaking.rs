@@ -391,6 +391,9 @@ impl Directory for DownDirectory {
     async fn room(&self, _: u64) -> Result<Option<RoomRecord>, DirectoryError> {
         Err(down())
     }
+    async fn room_by_code(&self, _: &str) -> Result<Option<RoomRecord>, DirectoryError> {
+        Err(down())
+    }
     async fn close_room_at(&self, _: u64, _: u64) -> Result<bool, DirectoryError> {
         Err(down())
     }

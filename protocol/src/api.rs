@@ -98,6 +98,18 @@ pub struct JoinByCodeRequest {
     pub code: String,
 }
 
+/// `POST /v1/rooms/watch` body: the room to watch as a spectator, exactly one of a public
+/// room's id or a private room's join code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// A public room's id (from a player of it, or an operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<u64>,
+    /// A private room's join code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// Why matchmaking grouped these players (modes with matchmaking rules).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grouping {

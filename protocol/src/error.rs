@@ -69,6 +69,8 @@ pub enum ErrorCode {
     ServerGone,
     /// The game refused the player at admission (`join_attempt`); the detail says why.
     JoinRefused,
+    /// A spectator sent input, a checksum or a custom message: spectators only watch.
+    SpectatorReadOnly,
 }
 
 /// Every code with its stable wire number; the single source for both directions.
@@ -103,6 +105,7 @@ const CODES: &[(ErrorCode, u16)] = &[
     (ErrorCode::Internal, 27),
     (ErrorCode::ServerGone, 28),
     (ErrorCode::JoinRefused, 29),
+    (ErrorCode::SpectatorReadOnly, 30),
 ];
 
 /// WebSocket close codes for tickroom reasons start here (4000–4999 is for applications):
@@ -166,6 +169,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ServerGone => "server_gone",
             ErrorCode::JoinRefused => "join_refused",
+            ErrorCode::SpectatorReadOnly => "spectator_read_only",
         }
     }
 }
@@ -220,6 +224,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Internal => "internal server error",
             ErrorCode::ServerGone => "the room server is gone; rejoin through the gateway",
             ErrorCode::JoinRefused => "the game refused the player",
+            ErrorCode::SpectatorReadOnly => "spectators may not send input or messages",
         };
         f.write_str(text)
     }

@@ -73,7 +73,7 @@ pub mod connect;
 
 pub use codec::{DecodeError, EncodeError, FrameDecoder, FrameError};
 pub use error::ErrorCode;
-pub use msg::{ClientMsg, Secret, ServerMsg, SyncKind, Welcome};
+pub use msg::{ClientMsg, Secret, ServerMsg, SyncKind, Welcome, SPECTATOR_SLOT};
 pub use replay::{ReplayError, ReplayWindow};
 pub use session::{ClientSession, SessionConfig, SessionEvent, SessionState};
 pub use tickroom_game::{GameError, PlayerMetadata};

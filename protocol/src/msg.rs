@@ -125,6 +125,7 @@ pub struct Welcome {
     /// The player's id (from the ticket).
     pub player_id: u64,
     /// The player's seat in the room, 0-based; lockstep frames list inputs by slot.
+    /// [`SPECTATOR_SLOT`] (255) for a spectator, who holds no seat.
     pub slot: u8,
     /// Seats in the room.
     pub max_players: u8,
@@ -142,6 +143,10 @@ pub struct Welcome {
     /// refused as `BadMessage`. 0 in lockstep.
     pub input_redundancy: u8,
 }
+
+/// `Welcome::slot` of a spectator: no seat (modes have at most 64 seats). A spectator
+/// may send only `Ping` and `Leave`; anything else is `Refused` with `SpectatorReadOnly`.
+pub const SPECTATOR_SLOT: u8 = u8::MAX;
 
 /// Every message the server sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +249,18 @@ impl ClientMsg {
             | ClientMsg::ChallengeResponse { .. }
             | ClientMsg::Resume { .. } => None,
         }
+    }
+
+    /// Whether this message plays the game (input, a checksum, a custom message): what a
+    /// spectator may not send.
+    pub fn is_play(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::Input { .. }
+                | ClientMsg::FrameInput { .. }
+                | ClientMsg::Checksum { .. }
+                | ClientMsg::Message { .. }
+        )
     }
 
     /// A short name for logs and metrics.

@@ -27,7 +27,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Kind tag of session tokens on the wire.
 const SESSION_KIND: &str = "s2";
 /// Kind tag of join tickets on the wire.
-const TICKET_KIND: &str = "j2";
+const TICKET_KIND: &str = "j3";
 /// Longest token accepted for parsing, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 2048;
 /// Default tolerated clock difference between the signer and the verifier, in milliseconds.
@@ -107,6 +107,8 @@ pub struct TicketClaims {
     /// What the gateway knows of the player (display name, rating); the game sees it at
     /// admission and join.
     pub metadata: PlayerMetadata,
+    /// A spectator ticket: the holder watches the room read-only, outside the player seats.
+    pub spectator: bool,
 }
 
 /// A session token whose signature and validity were checked.
@@ -649,6 +651,7 @@ mod tests {
             expires_ms: NOW + 10_000,
             nonce: [5; 16],
             metadata: Default::default(),
+            spectator: false,
         }
     }
 
@@ -695,7 +698,7 @@ mod tests {
         let t_old = old.sign_ticket(&ticket());
         assert!(both.verify_ticket(&t_old, NOW, 0).is_ok());
         let t_new = both.sign_ticket(&ticket());
-        assert!(t_new.starts_with("j2.2."));
+        assert!(t_new.starts_with("j3.2."));
         assert_eq!(
             old.verify_ticket(&t_new, NOW, 0),
             Err(TokenError::UnknownKey(2))
@@ -745,7 +748,7 @@ mod tests {
         assert_eq!(after.key_ids(), [2]);
         let t_old = before.sign_ticket(&ticket());
         let retired = KeyRing::single(1, [0x11; 32]).sign_ticket(&ticket());
-        assert!(t_old.starts_with("j2.2."));
+        assert!(t_old.starts_with("j3.2."));
         assert_eq!(
             after.verify_ticket(&retired, NOW, 0),
             Err(TokenError::UnknownKey(1)),

@@ -12,7 +12,7 @@ use tickroom_protocol::api::{
     CancelResponse, CreateRoomRequest, CreateRoomResponse, CustomLogin, DeviceLogin,
     EnqueueRequest, EnqueueResponse, ErrorBody, Grouping, JoinByCodeRequest, JoinPartyRequest,
     LoginResponse, MatchPlayer, MatchResultRecord, MatchedResponse, PartyResponse, PartyTicket,
-    PollResponse, RoomResponse,
+    PollResponse, RoomResponse, WatchRequest,
 };
 use tickroom_protocol::{ErrorCode, PlayerMetadata};
 
@@ -63,6 +63,14 @@ fn schemas() -> Value {
     properties
         .0
         .insert("rating".into(), tickroom_game::MetaValue::Int(1500));
+    // Exactly one of the two.
+    let mut watch = schema(&WatchRequest {
+        room_id: Some(77),
+        code: Some("7KQ2M9XD".into()),
+    });
+    watch["required"] = json!([]);
+    watch["description"] =
+        json!("Exactly one of `room_id` (a public room) and `code` (a private room).");
     let mut enqueue = schema(&EnqueueRequest {
         mode: "duel".into(),
         metadata,
@@ -118,6 +126,7 @@ fn schemas() -> Value {
             expires_ms: 1_700_000_600_000,
         }),
         "JoinByCodeRequest": schema(&JoinByCodeRequest { code: "7KQ2M9XD".into() }),
+        "WatchRequest": watch,
         "JoinPartyRequest": schema(&JoinPartyRequest { code: "7KQ2M9XD".into() }),
         "PartyResponse": schema(&PartyResponse {
             party_id: "0123456789abcdef0123456789abcdef".into(),
@@ -244,6 +253,12 @@ fn document() -> Value {
                 "security": bearer,
                 "requestBody": body("JoinByCodeRequest"),
                 "responses": { "200": answer("where to play, with a join ticket", "MatchedResponse"), "400": error("bad body"), "401": error("no valid session"), "404": error("no live room has this code (unknown, malformed, or unused past the mode's private_room_ttl_s)"), "409": error("every seat is taken (`room_full`)"), "413": too_large, "429": error("too many code lookups by this player (`rate_limited`, with `Retry-After`), or the per-IP limit"), "503": unavailable },
+            } },
+            "/v1/rooms/watch": { "post": {
+                "summary": "A spectator ticket for a public room (by id) or a private one (by its code): watch read-only, outside the seats",
+                "security": bearer,
+                "requestBody": body("WatchRequest"),
+                "responses": { "200": answer("where to watch, with a spectator ticket (the room's `Welcome` says slot 255)", "MatchedResponse"), "400": error("bad body: not exactly one of room_id and code"), "401": error("no valid session"), "404": error("no such public room, or no live private room has this code"), "409": error("the room's mode takes no spectators (`conflict`)"), "413": too_large, "429": error("too many code lookups by this player (`rate_limited`, with `Retry-After`), or the per-IP limit"), "503": unavailable },
             } },
             "/v1/rooms/{room_id}": { "get": {
                 "summary": "Where a room is now and whether its server lives (a player whose server died queues again)",

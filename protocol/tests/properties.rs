@@ -247,6 +247,7 @@ fn claims() -> TicketClaims {
         expires_ms: NOW + 10_000,
         nonce: [1; 16],
         metadata: Default::default(),
+        spectator: false,
     }
 }
 

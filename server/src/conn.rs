@@ -362,6 +362,7 @@ async fn join(
             shared.config.session_message_burst,
         ),
         message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
+        spectator: claims.spectator,
     });
     let seating = Seating {
         session_id,
@@ -369,6 +370,7 @@ async fn join(
         resume_counter: 0,
         next_seq: 1,
         metadata: claims.metadata,
+        spectator: claims.spectator,
     };
     let (reply, answer) = oneshot::channel();
     // The room records the session in the session table once the player is seated.
@@ -424,6 +426,7 @@ async fn resume(
         resume_counter: next,
         next_seq: record.window.lock().highest() + 1,
         metadata: Default::default(),
+        spectator: false,
     };
     let (reply, answer) = oneshot::channel();
     let msg = RoomInput::Resume {
@@ -550,6 +553,14 @@ async fn play(
             continue;
         }
         replays_in_a_row = 0;
+        if session.spectator && msg.is_play() {
+            // A spectator only watches: refused, and the session goes on.
+            shared.metrics.refused_messages.inc();
+            let code = ErrorCode::SpectatorReadOnly;
+            send(server, outbox, &ServerMsg::Refused { seq, code });
+            window.commit(seq);
+            continue;
+        }
         let forwarded = match msg {
             ClientMsg::Input {
                 tick,

@@ -161,6 +161,8 @@ pub struct SessionRecord {
     pub message_limit: governor::DefaultDirectRateLimiter,
     /// The mode's custom-message rate, for the whole session (a reconnect does not reset it).
     pub message_rate: governor::DefaultDirectRateLimiter,
+    /// A spectator's session: its input, checksums and custom messages are refused.
+    pub spectator: bool,
 }
 
 impl SessionRecord {
@@ -432,6 +434,7 @@ mod tests {
             window: Mutex::new(ReplayWindow::new(64, false)),
             message_limit: limits::limiter(1, 1),
             message_rate: limits::limiter(1, 1),
+            spectator: false,
         }
     }
 

@@ -126,6 +126,7 @@ impl TestServer {
             expires_ms: (now as i64 + ttl_ms) as u64,
             nonce: rand_nonce(player, room),
             metadata,
+            spectator: false,
         };
         let token = self.keys.sign_ticket(&claims);
         let verified = self

@@ -33,6 +33,7 @@ export const ErrorCode = {
   Internal: 27,
   ServerGone: 28,
   JoinRefused: 29,
+  SpectatorReadOnly: 30,
 } as const;
 
 /** A wire error code (a u16). Numbers this build does not know are kept as they came. */
@@ -70,6 +71,7 @@ export const ERROR_NAMES: readonly string[] = [
   'internal',
   'server_gone',
   'join_refused',
+  'spectator_read_only',
 ];
 
 /** WebSocket close codes for tickroom reasons start here: close code = base + error code. */

@@ -1,5 +1,6 @@
-//! The room as a sans-IO core: it owns its seats and its sessions' lifecycle (join, leave,
-//! drop with a grace period, resume, start, match end) and its tick schedule, takes `now` as
+//! The room as a sans-IO core: it owns its seats, its spectators and their sessions' lifecycle
+//! (join, leave, drop with a grace period, resume, start, match end) and its tick schedule,
+//! takes `now` as
 //! an argument and returns `Effect`s (send, close, forget a session, room over). It is
 //! generic over the connection handle `C`, so tests drive it with fake connections and fake
 //! time; the worker (`worker.rs`) owns the thread, the clock and the queue, and carries the
@@ -11,11 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_bytes::ByteBuf;
 use tickroom_game::modes::ModeConfig;
-use tickroom_game::{Player, PlayerMetadata, Recipient};
-use tickroom_protocol::{ErrorCode, ServerMsg, Welcome};
+use tickroom_game::{Player, PlayerMetadata};
+use tickroom_protocol::{ErrorCode, ServerMsg, Welcome, SPECTATOR_SLOT};
 
 use super::input::{RoomId, RoomSeats, SeatRefusal, SeatView, Seated, Seating, SessionId};
-use super::sim::{Delivery, Outbound, Sim, SimCounters};
+use super::sim::{Delivery, Outbound, Sim, SimCounters, To};
 
 /// Most ticks a late room runs back to back before it skips ahead.
 pub const MAX_CATCH_UP_TICKS: u32 = 3;
@@ -83,12 +84,26 @@ struct Seat<C> {
     detached_at: Option<Instant>,
 }
 
+/// A spectator: watches the room read-only, outside the seats (never a participant, never
+/// counted as occupying the room).
+#[derive(Debug)]
+struct Watcher<C> {
+    session_id: SessionId,
+    player_id: u64,
+    /// None while the spectator is disconnected (in grace).
+    conn: Option<C>,
+    detached_at: Option<Instant>,
+}
+
 /// One room: seats, lifecycle and schedule around a game's `Sim`.
 pub struct RoomCore<C> {
     id: RoomId,
     mode: Arc<ModeConfig>,
     sim: Box<dyn Sim>,
     seats: Vec<Option<Seat<C>>>,
+    /// Spectators by index (the sim's spectator index); grows up to the mode's `spectators`,
+    /// and a freed place is reused.
+    watchers: Vec<Option<Watcher<C>>>,
     /// Everyone who took a seat, for the stored result.
     participants: Vec<(u64, u8)>,
     created: Instant,
@@ -117,6 +132,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         RoomCore {
             id,
             seats: (0..players).map(|_| None).collect(),
+            watchers: Vec::new(),
             participants: Vec::new(),
             mode,
             sim,
@@ -220,6 +236,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         if self.ended {
             return Err(ErrorCode::RoomClosed.into());
         }
+        if seating.spectator {
+            return self.watch(seating, conn);
+        }
         let same_player = self
             .seats
             .iter()
@@ -284,6 +303,94 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         Ok(Seated { slot: slot as u8 })
     }
 
+    /// Takes a spectator (a spectator ticket): a free spectator place, or the same player's
+    /// old one (its old connection is closed). Refused with `RoomFull` when every place of
+    /// the mode's `spectators` is taken.
+    fn watch(&mut self, seating: Seating, conn: C) -> Result<Seated, SeatRefusal> {
+        let same = self
+            .watchers
+            .iter()
+            .position(|w| matches!(w, Some(w) if w.player_id == seating.player_id));
+        let index = same
+            .or_else(|| self.watchers.iter().position(Option::is_none))
+            .or_else(|| {
+                (self.watchers.len() < usize::from(self.mode.spectators)).then(|| {
+                    self.watchers.push(None);
+                    self.watchers.len() - 1
+                })
+            })
+            .ok_or_else(|| SeatRefusal {
+                code: ErrorCode::RoomFull,
+                detail: "every spectator place of this room is taken".into(),
+            })?;
+        if same.is_some() {
+            self.unwatch(index, ErrorCode::Kicked, false);
+        }
+        let welcome = self.welcome(usize::from(SPECTATOR_SLOT), &seating, false);
+        self.send_to(&conn, welcome, Delivery::Reliable);
+        self.watchers[index] = Some(Watcher {
+            session_id: seating.session_id,
+            player_id: seating.player_id,
+            conn: Some(conn.clone()),
+            detached_at: None,
+        });
+        // Welcome, then what the sim sends (the frame log up to the delay), then Started.
+        self.sim.watch(index, 0, &mut self.out);
+        self.flush();
+        self.send_started_to(&conn);
+        Ok(Seated {
+            slot: SPECTATOR_SLOT,
+        })
+    }
+
+    /// Removes spectator `index`: its connection is closed with `code` (told first when
+    /// `tell`) and its session ends.
+    fn unwatch(&mut self, index: usize, code: ErrorCode, tell: bool) {
+        let Some(watcher) = self.watchers.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if let Some(conn) = watcher.conn {
+            if tell {
+                let kicked = self.out.encode(&ServerMsg::Kicked { code });
+                self.send_to(&conn, kicked, Delivery::Reliable);
+            }
+            self.effects.push(Effect::Close { to: conn, code });
+        }
+        self.effects.push(Effect::SessionEnded {
+            session_id: watcher.session_id,
+        });
+        self.sim.unwatch(index);
+    }
+
+    /// Re-attaches a spectator's session to a new connection; it gets the frames (or the
+    /// snapshot) it missed after `last_frame`.
+    fn resume_watching(
+        &mut self,
+        seating: Seating,
+        last_frame: u64,
+        conn: C,
+    ) -> Result<Seated, SeatRefusal> {
+        let index = self
+            .watcher_of(seating.session_id)
+            .ok_or(ErrorCode::SessionExpired)?;
+        let welcome = self.welcome(usize::from(SPECTATOR_SLOT), &seating, true);
+        let watcher = self.watchers[index].as_mut().expect("watcher_of found it");
+        if let Some(old) = watcher.conn.replace(conn.clone()) {
+            self.effects.push(Effect::Close {
+                to: old,
+                code: ErrorCode::Kicked,
+            });
+        }
+        watcher.detached_at = None;
+        self.send_to(&conn, welcome, Delivery::Reliable);
+        self.send_started_to(&conn);
+        self.sim.watch(index, last_frame, &mut self.out);
+        self.flush();
+        Ok(Seated {
+            slot: SPECTATOR_SLOT,
+        })
+    }
+
     /// Re-attaches a session to a new connection and sends what it missed after `last_frame`.
     pub fn resume(
         &mut self,
@@ -291,9 +398,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         last_frame: u64,
         conn: C,
     ) -> Result<Seated, SeatRefusal> {
-        let slot = self
-            .slot_of(seating.session_id)
-            .ok_or(ErrorCode::SessionExpired)?;
+        let Some(slot) = self.slot_of(seating.session_id) else {
+            return self.resume_watching(seating, last_frame, conn);
+        };
         let welcome = self.welcome(slot, &seating, true);
         let seat = self.seats[slot].as_mut().expect("slot_of found it");
         if let Some(old) = seat.conn.replace(conn.clone()) {
@@ -314,6 +421,15 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// The connection `conn` of `session_id` dropped: the seat is kept for the grace period.
     /// A stale detach (the session already moved to a newer connection) is ignored.
     pub fn detach(&mut self, now: Instant, session_id: SessionId, conn: &C) {
+        if let Some(index) = self.watcher_of(session_id) {
+            let watcher = self.watchers[index].as_mut().expect("watcher_of found it");
+            if watcher.conn.as_ref() == Some(conn) {
+                watcher.conn = None;
+                watcher.detached_at = Some(now);
+                self.sim.unwatch(index);
+            }
+            return;
+        }
         let Some(slot) = self.slot_of(session_id) else {
             return;
         };
@@ -332,6 +448,8 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         if let Some(slot) = self.slot_of(session_id) {
             self.vacate(slot);
             self.flush();
+        } else if let Some(index) = self.watcher_of(session_id) {
+            self.unwatch(index, ErrorCode::RoomClosed, false);
         }
     }
 
@@ -393,7 +511,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                 code: ErrorCode::BadMessage,
             };
             self.out
-                .send(Recipient::Slot(slot as u8), &refused, Delivery::Reliable);
+                .send(To::Slot(slot as u8), &refused, Delivery::Reliable);
         }
         self.flush();
     }
@@ -515,7 +633,14 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             .iter()
             .position(|s| matches!(s, Some(seat) if seat.player_id == player_id))
         else {
-            return false;
+            let watcher = self
+                .watchers
+                .iter()
+                .position(|w| matches!(w, Some(w) if w.player_id == player_id));
+            if let Some(index) = watcher {
+                self.unwatch(index, code, true);
+            }
+            return watcher.is_some();
         };
         if let Some(seat) = self.seats[slot].take() {
             if let Some(conn) = seat.conn {
@@ -555,6 +680,12 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// Saves the game state (with its version), for a hand-off to another server.
     pub fn save(&self, out: &mut Vec<u8>) -> u16 {
         self.sim.save(out)
+    }
+
+    fn watcher_of(&self, session_id: SessionId) -> Option<usize> {
+        self.watchers
+            .iter()
+            .position(|w| w.as_ref().is_some_and(|w| w.session_id == session_id))
     }
 
     fn slot_of(&self, session_id: SessionId) -> Option<usize> {
@@ -635,6 +766,15 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                 self.vacate(slot);
             }
         }
+        for index in 0..self.watchers.len() {
+            let expired = self.watchers[index].as_ref().is_some_and(|w| {
+                w.detached_at
+                    .is_some_and(|t| now.duration_since(t) >= grace)
+            });
+            if expired {
+                self.unwatch(index, ErrorCode::Kicked, false);
+            }
+        }
         self.flush();
     }
 
@@ -660,15 +800,21 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         }
     }
 
+    /// Sends `bytes` to every connected player and spectator (the room's own news: started,
+    /// match ended).
     fn broadcast(&mut self, bytes: Bytes) {
-        for seat in self.seats.iter().flatten() {
-            if let Some(conn) = &seat.conn {
-                self.effects.push(Effect::Send {
-                    to: conn.clone(),
-                    bytes: bytes.clone(),
-                    delivery: Delivery::Reliable,
-                });
-            }
+        let conns = self.seats.iter().flatten().filter_map(|s| s.conn.as_ref());
+        let watching = self
+            .watchers
+            .iter()
+            .flatten()
+            .filter_map(|w| w.conn.as_ref());
+        for conn in conns.chain(watching) {
+            self.effects.push(Effect::Send {
+                to: conn.clone(),
+                bytes: bytes.clone(),
+                delivery: Delivery::Reliable,
+            });
         }
     }
 
@@ -676,7 +822,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     fn flush(&mut self) {
         for (to, bytes, delivery) in self.out.sends.drain(..) {
             match to {
-                Recipient::Slot(slot) => {
+                To::Slot(slot) => {
                     let conn = self
                         .seats
                         .get(usize::from(slot))
@@ -690,7 +836,21 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                         });
                     }
                 }
-                Recipient::All => {
+                To::Spectator(index) => {
+                    let conn = self
+                        .watchers
+                        .get(index)
+                        .and_then(|w| w.as_ref())
+                        .and_then(|w| w.conn.clone());
+                    if let Some(conn) = conn {
+                        self.effects.push(Effect::Send {
+                            to: conn,
+                            bytes,
+                            delivery,
+                        });
+                    }
+                }
+                To::Players => {
                     for seat in self.seats.iter().flatten() {
                         if let Some(conn) = &seat.conn {
                             self.effects.push(Effect::Send {
@@ -713,6 +873,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     fn end(&mut self, reason: EndReason) {
         self.ended = true;
         let result = self.out.result.take();
+        // The match is over: spectators get what the delay still held back, before the end.
+        self.sim.release_spectators(&mut self.out);
+        self.flush();
         if let Some(result) = &result {
             let msg = self.out.encode(&ServerMsg::MatchEnded {
                 result: result.clone(),
@@ -727,6 +890,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             }
         };
         let kicked = self.out.encode(&ServerMsg::Kicked { code });
+        for index in 0..self.watchers.len() {
+            self.unwatch(index, code, true);
+        }
         for seat in self.seats.iter_mut().filter_map(Option::take) {
             if let Some(conn) = seat.conn {
                 self.effects.push(Effect::Send {

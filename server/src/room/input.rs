@@ -29,9 +29,11 @@ pub struct Seating {
     pub next_seq: u64,
     /// What the gateway put in the ticket (empty on resume: the room kept it).
     pub metadata: PlayerMetadata,
+    /// A spectator's ticket: watch, outside the seats (false on resume: the room knows).
+    pub spectator: bool,
 }
 
-/// Where a player was seated.
+/// Where a player was seated (`SPECTATOR_SLOT` for a spectator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seated {
     pub slot: u8,

@@ -8,16 +8,20 @@
 //! only relays, and once every seated player reported a frame, a strict majority decides: the
 //! players off it get `Desync`. Without a strict majority (two players who disagree) nobody
 //! can be blamed: the disagreement is counted and logged, and nobody is told.
+//!
+//! Spectators get the same frame log, paced the same way, but only up to the mode's
+//! `spectator_delay_ms` behind the newest closed frame; once the match is over they get the
+//! rest at once.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use serde_bytes::ByteBuf;
-use tickroom_game::{Ctx, GameError, LockstepGame, Message, Player, Recipient, Refusal, Setup};
+use tickroom_game::{Ctx, GameError, LockstepGame, Message, Player, Refusal, Setup};
 use tickroom_protocol::{ServerMsg, SyncKind};
 use tracing::warn;
 
-use super::sim::{Delivery, Outbound, Sim};
+use super::sim::{Delivery, Outbound, Sim, To};
 
 /// How far ahead of the open frame an input may be sent.
 pub const MAX_FRAMES_AHEAD: u64 = 64;
@@ -53,6 +57,10 @@ pub struct LockstepSim<G: LockstepGame> {
     /// Seats taken: a relay judges a frame once every seated player reported it.
     seated: Vec<bool>,
     decoded: Vec<G::Input>,
+    /// Spectators by index: the next logged frame to send (`None`: none there, or away).
+    watchers: Vec<Option<u64>>,
+    /// How many frames behind the newest closed one spectators are kept.
+    spectator_delay: u64,
 }
 
 impl<G: LockstepGame> LockstepSim<G> {
@@ -73,7 +81,15 @@ impl<G: LockstepGame> LockstepSim<G> {
             desynced: vec![false; players],
             seated: vec![false; players],
             decoded: Vec::with_capacity(players),
+            watchers: Vec::new(),
+            spectator_delay: 0,
         }
+    }
+
+    /// Keeps spectators `frames` frames behind the newest closed frame.
+    pub fn with_spectator_delay(mut self, frames: u64) -> LockstepSim<G> {
+        self.spectator_delay = frames;
+        self
     }
 
     /// Starts sending `slot` the logged frames after `last_frame` (a resume, or a late joiner
@@ -91,22 +107,40 @@ impl<G: LockstepGame> LockstepSim<G> {
     /// frames, then more up to `CATCH_UP_BYTES_PER_TICK`; done once it reaches the newest.
     fn send_catch_up_chunk(&mut self, slot: u8, out: &mut Outbound) {
         let closed = self.next_frame - 1;
-        let Some(Some(mut n)) = self.catching_up.get(usize::from(slot)).copied() else {
+        let Some(Some(from)) = self.catching_up.get(usize::from(slot)).copied() else {
             return;
         };
+        let n = self.send_log(from, closed, To::Slot(slot), false, out);
+        self.catching_up[usize::from(slot)] = (n <= closed).then_some(n);
+    }
+
+    /// Sends `to` the logged frames from `from` up to `upto`, at most one chunk (at least
+    /// `CATCH_UP_MIN_FRAMES_PER_TICK` frames, then more up to `CATCH_UP_BYTES_PER_TICK`),
+    /// or all of them when `whole`. Returns the next frame to send.
+    fn send_log(&self, mut n: u64, upto: u64, to: To, whole: bool, out: &mut Outbound) -> u64 {
         let (mut frames, mut bytes) = (0u64, 0usize);
-        while n <= closed
-            && (frames < CATCH_UP_MIN_FRAMES_PER_TICK || bytes < CATCH_UP_BYTES_PER_TICK)
+        while n <= upto
+            && (whole || frames < CATCH_UP_MIN_FRAMES_PER_TICK || bytes < CATCH_UP_BYTES_PER_TICK)
         {
             let (start, end) = (self.offsets[(n - 1) as usize], self.offsets[n as usize]);
             let frame = Bytes::copy_from_slice(&self.log[start..end]);
             bytes += frame.len();
-            out.sends
-                .push((Recipient::Slot(slot), frame, Delivery::Reliable));
+            out.sends.push((to, frame, Delivery::Reliable));
             frames += 1;
             n += 1;
         }
-        self.catching_up[usize::from(slot)] = (n <= closed).then_some(n);
+        n
+    }
+
+    /// Sends each spectator its next chunk of the log, up to the delay.
+    fn feed_spectators(&mut self, out: &mut Outbound) {
+        let upto = (self.next_frame - 1).saturating_sub(self.spectator_delay);
+        for index in 0..self.watchers.len() {
+            if let Some(from) = self.watchers[index] {
+                self.watchers[index] =
+                    Some(self.send_log(from, upto, To::Spectator(index), false, out));
+            }
+        }
     }
 
     fn flag(&mut self, slot: u8, frame: u64, out: &mut Outbound) {
@@ -118,7 +152,7 @@ impl<G: LockstepGame> LockstepSim<G> {
             out.counters.desyncs += 1;
             warn!(frame, slot, "lockstep desync");
             out.send(
-                Recipient::Slot(slot),
+                To::Slot(slot),
                 &ServerMsg::Desync { frame },
                 Delivery::Reliable,
             );
@@ -351,8 +385,9 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
         self.log.extend_from_slice(&bytes);
         self.offsets.push(self.log.len());
         self.next_frame += 1;
+        self.feed_spectators(out);
         if self.catching_up.iter().all(Option::is_none) {
-            out.sends.push((Recipient::All, bytes, Delivery::Reliable));
+            out.sends.push((To::Players, bytes, Delivery::Reliable));
             return;
         }
         // A player still catching up gets the new frame from the log, in order.
@@ -361,7 +396,31 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
                 self.send_catch_up_chunk(slot, out);
             } else {
                 out.sends
-                    .push((Recipient::Slot(slot), bytes.clone(), Delivery::Reliable));
+                    .push((To::Slot(slot), bytes.clone(), Delivery::Reliable));
+            }
+        }
+    }
+
+    fn watch(&mut self, index: usize, last_frame: u64, out: &mut Outbound) {
+        if self.watchers.len() <= index {
+            self.watchers.resize(index + 1, None);
+        }
+        let upto = (self.next_frame - 1).saturating_sub(self.spectator_delay);
+        let from = last_frame.saturating_add(1);
+        self.watchers[index] = Some(self.send_log(from, upto, To::Spectator(index), false, out));
+    }
+
+    fn unwatch(&mut self, index: usize) {
+        if let Some(w) = self.watchers.get_mut(index) {
+            *w = None;
+        }
+    }
+
+    fn release_spectators(&mut self, out: &mut Outbound) {
+        let closed = self.next_frame - 1;
+        for index in 0..self.watchers.len() {
+            if let Some(from) = self.watchers[index].take() {
+                self.send_log(from, closed, To::Spectator(index), true, out);
             }
         }
     }

@@ -79,10 +79,10 @@ impl GameRegistry {
             let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
             let mode = mode.clone();
             Ok(Arc::new(move |seed| {
-                let sim: Box<dyn Sim> = Box::new(LockstepSim::<G>::new(
-                    &setup(&mode, seed, &params),
-                    mode.server_sim,
-                ));
+                let sim: Box<dyn Sim> = Box::new(
+                    LockstepSim::<G>::new(&setup(&mode, seed, &params), mode.server_sim)
+                        .with_spectator_delay(mode.spectator_delay_frames()),
+                );
                 sim
             }) as RoomFactory)
         });

@@ -30,11 +30,31 @@ pub struct SimCounters {
     pub checksum_disagreements: u64,
 }
 
+/// Who a queued message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    /// The player in this seat.
+    Slot(u8),
+    /// Every connected player (a game's broadcast: spectators are not players).
+    Players,
+    /// The spectator with this index in the room's spectator list.
+    Spectator(usize),
+}
+
+impl From<Recipient> for To {
+    fn from(to: Recipient) -> To {
+        match to {
+            Recipient::Slot(slot) => To::Slot(slot),
+            Recipient::All => To::Players,
+        }
+    }
+}
+
 /// What a sim wants sent, and the match result once the game ended it. The core resolves
 /// recipients to connections after each call.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    pub sends: Vec<(Recipient, Bytes, Delivery)>,
+    pub sends: Vec<(To, Bytes, Delivery)>,
     pub result: Option<Vec<u8>>,
     pub counters: SimCounters,
     buf: Vec<u8>,
@@ -54,7 +74,7 @@ impl Outbound {
     }
 
     /// Queues `msg` for `to`.
-    pub fn send(&mut self, to: Recipient, msg: &ServerMsg, delivery: Delivery) {
+    pub fn send(&mut self, to: To, msg: &ServerMsg, delivery: Delivery) {
         let bytes = self.encode(msg);
         self.sends.push((to, bytes, delivery));
     }
@@ -62,7 +82,11 @@ impl Outbound {
     /// Carries over what a game hook asked for through its `Ctx`.
     pub fn take_ctx<M: Message>(&mut self, ctx: &mut tickroom_game::Ctx<M>) {
         for (to, payload) in ctx.take_sends() {
-            self.send(to, &ServerMsg::Message { payload }, Delivery::Reliable);
+            self.send(
+                to.into(),
+                &ServerMsg::Message { payload },
+                Delivery::Reliable,
+            );
         }
         if let Some(result) = ctx.take_result() {
             self.result.get_or_insert(result);
@@ -90,6 +114,17 @@ pub trait Sim: Send {
     /// client numbers inputs from 1 again, so what the old session numbered is forgotten.
     fn new_session(&mut self, slot: u8) {
         let _ = slot;
+    }
+    /// Spectator `index` (re)attached, having frames up to `last_frame` (0: none): state
+    /// sync sends it full snapshots of the spectator view from the next tick; lockstep sends
+    /// it the frame log, then each frame once it is the mode's delay old.
+    fn watch(&mut self, index: usize, last_frame: u64, out: &mut Outbound);
+    /// Spectator `index` left or lost its connection: nothing more is sent to it.
+    fn unwatch(&mut self, index: usize);
+    /// The match is over: spectators get what they were still owed (lockstep: the delayed
+    /// frames; the delay no longer protects anything).
+    fn release_spectators(&mut self, out: &mut Outbound) {
+        let _ = out;
     }
     /// State-sync input with redundancy, and the client's snapshot acknowledgement.
     fn input(&mut self, slot: u8, tick: u64, ack_tick: u64, inputs: &[ByteBuf], out: &mut Outbound);

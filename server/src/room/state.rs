@@ -7,16 +7,18 @@
 //! changed for [`QUIET_REPEATS`] snapshots in a row, the room skips that player until either
 //! changes. The repeats carry a change over a lost datagram; an unchanged view tells the
 //! client nothing new. A lobby of idle players costs the server no snapshots at all.
+//!
+//! Spectators get full snapshots of the spectator view (`Viewer::Spectator` with per-player
+//! views, else the shared view), encoded once per tick for all of them and quiet like a
+//! player's: they send no acknowledgements, so there is no baseline to delta against.
 
 use std::collections::VecDeque;
 
 use serde_bytes::ByteBuf;
-use tickroom_game::{
-    Ctx, GameError, Message, Player, Recipient, Refusal, Setup, StateGame, Viewer,
-};
+use tickroom_game::{Ctx, GameError, Message, Player, Refusal, Setup, StateGame, Viewer};
 use tickroom_protocol::{ServerMsg, SyncKind};
 
-use super::sim::{Delivery, Outbound, Sim};
+use super::sim::{Delivery, Outbound, Sim, To};
 
 /// How many past views a room keeps as delta baselines (about 1 s at 30 Hz when every tick's
 /// view differs; an unchanged view extends its entry's tick range instead of taking another).
@@ -69,6 +71,10 @@ pub struct StateSim<G: StateGame> {
     payload: Vec<u8>,
     /// Snapshots go out on ticks that are multiples of this (1 = every tick).
     snapshot_divisor: u32,
+    /// Spectators by index: their quiet-repeat state (`None`: none there, or away).
+    watchers: Vec<Option<SlotState>>,
+    /// Per-player views: the spectator view of the last snapshot tick (to tell a change).
+    spectator_view: Option<G::View>,
 }
 
 impl<G: StateGame> StateSim<G> {
@@ -92,6 +98,8 @@ impl<G: StateGame> StateSim<G> {
                 .collect(),
             snapshot_divisor: 1,
             payload: Vec::with_capacity(256),
+            watchers: Vec::new(),
+            spectator_view: None,
         }
     }
 
@@ -125,9 +133,34 @@ impl<G: StateGame> StateSim<G> {
             baseline: baseline_tick,
             payload: std::mem::take(&mut self.payload),
         };
-        out.send(Recipient::Slot(slot as u8), &msg, Delivery::Snapshot);
+        out.send(To::Slot(slot as u8), &msg, Delivery::Snapshot);
         if let ServerMsg::Snapshot { payload, .. } = msg {
             self.payload = payload;
+        }
+    }
+
+    /// Sends `view` in full to every spectator it is news to, encoded once.
+    fn send_to_spectators(&mut self, view: &G::View, changed: bool, out: &mut Outbound) {
+        let mut encoded = None;
+        for (index, watcher) in self.watchers.iter_mut().enumerate() {
+            let Some(state) = watcher else {
+                continue;
+            };
+            if !state.should_send(changed) {
+                continue;
+            }
+            let bytes = encoded.get_or_insert_with(|| {
+                self.payload.clear();
+                G::encode_full(view, &mut self.payload);
+                out.encode(&ServerMsg::Snapshot {
+                    tick: self.tick,
+                    ack_seq: 0,
+                    baseline: 0,
+                    payload: self.payload.clone(),
+                })
+            });
+            out.sends
+                .push((To::Spectator(index), bytes.clone(), Delivery::Snapshot));
         }
     }
 
@@ -236,6 +269,20 @@ impl<G: StateGame> Sim for StateSim<G> {
         }
     }
 
+    fn watch(&mut self, index: usize, _last_frame: u64, _out: &mut Outbound) {
+        if self.watchers.len() <= index {
+            self.watchers.resize(index + 1, None);
+        }
+        // No `repeats` yet: the next snapshot goes out even if nothing changed.
+        self.watchers[index] = Some(SlotState::default());
+    }
+
+    fn unwatch(&mut self, index: usize) {
+        if let Some(w) = self.watchers.get_mut(index) {
+            *w = None;
+        }
+    }
+
     fn frame_input(&mut self, _slot: u8, _frame: u64, _input: Vec<u8>, out: &mut Outbound) {
         out.counters.dropped_inputs += 1;
     }
@@ -268,6 +315,12 @@ impl<G: StateGame> Sim for StateSim<G> {
                 }
                 self.remember(slot, view, changed);
             }
+            if self.watchers.iter().any(Option::is_some) {
+                let view = self.game.view(Viewer::Spectator);
+                let changed = self.spectator_view.as_ref() != Some(&view);
+                self.send_to_spectators(&view, changed, out);
+                self.spectator_view = Some(view);
+            }
         } else {
             let view = self.game.view(Viewer::Everyone);
             let changed = self.changed(0, &view);
@@ -276,6 +329,7 @@ impl<G: StateGame> Sim for StateSim<G> {
                     self.send_view(slot, &view, out);
                 }
             }
+            self.send_to_spectators(&view, changed, out);
             self.remember(0, view, changed);
         }
     }

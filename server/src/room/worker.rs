@@ -309,11 +309,12 @@ fn handle(
                 return;
             }
         };
+        // The first player seated (a spectator is not one) makes the room joined.
         let first = room.participant_count() == 0;
         let seated = room
             .guarded(|r| r.join(now, *seating, Conn(outbox)))
             .unwrap_or_else(|| Err(ErrorCode::Internal.into()));
-        if seated.is_ok() && first {
+        if seated.is_ok() && first && room.participant_count() > 0 {
             if let Some(events) = shared.room_events.get() {
                 // Best effort: a room never reported joined is dropped after its join window.
                 let _ = events.try_send(RoomEvent::Joined(room_id));

@@ -12,7 +12,7 @@ use tickroom_game::{
     StateCodec, StateGame, Viewer,
 };
 use tickroom_protocol::codec::decode_server;
-use tickroom_protocol::{ErrorCode, ServerMsg};
+use tickroom_protocol::{ErrorCode, ServerMsg, SPECTATOR_SLOT};
 
 use super::*;
 use crate::room::lockstep::LockstepSim;
@@ -86,6 +86,7 @@ impl StateGame for Probe {
         match viewer {
             Viewer::Slot(slot) => vec![slot, self.tick as u8],
             Viewer::Everyone => vec![255, self.tick as u8],
+            Viewer::Spectator => vec![254, self.tick as u8],
         }
     }
     fn on_time_up(&mut self, ctx: &mut Ctx<String>) {
@@ -130,7 +131,12 @@ fn probe_room(t0: Instant, extra: &str) -> RoomCore<u32> {
 }
 
 fn lockstep_room(t0: Instant, server_sim: bool) -> RoomCore<u32> {
-    let mode = mode("lockstep", "");
+    lockstep_room_with(t0, server_sim, "")
+}
+
+/// A lockstep room in the test mode with `extra` mode lines (its spectator delay applied).
+fn lockstep_room_with(t0: Instant, server_sim: bool, extra: &str) -> RoomCore<u32> {
+    let mode = mode("lockstep", extra);
     let setup = Setup {
         mode: "m",
         max_players: 2,
@@ -140,8 +146,11 @@ fn lockstep_room(t0: Instant, server_sim: bool) -> RoomCore<u32> {
     };
     RoomCore::new(
         9,
-        mode,
-        Box::new(LockstepSim::<ArenaLockstep>::new(&setup, server_sim)),
+        mode.clone(),
+        Box::new(
+            LockstepSim::<ArenaLockstep>::new(&setup, server_sim)
+                .with_spectator_delay(mode.spectator_delay_frames()),
+        ),
         t0,
     )
 }
@@ -153,6 +162,14 @@ fn seating(session_id: u64, player_id: u64) -> Seating {
         resume_counter: 0,
         next_seq: 1,
         metadata: PlayerMetadata::default(),
+        spectator: false,
+    }
+}
+
+fn spectator(session_id: u64, player_id: u64) -> Seating {
+    Seating {
+        spectator: true,
+        ..seating(session_id, player_id)
     }
 }
 
@@ -846,4 +863,153 @@ fn rooms_aligned_to_one_grid_tick_at_the_same_instants() {
     // Without alignment the grid starts at the room's creation.
     let c = probe_room(epoch + Duration::from_millis(7), "");
     assert_eq!(c.next_tick_at(), epoch + Duration::from_millis(7) + TICK);
+}
+
+/// The frame numbers of `effects` for connection `conn`.
+fn frames_to(effects: &[Seen], conn: u32) -> Vec<u64> {
+    messages_to(effects, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Frame { n, .. } => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_spectator_watches_outside_the_seats_within_the_modes_limit() {
+    let t0 = Instant::now();
+    let mut room = probe_room(t0, "spectators=1");
+    // A spectator neither takes a seat nor starts the room.
+    assert_eq!(
+        room.join(t0, spectator(300, 3), 3).unwrap().slot,
+        SPECTATOR_SLOT
+    );
+    let effects = seen(&mut room);
+    match messages_to(&effects, 3)[..] {
+        [ServerMsg::Welcome(w)] => assert_eq!((w.slot, w.player_id), (SPECTATOR_SLOT, 3)),
+        ref other => panic!("expected a welcome, got {other:?}"),
+    }
+    assert_eq!(room.occupied(), 0);
+    let refusal = room.join(t0, spectator(400, 4), 4).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::RoomFull);
+    // Both seats are still free for players; the spectator hears the start, not the game's
+    // broadcasts to players.
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    assert_eq!(kinds(&messages_to(&seen(&mut room), 3)), ["started"]);
+    // Full snapshots of the spectator view, every tick it changes.
+    let effects = run_ticks(&mut room, 2);
+    let full: Vec<(u64, Vec<u8>)> = messages_to(&effects, 3)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot {
+                tick,
+                baseline: 0,
+                payload,
+                ..
+            } => Some((*tick, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(full, [(1, vec![254, 1]), (2, vec![254, 2])]);
+    // What a spectator's session could send reaches no game hook.
+    room.input(300, 1, 1, &[ByteBuf::from(vec![1])], t0);
+    room.message(300, 5, b"end");
+    assert!(seen(&mut room).is_empty());
+    assert!(!room.is_ended());
+    // An operator can remove a spectator; its place is free again.
+    assert!(room.kick(3, ErrorCode::Kicked));
+    assert_eq!(
+        seen(&mut room),
+        [
+            Seen::Msg(
+                3,
+                ServerMsg::Kicked {
+                    code: ErrorCode::Kicked
+                }
+            ),
+            Seen::Close(3, ErrorCode::Kicked),
+            Seen::Ended(300)
+        ]
+    );
+    room.join(t0, spectator(400, 4), 4).unwrap();
+}
+
+#[test]
+fn a_spectator_resumes_after_a_drop_and_is_dropped_after_the_grace() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.join(t0, spectator(300, 3), 3).unwrap();
+    room.detach(t0, 300, &3);
+    seen(&mut room);
+    assert!(snapshots(&run_ticks(&mut room, 1), 3).is_empty(), "away");
+    let now = room.next_tick_at();
+    room.resume(seating(300, 3), 0, 33).unwrap();
+    let effects = seen(&mut room);
+    match messages_to(&effects, 33)[..] {
+        [ServerMsg::Welcome(w), ServerMsg::Started { .. }] => {
+            assert!(w.resumed);
+            assert_eq!(w.slot, SPECTATOR_SLOT);
+        }
+        ref other => panic!("expected welcome and started, got {other:?}"),
+    }
+    assert_eq!(snapshots(&run_ticks(&mut room, 1), 33).len(), 1);
+    // Dropped again, and not back within the grace (2 s): its session ends.
+    room.detach(now, 300, &33);
+    seen(&mut room);
+    room.tick(now + Duration::from_secs(3));
+    assert!(seen(&mut room).contains(&Seen::Ended(300)));
+    let refusal = room.resume(seating(300, 3), 0, 34).unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::SessionExpired);
+}
+
+#[test]
+fn a_room_of_spectators_only_ends_and_tells_them() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.join(t0, spectator(300, 3), 3).unwrap();
+    room.leave(100);
+    room.leave(200);
+    seen(&mut room);
+    room.tick(room.next_tick_at());
+    let effects = seen(&mut room);
+    assert!(room.is_ended(), "spectators do not keep a room alive");
+    assert!(effects.contains(&Seen::Msg(
+        3,
+        ServerMsg::Kicked {
+            code: ErrorCode::RoomClosed
+        }
+    )));
+    assert!(effects.contains(&Seen::Close(3, ErrorCode::RoomClosed)));
+    assert!(effects.contains(&Seen::Ended(300)));
+}
+
+#[test]
+fn a_lockstep_spectator_sees_each_frame_only_after_the_delay_and_the_rest_at_the_end() {
+    let t0 = Instant::now();
+    // 20 Hz and 500 ms: spectators stay 10 frames behind.
+    let mut room = lockstep_room_with(t0, false, "spectator_delay_ms=500");
+    room.join(t0, seating(100, 1), 1).unwrap();
+    room.join(t0, seating(200, 2), 2).unwrap();
+    seen(&mut room);
+    let effects = run_ticks(&mut room, 15);
+    assert_eq!(frames_to(&effects, 1), (1..=15).collect::<Vec<_>>());
+    // A spectator arriving at frame 15 gets the log up to frame 5, then one frame a tick.
+    room.join(t0, spectator(300, 3), 3).unwrap();
+    let mut frames = frames_to(&seen(&mut room), 3);
+    for _ in 0..10 {
+        frames.extend(frames_to(&run_ticks(&mut room, 1), 3));
+        let closed = room.current_tick() - 1;
+        assert_eq!(frames.last(), Some(&(closed - 10)), "{frames:?}");
+    }
+    assert_eq!(frames, (1..=15).collect::<Vec<_>>());
+    // The match ends at frame 25: the delay no longer matters, the spectator gets the rest
+    // before the end.
+    room.close();
+    let effects = seen(&mut room);
+    let to_spectator = messages_to(&effects, 3);
+    let kinds = kinds(&to_spectator);
+    assert_eq!(kinds.last(), Some(&"kicked"));
+    assert_eq!(frames_to(&effects, 3), (16..=25).collect::<Vec<_>>());
 }
