@@ -468,6 +468,11 @@ async fn private_rooms_are_joined_by_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spectators_watch_by_room_id_or_code() {
+    scenarios::spectators_watch_by_room_id_or_code(InMemoryDirectory::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parties_are_matched_whole() {
     scenarios::parties_are_matched_whole(InMemoryDirectory::new()).await;
 }

@@ -626,6 +626,12 @@ async fn private_rooms_are_joined_by_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spectators_watch_by_room_id_or_code() {
+    let redis = RedisServer::start().await;
+    scenarios::spectators_watch_by_room_id_or_code(directory(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parties_are_matched_whole() {
     let redis = RedisServer::start().await;
     scenarios::parties_are_matched_whole(directory(&redis).await).await;

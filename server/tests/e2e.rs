@@ -7,9 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tickroom_protocol::api::WatchRequest;
 use tickroom_protocol::connect::{self, GatewayClient, MatchResult, RawConn, TransportKind};
 use tickroom_protocol::session::{SessionConfig, SessionEvent};
-use tickroom_protocol::{protocol_hash, token, ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
+use tickroom_protocol::{
+    protocol_hash, token, ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION, SPECTATOR_SLOT,
+};
 
 mod common;
 
@@ -256,6 +259,91 @@ async fn a_private_room_is_joined_by_code_and_plays() {
         })
         .await;
     }
+    a.handle.leave().await;
+    b.handle.leave().await;
+}
+
+/// Waits for the refusal of a message, and returns its code.
+async fn refusal(s: &mut connect::Session) -> ErrorCode {
+    next(s, "a refusal", |e| match e {
+        SessionEvent::Refused { code, .. } => Some(*code),
+        _ => None,
+    })
+    .await
+}
+
+/// A spectator watches a running duel through the gateway: it is welcomed outside the seats,
+/// gets full snapshots, and its input and custom messages are refused with
+/// `SpectatorReadOnly` while it goes on watching. A lockstep spectator gets the frames from
+/// frame 1, each only after the mode's delay (3 s), and its frame input is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spectator_watches_a_match_and_is_refused_when_it_plays() {
+    let server = Server::start().await;
+    let gw = GatewayClient::new(&server.http());
+    let device = tickroom_testkit::device_id("spectator");
+    let token = gw.login_device(&device).await.unwrap().session_token;
+    let watch = |room_id: u64| {
+        let request = WatchRequest {
+            room_id: Some(room_id),
+            code: None,
+        };
+        let (gw, token) = (gw.clone(), token.clone());
+        async move {
+            let ticket = gw.watch(&token, &request).await.unwrap();
+            let mut s = connect::join(&ticket, TransportKind::Ws, SessionConfig::default(), None)
+                .await
+                .unwrap();
+            let welcome = next(&mut s, "welcome", |e| match e {
+                SessionEvent::Joined(w) => Some(w.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(welcome.slot, SPECTATOR_SLOT);
+            assert_eq!(welcome.room_id, room_id);
+            s
+        }
+    };
+
+    let matches = match_players(&gw, "duel", 2, "watched").await;
+    let (a, b) = join_pair(&matches).await;
+    let mut s = watch(matches[0].room_id).await;
+    next(&mut s, "a full snapshot", |e| {
+        matches!(e, SessionEvent::Snapshot { baseline: 0, .. }).then_some(())
+    })
+    .await;
+    assert!(s.handle.input(vec![1, 0, 0, 0]).await);
+    assert_eq!(refusal(&mut s).await, ErrorCode::SpectatorReadOnly);
+    assert!(s.handle.message(b"hi".to_vec()).await);
+    assert_eq!(refusal(&mut s).await, ErrorCode::SpectatorReadOnly);
+    next(&mut s, "a snapshot after the refusals", |e| {
+        matches!(e, SessionEvent::Snapshot { .. }).then_some(())
+    })
+    .await;
+    s.handle.leave().await;
+    a.handle.leave().await;
+    b.handle.leave().await;
+
+    let matches = match_players(&gw, "duel-lockstep", 2, "watched-lockstep").await;
+    let (mut a, b) = join_pair(&matches).await;
+    let started = next(&mut a, "started", |e| {
+        matches!(e, SessionEvent::Started { .. }).then(Instant::now)
+    })
+    .await;
+    let mut s = watch(matches[0].room_id).await;
+    let first = next(&mut s, "the first frame", |e| match e {
+        SessionEvent::Frame { n, .. } => Some(*n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first, 1, "a spectator gets the log from frame 1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_500),
+        "frame 1 reached the spectator {:?} after the start: not delayed",
+        started.elapsed()
+    );
+    assert!(s.handle.frame_input(first + 100, vec![1]).await);
+    assert_eq!(refusal(&mut s).await, ErrorCode::SpectatorReadOnly);
+    s.handle.leave().await;
     a.handle.leave().await;
     b.handle.leave().await;
 }

@@ -298,6 +298,16 @@ export class GatewayClient {
     return this.request<MatchResult>('POST', '/v1/rooms/join', token, { code });
   }
 
+  /**
+   * `POST /v1/rooms/watch`: a spectator's place in a room, a public one by `roomId` or a
+   * private one by `code` (exactly one). Its `Welcome` says slot `SPECTATOR_SLOT` (255); the
+   * session only watches, and its input and custom messages are refused (`SpectatorReadOnly`).
+   */
+  watch(token: string, room: { roomId: number } | { code: string }): Promise<MatchResult> {
+    const body = 'code' in room ? { code: room.code } : { room_id: room.roomId };
+    return this.request<MatchResult>('POST', '/v1/rooms/watch', token, body);
+  }
+
   /** `DELETE /v1/matchmaking/{ticket_id}`. */
   async cancel(token: string, ticketId: string): Promise<void> {
     await this.request<unknown>('DELETE', `/v1/matchmaking/${encodeURIComponent(ticketId)}`, token);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { ArenaPlayer } from '../src/arena.js';
 import { TickroomClient } from '../src/client.js';
 import { newDeviceId } from '../src/crypto.js';
+import { SPECTATOR_SLOT } from '../src/codec.js';
 import { ErrorCode, GatewayError, SessionError, VersionMismatchError } from '../src/errors.js';
 import { GatewayClient } from '../src/gateway.js';
 import { RunningServer, runBot, startServer } from './helpers/server.js';
@@ -218,6 +219,20 @@ test('a private room is joined by code, and a party of two fills a duel: both th
   assert.equal(a.room_id, room.room_id);
   assert.equal(b.room_id, room.room_id);
   await assert.rejects(gateway.joinByCode(friend.session_token, 'ZZZZZZZZ'), (e: unknown) => e instanceof GatewayError && e.status === 404);
+
+  // A spectator watches the private room with its code; what it tries to play is refused.
+  const watcher = await gateway.loginDevice(newDeviceId());
+  await assert.rejects(gateway.watch(watcher.session_token, { roomId: room.room_id }), (e: unknown) => e instanceof GatewayError && e.status === 404);
+  const watching = await gateway.watch(watcher.session_token, { code: room.code });
+  assert.equal(watching.room_id, room.room_id);
+  const spectator = new TickroomClient(watching);
+  const welcomed = spectator.next('joined', 10000);
+  spectator.join();
+  assert.equal((await welcomed).welcome.slot, SPECTATOR_SLOT);
+  const refused = spectator.next('refused', 10000);
+  spectator.sendMessage(new TextEncoder().encode('hi'));
+  assert.equal((await refused).code, ErrorCode.SpectatorReadOnly);
+  spectator.leave();
 
   const leader = await gateway.loginDevice(newDeviceId());
   const member = await gateway.loginDevice(newDeviceId());

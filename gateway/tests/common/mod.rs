@@ -20,7 +20,7 @@ use tickroom_protocol::KeyRing;
 use tokio::sync::watch;
 
 /// Test modes: `trio` only starts full; `flex` starts with 2 of 4 at once; `quad` only full;
-/// `squad` is 2 teams of 2; `brief` keeps an unused private room's code 1 s; `rated` matches 2 by rating (±50 widening by 25 every 5 s), region and version.
+/// `squad` is 2 teams of 2; `brief` keeps an unused private room's code 1 s and takes no spectators; `rated` matches 2 by rating (±50 widening by 25 every 5 s), region and version.
 pub const MODES: &str = r#"
 [[mode]]
 name = "trio"
@@ -66,6 +66,7 @@ sync = "state"
 tick_rate_hz = 30
 players = 2
 private_room_ttl_s = 1
+spectators = 0
 
 [[mode]]
 name = "rated"

@@ -379,6 +379,84 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
     expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::UnknownMode).await;
 }
 
+/// Spectators: a public room is watched by its id, a private one only by its code; the
+/// ticket is a spectator's and seats nobody. Bad requests, unknown rooms and a mode without
+/// spectators get typed errors.
+pub async fn spectators_watch_by_room_id_or_code(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir.clone(), true).await;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let (_, token) = t.login(&format!("p-{i}")).await;
+        let ticket = t.enqueue(&token, "trio").await;
+        queued.push((token, ticket));
+    }
+    let mut room_id = 0;
+    for (token, ticket) in &queued {
+        match t.poll_until_matched(token, ticket).await {
+            PollResponse::Matched(m) => room_id = m.room_id,
+            other => panic!("not matched: {other:?}"),
+        }
+    }
+    let (watcher_id, watcher) = t.login("watcher").await;
+    let watch = |body: Value| {
+        let (t, watcher) = (&t, watcher.clone());
+        async move { t.post_json("/v1/rooms/watch", body, Some(&watcher)).await }
+    };
+    let spectator_of = |m: &MatchedResponse| {
+        let verified = keys().verify_ticket(&m.join_ticket, now_ms(), 0).unwrap();
+        let claims = verified.claims();
+        assert_eq!(claims.player_id, watcher_id);
+        assert!(claims.spectator, "a spectator's ticket");
+        claims.room_id
+    };
+    let r = watch(json!({ "room_id": room_id })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let m: MatchedResponse = r.json().await.unwrap();
+    assert_eq!(
+        (spectator_of(&m), m.server_id.as_str()),
+        (room_id, "room-a")
+    );
+    let room = dir.room(room_id).await.unwrap().unwrap();
+    assert_eq!(room.players.len(), 3, "a spectator takes no seat");
+    assert!(!room.players.contains(&watcher_id));
+    let r = watch(json!({ "room_id": room_id ^ 1 })).await;
+    expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    for bad in [json!({}), json!({ "room_id": room_id, "code": "7KQ2M9XD" })] {
+        let r = watch(bad).await;
+        expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::BadRequest).await;
+    }
+
+    // A private room is not watched by its id, only with its code.
+    let (_, host) = t.login("host").await;
+    let created: CreateRoomResponse = t
+        .post_json("/v1/rooms", json!({"mode": "trio"}), Some(&host))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = watch(json!({ "room_id": created.room_id })).await;
+    expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    let r = watch(json!({ "code": created.code.to_lowercase() })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let m: MatchedResponse = r.json().await.unwrap();
+    assert_eq!(spectator_of(&m), created.room_id);
+    let room = dir.room(created.room_id).await.unwrap().unwrap();
+    assert!(room.players.is_empty(), "watching by code seats nobody");
+    let r = watch(json!({ "code": "ZZZZZZZZ" })).await;
+    expect_error(r, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+
+    // `brief` takes no spectators.
+    let brief: CreateRoomResponse = t
+        .post_json("/v1/rooms", json!({"mode": "brief"}), Some(&host))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = watch(json!({ "code": brief.code })).await;
+    expect_error(r, StatusCode::CONFLICT, ErrorCode::Conflict).await;
+}
+
 /// Parties through the HTTP API: one is made and joined by code; its leader queues it into a
 /// mode of two teams of two beside two solo players, and the four land in one room with the
 /// party on one team. Only the leader queues, a party larger than a team is refused, a member

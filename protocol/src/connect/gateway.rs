@@ -11,7 +11,7 @@ use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
 const LONG_POLL: Duration = Duration::from_secs(20);
 use crate::api::{
     CreateRoomRequest, CreateRoomResponse, EnqueueRequest, EnqueueResponse, ErrorBody,
-    JoinByCodeRequest, JoinPartyRequest, MatchResultRecord, PartyResponse,
+    JoinByCodeRequest, JoinPartyRequest, MatchResultRecord, PartyResponse, WatchRequest,
 };
 use crate::{ErrorCode, PlayerMetadata, Secret};
 
@@ -288,6 +288,23 @@ impl GatewayClient {
             .post(format!("{}/v1/rooms/join", self.base))
             .bearer_auth(token)
             .json(&JoinByCodeRequest { code: code.into() });
+        parse(req.send().await).await
+    }
+
+    /// `POST /v1/rooms/watch`: a spectator's place in a room, as a match result to open the
+    /// room's transport with: a public room by its id, or a private one by its code. The
+    /// room's `Welcome` then says `slot` [`SPECTATOR_SLOT`](crate::SPECTATOR_SLOT); the
+    /// session only watches (its input and custom messages are refused).
+    pub async fn watch(
+        &self,
+        token: &str,
+        room: &WatchRequest,
+    ) -> Result<MatchResult, ConnectError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/rooms/watch", self.base))
+            .bearer_auth(token)
+            .json(room);
         parse(req.send().await).await
     }
 

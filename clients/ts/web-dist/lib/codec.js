@@ -21,6 +21,8 @@ export const MAX_FRAME_SLOTS = 256;
 export const SECRET_LEN = 32;
 /** `PROTOCOL_VERSION` carried in `Hello` and `Resume` (protocol/src/lib.rs). */
 export const PROTOCOL_VERSION = 3;
+/** `Welcome.slot` of a spectator: no seat. A spectator may send only pings and `leave`. */
+export const SPECTATOR_SLOT = 255;
 /**
  * `protocol_hash()` of the Rust build this client matches: FNV-1a 64 over the encodings of one
  * sample of every message (`msg::samples()`). The vector tests recompute it from this codec.

@@ -32,6 +32,7 @@ export const ErrorCode = {
     Internal: 27,
     ServerGone: 28,
     JoinRefused: 29,
+    SpectatorReadOnly: 30,
 };
 /** The machine names (the gateway's JSON `error` field), indexed by code. */
 export const ERROR_NAMES = [
@@ -65,6 +66,7 @@ export const ERROR_NAMES = [
     'internal',
     'server_gone',
     'join_refused',
+    'spectator_read_only',
 ];
 /** WebSocket close codes for tickroom reasons start here: close code = base + error code. */
 export const WS_CLOSE_CODE_BASE = 4000;

@@ -182,6 +182,15 @@ export class GatewayClient {
     joinByCode(token, code) {
         return this.request('POST', '/v1/rooms/join', token, { code });
     }
+    /**
+     * `POST /v1/rooms/watch`: a spectator's place in a room, a public one by `roomId` or a
+     * private one by `code` (exactly one). Its `Welcome` says slot `SPECTATOR_SLOT` (255); the
+     * session only watches, and its input and custom messages are refused (`SpectatorReadOnly`).
+     */
+    watch(token, room) {
+        const body = 'code' in room ? { code: room.code } : { room_id: room.roomId };
+        return this.request('POST', '/v1/rooms/watch', token, body);
+    }
     /** `DELETE /v1/matchmaking/{ticket_id}`. */
     async cancel(token, ticketId) {
         await this.request('DELETE', `/v1/matchmaking/${encodeURIComponent(ticketId)}`, token);
