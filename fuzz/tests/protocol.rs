@@ -15,7 +15,7 @@ use tickroom_fuzz::alloc::{assert_installed, measure, CountingAlloc};
 use tickroom_fuzz::mutate::hostile;
 use tickroom_fuzz::{check_alloc, run};
 use tickroom_game::{MetaValue, PlayerMetadata};
-use tickroom_protocol::api::{EnqueueRequest, MatchPlayer, MatchResultRecord};
+use tickroom_protocol::api::{EnqueueRequest, MatchPlayer, MatchResultRecord, WatchRequest};
 use tickroom_protocol::codec::{
     decode_client, decode_server, encode_client, encode_server, frame_client, frame_server,
     FrameDecoder, LENGTH_PREFIX_BYTES, MAX_CLIENT_MSG_BYTES, MAX_SERVER_MSG_BYTES,
@@ -194,6 +194,8 @@ fn api_seeds() -> Vec<Vec<u8>> {
         br#"{"mode":"ranked","properties":{"rating":1500,"region":"eu","latency.us":90}}"#.to_vec(),
         br#"{"mode":"duel","metadata":{"a":-9223372036854775808,"b":"\u00e9\ud83d\ude00"}}"#
             .to_vec(),
+        br#"{"room_id":18446744073709551615}"#.to_vec(),
+        br#"{"code":"7kq2-m9xd"}"#.to_vec(),
     ]
 }
 
@@ -378,6 +380,15 @@ fn api_json() {
             let text = serde_json::to_vec(&req).expect("serialises");
             prop_assert_eq!(
                 serde_json::from_slice::<EnqueueRequest>(&text).ok(),
+                Some(req)
+            );
+        }
+        let (watch, stats) = measure(|| serde_json::from_slice::<WatchRequest>(&bytes));
+        check_alloc("WatchRequest", &bytes, stats, limit)?;
+        if let Ok(req) = watch {
+            let text = serde_json::to_vec(&req).expect("serialises");
+            prop_assert_eq!(
+                serde_json::from_slice::<WatchRequest>(&text).ok(),
                 Some(req)
             );
         }
