@@ -141,6 +141,7 @@ mod tests {
             status: 404,
             code: ErrorCode::UnknownMode,
             message: String::new(),
+            retry_after: None,
         };
         assert_eq!(
             BotError::from(&refused),

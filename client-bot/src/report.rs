@@ -39,6 +39,9 @@ pub struct Report {
     /// Times a bot asked the gateway whether its room's server lives (the room went silent,
     /// or a resume was overdue).
     pub room_status_checks: u64,
+    /// Gateway answers `503` (directory away, no room server free) the bots waited out and
+    /// retried (`with_gateway_retries`; 0 from `build`).
+    pub gateway_retries: u64,
     /// Matches the game ended (`MatchEnded` received), over all bots.
     pub matches_ended: u64,
     pub rtt_ms: RttMs,
@@ -228,6 +231,7 @@ impl Report {
             reconnects: all.reconnects,
             rejoins: all.rejoins,
             room_status_checks: all.room_status_checks,
+            gateway_retries: 0,
             matches_ended: all.matches_ended,
             rtt_ms: RttMs {
                 p50: quantile_ms(&all.rtt, 0.5),
@@ -259,6 +263,12 @@ impl Report {
     /// The report with the link conditions it ran under (`build` leaves them at none).
     pub fn with_link(mut self, link: LinkReport) -> Report {
         self.link = link;
+        self
+    }
+
+    /// The report with the gateway `503`s its bots waited out.
+    pub fn with_gateway_retries(mut self, retries: u64) -> Report {
+        self.gateway_retries = retries;
         self
     }
 
@@ -308,8 +318,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  reconnects    {:>10}   room status checks {}",
-            self.reconnects, self.room_status_checks
+            "  reconnects    {:>10}   room status checks {}   gateway 503s waited out {}",
+            self.reconnects, self.room_status_checks, self.gateway_retries
         )?;
         writeln!(f, "  matches ended {:>10}", self.matches_ended)?;
         writeln!(
@@ -559,7 +569,7 @@ mod tests {
     use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 23] = [
+    const KEYS: [&str; 24] = [
         "transport",
         "mode",
         "bots",
@@ -572,6 +582,7 @@ mod tests {
         "reconnects",
         "rejoins",
         "room_status_checks",
+        "gateway_retries",
         "matches_ended",
         "rtt_ms",
         "resume_ms",

@@ -75,8 +75,9 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         }
     });
     anyhow::ensure!(!args.server.is_empty(), "--server is required");
+    let sources = sources(args)?;
     let ctx = BotContext {
-        sources: sources(args)?,
+        sources: sources.clone(),
         live: live.clone(),
         stop: stop_rx.clone(),
         factory,
@@ -145,7 +146,14 @@ pub async fn run_swarm(args: &SwarmArgs, factory: GameBotFactory) -> anyhow::Res
         server_at_start,
         server,
     })
-    .with_link(LinkReport::new(&link, kernel_loss_from_env()));
+    .with_link(LinkReport::new(&link, kernel_loss_from_env()))
+    .with_gateway_retries(
+        sources
+            .iter()
+            .flat_map(|s| s.gateways.iter())
+            .map(GatewayClient::retries)
+            .sum(),
+    );
     if let Some(path) = &args.report {
         std::fs::write(path, report.to_json() + "\n")
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

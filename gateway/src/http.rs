@@ -151,7 +151,12 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after_s {
+        // Every 503 says when to come back: clients wait and retry rather than give up.
+        let retry_after_s = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => self.retry_after_s.or(Some(BUSY_RETRY_AFTER_S)),
+            _ => self.retry_after_s,
+        };
+        if let Some(secs) = retry_after_s {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -965,5 +970,33 @@ fn answer(record: MatchRecord) -> MatchResultRecord {
         players: record.players,
         result: record.result,
         ended_ms: record.ended_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 503 tells the client when to come back, also one built without a `Retry-After`
+    /// (a client waits and retries on it; without the header it could only guess).
+    #[test]
+    fn every_503_carries_retry_after() {
+        let busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "no free party code was found; try again",
+        );
+        let response = busy.into_response();
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            BUSY_RETRY_AFTER_S.to_string()
+        );
+        let asked = ApiError {
+            retry_after_s: Some(7),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerBusy, "x")
+        };
+        assert_eq!(asked.into_response().headers()[header::RETRY_AFTER], "7");
+        let other = ApiError::not_found("room").into_response();
+        assert!(!other.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -15,6 +15,7 @@ use tickroom_gateway::{
     CancelOutcome, Directory, EnqueueOutcome, Formation, MatchRequest, QueueEntry, ReassignOutcome,
     RedisDirectory, RoomServerInfo, TicketId, TicketStatus,
 };
+use tickroom_protocol::connect::{ConnectError, GatewayClient};
 use tickroom_protocol::ErrorCode;
 use tokio::task::JoinSet;
 
@@ -515,6 +516,42 @@ async fn queue_metadata_is_signed_into_the_join_ticket() {
 async fn every_kind_of_bad_metadata_is_refused() {
     let redis = RedisServer::start().await;
     scenarios::bad_metadata_is_refused(directory(&redis).await).await;
+}
+
+/// A client rides out a frozen Redis (SIGSTOP): the gateway answers 503 with Retry-After,
+/// the client waits it out with jitter and is queued once Redis goes on; a client that may
+/// not retry gets the 503 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_out_a_frozen_redis_and_gets_in() {
+    let redis = RedisServer::start().await;
+    let t = start(config(), directory(&redis).await, false).await;
+    let (_, token) = t.login("p").await;
+    redis.freeze();
+    let impatient = GatewayClient::new(&t.base).with_retry_deadline(Duration::ZERO);
+    match impatient.queue(&token, "trio").await {
+        Err(ConnectError::Gateway {
+            status: 503,
+            retry_after,
+            ..
+        }) => assert_eq!(retry_after, Some(Duration::from_secs(1))),
+        other => panic!("a frozen directory: {other:?}"),
+    }
+    assert_eq!(impatient.retries(), 0);
+    let patient = GatewayClient::new(&t.base);
+    let queued = tokio::spawn({
+        let (patient, token) = (patient.clone(), token.clone());
+        async move { patient.queue(&token, "trio").await }
+    });
+    // Redis goes on once the client has waited out a 503.
+    let deadline = Instant::now() + TEST_DEADLINE;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    while patient.retries() == 0 {
+        assert!(Instant::now() < deadline, "the client never heard a 503");
+        poll.tick().await;
+    }
+    redis.thaw();
+    let ticket = queued.await.unwrap().expect("queued once Redis is back");
+    assert!(!ticket.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,16 +164,33 @@ pub enum SessionEvent {
 
 /// SplitMix64: tiny, seedable and good enough for jitter (not for secrets).
 #[derive(Clone)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// An exponential backoff's ceiling: `min(max, base * 2^attempt)`.
+pub(crate) fn backoff_ceiling(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(Duration::MAX).min(max)
+}
+
+/// Full jitter: uniform in `[0, ceiling]`, so many clients told to wait at once do not come
+/// back in lockstep.
+pub(crate) fn full_jitter(ceiling: Duration, rng: &mut SplitMix64) -> Duration {
+    let ceiling = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    let r = rng.next_u64();
+    Duration::from_nanos(match ceiling.checked_add(1) {
+        Some(span) => r % span,
+        None => r,
+    })
 }
 
 /// The sans-IO client state machine; see the module docs for how a driver uses it.
@@ -693,23 +710,16 @@ impl ClientSession {
 
     /// The ceiling of the next backoff: `min(reconnect_max, reconnect_base * 2^attempt)`.
     fn backoff_ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt).unwrap_or(u32::MAX);
-        self.config
-            .reconnect_base
-            .checked_mul(factor)
-            .unwrap_or(Duration::MAX)
-            .min(self.config.reconnect_max)
+        backoff_ceiling(
+            self.config.reconnect_base,
+            self.config.reconnect_max,
+            self.attempt,
+        )
     }
 
-    /// Full jitter: uniform in `[0, ceiling]`, so many clients dropped at once do not come
-    /// back in lockstep.
+    /// Full jitter under the current ceiling.
     fn backoff_delay(&mut self) -> Duration {
-        let ceiling = u64::try_from(self.backoff_ceiling().as_nanos()).unwrap_or(u64::MAX);
-        let r = self.rng.next_u64();
-        Duration::from_nanos(match ceiling.checked_add(1) {
-            Some(span) => r % span,
-            None => r,
-        })
+        full_jitter(self.backoff_ceiling(), &mut self.rng)
     }
 
     fn close(&mut self, code: Option<ErrorCode>) {

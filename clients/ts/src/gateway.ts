@@ -107,6 +107,14 @@ export interface GatewayOptions {
   fetch?: typeof fetch;
   /** Waits `ms` (default: setTimeout); tests may shorten it. Rejects when `signal` aborts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * How long one call keeps retrying a `503` (the directory or every room server briefly
+   * unavailable), in ms (default 30000; 0: never). Each retry waits the gateway's
+   * `Retry-After` plus a full-jitter backoff doubling from 250 ms to 4 s.
+   */
+  retryDeadlineMs?: number;
+  /** Uniform in [0, 1) for the retry jitter (default `Math.random`); tests may fix it. */
+  random?: () => number;
 }
 
 export interface WaitOptions {
@@ -118,8 +126,15 @@ export interface WaitOptions {
 
 /** Longest single long poll asked for, in ms (the gateway caps it too). */
 export const MAX_POLL_WAIT_MS = 20000;
-/** Pause after a 503/429 without a usable Retry-After, in ms. */
+/** Pause after a 429 without a usable Retry-After, in ms. */
 export const DEFAULT_RETRY_AFTER_MS = 1000;
+/** How long one call keeps retrying a 503 by default, in ms. */
+export const DEFAULT_RETRY_DEADLINE_MS = 30000;
+/** Backoff ceilings between retries of a 503, in ms: doubling from the first to the largest. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 4000;
+/** A longer Retry-After is cut to this, in ms. */
+const RETRY_AFTER_MAX_MS = 30000;
 
 function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -161,6 +176,10 @@ export class GatewayClient {
   readonly base: string;
   private readonly fetchFn: typeof fetch;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly retryDeadlineMs: number;
+  private readonly random: () => number;
+  /** `503` answers this client waited out and retried. */
+  retries = 0;
 
   constructor(base: string, options: GatewayOptions = {}) {
     this.base = base.replace(/\/+$/, '');
@@ -168,9 +187,28 @@ export class GatewayClient {
     if (f === undefined) throw new TransportError('no fetch available');
     this.fetchFn = f.bind(globalThis);
     this.sleep = options.sleep ?? defaultSleep;
+    this.retryDeadlineMs = options.retryDeadlineMs ?? DEFAULT_RETRY_DEADLINE_MS;
+    this.random = options.random ?? Math.random;
   }
 
+  /** One call, sent again after each `503` until the retry deadline; the last `503` is thrown. */
   private async request<T>(method: string, path: string, token?: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const end = Date.now() + this.retryDeadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.requestOnce<T>(method, path, token, body, signal);
+      } catch (e) {
+        if (!(e instanceof GatewayError) || e.status !== 503) throw e;
+        const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
+        const pause = Math.min(e.retryAfterMs ?? 0, RETRY_AFTER_MAX_MS) + this.random() * ceiling;
+        if (Date.now() + pause > end) throw e;
+        this.retries += 1;
+        await this.sleep(pause, signal);
+      }
+    }
+  }
+
+  private async requestOnce<T>(method: string, path: string, token?: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -242,8 +280,9 @@ export class GatewayClient {
 
   /**
    * Long-polls until matched, one poll at a time. A `503` (no room server can take a room yet;
-   * the ticket stays queued) and a `429` (too many polls) wait for `Retry-After`, then ask
-   * again. Fails with `GatewayError` for anything else, or a timeout `TransportError`.
+   * the ticket stays queued) is waited out like on every call, and so is a `429` (too many
+   * polls), for its `Retry-After`. Fails with `GatewayError` for anything else, or a timeout
+   * `TransportError`.
    */
   async waitMatch(token: string, ticketId: string, options: WaitOptions = {}): Promise<MatchResult> {
     const end = Date.now() + (options.timeoutMs ?? 60000);

@@ -202,14 +202,50 @@ test('gateway: the long poll waits out 503 and 429 per Retry-After, and returns 
     sleep: async (ms) => {
       sleeps.push(ms);
     },
+    random: () => 0,
   });
   const m = await g.waitMatch('tok', 't', { timeoutMs: 60000 });
   assert.equal(m.room_id, 9);
   assert.equal(m.join_ticket, 'j2.x');
   assert.equal((m as unknown as { status?: string }).status, undefined);
-  assert.deepEqual(sleeps, [2000, 1000, 1000]);
+  // 503: its Retry-After (plus no jitter here); 429: its Retry-After; a 503 without one: none.
+  assert.deepEqual(sleeps, [2000, 1000, 0]);
+  assert.equal(g.retries, 2);
   assert.equal(seen.length, 5);
   assert.ok(seen.every((s) => s.startsWith('GET http://gw.test/v1/matchmaking/t?wait_ms=')));
+});
+
+test('gateway: every call waits out a 503 for its Retry-After plus jitter, until its deadline', async () => {
+  const busy = { code: 8, error: 'server_busy', message: 'directory unavailable' };
+  const seen: string[] = [];
+  const sleeps: number[] = [];
+  const g = new GatewayClient('http://gw.test', {
+    fetch: fakeFetch(
+      [
+        { status: 503, body: busy, headers: { 'retry-after': '1' } },
+        { status: 503, body: busy },
+        { status: 200, body: { player_id: 5, session_token: 's', expires_ms: 1 } },
+      ],
+      seen,
+    ),
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    random: () => 0.5,
+  });
+  const login = await g.loginDevice('00'.repeat(16));
+  assert.equal(login.player_id, 5);
+  // Half of the jitter ceilings 250 and 500 ms, on top of Retry-After.
+  assert.deepEqual(sleeps, [1125, 250]);
+  assert.equal(seen.length, 3);
+  assert.equal(g.retries, 2);
+
+  const impatient = new GatewayClient('http://gw.test', {
+    fetch: fakeFetch([{ status: 503, body: busy, headers: { 'retry-after': '1' } }], []),
+    retryDeadlineMs: 0,
+  });
+  await assert.rejects(impatient.createRoom('tok', 'duel'), (e: unknown) => e instanceof GatewayError && e.status === 503 && e.retryAfterMs === 1000);
+  assert.equal(impatient.retries, 0);
 });
 
 test('gateway: 409 with Retry-After is retried when queueing; other errors are typed', async () => {

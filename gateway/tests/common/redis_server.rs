@@ -64,6 +64,25 @@ impl RedisServer {
             .expect("connect to the test redis")
     }
 
+    /// Freezes the server (SIGSTOP): it holds its connections and answers nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
     /// Kills the server (as a crash would) and reaps it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -2,18 +2,29 @@
 //! private rooms by code, room status and match results.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::tls::tls_client_config;
-use super::{CertCheck, ConnectError, GATEWAY_BUSY_BACKOFF};
-
-/// Longest a single matchmaking poll is held (the gateway caps it at 20 s too).
-const LONG_POLL: Duration = Duration::from_secs(20);
+use super::{CertCheck, ConnectError};
 use crate::api::{
     CreateRoomRequest, CreateRoomResponse, EnqueueRequest, EnqueueResponse, ErrorBody,
     JoinByCodeRequest, JoinPartyRequest, MatchResultRecord, PartyResponse, WatchRequest,
 };
+use crate::session::{backoff_ceiling, full_jitter, SplitMix64};
 use crate::{ErrorCode, PlayerMetadata, Secret};
+
+/// Longest a single matchmaking poll is held (the gateway caps it at 20 s too).
+const LONG_POLL: Duration = Duration::from_secs(20);
+/// How long a gateway call keeps retrying a `503` by default
+/// ([`GatewayClient::with_retry_deadline`]).
+pub const DEFAULT_RETRY_DEADLINE: Duration = Duration::from_secs(30);
+/// Backoff ceilings between retries of a `503`: doubling from the first up to the largest.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+/// A longer `Retry-After` is cut to this (a misconfigured gateway must not park clients).
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 
 /// Where a room lives and how to get in: the gateway's match result (the shared API type).
 pub type MatchResult = crate::api::MatchedResponse;
@@ -36,6 +47,10 @@ impl crate::api::MatchedResponse {
 pub struct GatewayClient {
     base: String,
     http: reqwest::Client,
+    /// How long one call keeps retrying `503`s.
+    retry_deadline: Duration,
+    /// `503`s waited out so far, by this client and its clones.
+    retries: Arc<AtomicU64>,
 }
 
 impl GatewayClient {
@@ -44,7 +59,24 @@ impl GatewayClient {
         GatewayClient {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            retry_deadline: DEFAULT_RETRY_DEADLINE,
+            retries: Arc::default(),
         }
+    }
+
+    /// Every call answered `503` (the directory or every room server is briefly unavailable)
+    /// is retried until `deadline` has passed since the call began (default 30 s; zero: never
+    /// retried): after the gateway's `Retry-After`, plus a full-jitter backoff that doubles
+    /// from 250 ms to 4 s, so the players of a failed-over Redis do not all come back at once.
+    /// The last `503` is returned once the deadline would pass.
+    pub fn with_retry_deadline(mut self, deadline: Duration) -> GatewayClient {
+        self.retry_deadline = deadline;
+        self
+    }
+
+    /// How many `503` answers this client (and its clones) waited out and retried.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// A client for the gateway at `base` (`https://` for TLS), its connections leaving from
@@ -67,6 +99,8 @@ impl GatewayClient {
         Ok(GatewayClient {
             base: base.trim_end_matches('/').to_string(),
             http,
+            retry_deadline: DEFAULT_RETRY_DEADLINE,
+            retries: Arc::default(),
         })
     }
 
@@ -74,11 +108,12 @@ impl GatewayClient {
     /// 22 base64url characters, `crate::api::check_device_id`); the gateway answers anything
     /// else with 400. Draw it once per device and keep it.
     pub async fn login_device(&self, device_id: &str) -> Result<Login, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/auth/device", self.base))
-            .json(&serde_json::json!({ "device_id": device_id }));
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/auth/device", self.base))
+                .json(&serde_json::json!({ "device_id": device_id }))
+        })
+        .await
     }
 
     /// `POST /v1/matchmaking`: returns the matchmaking ticket id. A player placed in a room
@@ -116,14 +151,14 @@ impl GatewayClient {
         token: &str,
         body: &EnqueueRequest,
     ) -> Result<String, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/matchmaking", self.base))
-            .bearer_auth(token)
-            .json(body);
-        parse::<EnqueueResponse>(req.send().await)
-            .await
-            .map(|b| b.ticket_id)
+        self.call::<EnqueueResponse>(|| {
+            self.http
+                .post(format!("{}/v1/matchmaking", self.base))
+                .bearer_auth(token)
+                .json(body)
+        })
+        .await
+        .map(|b| b.ticket_id)
     }
 
     /// Long-polls `GET /v1/matchmaking/{id}` until matched or `deadline` passes, one poll at
@@ -149,6 +184,8 @@ impl GatewayClient {
         waited: &mut (dyn FnMut(Duration) + Send),
     ) -> Result<MatchResult, ConnectError> {
         let end = Instant::now() + deadline;
+        let mut rng = jitter_rng();
+        let mut busy = 0;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -161,11 +198,18 @@ impl GatewayClient {
                 .query(&[("wait_ms", wait.as_millis().to_string())])
                 .bearer_auth(token);
             let value: serde_json::Value = match parse(req.send().await).await {
-                // No room server can take a room yet: the ticket stays queued; ask again.
-                Err(ConnectError::Gateway { status: 503, .. }) => {
-                    let pause =
-                        GATEWAY_BUSY_BACKOFF.min(end.saturating_duration_since(Instant::now()));
-                    tokio::time::sleep(pause).await;
+                // No room server can take a room yet, or the directory is away: the ticket
+                // stays queued; ask again.
+                Err(ConnectError::Gateway {
+                    status: 503,
+                    retry_after,
+                    ..
+                }) => {
+                    let pause = retry_pause(retry_after, busy, &mut rng);
+                    busy += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(pause.min(end.saturating_duration_since(Instant::now())))
+                        .await;
                     continue;
                 }
                 other => other?,
@@ -181,13 +225,13 @@ impl GatewayClient {
 
     /// `DELETE /v1/matchmaking/{id}`.
     pub async fn cancel(&self, token: &str, ticket_id: &str) -> Result<(), ConnectError> {
-        let req = self
-            .http
-            .delete(format!("{}/v1/matchmaking/{ticket_id}", self.base))
-            .bearer_auth(token);
-        parse::<serde_json::Value>(req.send().await)
-            .await
-            .map(|_| ())
+        self.call::<serde_json::Value>(|| {
+            self.http
+                .delete(format!("{}/v1/matchmaking/{ticket_id}", self.base))
+                .bearer_auth(token)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// `GET /v1/rooms/{room_id}`: where the player's room is and whether its server lives;
@@ -197,11 +241,14 @@ impl GatewayClient {
         token: &str,
         room_id: u64,
     ) -> Result<Option<RoomStatus>, ConnectError> {
-        let req = self
-            .http
-            .get(format!("{}/v1/rooms/{room_id}", self.base))
-            .bearer_auth(token);
-        match parse::<RoomStatus>(req.send().await).await {
+        match self
+            .call::<RoomStatus>(|| {
+                self.http
+                    .get(format!("{}/v1/rooms/{room_id}", self.base))
+                    .bearer_auth(token)
+            })
+            .await
+        {
             Ok(status) => Ok(Some(status)),
             Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -215,11 +262,14 @@ impl GatewayClient {
         token: &str,
         room_id: u64,
     ) -> Result<Option<MatchResultRecord>, ConnectError> {
-        let req = self
-            .http
-            .get(format!("{}/v1/matches/{room_id}", self.base))
-            .bearer_auth(token);
-        match parse::<MatchResultRecord>(req.send().await).await {
+        match self
+            .call::<MatchResultRecord>(|| {
+                self.http
+                    .get(format!("{}/v1/matches/{room_id}", self.base))
+                    .bearer_auth(token)
+            })
+            .await
+        {
             Ok(record) => Ok(Some(record)),
             Err(ConnectError::Gateway { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -228,41 +278,44 @@ impl GatewayClient {
 
     /// `POST /v1/parties`: a party led by the caller, with the code others join it with.
     pub async fn create_party(&self, token: &str) -> Result<PartyResponse, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/parties", self.base))
-            .bearer_auth(token);
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/parties", self.base))
+                .bearer_auth(token)
+        })
+        .await
     }
 
     /// `POST /v1/parties/join`: joins the party with `code`.
     pub async fn join_party(&self, token: &str, code: &str) -> Result<PartyResponse, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/parties/join", self.base))
-            .bearer_auth(token)
-            .json(&JoinPartyRequest { code: code.into() });
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/parties/join", self.base))
+                .bearer_auth(token)
+                .json(&JoinPartyRequest { code: code.into() })
+        })
+        .await
     }
 
     /// `GET /v1/parties/{party_id}`: the party (its members' tickets once it is queued).
     pub async fn party(&self, token: &str, party_id: &str) -> Result<PartyResponse, ConnectError> {
-        let req = self
-            .http
-            .get(format!("{}/v1/parties/{party_id}", self.base))
-            .bearer_auth(token);
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .get(format!("{}/v1/parties/{party_id}", self.base))
+                .bearer_auth(token)
+        })
+        .await
     }
 
     /// `DELETE /v1/parties/{party_id}`: leaves it (the leader leaving ends it).
     pub async fn leave_party(&self, token: &str, party_id: &str) -> Result<(), ConnectError> {
-        let req = self
-            .http
-            .delete(format!("{}/v1/parties/{party_id}", self.base))
-            .bearer_auth(token);
-        parse::<serde_json::Value>(req.send().await)
-            .await
-            .map(|_| ())
+        self.call::<serde_json::Value>(|| {
+            self.http
+                .delete(format!("{}/v1/parties/{party_id}", self.base))
+                .bearer_auth(token)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// `POST /v1/rooms`: a private room of `mode`, and the code everyone (its creator too)
@@ -272,23 +325,25 @@ impl GatewayClient {
         token: &str,
         mode: &str,
     ) -> Result<CreateRoomResponse, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/rooms", self.base))
-            .bearer_auth(token)
-            .json(&CreateRoomRequest { mode: mode.into() });
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/rooms", self.base))
+                .bearer_auth(token)
+                .json(&CreateRoomRequest { mode: mode.into() })
+        })
+        .await
     }
 
     /// `POST /v1/rooms/join`: a seat in the private room with `code`, as a match result to
     /// open the room's transport with. An unknown code is a 404 gateway error, a full room 409.
     pub async fn join_by_code(&self, token: &str, code: &str) -> Result<MatchResult, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/rooms/join", self.base))
-            .bearer_auth(token)
-            .json(&JoinByCodeRequest { code: code.into() });
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/rooms/join", self.base))
+                .bearer_auth(token)
+                .json(&JoinByCodeRequest { code: code.into() })
+        })
+        .await
     }
 
     /// `POST /v1/rooms/watch`: a spectator's place in a room, as a match result to open the
@@ -300,12 +355,13 @@ impl GatewayClient {
         token: &str,
         room: &WatchRequest,
     ) -> Result<MatchResult, ConnectError> {
-        let req = self
-            .http
-            .post(format!("{}/v1/rooms/watch", self.base))
-            .bearer_auth(token)
-            .json(room);
-        parse(req.send().await).await
+        self.call(|| {
+            self.http
+                .post(format!("{}/v1/rooms/watch", self.base))
+                .bearer_auth(token)
+                .json(room)
+        })
+        .await
     }
 
     /// The gateway's base URL.
@@ -327,11 +383,71 @@ impl GatewayClient {
     }
 }
 
+impl GatewayClient {
+    /// Sends the request `make` builds, again after each `503` until the retry deadline
+    /// (see [`GatewayClient::with_retry_deadline`]), and parses the answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ConnectError> {
+        let end = Instant::now() + self.retry_deadline;
+        let mut rng = jitter_rng();
+        let mut attempt = 0;
+        loop {
+            match parse(make().send().await).await {
+                Err(ConnectError::Gateway {
+                    status: 503,
+                    retry_after,
+                    code,
+                    message,
+                }) => {
+                    let pause = retry_pause(retry_after, attempt, &mut rng);
+                    if Instant::now() + pause > end {
+                        return Err(ConnectError::Gateway {
+                            status: 503,
+                            retry_after,
+                            code,
+                            message,
+                        });
+                    }
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A jitter source for one call, seeded from the clock (jitter only spreads retries).
+fn jitter_rng() -> SplitMix64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    SplitMix64(nanos)
+}
+
+/// How long to wait before retrying a `503`: the gateway's `Retry-After` (at most 30 s), plus
+/// full jitter under a ceiling that doubles with each attempt.
+fn retry_pause(retry_after: Option<Duration>, attempt: u32, rng: &mut SplitMix64) -> Duration {
+    let asked = retry_after.unwrap_or_default().min(RETRY_AFTER_MAX);
+    asked + full_jitter(backoff_ceiling(RETRY_FIRST, RETRY_MAX, attempt), rng)
+}
+
+/// Reads `Retry-After` as whole seconds (the form the gateway sends).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
 async fn parse<T: serde::de::DeserializeOwned>(
     resp: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, ConnectError> {
     let resp = resp.map_err(ConnectError::Http)?;
     let status = resp.status().as_u16();
+    let retry_after = retry_after(&resp);
     let body = resp.bytes().await.map_err(ConnectError::Http)?;
     if (200..300).contains(&status) {
         return serde_json::from_slice(&body).map_err(ConnectError::BadAnswer);
@@ -346,5 +462,6 @@ async fn parse<T: serde::de::DeserializeOwned>(
             || String::from_utf8_lossy(&body).into_owned(),
             |e| e.message,
         ),
+        retry_after,
     })
 }

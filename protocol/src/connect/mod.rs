@@ -12,8 +12,6 @@ pub const EVENT_QUEUE_LEN: usize = 1024;
 pub const COMMAND_QUEUE_LEN: usize = 1024;
 /// Time allowed to open a transport connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `wait_match` waits before asking again after a 503 (the gateway's Retry-After).
-const GATEWAY_BUSY_BACKOFF: Duration = Duration::from_secs(1);
 /// How long closing a QUIC connection waits for its last stream bytes to be acknowledged.
 const QUIC_CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// WebSocket read buffer, in bytes.
@@ -33,6 +31,8 @@ pub enum ConnectError {
         code: ErrorCode,
         /// The human message from the JSON body.
         message: String,
+        /// The gateway's `Retry-After` (seconds), when it sent one.
+        retry_after: Option<Duration>,
     },
     /// The HTTP request failed before the gateway answered (connect, TLS, timeout, body).
     #[error("http: {0}")]

@@ -7,8 +7,15 @@ import { fromHex } from './codec.js';
 import { ErrorCode, GatewayError, TransportError } from './errors.js';
 /** Longest single long poll asked for, in ms (the gateway caps it too). */
 export const MAX_POLL_WAIT_MS = 20000;
-/** Pause after a 503/429 without a usable Retry-After, in ms. */
+/** Pause after a 429 without a usable Retry-After, in ms. */
 export const DEFAULT_RETRY_AFTER_MS = 1000;
+/** How long one call keeps retrying a 503 by default, in ms. */
+export const DEFAULT_RETRY_DEADLINE_MS = 30000;
+/** Backoff ceilings between retries of a 503, in ms: doubling from the first to the largest. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 4000;
+/** A longer Retry-After is cut to this, in ms. */
+const RETRY_AFTER_MAX_MS = 30000;
 function defaultSleep(ms, signal) {
     return new Promise((resolve, reject) => {
         if (signal?.aborted) {
@@ -46,14 +53,37 @@ function base64ToBytes(text) {
 /** A small client for the gateway's `/v1` API. */
 export class GatewayClient {
     constructor(base, options = {}) {
+        /** `503` answers this client waited out and retried. */
+        this.retries = 0;
         this.base = base.replace(/\/+$/, '');
         const f = options.fetch ?? globalThis.fetch;
         if (f === undefined)
             throw new TransportError('no fetch available');
         this.fetchFn = f.bind(globalThis);
         this.sleep = options.sleep ?? defaultSleep;
+        this.retryDeadlineMs = options.retryDeadlineMs ?? DEFAULT_RETRY_DEADLINE_MS;
+        this.random = options.random ?? Math.random;
     }
+    /** One call, sent again after each `503` until the retry deadline; the last `503` is thrown. */
     async request(method, path, token, body, signal) {
+        const end = Date.now() + this.retryDeadlineMs;
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await this.requestOnce(method, path, token, body, signal);
+            }
+            catch (e) {
+                if (!(e instanceof GatewayError) || e.status !== 503)
+                    throw e;
+                const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
+                const pause = Math.min(e.retryAfterMs ?? 0, RETRY_AFTER_MAX_MS) + this.random() * ceiling;
+                if (Date.now() + pause > end)
+                    throw e;
+                this.retries += 1;
+                await this.sleep(pause, signal);
+            }
+        }
+    }
+    async requestOnce(method, path, token, body, signal) {
         const headers = { accept: 'application/json' };
         if (token !== undefined)
             headers.authorization = `Bearer ${token}`;
@@ -131,8 +161,9 @@ export class GatewayClient {
     }
     /**
      * Long-polls until matched, one poll at a time. A `503` (no room server can take a room yet;
-     * the ticket stays queued) and a `429` (too many polls) wait for `Retry-After`, then ask
-     * again. Fails with `GatewayError` for anything else, or a timeout `TransportError`.
+     * the ticket stays queued) is waited out like on every call, and so is a `429` (too many
+     * polls), for its `Retry-After`. Fails with `GatewayError` for anything else, or a timeout
+     * `TransportError`.
      */
     async waitMatch(token, ticketId, options = {}) {
         const end = Date.now() + (options.timeoutMs ?? 60000);
