@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use ::redis::{FromRedisValue, RedisResult, Script};
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -40,7 +40,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tickroom_game::modes::MatchRules;
 use tickroom_game::PlayerMetadata;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 
 use crate::directory::{
@@ -59,6 +59,7 @@ use reply::{
 };
 
 mod reply;
+pub mod sentinel;
 
 /// Default for `RedisConfig::response_timeout`, in ms.
 pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 500;
@@ -117,10 +118,11 @@ impl Default for RedisConfig {
 
 /// The Redis-backed directory; cheap to share (`Arc`), one multiplexed connection that
 /// reconnects by itself, and (once a gateway long-polls) one subscriber connection for
-/// ticket changes.
+/// ticket changes. Behind Sentinel (`sentinel`), both follow the primary through failovers.
 pub struct RedisDirectory {
-    conn: ConnectionManager,
-    client: ::redis::Client,
+    primary: watch::Sender<sentinel::Primary>,
+    /// The task that follows the primary named by the Sentinels (Sentinel URLs only).
+    follower: Option<AbortHandle>,
     prefix: String,
     connect_timeout: Duration,
     call_timeout: Duration,
@@ -138,6 +140,9 @@ impl Drop for RedisDirectory {
     fn drop(&mut self) {
         if let Some(listener) = self.changes.get() {
             listener.task.abort();
+        }
+        if let Some(follower) = &self.follower {
+            follower.abort();
         }
     }
 }
@@ -185,7 +190,8 @@ impl Scripts {
 }
 
 impl RedisDirectory {
-    /// Connects to `url` (`redis://host:port/db`) with the default timeouts and checks that
+    /// Connects to `url` (`redis://host:port/db`, or `redis+sentinel://host:port,.../name` to
+    /// follow the primary that Sentinels name) with the default timeouts and checks that
     /// Redis answers. Every key is written under `prefix` (e.g. `"tickroom:"`).
     pub async fn connect(url: &str, prefix: &str) -> Result<Arc<RedisDirectory>, DirectoryError> {
         let config = RedisConfig {
@@ -200,31 +206,38 @@ impl RedisDirectory {
         url: &str,
         config: RedisConfig,
     ) -> Result<Arc<RedisDirectory>, DirectoryError> {
-        let client = ::redis::Client::open(url).map_err(unavailable)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_number_of_retries(REDIS_RECONNECT_RETRIES)
-            .set_max_delay(Duration::from_millis(REDIS_RECONNECT_MAX_DELAY_MS));
         let call_timeout = config.call_timeout;
-        let conn = bounded(
-            call_timeout,
-            ConnectionManager::new_with_config(client.clone(), manager),
-        )
-        .await?;
+        let sentinels = sentinel::Sentinels::parse(url)?;
+        let primary = match &sentinels {
+            Some(sentinels) => {
+                let addr = sentinels.primary_addr(config.connect_timeout).await?;
+                sentinel::connect(&format!("redis://{addr}"), &config).await?
+            }
+            None => sentinel::connect(url, &config).await?,
+        };
+        let (primary, _) = watch::channel(primary);
+        let follower = sentinels.map(|sentinels| {
+            tokio::spawn(sentinel::follow(sentinels, config.clone(), primary.clone()))
+                .abort_handle()
+        });
         let directory = RedisDirectory {
-            conn,
-            client,
+            primary,
+            follower,
             prefix: config.prefix,
             connect_timeout: config.connect_timeout,
             call_timeout,
             scripts: Scripts::load(),
             changes: OnceLock::new(),
         };
-        let mut conn = directory.conn.clone();
+        let mut conn = directory.conn();
         let ping = ::redis::cmd("PING");
         bounded(call_timeout, ping.query_async::<String>(&mut conn)).await?;
         Ok(Arc::new(directory))
+    }
+
+    /// The connection to the primary (a cheap clone).
+    fn conn(&self) -> ConnectionManager {
+        self.primary.borrow().conn.clone()
     }
 
     /// The key prefix every key of this directory starts with.
@@ -243,7 +256,7 @@ impl RedisDirectory {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, invocation.invoke_async(&mut conn)).await
     }
 
@@ -482,7 +495,7 @@ impl Directory for RedisDirectory {
                 .ignore();
             pipe.cmd("SADD").arg(&servers).arg(&info.server_id).ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
     }
 
@@ -494,7 +507,7 @@ impl Directory for RedisDirectory {
             .arg(self.key("servers", ""))
             .arg(server_id)
             .ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
     }
 
@@ -608,7 +621,7 @@ impl Directory for RedisDirectory {
         let listener = self.changes.get_or_init(|| {
             let (tx, _) = broadcast::channel(TICKET_CHANGES_QUEUE_LEN);
             let task = runtime.spawn(listen_for_ticket_changes(
-                self.client.clone(),
+                self.primary.subscribe(),
                 self.key("ticket_changes", ""),
                 self.connect_timeout,
                 tx.clone(),
@@ -782,12 +795,12 @@ impl Directory for RedisDirectory {
             let json = serde_json::to_string(&record).map_err(|e| malformed(&e))?;
             ::redis::Cmd::pset_ex(&key, json, ttl_ms)
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
     }
 
     async fn room_by_code(&self, code: &str) -> Result<Option<RoomRecord>, DirectoryError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let get = ::redis::Cmd::get(self.key("code:", code));
         let room_id: Option<u64> = bounded(self.call_timeout, get.query_async(&mut conn)).await?;
         match room_id {
@@ -798,7 +811,7 @@ impl Directory for RedisDirectory {
 
     async fn match_result(&self, room_id: u64) -> Result<Option<MatchRecord>, DirectoryError> {
         let key = self.key("match:", &room_id.to_string());
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let get = ::redis::Cmd::get(&key);
         let raw: Option<String> = bounded(self.call_timeout, get.query_async(&mut conn)).await?;
         raw.map(|json| serde_json::from_str(&json).map_err(|e| malformed(&e)))
@@ -835,7 +848,7 @@ impl Directory for RedisDirectory {
             .arg(self.key("servers", ""))
             .arg(&info.server_id)
             .ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
     }
 
@@ -850,7 +863,7 @@ impl Directory for RedisDirectory {
         for id in server_ids {
             mget.arg(self.key("server_about:", id));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let raw: Vec<Option<String>> =
             bounded(self.call_timeout, mget.query_async(&mut conn)).await?;
         // One unreadable entry (another build's) is shown as unknown, not an error.
@@ -864,7 +877,7 @@ impl Directory for RedisDirectory {
         let limit = limit.min(MAX_ROOMS_PAGE);
         // Offsets cross Lua as doubles: past any real number of rooms, the page is empty.
         if limit == 0 || offset > LIST_ROOMS_MAX_OFFSET {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let zcard = ::redis::Cmd::zcard(self.key("rooms", ""));
             let total: u64 = bounded(self.call_timeout, zcard.query_async(&mut conn)).await?;
             return Ok(RoomPage {
@@ -932,7 +945,7 @@ impl Directory for RedisDirectory {
         pipe.atomic();
         pipe.cmd("LRANGE").arg(&key).arg(0).arg(max - 1);
         pipe.cmd("LTRIM").arg(&key).arg(max).arg(-1).ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (raw,): (Vec<String>,) =
             bounded(self.call_timeout, pipe.query_async(&mut conn)).await?;
         Ok(raw
@@ -951,13 +964,13 @@ impl Directory for RedisDirectory {
         let json = serde_json::to_string(&reply).map_err(|e| malformed(&e))?;
         let key = self.key("command_reply:", &command_id.to_string());
         let cmd = ::redis::Cmd::pset_ex(&key, json, millis(COMMAND_TTL));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
     }
 
     async fn take_reply(&self, command_id: u64) -> Result<Option<AdminReply>, DirectoryError> {
         let key = self.key("command_reply:", &command_id.to_string());
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let getdel = ::redis::Cmd::get_del(&key);
         let raw: Option<String> = bounded(self.call_timeout, getdel.query_async(&mut conn)).await?;
         raw.map(|json| serde_json::from_str(&json).map_err(|e| malformed(&e)))
@@ -981,14 +994,14 @@ impl Directory for RedisDirectory {
             .arg(0)
             .arg(MAX_RECENT_ERRORS - 1)
             .ignore();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         bounded(self.call_timeout, pipe.query_async::<()>(&mut conn)).await
     }
 
     async fn recent_errors(&self) -> Result<Vec<ErrorRecord>, DirectoryError> {
         let key = self.key("recent_errors", "");
         let lrange = ::redis::Cmd::lrange(&key, 0, MAX_RECENT_ERRORS as isize - 1);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let raw: Vec<String> = bounded(self.call_timeout, lrange.query_async(&mut conn)).await?;
         Ok(raw
             .iter()
@@ -1015,12 +1028,13 @@ impl Directory for RedisDirectory {
 /// `TicketChange::Left`; says `Unknown` after every (re)subscription, since messages published
 /// while it was not subscribed are lost. Runs until aborted.
 async fn listen_for_ticket_changes(
-    client: ::redis::Client,
+    mut primary: watch::Receiver<sentinel::Primary>,
     channel: String,
     connect_timeout: Duration,
     tx: broadcast::Sender<TicketChange>,
 ) {
     loop {
+        let client = primary.borrow_and_update().client.clone();
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
@@ -1029,7 +1043,15 @@ async fn listen_for_ticket_changes(
         if let Ok(Ok(pubsub)) = tokio::time::timeout(connect_timeout, subscribed).await {
             let _ = tx.send(TicketChange::Unknown);
             let mut messages = pubsub.into_on_message();
-            while let Some(message) = messages.next().await {
+            loop {
+                let message = tokio::select! {
+                    message = messages.next() => message,
+                    // A failover: subscribe on the new primary.
+                    _ = primary.changed() => None,
+                };
+                let Some(message) = message else {
+                    break;
+                };
                 let Ok(payload) = message.get_payload::<String>() else {
                     continue;
                 };

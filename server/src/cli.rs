@@ -170,8 +170,10 @@ struct Opts {
     /// QUIC private key (PEM), with --cert.
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Redis URL of the shared directory (e.g. redis://127.0.0.1:6379) for running many
-    /// gateways and room servers; default: an in-memory directory (one process only).
+    /// Redis URL of the shared directory (e.g. redis://127.0.0.1:6379, or
+    /// redis+sentinel://host:port,host:port/name to follow the primary that Redis Sentinels
+    /// name through failovers) for running many gateways and room servers; default: an
+    /// in-memory directory (one process only).
     #[arg(long)]
     redis: Option<String>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
