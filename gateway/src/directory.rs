@@ -773,6 +773,26 @@ pub trait Directory: Send + Sync + 'static {
         new_server_id: &str,
     ) -> Result<ReassignOutcome, DirectoryError>;
 
+    /// Stores room `room_id`'s failover image as its owner `server_id` at `epoch`, and an
+    /// index from each of `sessions` to the room, both for `ttl` (an owner refreshes them
+    /// every checkpoint). Fenced: `false`, and nothing written, once the room belongs to
+    /// another server or epoch, or is gone: the writer is no longer its owner.
+    async fn save_room_image(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        epoch: u64,
+        image: &[u8],
+        sessions: &[u64],
+        ttl: Duration,
+    ) -> Result<bool, DirectoryError>;
+
+    /// Room `room_id`'s failover image, if one is stored.
+    async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError>;
+
+    /// The room whose image holds session `session_id`.
+    async fn session_room(&self, session_id: u64) -> Result<Option<u64>, DirectoryError>;
+
     /// The ids of the rooms a server owns (at their current epoch), in no particular order.
     async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError>;
 

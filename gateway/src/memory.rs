@@ -79,6 +79,10 @@ struct State {
     /// Match results by room id, with their expiry.
     results: HashMap<u64, (MatchRecord, Instant)>,
     last_result_sweep: Option<Instant>,
+    /// Failover images by room id, and the session index, with their expiry (read lazily:
+    /// an expired entry is dropped when read or overwritten).
+    images: HashMap<u64, (Vec<u8>, Instant)>,
+    session_rooms: HashMap<u64, (u64, Instant)>,
 }
 
 /// What operators' calls keep: servers' self-descriptions, command queues and replies, and
@@ -1119,6 +1123,51 @@ impl Directory for InMemoryDirectory {
         room.server = server;
         room.epoch += 1;
         Ok(ReassignOutcome::Reassigned(Box::new(room.clone())))
+    }
+
+    async fn save_room_image(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        epoch: u64,
+        image: &[u8],
+        sessions: &[u64],
+        ttl: Duration,
+    ) -> Result<bool, DirectoryError> {
+        let expires = Instant::now() + ttl;
+        let mut state = self.state.lock();
+        let owner = state
+            .rooms
+            .get(&room_id)
+            .is_some_and(|r| r.record.server.server_id == server_id && r.record.epoch == epoch);
+        if !owner {
+            return Ok(false);
+        }
+        state.images.insert(room_id, (image.to_vec(), expires));
+        state.images.retain(|_, (_, e)| *e > Instant::now());
+        for session in sessions {
+            state.session_rooms.insert(*session, (room_id, expires));
+        }
+        state.session_rooms.retain(|_, (_, e)| *e > Instant::now());
+        Ok(true)
+    }
+
+    async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError> {
+        let state = self.state.lock();
+        Ok(state
+            .images
+            .get(&room_id)
+            .filter(|(_, e)| *e > Instant::now())
+            .map(|(image, _)| image.clone()))
+    }
+
+    async fn session_room(&self, session_id: u64) -> Result<Option<u64>, DirectoryError> {
+        let state = self.state.lock();
+        Ok(state
+            .session_rooms
+            .get(&session_id)
+            .filter(|(_, e)| *e > Instant::now())
+            .map(|(room, _)| *room))
     }
 
     async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError> {

@@ -23,6 +23,8 @@
 //! | `P commands:{id}`     | list   | `AdminCommand` JSON for the room server, oldest first (at most `MAX_QUEUED_COMMANDS`, `PX` = `COMMAND_TTL`) |
 //! | `P command_reply:{n}` | string | `AdminReply` JSON for the gateway that sent command `n`, `PX` = `COMMAND_TTL` |
 //! | `P recent_errors`     | list   | `ErrorRecord` JSON reported by room servers, newest first (at most `MAX_RECENT_ERRORS`) |
+//! | `P image:{room_id}`   | string | the room's failover image (written by its owner, fenced by epoch), `PX` = the owner's TTL |
+//! | `P session:{id}`      | string | the room id whose image holds the session, `PX` as the image |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
@@ -164,6 +166,7 @@ struct Scripts {
     rooms_on_server: Script,
     list_rooms: Script,
     push_command: Script,
+    save_image: Script,
 }
 
 impl Scripts {
@@ -185,6 +188,7 @@ impl Scripts {
             rooms_on_server: Script::new(include_str!("redis/rooms_on_server.lua")),
             list_rooms: Script::new(include_str!("redis/list_rooms.lua")),
             push_command: Script::new(include_str!("redis/push_command.lua")),
+            save_image: Script::new(include_str!("redis/save_image.lua")),
         }
     }
 }
@@ -797,6 +801,42 @@ impl Directory for RedisDirectory {
         };
         let mut conn = self.conn();
         bounded(self.call_timeout, cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn save_room_image(
+        &self,
+        room_id: u64,
+        server_id: &str,
+        epoch: u64,
+        image: &[u8],
+        sessions: &[u64],
+        ttl: Duration,
+    ) -> Result<bool, DirectoryError> {
+        let sessions: Vec<String> = sessions.iter().map(u64::to_string).collect();
+        let mut invocation = self.scripts.save_image.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(room_id.to_string())
+            .arg(server_id)
+            .arg(epoch.to_string())
+            .arg(millis(ttl).max(1).to_string())
+            .arg(image)
+            .arg(sessions.join(","));
+        let mut conn = self.conn();
+        let saved: i64 = bounded(self.call_timeout, invocation.invoke_async(&mut conn)).await?;
+        Ok(saved == 1)
+    }
+
+    async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError> {
+        let mut conn = self.conn();
+        let get = ::redis::Cmd::get(self.key("image:", &room_id.to_string()));
+        bounded(self.call_timeout, get.query_async(&mut conn)).await
+    }
+
+    async fn session_room(&self, session_id: u64) -> Result<Option<u64>, DirectoryError> {
+        let mut conn = self.conn();
+        let get = ::redis::Cmd::get(self.key("session:", &session_id.to_string()));
+        bounded(self.call_timeout, get.query_async(&mut conn)).await
     }
 
     async fn room_by_code(&self, code: &str) -> Result<Option<RoomRecord>, DirectoryError> {

@@ -1,6 +1,7 @@
 //! A stale room owner is fenced off (issue 13): once a room was reassigned to another server
 //! (its epoch moved on), the old owner's close at the end of its copy of the match must not
-//! delete the new owner's room record; the new owner's close at its epoch does.
+//! delete the new owner's room record; the new owner's close at its epoch does. Failover
+//! images are fenced the same way: only the owner at the room's epoch writes them.
 
 mod common;
 
@@ -51,11 +52,45 @@ async fn stale_owner_cannot_close_a_reassigned_room(dir: Arc<dyn Directory>) {
         assert_eq!(dir.enqueue(entry).await, Ok(EnqueueOutcome::Queued));
     }
     let room_id = dir.form_matches(request()).await.unwrap().matches[0].room_id;
+    // The owner's failover image, indexed by its sessions (binary bytes kept as they are).
+    let image = [0u8, 255, 7, 0, 1];
+    assert!(dir
+        .save_room_image(room_id, "s1", 1, &image, &[41, 42], TTL)
+        .await
+        .unwrap());
+    assert!(!dir
+        .save_room_image(room_id, "s2", 1, b"not the owner", &[43], TTL)
+        .await
+        .unwrap());
+    assert_eq!(
+        dir.room_image(room_id).await.unwrap().as_deref(),
+        Some(&image[..])
+    );
+    assert_eq!(dir.session_room(42).await, Ok(Some(room_id)));
+    assert_eq!(dir.session_room(43).await, Ok(None));
     dir.register_server(server("s2", 0), TTL).await.unwrap();
     match dir.reassign_room(room_id, 1, "s2").await.unwrap() {
         ReassignOutcome::Reassigned(r) => assert_eq!(r.epoch, 2),
         other => panic!("not reassigned: {other:?}"),
     }
+    // s1 (partitioned away while the room moved) can no longer write the room's image; s2,
+    // its owner now, can.
+    assert!(!dir
+        .save_room_image(room_id, "s1", 1, b"stale", &[41], TTL)
+        .await
+        .unwrap());
+    assert_eq!(
+        dir.room_image(room_id).await.unwrap().as_deref(),
+        Some(&image[..])
+    );
+    assert!(dir
+        .save_room_image(room_id, "s2", 2, b"moved", &[41], TTL)
+        .await
+        .unwrap());
+    assert_eq!(
+        dir.room_image(room_id).await.unwrap().as_deref(),
+        Some(&b"moved"[..])
+    );
     // s1 (partitioned away while the room moved) ends its copy of the match and closes.
     dir.close_room(room_id).await.unwrap();
     let room = dir.room(room_id).await.unwrap();

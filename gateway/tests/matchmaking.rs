@@ -394,6 +394,23 @@ impl Directory for DownDirectory {
     async fn room_by_code(&self, _: &str) -> Result<Option<RoomRecord>, DirectoryError> {
         Err(down())
     }
+    async fn save_room_image(
+        &self,
+        _: u64,
+        _: &str,
+        _: u64,
+        _: &[u8],
+        _: &[u64],
+        _: Duration,
+    ) -> Result<bool, DirectoryError> {
+        Err(down())
+    }
+    async fn room_image(&self, _: u64) -> Result<Option<Vec<u8>>, DirectoryError> {
+        Err(down())
+    }
+    async fn session_room(&self, _: u64) -> Result<Option<u64>, DirectoryError> {
+        Err(down())
+    }
     async fn close_room_at(&self, _: u64, _: u64) -> Result<bool, DirectoryError> {
         Err(down())
     }

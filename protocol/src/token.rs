@@ -473,16 +473,24 @@ impl RoomKeys {
     /// the player over HTTP with the ticket; the room server derives it again from the ticket,
     /// so a captured `Hello` alone cannot join.
     pub fn join_secret(&self, ticket: &JoinTicket) -> Secret {
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == ticket.key_id)
-            .unwrap_or(&self.keys[0]);
+        let key_id = match self.keys.iter().any(|k| k.id == ticket.key_id) {
+            true => ticket.key_id,
+            false => self.keys[0].id,
+        };
+        self.join_secret_of(key_id, &ticket.claims.nonce, ticket.claims.player_id)
+            .expect("a key of the ring")
+    }
+
+    /// The join secret of the ticket that key `key_id` signed with `nonce` for `player_id`:
+    /// what a server taking over a room derives again for each seat (the secret itself is
+    /// never stored). `None` when the key is not in the ring (any more).
+    pub fn join_secret_of(&self, key_id: u16, nonce: &[u8; 16], player_id: u64) -> Option<Secret> {
+        let key = self.keys.iter().find(|k| k.id == key_id)?;
         let mut mac = HmacSha256::new_from_slice(&key.join).expect("any key length");
         mac.update(b"tickroom join secret v1");
-        mac.update(&ticket.claims.nonce);
-        mac.update(&ticket.claims.player_id.to_le_bytes());
-        mac.finalize().into_bytes().into()
+        mac.update(nonce);
+        mac.update(&player_id.to_le_bytes());
+        Some(mac.finalize().into_bytes().into())
     }
 }
 

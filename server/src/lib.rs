@@ -163,6 +163,9 @@ pub struct SessionRecord {
     pub message_rate: governor::DefaultDirectRateLimiter,
     /// A spectator's session: its input, checksums and custom messages are refused.
     pub spectator: bool,
+    /// The join ticket's key id and nonce: what the join secret is derived from (a server
+    /// taking the room over derives it again; the secret is never stored).
+    pub ticket_key: (u16, [u8; 16]),
 }
 
 impl SessionRecord {
@@ -435,6 +438,7 @@ mod tests {
             message_limit: limits::limiter(1, 1),
             message_rate: limits::limiter(1, 1),
             spectator: false,
+            ticket_key: (1, [0; 16]),
         }
     }
 

@@ -15,6 +15,7 @@ use tickroom_game::modes::ModeConfig;
 use tickroom_game::{Player, PlayerMetadata};
 use tickroom_protocol::{ErrorCode, ServerMsg, Welcome, SPECTATOR_SLOT};
 
+use super::image::{ImageError, RoomImage, SeatImage};
 use super::input::{RoomId, RoomSeats, SeatRefusal, SeatView, Seated, Seating, SessionId};
 use super::sim::{Delivery, Outbound, Sim, SimCounters, To};
 
@@ -122,6 +123,18 @@ pub struct RoomCore<C> {
     /// Input-to-ack waits measured by ticks since the worker last drained them.
     input_waits: Vec<Duration>,
     ended: bool,
+    /// Failover images: how often, and when the next is due (`None`: not taken).
+    checkpoints: Option<(Duration, Instant)>,
+}
+
+/// What a room's image needs of a seat's session besides what the room knows: from the
+/// session table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    pub key_id: u16,
+    pub nonce: [u8; 16],
+    pub resume_counter: u32,
+    pub highest_seq: u64,
 }
 
 impl<C: Clone + PartialEq> RoomCore<C> {
@@ -148,7 +161,103 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             input_since: vec![None; players],
             input_waits: Vec::new(),
             ended: false,
+            checkpoints: None,
         }
+    }
+
+    /// A room taken over from `image` at `now` (its owner died): the match goes on where the
+    /// image left it, and every seat waits for its player's resume, within the mode's grace
+    /// period from now.
+    pub fn restored(
+        image: &RoomImage,
+        mode: Arc<ModeConfig>,
+        sim: Box<dyn Sim>,
+        now: Instant,
+    ) -> Result<Self, ImageError> {
+        let mut room = RoomCore::new(image.room_id, mode, sim, now);
+        for seat in &image.seats {
+            let place = room
+                .seats
+                .get_mut(usize::from(seat.slot))
+                .ok_or(ImageError::Corrupted(tickroom_game::GameError::Invalid(
+                    "a seat beyond the mode's players",
+                )))?;
+            *place = Some(Seat {
+                session_id: seat.session_id,
+                player_id: seat.player_id,
+                metadata: seat.metadata.clone(),
+                conn: None,
+                detached_at: Some(now),
+            });
+        }
+        room.participants = image.participants.clone();
+        if let Some(ms) = image.played_ms {
+            room.started = Some(now.checked_sub(Duration::from_millis(ms)).unwrap_or(now));
+        }
+        Ok(room)
+    }
+
+    /// Takes a failover image every `every` from now on (see `checkpoint_due`).
+    pub fn take_checkpoints(&mut self, every: Duration, now: Instant) {
+        self.checkpoints = Some((every, now + every));
+    }
+
+    /// Whether an image is due at `now` (the next is then scheduled).
+    pub fn checkpoint_due(&mut self, now: Instant) -> bool {
+        match &mut self.checkpoints {
+            Some((every, next)) if *next <= now && !self.ended => {
+                *next = now + *every;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The room's failover image at `now`, each seat's session completed by `session` (a seat
+    /// whose session the table lost is left out: its player cannot resume anyway).
+    pub fn image(
+        &self,
+        now: Instant,
+        session: impl Fn(SessionId) -> Option<SessionState>,
+    ) -> RoomImage {
+        let mut game = Vec::new();
+        let save_version = self.sim.save(&mut game);
+        let seats = self
+            .seats
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, seat)| {
+                let seat = seat.as_ref()?;
+                let state = session(seat.session_id)?;
+                Some(SeatImage {
+                    slot: slot as u8,
+                    player_id: seat.player_id,
+                    session_id: seat.session_id,
+                    metadata: seat.metadata.clone(),
+                    key_id: state.key_id,
+                    nonce: state.nonce,
+                    resume_counter: state.resume_counter,
+                    highest_seq: state.highest_seq,
+                })
+            })
+            .collect();
+        RoomImage {
+            room_id: self.id,
+            mode: self.mode.name.clone(),
+            tick: self.sim.current_tick(),
+            played_ms: self
+                .started
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            save_version,
+            game,
+            participants: self.participants.clone(),
+            seats,
+        }
+    }
+
+    /// The session ids of the seats (for the directory's session index).
+    pub fn seated_sessions(&self) -> Vec<SessionId> {
+        self.seats.iter().flatten().map(|s| s.session_id).collect()
     }
 
     /// The room's id.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use tickroom_game::modes::{ModeConfig, ModeSync, Modes};
-use tickroom_game::{LockstepGame, Setup, StateGame};
+use tickroom_game::{GameError, LockstepGame, Setup, StateGame};
 
 use super::lockstep::LockstepSim;
 use super::sim::Sim;
@@ -16,8 +16,16 @@ use super::state::StateSim;
 /// Makes the sim of a new room of one mode from the room's seed.
 pub type RoomFactory = Arc<dyn Fn(u64) -> Box<dyn Sim> + Send + Sync>;
 
-/// Turns a mode into its room factory, decoding the mode's params into the game's type.
-type Binder = Arc<dyn Fn(&Arc<ModeConfig>) -> Result<RoomFactory, String> + Send + Sync>;
+/// Makes the sim of a room taken over from another server: from the game's save version and
+/// bytes, at the tick the image was taken (state-sync modes).
+pub type RoomRestorer =
+    Arc<dyn Fn(u16, &[u8], u64) -> Result<Box<dyn Sim>, GameError> + Send + Sync>;
+
+/// Turns a mode into its room factory (and restorer), decoding the mode's params into the
+/// game's type.
+type Binder = Arc<
+    dyn Fn(&Arc<ModeConfig>) -> Result<(RoomFactory, Option<RoomRestorer>), String> + Send + Sync,
+>;
 
 /// Games by name, each with its sync kind.
 #[derive(Clone, Default)]
@@ -63,11 +71,20 @@ impl GameRegistry {
     pub fn state_game<G: StateGame>(&mut self, name: &str) {
         let binder: Binder = Arc::new(|mode: &Arc<ModeConfig>| {
             let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
-            let mode = mode.clone();
-            Ok(Arc::new(move |seed| {
-                let sim: Box<dyn Sim> = Box::new(StateSim::<G>::new(&setup(&mode, seed, &params)));
+            let (for_new, for_restore) = (mode.clone(), mode.clone());
+            let restore_params = params.clone();
+            let factory = Arc::new(move |seed| {
+                let sim: Box<dyn Sim> =
+                    Box::new(StateSim::<G>::new(&setup(&for_new, seed, &params)));
                 sim
-            }) as RoomFactory)
+            }) as RoomFactory;
+            let restorer = Arc::new(move |version: u16, bytes: &[u8], tick: u64| {
+                let setup = setup(&for_restore, 0, &*restore_params);
+                let game = G::restore(&setup, version, bytes)?;
+                let sim: Box<dyn Sim> = Box::new(StateSim::with_game(game, &setup).at_tick(tick));
+                Ok(sim)
+            }) as RoomRestorer;
+            Ok((factory, Some(restorer)))
         });
         self.games
             .insert(name.to_string(), (ModeSync::State, binder));
@@ -78,13 +95,14 @@ impl GameRegistry {
         let binder: Binder = Arc::new(|mode: &Arc<ModeConfig>| {
             let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
             let mode = mode.clone();
-            Ok(Arc::new(move |seed| {
+            let factory = Arc::new(move |seed| {
                 let sim: Box<dyn Sim> = Box::new(
                     LockstepSim::<G>::new(&setup(&mode, seed, &params), mode.server_sim)
                         .with_spectator_delay(mode.spectator_delay_frames()),
                 );
                 sim
-            }) as RoomFactory)
+            }) as RoomFactory;
+            Ok((factory, None))
         });
         self.games
             .insert(name.to_string(), (ModeSync::Lockstep, binder));
@@ -116,12 +134,20 @@ impl GameRegistry {
                 });
             }
             let mode = Arc::new(m.clone());
-            let factory = binder(&mode).map_err(|problem| RegistryError::BadParams {
-                mode: m.name.clone(),
-                game: m.game.clone(),
-                problem,
-            })?;
-            out.insert(m.name.clone(), ModeRooms { mode, factory });
+            let (factory, restorer) =
+                binder(&mode).map_err(|problem| RegistryError::BadParams {
+                    mode: m.name.clone(),
+                    game: m.game.clone(),
+                    problem,
+                })?;
+            out.insert(
+                m.name.clone(),
+                ModeRooms {
+                    mode,
+                    factory,
+                    restorer,
+                },
+            );
         }
         Ok(out)
     }
@@ -132,6 +158,8 @@ impl GameRegistry {
 pub struct ModeRooms {
     pub mode: Arc<ModeConfig>,
     pub factory: RoomFactory,
+    /// How a room of the mode is taken over from an image (state sync; `None` for lockstep).
+    pub restorer: Option<RoomRestorer>,
 }
 
 impl fmt::Debug for ModeRooms {

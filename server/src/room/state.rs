@@ -103,6 +103,12 @@ impl<G: StateGame> StateSim<G> {
         }
     }
 
+    /// The room continues at `tick` (a room restored from an image).
+    pub fn at_tick(mut self, tick: u64) -> StateSim<G> {
+        self.tick = tick;
+        self
+    }
+
     /// The game, for tests.
     #[cfg(test)]
     pub fn game(&self) -> &G {

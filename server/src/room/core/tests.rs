@@ -1013,3 +1013,67 @@ fn a_lockstep_spectator_sees_each_frame_only_after_the_delay_and_the_rest_at_the
     assert_eq!(kinds.last(), Some(&"kicked"));
     assert_eq!(frames_to(&effects, 3), (16..=25).collect::<Vec<_>>());
 }
+
+/// A room's image restores on another "server" (a fresh core): the game goes on from the
+/// image's tick, the match is still started, every seat waits for its player, a resume takes
+/// its seat back, and a seat nobody resumes is freed after the grace period.
+#[test]
+fn a_room_restored_from_its_image_goes_on_and_its_players_resume() {
+    use crate::room::core::SessionState;
+    use crate::room::image::RoomImage;
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    run_ticks(&mut room, 5);
+    let state = |session_id: u64| {
+        Some(SessionState {
+            key_id: 1,
+            nonce: [session_id as u8; 16],
+            resume_counter: 2,
+            highest_seq: 40,
+        })
+    };
+    let taken = room.next_tick_at();
+    let image = room.image(taken, state);
+    assert_eq!((image.tick, image.seats.len()), (5, 2));
+    assert!(image.played_ms.is_some());
+    let image = RoomImage::decode(&image.encode(), 7).unwrap();
+
+    let mode = mode("state", "");
+    let setup = Setup {
+        mode: "m",
+        max_players: mode.players,
+        tick_rate_hz: mode.tick_rate_hz,
+        seed: 0,
+        params: &NoParams {},
+    };
+    let game = Probe::restore(&setup, image.save_version, &image.game).unwrap();
+    let sim = StateSim::with_game(game, &setup).at_tick(image.tick);
+    let t1 = taken + Duration::from_secs(10);
+    let mut moved: RoomCore<u32> =
+        RoomCore::restored(&image, mode.clone(), Box::new(sim), t1).unwrap();
+    assert_eq!((moved.occupied(), moved.current_tick()), (2, 5));
+    assert!(moved.seats().started);
+    moved.resume(seating(100, 1), 4, 11).unwrap();
+    let effects = seen(&mut moved);
+    match messages_to(&effects, 11)[..] {
+        [ServerMsg::Welcome(w), ServerMsg::Started { .. }] => {
+            assert!(w.resumed);
+            assert_eq!((w.slot, w.tick), (0, 5));
+        }
+        ref other => panic!("expected welcome and started, got {other:?}"),
+    }
+    // The game steps on from tick 5; the player that came back gets a full view.
+    moved.tick(moved.next_tick_at());
+    let effects = seen(&mut moved);
+    assert_eq!(snapshots(&effects, 11), [(6, 0, 0)]);
+    // Player 2 never comes back: freed after the grace period (2 s) from the takeover.
+    moved.tick(t1 + Duration::from_secs(3));
+    assert!(seen(&mut moved).contains(&Seen::Ended(200)));
+    assert_eq!(moved.occupied(), 1);
+    // An image of a seat beyond the mode's players is refused, typed.
+    let mut broken = image.clone();
+    broken.seats[0].slot = 9;
+    let game = Probe::restore(&setup, image.save_version, &image.game).unwrap();
+    let sim = StateSim::with_game(game, &setup);
+    assert!(RoomCore::<u32>::restored(&broken, mode, Box::new(sim), t1).is_err());
+}
