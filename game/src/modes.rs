@@ -103,6 +103,11 @@ pub struct ModeConfig {
     /// most 60,000), so a player watching a friend's stream learns nothing in time to use.
     #[serde(default = "three_thousand")]
     pub spectator_delay_ms: u32,
+    /// State sync with a shared directory (Redis): how often a room's owner stores the room's
+    /// failover image, from which another server takes the match over if the owner dies
+    /// (default 1,000 ms, at least 100). Players lose at most this much of the match.
+    #[serde(default = "thousand")]
+    pub checkpoint_interval_ms: u32,
     /// How matchmaking groups players (`[mode.matchmaking]`): a rating window that widens
     /// with the wait, a region, properties that must match exactly. Absent: first come,
     /// first served, and tickets carry no properties.
@@ -252,6 +257,9 @@ fn two_hundred_fifty_six() -> u32 {
 fn kib() -> u32 {
     1024
 }
+fn thousand() -> u32 {
+    1000
+}
 fn sixteen() -> u16 {
     16
 }
@@ -364,6 +372,9 @@ impl Modes {
                 return Err(invalid(
                     "backfill is for state-sync modes without matchmaking rules",
                 ));
+            }
+            if m.checkpoint_interval_ms < 100 {
+                return Err(invalid("checkpoint_interval_ms must be at least 100"));
             }
             if m.spectators > MAX_SPECTATORS {
                 return Err(invalid("spectators must be 0..=1024"));

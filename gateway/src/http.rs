@@ -39,7 +39,8 @@ use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, 
 use crate::directory::{
     normalise_code, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
     EnqueueOutcome, MatchRecord, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
-    TicketId, TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
+    ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
+    MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway, PLACEMENT_YES_REUSE_MS};
@@ -316,6 +317,52 @@ impl Gateway {
             expires_ms,
             grouping: a.grouping,
         })
+    }
+
+    /// Moves a room whose owner died to a live server, when the room has a failover image:
+    /// of two live servers that take rooms, picked at random, the less loaded (power of two
+    /// choices), under the room's next epoch. Answers the room as it now is and whether its
+    /// owner lives; without an image or a live server, the dead owner's record as it was.
+    async fn take_over(&self, record: RoomRecord) -> Result<(RoomRecord, bool), ApiError> {
+        let room_id = record.room_id;
+        if self.directory.room_image(room_id).await?.is_none() {
+            return Ok((record, false));
+        }
+        let servers = self.directory.live_servers().await?;
+        let mut open: Vec<&RoomServerInfo> = servers
+            .iter()
+            .filter(|s| {
+                !s.draining && s.load < s.capacity && s.server_id != record.server.server_id
+            })
+            .collect();
+        let chosen = {
+            let mut rng = rand::rng();
+            rand::seq::SliceRandom::shuffle(&mut open[..], &mut rng);
+            open.iter()
+                .take(2)
+                .min_by_key(|s| s.load)
+                .map(|s| s.server_id.clone())
+        };
+        let Some(chosen) = chosen else {
+            return Ok((record, false));
+        };
+        match self
+            .directory
+            .reassign_room(room_id, record.epoch, &chosen)
+            .await?
+        {
+            ReassignOutcome::Reassigned(moved) => {
+                tracing::info!(room = room_id, from = %record.server.server_id, to = %chosen, epoch = moved.epoch, "room taken over");
+                Ok((*moved, true))
+            }
+            // Another gateway moved it first (or the chosen server just died): as it is now.
+            ReassignOutcome::StaleEpoch { .. } | ReassignOutcome::ServerNotLive => {
+                let status = self.directory.room_status(room_id).await?;
+                let status = status.ok_or_else(|| ApiError::not_found("room"))?;
+                Ok((status.record, status.owner_alive))
+            }
+            ReassignOutcome::NotFound => Err(ApiError::not_found("room")),
+        }
     }
 
     /// Whether any live room server takes new rooms (not draining, below capacity). Polls
@@ -930,11 +977,20 @@ async fn room(
         .await?
         .filter(|s| s.record.players.contains(&player_id))
         .ok_or_else(|| ApiError::not_found("room"))?;
+    let (record, alive) = match status.owner_alive {
+        true => (status.record, true),
+        false => gw.take_over(status.record).await?,
+    };
+    let server = record.server;
     Ok(Json(RoomResponse {
         room_id,
-        server_id: status.record.server.server_id,
-        alive: status.owner_alive,
-        epoch: status.record.epoch,
+        server_id: server.server_id,
+        alive,
+        epoch: record.epoch,
+        quic_addr: server.quic_addr,
+        ws_addr: server.ws_addr,
+        cert_fingerprint: server.cert_fingerprint,
+        ws_tls: server.ws_tls,
     }))
 }
 

@@ -485,6 +485,12 @@ async fn private_rooms_are_joined_by_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_room_with_an_image_moves_to_a_live_server() {
+    scenarios::a_dead_owners_room_with_an_image_moves_to_a_live_server(InMemoryDirectory::new())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spectators_watch_by_room_id_or_code() {
     scenarios::spectators_watch_by_room_id_or_code(InMemoryDirectory::new()).await;
 }

@@ -663,6 +663,13 @@ async fn private_rooms_are_joined_by_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_room_with_an_image_moves_to_a_live_server() {
+    let redis = RedisServer::start().await;
+    scenarios::a_dead_owners_room_with_an_image_moves_to_a_live_server(directory(&redis).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spectators_watch_by_room_id_or_code() {
     let redis = RedisServer::start().await;
     scenarios::spectators_watch_by_room_id_or_code(directory(&redis).await).await;

@@ -246,7 +246,10 @@ pub struct CancelResponse {
 }
 
 /// `GET /v1/rooms/{room_id}` answer: where a player's room is and whether its server lives.
-/// A player whose room's server is not `alive` queues again (`POST /v1/matchmaking`).
+/// When its server died, the gateway moves a room that has a failover image to a live server
+/// and answers with that one: the player resumes its session there (same session id, at the
+/// addresses below). A player whose room's server is not `alive` queues again
+/// (`POST /v1/matchmaking`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomResponse {
     /// The room asked about.
@@ -257,6 +260,18 @@ pub struct RoomResponse {
     pub alive: bool,
     /// The room's ownership epoch (1 at placement, +1 per reassignment).
     pub epoch: u64,
+    /// That server's QUIC address.
+    #[serde(default)]
+    pub quic_addr: String,
+    /// That server's WebSocket address.
+    #[serde(default)]
+    pub ws_addr: String,
+    /// Hex SHA-256 of that server's certificate, to pin.
+    #[serde(default)]
+    pub cert_fingerprint: String,
+    /// Whether its WebSocket listener speaks TLS (`wss://`).
+    #[serde(default)]
+    pub ws_tls: bool,
 }
 
 /// `GET /v1/matches/{room_id}` answer: a finished match and the result its game reported.

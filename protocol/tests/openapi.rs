@@ -138,9 +138,13 @@ fn schemas() -> Value {
         "CancelResponse": schema(&CancelResponse { ticket_id: "t".into(), status: "cancelled".into() }),
         "RoomResponse": schema(&RoomResponse {
             room_id: 77,
-            server_id: "room-1".into(),
+            server_id: "room-2".into(),
             alive: true,
-            epoch: 1,
+            epoch: 2,
+            quic_addr: "127.0.0.1:7722".into(),
+            ws_addr: "127.0.0.1:7721".into(),
+            cert_fingerprint: "ab".repeat(32),
+            ws_tls: false,
         }),
         "MatchResultRecord": schema(&MatchResultRecord {
             room_id: 77,
@@ -261,7 +265,7 @@ fn document() -> Value {
                 "responses": { "200": answer("where to watch, with a spectator ticket (the room's `Welcome` says slot 255)", "MatchedResponse"), "400": error("bad body: not exactly one of room_id and code"), "401": error("no valid session"), "404": error("no such public room, or no live private room has this code"), "409": error("the room's mode takes no spectators (`conflict`)"), "413": too_large, "429": error("too many code lookups by this player (`rate_limited`, with `Retry-After`), or the per-IP limit"), "503": unavailable },
             } },
             "/v1/rooms/{room_id}": { "get": {
-                "summary": "Where a room is now and whether its server lives (a player whose server died queues again)",
+                "summary": "Where a room is now and whether its server lives. A room whose server died and that has a failover image is moved to a live server here: resume the same session at its addresses. A player whose room's server is not alive queues again",
                 "security": bearer,
                 "parameters": [room_param],
                 "responses": { "200": answer("the room's owner", "RoomResponse"), "401": error("no valid session"), "404": error("no such room"), "429": limited, "503": unavailable },

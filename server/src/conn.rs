@@ -406,11 +406,11 @@ async fn resume(
     asked: &mut Option<(RoomId, SessionId)>,
 ) -> Result<Arc<SessionRecord>, HandshakeError> {
     let shared = &server.shared;
-    let record = shared
-        .sessions
-        .get(&session_id)
-        .map(|r| r.clone())
-        .ok_or(HandshakeError::SessionExpired)?;
+    let known = shared.sessions.get(&session_id).map(|r| r.clone());
+    let record = match known {
+        Some(record) => record,
+        None => take_over(server, session_id).await?,
+    };
     // The keys are derived from the join secret on both ends: nothing secret was ever sent
     // on a room connection, so capturing one cannot resume it.
     let (seen, keys) = record.resume_keys();
@@ -446,6 +446,66 @@ async fn resume(
     }
     shared.metrics.resumes.inc();
     Ok(record)
+}
+
+/// A resume of a session this server does not know: if the session's room died with its
+/// owner and the gateway moved it here, the room is taken over from its failover image (its
+/// seats' sessions join the session table) and the resume goes on. Anything else is
+/// `SessionExpired`, and a directory that does not answer `ServerBusy` (try again).
+async fn take_over(
+    server: &RoomServer,
+    session_id: u64,
+) -> Result<Arc<SessionRecord>, HandshakeError> {
+    let shared = &server.shared;
+    let Some(crate::Failover(dir)) = shared.failover.get() else {
+        return Err(HandshakeError::SessionExpired);
+    };
+    let busy = |e: tickroom_gateway::DirectoryError| {
+        debug!(error = %e, "directory unavailable during a takeover");
+        HandshakeError::Seat(ErrorCode::ServerBusy.into())
+    };
+    let room_id = dir
+        .session_room(session_id)
+        .await
+        .map_err(busy)?
+        .ok_or(HandshakeError::SessionExpired)?;
+    let record = dir.room(room_id).await.map_err(busy)?;
+    let Some(record) = record.filter(|r| r.server.server_id == shared.config.server_id) else {
+        // The room lives elsewhere (or nowhere): the gateway says where.
+        return Err(HandshakeError::SessionExpired);
+    };
+    let bytes = dir
+        .room_image(room_id)
+        .await
+        .map_err(busy)?
+        .ok_or(HandshakeError::SessionExpired)?;
+    let image = crate::room::image::RoomImage::decode(&bytes, room_id).map_err(|e| {
+        tracing::error!(room = room_id, error = %e, "refusing the room's failover image");
+        HandshakeError::Seat(SeatRefusal {
+            code: ErrorCode::SessionExpired,
+            detail: format!("the room could not be taken over: {e}"),
+        })
+    })?;
+    let (reply, answer) = oneshot::channel();
+    let restore = RoomInput::Restore {
+        room_id,
+        epoch: record.epoch,
+        image: Box::new(image),
+        reply,
+    };
+    if server.pool.try_send(room_id, restore).is_err() {
+        return Err(HandshakeError::Seat(ErrorCode::ServerBusy.into()));
+    }
+    match answer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(code)) => return Err(HandshakeError::Seat(code.into())),
+        Err(_) => return Err(HandshakeError::Seat(ErrorCode::ServerShutdown.into())),
+    }
+    shared
+        .sessions
+        .get(&session_id)
+        .map(|r| r.clone())
+        .ok_or(HandshakeError::SessionExpired)
 }
 
 /// The client proved a ticket or session: its pre-login permit becomes a session permit.

@@ -222,6 +222,61 @@ pub struct Shared {
     /// Rooms that ended, for the process role to close in the directory and store their
     /// result (set when there is a directory).
     pub room_events: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoomEvent>>,
+    /// The shared directory when rooms fail over (a room server on Redis): state-sync rooms
+    /// store their images in it, and a resume of an unknown session looks there for a room
+    /// this server took over.
+    pub failover: std::sync::OnceLock<Failover>,
+}
+
+/// The directory rooms fail over through (see `Shared::failover`).
+#[derive(Clone)]
+pub struct Failover(pub Arc<dyn tickroom_gateway::Directory>);
+
+impl std::fmt::Debug for Failover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Failover")
+    }
+}
+
+/// How far past a taken-over session's last known sequence number the new owner starts its
+/// replay window: further than a session can send between two images (the session rate,
+/// 120 a second, would need over a year), so no message captured before the takeover is
+/// accepted again. The client learns the new floor from the resumed `Welcome.next_seq`.
+pub const TAKEOVER_SEQ_JUMP: u64 = 1 << 32;
+
+impl SessionRecord {
+    /// The session of a seat in a room this server took over: its join secret derived again
+    /// from the ticket's key id and nonce (`None` when that key left the ring), its resume
+    /// count as the image kept it, and a replay window that accepts nothing at or below
+    /// `highest_seq + TAKEOVER_SEQ_JUMP`.
+    pub fn taken_over(
+        shared: &Shared,
+        room_id: RoomId,
+        mode: Arc<tickroom_game::modes::ModeConfig>,
+        seat: &room::image::SeatImage,
+    ) -> Option<SessionRecord> {
+        let join_secret = shared
+            .keys
+            .join_secret_of(seat.key_id, &seat.nonce, seat.player_id)?;
+        let mut window = ReplayWindow::new(shared.config.replay_window, false);
+        window.commit(seat.highest_seq.saturating_add(TAKEOVER_SEQ_JUMP));
+        Some(SessionRecord {
+            session_id: seat.session_id,
+            player_id: seat.player_id,
+            room_id,
+            message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
+            mode,
+            join_secret,
+            resume_counter: Mutex::new(seat.resume_counter),
+            window: Mutex::new(window),
+            message_limit: limits::limiter(
+                shared.config.session_message_rate_per_s,
+                shared.config.session_message_burst,
+            ),
+            spectator: false,
+            ticket_key: (seat.key_id, seat.nonce),
+        })
+    }
 }
 
 /// What the room workers tell the process role about rooms, for the directory.
@@ -233,6 +288,16 @@ pub enum RoomEvent {
     Closed(ClosedRoom),
     /// A running match of a `backfill` mode has `free` seats for matchmaking to fill.
     SeatsOpen { room_id: RoomId, free: usize },
+    /// A state-sync room's failover image, indexed by its seats' sessions, to store for
+    /// `ttl` (fenced by the room's epoch).
+    Image {
+        room_id: RoomId,
+        image: Vec<u8>,
+        sessions: Vec<SessionId>,
+        ttl: std::time::Duration,
+    },
+    /// This server took the room over from a dead owner, at `epoch`.
+    TakenOver { room_id: RoomId, epoch: u64 },
 }
 
 /// A room that ended, on its way to the directory.
@@ -348,6 +413,7 @@ impl RoomServer {
             ),
             admission: Admission::default(),
             room_events: std::sync::OnceLock::new(),
+            failover: std::sync::OnceLock::new(),
             config,
         });
         // Per-mode counters start at 0 for every mode, so a quiet one still has a series.

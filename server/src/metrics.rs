@@ -133,6 +133,12 @@ struct TickCopy {
 pub struct Metrics {
     pub rooms: Gauge,
     pub rooms_created: Counter,
+    /// Rooms this server took over from a dead owner's image.
+    pub rooms_taken_over: Counter,
+    /// Failover images the directory refused: the room had moved to another owner.
+    pub images_fenced: Counter,
+    /// Failover images that could not be stored (the directory was unavailable).
+    pub image_failures: Counter,
     pub connections_ws: Gauge,
     pub connections_quic: Gauge,
     pub sessions: Gauge,
@@ -260,7 +266,7 @@ impl Metrics {
     /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
     /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
     pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
-        let counters: [(&str, &str, &Counter); 22] = [
+        let counters: [(&str, &str, &Counter); 25] = [
             (
                 "tickroom_snapshot_degradations",
                 "times a room worker asked its state-sync rooms to halve their snapshot rate (late ticks, a busy worker or late snapshots; each room stops at its mode's min_snapshot_hz)",
@@ -270,6 +276,21 @@ impl Metrics {
                 "tickroom_rooms_created",
                 "rooms created",
                 &self.rooms_created,
+            ),
+            (
+                "tickroom_rooms_taken_over",
+                "rooms this server took over from a dead owner's failover image",
+                &self.rooms_taken_over,
+            ),
+            (
+                "tickroom_images_fenced",
+                "failover images the directory refused because the room had moved to another owner (this server no longer owns it)",
+                &self.images_fenced,
+            ),
+            (
+                "tickroom_image_failures",
+                "failover images not stored because the directory was unavailable (failover of those rooms is suspended until it is back)",
+                &self.image_failures,
             ),
             ("tickroom_joins", "players joined", &self.joins),
             ("tickroom_resumes", "sessions resumed", &self.resumes),

@@ -157,6 +157,10 @@ pub async fn run_server(
         if let Err(e) = server.heartbeat().await {
             warn!(error = %e, "first directory registration failed; the heartbeat retries");
         }
+        if cfg.redis.is_some() {
+            // Rooms fail over between room servers sharing a directory.
+            let _ = room.shared.failover.set(crate::Failover(dir.clone()));
+        }
         background.push(tokio::spawn(report_rooms(
             dir.clone(),
             room.clone(),
@@ -384,6 +388,27 @@ async fn report_rooms(
                     Ok(None) => {}
                     Err(e) => warn!(room = room_id, error = %e, "could not report the room joined"),
                 },
+                Some(RoomEvent::TakenOver { room_id, epoch }) => {
+                    epochs.insert(room_id, epoch);
+                }
+                Some(RoomEvent::Image { room_id, image, sessions, ttl }) => {
+                    // A room not yet reported joined has no epoch here: nothing to fail over.
+                    let Some(&epoch) = epochs.get(&room_id) else {
+                        continue;
+                    };
+                    let metrics = &room.shared.metrics;
+                    match dir.save_room_image(room_id, &server_id, epoch, &image, &sessions, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            metrics.images_fenced.inc();
+                            warn!(room = room_id, epoch, "the room moved to another server: this server no longer owns it");
+                        }
+                        Err(e) => {
+                            metrics.image_failures.inc();
+                            warn!(room = room_id, error = %e, "could not store the room's failover image; its failover is suspended until the directory is back");
+                        }
+                    }
+                }
                 Some(RoomEvent::SeatsOpen { room_id, free }) => {
                     if let Err(e) = dir.open_seats(room_id, &server_id, free).await {
                         warn!(room = room_id, error = %e, "could not report the room's open seats");

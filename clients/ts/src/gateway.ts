@@ -81,13 +81,21 @@ export type PollResponse =
   | { status: 'queued'; ticket_id: string; queued_ms: number }
   | ({ status: 'matched' } & MatchResult);
 
-/** `GET /v1/rooms/{room_id}` answer. */
+/**
+ * `GET /v1/rooms/{room_id}` answer. When the room's server died and the room had a failover
+ * image, the gateway moved it to a live server: `server_id` and the addresses are that one's,
+ * where the same session resumes.
+ */
 export interface RoomStatus {
   room_id: number;
   server_id: string;
-  /** False once the room server's registration expired: queue again. */
+  /** False once the room server's registration expired (and nobody took the room over): queue again. */
   alive: boolean;
   epoch: number;
+  quic_addr: string;
+  ws_addr: string;
+  cert_fingerprint: string;
+  ws_tls: boolean;
 }
 
 /** `GET /v1/matches/{room_id}` answer (`result` decoded from base64). */

@@ -47,6 +47,10 @@ pub async fn dead_owner_is_reported_and_players_queue_again(dir: Arc<dyn Directo
         server_id: "room-a".into(),
         alive: true,
         epoch: 1,
+        quic_addr: "127.0.0.1:4000".into(),
+        ws_addr: "127.0.0.1:5000".into(),
+        cert_fingerprint: "fp-room-a".into(),
+        ws_tls: false,
     };
     assert_eq!(answer, expected);
     let (_, stranger) = t.login("stranger").await;
@@ -377,6 +381,63 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
         .post_json("/v1/rooms", json!({"mode": "chess"}), Some(&host))
         .await;
     expect_error(r, StatusCode::BAD_REQUEST, ErrorCode::UnknownMode).await;
+}
+
+/// A dead owner's room that has a failover image moves to a live server when one of its
+/// players asks where it is: of the two live servers the less loaded takes it under the next
+/// epoch, every player is told the same, and the room moves once. Without an image the
+/// answer stays "not alive" (the players queue again).
+pub async fn a_dead_owners_room_with_an_image_moves_to_a_live_server(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir.clone(), true).await;
+    let mut players = Vec::new();
+    for i in 0..3 {
+        let (_, token) = t.login(&format!("moved-{i}")).await;
+        let ticket = t.enqueue(&token, "trio").await;
+        players.push((token, ticket));
+    }
+    let mut room_id = 0;
+    for (token, ticket) in &players {
+        match t.poll_until_matched(token, ticket).await {
+            PollResponse::Matched(m) => room_id = m.room_id,
+            other => panic!("not matched: {other:?}"),
+        }
+    }
+    let status = |token: String| {
+        let req = t.http.get(t.url(&format!("/v1/rooms/{room_id}")));
+        async move {
+            let r = req.bearer_auth(token).send().await.expect("request");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<RoomResponse>().await.unwrap()
+        }
+    };
+    dir.deregister_server("room-a").await.unwrap();
+    dir.register_server(server("room-b", 5), TTL).await.unwrap();
+    dir.register_server(server("room-c", 1), TTL).await.unwrap();
+    // No image: the owner is dead and stays so.
+    let answer = status(players[0].0.clone()).await;
+    assert_eq!((answer.alive, answer.epoch), (false, 1));
+    // With an image, room-c (less loaded) takes it at epoch 2.
+    assert!(dir
+        .save_room_image(room_id, "room-a", 1, b"image", &[7], TTL)
+        .await
+        .unwrap());
+    let answer = status(players[0].0.clone()).await;
+    assert_eq!(
+        (answer.alive, answer.server_id.as_str(), answer.epoch),
+        (true, "room-c", 2)
+    );
+    assert_eq!(
+        (answer.ws_addr.as_str(), answer.cert_fingerprint.as_str()),
+        ("127.0.0.1:5001", "fp-room-c")
+    );
+    for (token, _) in &players[1..] {
+        assert_eq!(
+            status(token.clone()).await,
+            answer,
+            "moved once, the same for all"
+        );
+    }
 }
 
 /// Spectators: a public room is watched by its id, a private one only by its code; the

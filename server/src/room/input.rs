@@ -171,6 +171,15 @@ pub enum RoomInput {
         op: AdminOp,
         reply: oneshot::Sender<AdminAnswer>,
     },
+    /// Take over a room whose owner died, from its image (a resume of one of its sessions
+    /// asked for it); nothing happens when the worker already runs the room. `epoch` is the
+    /// room's epoch now that it belongs to this server.
+    Restore {
+        room_id: RoomId,
+        epoch: u64,
+        image: Box<super::image::RoomImage>,
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
     /// Close every room (server shutdown) and stop the worker.
     Shutdown,
 }
@@ -231,6 +240,7 @@ impl RoomInput {
             RoomInput::Join { .. }
                 | RoomInput::Resume { .. }
                 | RoomInput::Admin { .. }
+                | RoomInput::Restore { .. }
                 | RoomInput::Shutdown
         )
     }
@@ -251,6 +261,7 @@ impl RoomInput {
             | RoomInput::Leave { .. }
             | RoomInput::Checksum { .. }
             | RoomInput::Admin { .. }
+            | RoomInput::Restore { .. }
             | RoomInput::Shutdown => 0,
         };
         QUEUED_MESSAGE_OVERHEAD_BYTES + payload

@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use tickroom_protocol::ErrorCode;
 use tracing::info;
 
-use super::core::{Effect, EndReason, RoomCore, RoomEnd};
+use super::core::{Effect, EndReason, RoomCore, RoomEnd, SessionState};
 use super::input::{AdminAnswer, AdminOp, QueueBytes, RoomId, RoomInput, SeatRefusal, Seated};
 use super::load::{Change, SnapshotGovernor};
 use super::sim::Delivery;
@@ -179,6 +179,9 @@ fn tick_due_rooms(
         if !room.is_ended() {
             // Still behind after catching up: skip the missed ticks rather than spiral.
             shared.metrics.tick_overruns.add(room.skip_missed(now));
+            if room.checkpoint_due(now) {
+                send_image(room, shared, now);
+            }
         }
         let (pushed, conflated) = carry_out(room, shared);
         governor.record_snapshots(pushed, conflated);
@@ -255,6 +258,114 @@ fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
     (pushed, conflated)
 }
 
+/// Hands the room's failover image to the process role, which stores it in the directory
+/// (best effort: a full queue skips this one; the next follows one interval later).
+fn send_image(room: &Room, shared: &Shared, now: Instant) {
+    let Some(events) = shared.room_events.get() else {
+        return;
+    };
+    let image = room.image(now, |session_id| {
+        let record = shared.sessions.get(&session_id)?;
+        let highest_seq = record.window.lock().highest();
+        let resume_counter = *record.resume_counter.lock();
+        Some(SessionState {
+            key_id: record.ticket_key.0,
+            nonce: record.ticket_key.1,
+            resume_counter,
+            highest_seq,
+        })
+    });
+    let mode = room.mode();
+    // Kept until the seats' grace ends after the owner stopped refreshing it.
+    let ttl = Duration::from_secs(u64::from(mode.grace_s).max(10))
+        + Duration::from_millis(u64::from(mode.checkpoint_interval_ms)) * 2;
+    let _ = events.try_send(RoomEvent::Image {
+        room_id: room.id(),
+        sessions: image.seats.iter().map(|s| s.session_id).collect(),
+        image: image.encode(),
+        ttl,
+    });
+}
+
+/// Takes over a room from its image: the room, on this worker's grid, and its seats' sessions
+/// in the session table (each must resume within the grace period). A room the worker already
+/// runs is left as it is.
+fn restore(
+    rooms: &mut HashMap<RoomId, Room>,
+    room_id: RoomId,
+    epoch: u64,
+    image: &super::image::RoomImage,
+    shared: &Shared,
+    placement: Placement,
+) -> Result<(), ErrorCode> {
+    use std::collections::hash_map::Entry;
+    let Entry::Vacant(slot) = rooms.entry(room_id) else {
+        return Ok(());
+    };
+    let now = Instant::now();
+    let rooms_of_mode = shared
+        .games
+        .get(&image.mode)
+        .ok_or(ErrorCode::UnknownMode)?;
+    let restorer = rooms_of_mode
+        .restorer
+        .clone()
+        .ok_or(ErrorCode::UnknownMode)?;
+    let mode = rooms_of_mode.mode.clone();
+    if !shared.admit_room() {
+        shared.metrics.server_busy.inc();
+        return Err(ErrorCode::ServerBusy);
+    }
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        restorer(image.save_version, &image.game, image.tick)
+    }));
+    let room = match made {
+        Ok(Ok(sim)) => RoomCore::restored(image, mode.clone(), sim, now).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(format!("the game refused its saved state: {e}")),
+        Err(_) => Err("the game panicked restoring its state".to_owned()),
+    };
+    let mut room = match room {
+        Ok(room) => room,
+        Err(why) => {
+            shared.room_count.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!(room = room_id, mode = %mode.name, "cannot take the room over: {why}");
+            return Err(ErrorCode::Internal);
+        }
+    };
+    shared.metrics.rooms.add(1);
+    shared.metrics.rooms_taken_over.inc();
+    room.align_ticks_to(placement.epoch);
+    room.set_snapshot_divisor(placement.snapshot_divisor);
+    room.take_checkpoints(
+        Duration::from_millis(u64::from(mode.checkpoint_interval_ms)),
+        now,
+    );
+    for seat in &image.seats {
+        let Some(record) = crate::SessionRecord::taken_over(shared, room_id, mode.clone(), seat)
+        else {
+            continue;
+        };
+        if shared
+            .sessions
+            .insert(seat.session_id, Arc::new(record))
+            .is_none()
+        {
+            shared.metrics.sessions.add(1);
+        }
+    }
+    slot.insert(room);
+    if let Some(events) = shared.room_events.get() {
+        let _ = events.try_send(RoomEvent::TakenOver { room_id, epoch });
+    }
+    info!(
+        room = room_id,
+        epoch,
+        seats = image.seats.len(),
+        "room taken over"
+    );
+    Ok(())
+}
+
 /// Forgets a room that ended: its slot, its gauge, and (through `Shared::room_events`) its
 /// directory record and result.
 fn release_room(shared: &Shared, room: &Room, end: &RoomEnd) {
@@ -281,6 +392,18 @@ fn handle(
     placement: Placement,
 ) {
     let now = Instant::now();
+    let msg = match msg {
+        RoomInput::Restore {
+            room_id,
+            epoch,
+            image,
+            reply,
+        } => {
+            let _ = reply.send(restore(rooms, room_id, epoch, &image, shared, placement));
+            return;
+        }
+        other => other,
+    };
     let room_id = match &msg {
         RoomInput::Join { room_id, .. }
         | RoomInput::Resume { room_id, .. }
@@ -291,7 +414,7 @@ fn handle(
         | RoomInput::Checksum { room_id, .. }
         | RoomInput::Message { room_id, .. }
         | RoomInput::Admin { room_id, .. } => *room_id,
-        RoomInput::Shutdown => return,
+        RoomInput::Restore { .. } | RoomInput::Shutdown => return,
     };
     if let RoomInput::Join {
         mode,
@@ -413,7 +536,7 @@ fn handle(
                 .unwrap_or(AdminAnswer::NoRoom);
             let _ = reply.send(answer);
         }
-        RoomInput::Join { .. } | RoomInput::Shutdown => {}
+        RoomInput::Join { .. } | RoomInput::Restore { .. } | RoomInput::Shutdown => {}
     }
     finish(rooms, room_id, shared);
 }
@@ -463,9 +586,15 @@ fn room_for_join<'a>(
                 shared.metrics.game_panics.add(&mode.name, 1);
                 ErrorCode::Internal
             })?;
+            let checkpoints = shared.failover.get().is_some()
+                && mode.sync == tickroom_game::modes::ModeSync::State;
+            let every = Duration::from_millis(u64::from(mode.checkpoint_interval_ms));
             let mut room = RoomCore::new(room_id, mode, sim, now);
             room.align_ticks_to(placement.epoch);
             room.set_snapshot_divisor(placement.snapshot_divisor);
+            if checkpoints {
+                room.take_checkpoints(every, now);
+            }
             Ok(e.insert(room))
         }
     }
