@@ -254,6 +254,9 @@ pub(crate) struct Player {
     gateway: usize,
     device_id: String,
     token: Option<String>,
+    /// The room server of the room the bot is in (its match result's, or where the gateway
+    /// moved the room since).
+    server_id: Option<String>,
 }
 
 impl Player {
@@ -265,7 +268,18 @@ impl Player {
             gateway: index % source.gateways.len().max(1),
             device_id,
             token: None,
+            server_id: None,
         }
+    }
+
+    /// Whether `status` names another server than the one the bot's room was on: the room
+    /// moved (its owner died). The bot's room is on that server from now on.
+    pub(crate) fn moved(&mut self, status: &RoomStatus) -> bool {
+        if self.server_id.as_deref() == Some(status.server_id.as_str()) {
+            return false;
+        }
+        self.server_id = Some(status.server_id.clone());
+        true
     }
 
     fn client(&self) -> &GatewayClient {
@@ -298,6 +312,7 @@ impl Player {
             .find_match(&config.mode, &properties, config.show_queue)
             .await?;
         debug!(bot = config.index, room = m.room_id, "matched");
+        self.server_id = Some(m.server_id.clone());
         let session_config = SessionConfig {
             jitter_seed: config.seed.wrapping_add(attempt),
             ping_interval: config.ping_interval,

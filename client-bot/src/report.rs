@@ -39,6 +39,10 @@ pub struct Report {
     /// Times a bot asked the gateway whether its room's server lives (the room went silent,
     /// or a resume was overdue).
     pub room_status_checks: u64,
+    /// Sessions that resumed on their room's new server after its owner died (the room was
+    /// taken over from its failover image), and the most such a resume took a match back.
+    pub room_moves: u64,
+    pub max_rollback_ms: f64,
     /// Gateway answers `503` (directory away, no room server free) the bots waited out and
     /// retried (`with_gateway_retries`; 0 from `build`).
     pub gateway_retries: u64,
@@ -232,6 +236,8 @@ impl Report {
             rejoins: all.rejoins,
             room_status_checks: all.room_status_checks,
             gateway_retries: 0,
+            room_moves: all.moves,
+            max_rollback_ms: all.max_rollback_ms,
             matches_ended: all.matches_ended,
             rtt_ms: RttMs {
                 p50: quantile_ms(&all.rtt, 0.5),
@@ -320,6 +326,11 @@ impl fmt::Display for Report {
             f,
             "  reconnects    {:>10}   room status checks {}   gateway 503s waited out {}",
             self.reconnects, self.room_status_checks, self.gateway_retries
+        )?;
+        writeln!(
+            f,
+            "  room moves    {:>10}   most rolled back {:.0} ms",
+            self.room_moves, self.max_rollback_ms
         )?;
         writeln!(f, "  matches ended {:>10}", self.matches_ended)?;
         writeln!(
@@ -569,7 +580,7 @@ mod tests {
     use crate::error::BotError;
     use crate::stats::record;
 
-    const KEYS: [&str; 24] = [
+    const KEYS: [&str; 26] = [
         "transport",
         "mode",
         "bots",
@@ -582,6 +593,8 @@ mod tests {
         "reconnects",
         "rejoins",
         "room_status_checks",
+        "room_moves",
+        "max_rollback_ms",
         "gateway_retries",
         "matches_ended",
         "rtt_ms",

@@ -220,6 +220,12 @@ pub struct Measurements {
     pub reconnects: u64,
     /// Rooms joined again through the gateway after the old room's server was gone.
     pub rejoins: u64,
+    /// Sessions pointed at their room's new server after its owner died (the room was taken
+    /// over from its failover image; the session resumed there).
+    pub moves: u64,
+    /// The most a resume took the match back, in ms: the newest snapshot tick the bot had
+    /// minus the tick it resumed at (a room taken over from an image rolls back to it).
+    pub max_rollback_ms: f64,
     /// `GET /v1/rooms/{id}` asked because the room went silent or a resume was overdue.
     pub room_status_checks: u64,
     /// Lockstep frames never received: a frame `n` after `last` counts `n - last - 1`.
@@ -254,6 +260,8 @@ impl Measurements {
         self.drops += other.drops;
         self.reconnects += other.reconnects;
         self.rejoins += other.rejoins;
+        self.moves += other.moves;
+        self.max_rollback_ms = self.max_rollback_ms.max(other.max_rollback_ms);
         self.room_status_checks += other.room_status_checks;
         self.lost_frames += other.lost_frames;
         self.bad_data += other.bad_data;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tickroom_protocol::connect::SessionDriver;
+use tickroom_protocol::connect::{RoomStatus, SessionDriver};
 use tickroom_protocol::{SessionEvent, SyncKind, Welcome};
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -71,6 +71,8 @@ struct Room {
     /// Lockstep: no frame was missed yet, so the game still gets every frame.
     frames_in_order: bool,
     jitter: IntervalJitter,
+    /// State sync: the newest snapshot tick received.
+    last_tick: u64,
     /// The last message from the server.
     last_heard: Option<Instant>,
 }
@@ -90,6 +92,7 @@ impl Room {
             last_input_frame: 0,
             frames_in_order: true,
             jitter: IntervalJitter::new(Duration::ZERO),
+            last_tick: 0,
             last_heard: None,
         }
     }
@@ -112,6 +115,8 @@ pub(super) struct Bot {
     /// The phase was `connected()` when the live gauge last heard of this bot.
     counted_live: bool,
     room: Room,
+    /// Where the gateway moved the room (its owner died), until the driver is pointed there.
+    moved: Option<RoomStatus>,
     joined_at: Option<Instant>,
     closed_at: Option<Instant>,
     end_at: Option<Instant>,
@@ -142,6 +147,7 @@ impl Bot {
             phase: Phase::Joining,
             counted_live: false,
             room: Room::new(),
+            moved: None,
             joined_at: None,
             closed_at: None,
             end_at: None,
@@ -183,6 +189,17 @@ impl Bot {
                     match self.apply(answer, Instant::now()) {
                         Some(Note::Rejoin) => break RoomEnd::Rejoin,
                         Some(Note::Leave) => self.leave(&mut driver),
+                        Some(Note::Move) => {
+                            if let Some(status) = self.moved.take() {
+                                self.m().moves += 1;
+                                if let Err(e) = driver.move_to(&status) {
+                                    warn!(
+                                        bot = self.config.index,
+                                        "cannot move to the room's new server: {e}"
+                                    );
+                                }
+                            }
+                        }
                         _ => {}
                     }
                     continue;
@@ -237,7 +254,7 @@ impl Bot {
                 self.m().rejoins += 1;
                 record(&mut self.outcome.measurements.rejoin, after);
             }
-            Some(Note::Leave | Note::Rejoin) | None => {}
+            Some(Note::Leave | Note::Rejoin | Note::Move) | None => {}
         }
         if let Phase::Done(Some(error)) = phase {
             warn!(
@@ -267,10 +284,13 @@ impl Bot {
                     alive = status.alive,
                     "room status"
                 );
-                if status.alive {
-                    Cue::ServerAlive
-                } else {
+                if !status.alive {
                     Cue::ServerGone
+                } else if player.moved(&status) {
+                    self.moved = Some(status);
+                    Cue::ServerMoved
+                } else {
+                    Cue::ServerAlive
                 }
             }
             Ok(None) => Cue::RoomOver,
@@ -387,8 +407,12 @@ impl Bot {
         trace_event(self.config.index, &event);
         match event {
             SessionEvent::Joined(w) => self.on_joined(w, now),
-            SessionEvent::Reconnected(_) => {
+            SessionEvent::Reconnected(w) => {
                 self.m().reconnects += 1;
+                let back = self.room.last_tick.saturating_sub(w.tick);
+                let ms = back as f64 * 1e3 / f64::from(w.tick_rate_hz.max(1));
+                let m = self.m();
+                m.max_rollback_ms = m.max_rollback_ms.max(ms);
                 self.room.jitter.reset();
                 let started = self.room.start_tick.is_some();
                 self.apply(Cue::Reconnected { started }, now);
@@ -409,6 +433,7 @@ impl Bot {
                 payload,
             } => {
                 self.m().snapshots += 1;
+                self.room.last_tick = self.room.last_tick.max(tick);
                 self.arrival(now);
                 if let Some(rtt) = self.room.inputs.ack(ack_seq, now) {
                     self.rtt(rtt);

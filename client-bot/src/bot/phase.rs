@@ -9,6 +9,7 @@
 //! Playing ─Silent→ CheckingServer;  Reconnecting ─ResumeOverdue→ CheckingServer
 //! Waiting / Playing / Reconnecting ─Closed(server going)→ CheckingServer
 //! CheckingServer ─ServerGone→ Rejoining ─Joined→ Waiting;  CheckingServer ─RoomOver→ Leaving / Done
+//! CheckingServer ─ServerMoved→ Reconnecting (the same session, resumed on the room's new server)
 //! any phase ─PlayOver→ Leaving ─Closed→ Done;  any phase ─GiveUp→ Done(timeout | rejoin_failed)
 //! ```
 
@@ -81,6 +82,8 @@ pub(crate) enum Cue {
     ServerAlive,
     /// The gateway says the room's server is gone.
     ServerGone,
+    /// The gateway moved the room to another server (its owner died): resume there.
+    ServerMoved,
     /// The gateway no longer knows the room: it ended (an ended room's record is closed),
     /// and the bot missed the close (a lost connection, a silent one).
     RoomOver,
@@ -105,6 +108,8 @@ pub(crate) enum Note {
     Leave,
     /// Leave this room's session behind and queue again through the gateway.
     Rejoin,
+    /// Point the session at the room's new server; it resumes there.
+    Move,
 }
 
 impl Phase {
@@ -179,6 +184,18 @@ impl Phase {
             ),
             (CheckingServer { lost_at, .. }, Cue::ServerGone) => {
                 (Rejoining { lost_at }, Some(Note::Rejoin))
+            }
+            // A closed session cannot resume anywhere: queue again, as for a gone server.
+            (
+                CheckingServer {
+                    why: SessionClosed(_),
+                    lost_at,
+                    ..
+                },
+                Cue::ServerMoved,
+            ) => (Rejoining { lost_at }, Some(Note::Rejoin)),
+            (CheckingServer { lost_at, .. }, Cue::ServerMoved) => {
+                (Reconnecting { lost_at }, Some(Note::Move))
             }
             (
                 CheckingServer {
@@ -418,6 +435,22 @@ mod tests {
             let gone = Rejoining { lost_at: t(5) };
             check(checking(why, 5, 1000), ServerGone, gone, Some(Note::Rejoin));
         }
+        // A moved room: a live session resumes on the new server; a closed one queues again.
+        for why in [Silence, ConnectionLost] {
+            let moving = Reconnecting { lost_at: t(5) };
+            check(
+                checking(why, 5, 1000),
+                ServerMoved,
+                moving,
+                Some(Note::Move),
+            );
+        }
+        check(
+            checking(SessionClosed(ErrorCode::ServerShutdown), 5, 1000),
+            ServerMoved,
+            Rejoining { lost_at: t(5) },
+            Some(Note::Rejoin),
+        );
         // A room the gateway no longer knows is over: no rejoin, no error.
         let leave = Some(Note::Leave);
         check(

@@ -408,6 +408,23 @@ impl SessionDriver {
         self.target.transport = transport;
     }
 
+    /// The room moved to another server (its owner died and the gateway moved it: see
+    /// [`GatewayClient::room_status`]): the session resumes there, the same session, at once
+    /// when a reconnect is under way (the old server's address is dropped) and otherwise at
+    /// its next one. A connection still open to the old server is dropped.
+    pub fn move_to(&mut self, room: &super::RoomStatus) -> Result<(), ConnectError> {
+        self.target.ws_addr = room.ws_addr.clone();
+        self.target.quic_addr = room.quic_addr.clone();
+        self.target.cert = CertCheck::pinned_hex(&room.cert_fingerprint)?;
+        self.target.ws_tls = room.ws_tls;
+        if self.opening.is_some() {
+            self.start_opening();
+        } else {
+            self.drop_connection();
+        }
+        Ok(())
+    }
+
     /// Sends what the session queued and hands out its next event. Reconnects are handled
     /// here (the transport is reopened in the background of [`SessionDriver::wait`]); after
     /// `Closed` the transport is closed and nothing more comes.
