@@ -361,6 +361,16 @@ impl ClientSession {
         self.reconnect_at = Some(now.checked_add(delay).unwrap_or(now));
     }
 
+    /// The session's room moved to another server (its owner died; the gateway says where):
+    /// a reconnect waiting for its backoff is due now, and the backoff starts over, since the
+    /// new server has refused nothing yet. Does nothing in any other state.
+    pub fn reconnect_now(&mut self, now: Instant) {
+        if self.state == SessionState::Reconnecting && self.reconnect_at.is_some() {
+            self.attempt = 0;
+            self.reconnect_at = Some(now);
+        }
+    }
+
     /// Feeds one decoded message from the server. Messages that make no sense in the current
     /// state (or arrive while no transport is up) are ignored.
     pub fn handle_message(&mut self, now: Instant, msg: ServerMsg) {
@@ -1180,6 +1190,26 @@ mod tests {
         assert_eq!(tick, 4);
         let got: Vec<u8> = inputs.iter().map(|b| b[0]).collect();
         assert_eq!(got, vec![2, 3, 4]);
+    }
+
+    /// A reconnect waiting for a long backoff (its room moved to another server) is due at
+    /// once after `reconnect_now`, and the backoff starts over; outside `Reconnecting` it
+    /// does nothing.
+    #[test]
+    fn reconnect_now_cuts_the_wait_and_resets_the_backoff() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, SyncKind::State);
+        s.reconnect_now(t0);
+        assert!(ev(&mut s).is_empty());
+        s.connection_lost(t0, None);
+        ev(&mut s);
+        s.attempt = 6;
+        s.reconnect_at = Some(t0 + Duration::from_secs(5));
+        let now = t0 + ms(50);
+        s.reconnect_now(now);
+        assert_eq!(s.poll_timeout(), Some(now));
+        s.handle_timeout(now);
+        assert_eq!(ev(&mut s), [SessionEvent::Reconnect { attempt: 1 }]);
     }
 
     #[test]

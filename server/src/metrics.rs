@@ -135,6 +135,8 @@ pub struct Metrics {
     pub rooms_created: Counter,
     /// Rooms this server took over from a dead owner's image.
     pub rooms_taken_over: Counter,
+    /// Failover images stored in the directory.
+    pub images_stored: Counter,
     /// Failover images the directory refused: the room had moved to another owner.
     pub images_fenced: Counter,
     /// Failover images that could not be stored (the directory was unavailable).
@@ -266,7 +268,7 @@ impl Metrics {
     /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
     /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
     pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
-        let counters: [(&str, &str, &Counter); 25] = [
+        let counters: [(&str, &str, &Counter); 26] = [
             (
                 "tickroom_snapshot_degradations",
                 "times a room worker asked its state-sync rooms to halve their snapshot rate (late ticks, a busy worker or late snapshots; each room stops at its mode's min_snapshot_hz)",
@@ -281,6 +283,11 @@ impl Metrics {
                 "tickroom_rooms_taken_over",
                 "rooms this server took over from a dead owner's failover image",
                 &self.rooms_taken_over,
+            ),
+            (
+                "tickroom_images_stored",
+                "failover images of state-sync rooms stored in the directory (every checkpoint_interval_ms per room)",
+                &self.images_stored,
             ),
             (
                 "tickroom_images_fenced",

@@ -398,7 +398,7 @@ async fn report_rooms(
                     };
                     let metrics = &room.shared.metrics;
                     match dir.save_room_image(room_id, &server_id, epoch, &image, &sessions, ttl).await {
-                        Ok(true) => {}
+                        Ok(true) => metrics.images_stored.inc(),
                         Ok(false) => {
                             metrics.images_fenced.inc();
                             warn!(room = room_id, epoch, "the room moved to another server: this server no longer owns it");

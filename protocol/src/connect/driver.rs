@@ -421,6 +421,8 @@ impl SessionDriver {
             self.start_opening();
         } else {
             self.drop_connection();
+            self.session.reconnect_now(Instant::now());
+            self.dirty = true;
         }
         Ok(())
     }
