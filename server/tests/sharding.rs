@@ -2,8 +2,9 @@
 //! three `tickroom room` and two `tickroom gateway` processes sharing it. Players queue
 //! through both gateways: every player lands in exactly one match, rooms spread over all three
 //! servers; `kill -9` of one room server sends its players back through the gateway into new
-//! rooms within 5 s (p99) while the other players see no error. Children are ended by their
-//! own handles.
+//! rooms within 5 s (p99) while the other players see no error. The killed rooms are lockstep
+//! rooms, which do not fail over (state-sync rooms move to another server: `failover.rs`).
+//! Children are ended by their own handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -16,6 +17,9 @@ use tickroom_protocol::session::{SessionConfig, SessionEvent};
 
 /// How long the whole rejoin of the killed server's players may take at the 99th percentile.
 const REJOIN_P99_LIMIT: Duration = Duration::from_secs(5);
+/// The mode these tests kill a room server under: a lockstep duel, whose rooms do not fail
+/// over (state-sync rooms do: `tests/failover.rs`), so its players queue again.
+const REJOIN_MODE: &str = "duel-lockstep";
 
 mod common;
 
@@ -78,7 +82,7 @@ impl Cluster {
     }
 }
 
-/// Logs in and queues `n` players for `duel`, alternating gateways; returns (token, match).
+/// Logs in and queues `n` players for `REJOIN_MODE`, alternating gateways; returns (token, match).
 async fn match_all(c: &Cluster, n: usize, tag: &str) -> Vec<(usize, String, MatchResult)> {
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -86,7 +90,7 @@ async fn match_all(c: &Cluster, n: usize, tag: &str) -> Vec<(usize, String, Matc
         let device = tickroom_testkit::device_id(&format!("{tag}-{i}"));
         tasks.push(tokio::spawn(async move {
             let login = gw.login_device(&device).await.unwrap();
-            let ticket = gw.queue(&login.session_token, "duel").await.unwrap();
+            let ticket = gw.queue(&login.session_token, REJOIN_MODE).await.unwrap();
             let m = gw
                 .wait_match(&login.session_token, &ticket, WAIT)
                 .await
@@ -202,7 +206,7 @@ async fn sharded_cluster_spreads_rooms_and_survives_a_killed_room_server() {
                     "the gateway never noticed the dead server"
                 );
             }
-            let ticket = gw.queue(&token, "duel").await.unwrap();
+            let ticket = gw.queue(&token, REJOIN_MODE).await.unwrap();
             let m = gw.wait_match(&token, &ticket, WAIT).await.unwrap();
             assert_ne!(m.server_id, "room-1", "never placed on the dead server");
             let mut s = connect::join(&m, TransportKind::Ws, SessionConfig::default(), None)
@@ -356,7 +360,7 @@ async fn bot_swarm_through_two_gateways_survives_kill_9() {
             ])
             .args([
                 "--mode",
-                "duel",
+                REJOIN_MODE,
                 "--transport",
                 "mixed",
                 "--no-progress",
