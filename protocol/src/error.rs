@@ -71,6 +71,9 @@ pub enum ErrorCode {
     JoinRefused,
     /// A spectator sent input, a checksum or a custom message: spectators only watch.
     SpectatorReadOnly,
+    /// The room moved to another server (this one lost it: paused, cut off, or handing it
+    /// over on shutdown). Ask the gateway where it is now and resume the session there.
+    RoomMoved,
 }
 
 /// Every code with its stable wire number; the single source for both directions.
@@ -106,6 +109,7 @@ const CODES: &[(ErrorCode, u16)] = &[
     (ErrorCode::ServerGone, 28),
     (ErrorCode::JoinRefused, 29),
     (ErrorCode::SpectatorReadOnly, 30),
+    (ErrorCode::RoomMoved, 31),
 ];
 
 /// WebSocket close codes for tickroom reasons start here (4000–4999 is for applications):
@@ -170,6 +174,7 @@ impl ErrorCode {
             ErrorCode::ServerGone => "server_gone",
             ErrorCode::JoinRefused => "join_refused",
             ErrorCode::SpectatorReadOnly => "spectator_read_only",
+            ErrorCode::RoomMoved => "room_moved",
         }
     }
 }
@@ -225,6 +230,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::ServerGone => "the room server is gone; rejoin through the gateway",
             ErrorCode::JoinRefused => "the game refused the player",
             ErrorCode::SpectatorReadOnly => "spectators may not send input or messages",
+            ErrorCode::RoomMoved => "the room moved to another server; ask the gateway where",
         };
         f.write_str(text)
     }

@@ -223,6 +223,9 @@ pub struct ClientSession {
     /// The first loss since the last Welcome: the reconnect window counts from here.
     first_loss: Option<Instant>,
     reconnect_at: Option<Instant>,
+    /// The room moved (`RoomMoved`): reconnecting waits for `reconnect_now` with the new
+    /// server's address (the reconnect window still bounds the wait).
+    parked: bool,
     /// `Reconnect` events emitted since the last Welcome; the backoff exponent.
     attempt: u32,
     reconnects: u32,
@@ -276,6 +279,7 @@ impl ClientSession {
             srtt: None,
             first_loss: None,
             reconnect_at: None,
+            parked: false,
             attempt: 0,
             reconnects: 0,
             rng,
@@ -296,6 +300,7 @@ impl ClientSession {
         self.transport_up = true;
         self.state = SessionState::Connecting;
         self.reconnect_at = None;
+        self.parked = false;
         self.handshake_deadline = now.checked_add(self.config.handshake_timeout);
         self.last_received = now;
         // Anything still queued belongs to an older connection.
@@ -336,6 +341,10 @@ impl ClientSession {
         if self.state == SessionState::Closed {
             return;
         }
+        if self.parked && !self.transport_up {
+            // The moved room's old server closing what is left: still waiting to move.
+            return;
+        }
         let was_up = self.transport_up;
         self.transport_up = false;
         self.resuming = false;
@@ -357,6 +366,10 @@ impl ClientSession {
             return;
         }
         self.state = SessionState::Reconnecting;
+        if code == Some(ErrorCode::RoomMoved) {
+            self.parked = true;
+            return;
+        }
         let delay = self.backoff_delay();
         self.reconnect_at = Some(now.checked_add(delay).unwrap_or(now));
     }
@@ -365,7 +378,9 @@ impl ClientSession {
     /// a reconnect waiting for its backoff is due now, and the backoff starts over, since the
     /// new server has refused nothing yet. Does nothing in any other state.
     pub fn reconnect_now(&mut self, now: Instant) {
-        if self.state == SessionState::Reconnecting && self.reconnect_at.is_some() {
+        if self.state == SessionState::Reconnecting && (self.reconnect_at.is_some() || self.parked)
+        {
+            self.parked = false;
             self.attempt = 0;
             self.reconnect_at = Some(now);
         }
@@ -404,6 +419,10 @@ impl ClientSession {
                 }
             }
             // The server closes the connection after both, so the session cannot go on on it.
+            // The room moved: keep the session, and wait to be pointed at its new server.
+            ServerMsg::Kicked {
+                code: ErrorCode::RoomMoved,
+            } => self.connection_lost(now, Some(ErrorCode::RoomMoved)),
             ServerMsg::Error { code, .. } | ServerMsg::Kicked { code } => self.close(Some(code)),
             ServerMsg::Snapshot {
                 tick,
@@ -760,6 +779,7 @@ fn is_resumable(code: Option<ErrorCode>) -> bool {
                 | ErrorCode::ServerBusy
                 | ErrorCode::RateLimited
                 | ErrorCode::Internal
+                | ErrorCode::RoomMoved
         ),
     }
 }
@@ -1190,6 +1210,31 @@ mod tests {
         assert_eq!(tick, 4);
         let got: Vec<u8> = inputs.iter().map(|b| b[0]).collect();
         assert_eq!(got, vec![2, 3, 4]);
+    }
+
+    /// `Kicked{RoomMoved}` keeps the session: it disconnects and waits, parked, without
+    /// reconnecting to the old server (its close is ignored too) until `reconnect_now`.
+    #[test]
+    fn a_moved_room_parks_the_session_until_it_is_pointed_elsewhere() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, SyncKind::State);
+        let code = ErrorCode::RoomMoved;
+        s.handle_message(t0, ServerMsg::Kicked { code });
+        assert_eq!(
+            ev(&mut s),
+            [SessionEvent::Disconnected { code: Some(code) }]
+        );
+        assert_eq!(s.state(), SessionState::Reconnecting);
+        s.connection_lost(t0 + ms(5), None);
+        assert!(ev(&mut s).is_empty());
+        // Only the reconnect window is pending: no reconnect to the old server.
+        let window = SessionConfig::default().reconnect_window;
+        assert_eq!(s.poll_timeout(), Some(t0 + window));
+        s.handle_timeout(t0 + ms(5_000));
+        assert!(ev(&mut s).is_empty());
+        s.reconnect_now(t0 + ms(5_000));
+        s.handle_timeout(t0 + ms(5_000));
+        assert_eq!(ev(&mut s), [SessionEvent::Reconnect { attempt: 1 }]);
     }
 
     /// A reconnect waiting for a long backoff (its room moved to another server) is due at

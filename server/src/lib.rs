@@ -289,12 +289,14 @@ pub enum RoomEvent {
     /// A running match of a `backfill` mode has `free` seats for matchmaking to fill.
     SeatsOpen { room_id: RoomId, free: usize },
     /// A state-sync room's failover image, indexed by its seats' sessions, to store for
-    /// `ttl` (fenced by the room's epoch).
+    /// `ttl` (fenced by the room's epoch). A `probe` is the image of a held room: the answer
+    /// (`RoomInput::Ownership`) says whether it may tick again.
     Image {
         room_id: RoomId,
         image: Vec<u8>,
         sessions: Vec<SessionId>,
         ttl: std::time::Duration,
+        probe: bool,
     },
     /// This server took the room over from a dead owner, at `epoch`.
     TakenOver { room_id: RoomId, epoch: u64 },

@@ -364,6 +364,44 @@ const ROOM_EVENTS_QUEUE_LEN: usize = 4096;
 /// Tells the directory about this server's rooms: a room that seated a player is kept until
 /// it ends (rooms nobody joins are dropped after their join window), and an ended room's
 /// record is closed, fenced by the epoch the join reported, after storing its result.
+/// Stores a room's failover image as its owner at `epoch`; returns whether the room is still
+/// this server's. Only the directory's fenced refusal says it is not: an unreachable
+/// directory suspends failover and leaves the room running.
+async fn store_image(
+    dir: &Arc<dyn Directory>,
+    room: &RoomServer,
+    room_id: u64,
+    epoch: u64,
+    image: &[u8],
+    sessions: &[u64],
+    ttl: Duration,
+) -> bool {
+    let server_id = &room.shared.config.server_id;
+    let metrics = &room.shared.metrics;
+    match dir
+        .save_room_image(room_id, server_id, epoch, image, sessions, ttl)
+        .await
+    {
+        Ok(true) => {
+            metrics.images_stored.inc();
+            true
+        }
+        Ok(false) => {
+            metrics.images_fenced.inc();
+            warn!(
+                room = room_id,
+                epoch, "the room moved to another server: this server no longer owns it"
+            );
+            false
+        }
+        Err(e) => {
+            metrics.image_failures.inc();
+            warn!(room = room_id, error = %e, "could not store the room's failover image; its failover is suspended until the directory is back");
+            true
+        }
+    }
+}
+
 async fn report_rooms(
     dir: Arc<dyn Directory>,
     room: Arc<RoomServer>,
@@ -391,22 +429,14 @@ async fn report_rooms(
                 Some(RoomEvent::TakenOver { room_id, epoch }) => {
                     epochs.insert(room_id, epoch);
                 }
-                Some(RoomEvent::Image { room_id, image, sessions, ttl }) => {
-                    // A room not yet reported joined has no epoch here: nothing to fail over.
-                    let Some(&epoch) = epochs.get(&room_id) else {
-                        continue;
+                Some(RoomEvent::Image { room_id, image, sessions, ttl, probe }) => {
+                    let owned = match epochs.get(&room_id) {
+                        Some(&epoch) => store_image(&dir, &room, room_id, epoch, &image, &sessions, ttl).await,
+                        // Not yet reported joined: nothing to fail over, and ours.
+                        None => true,
                     };
-                    let metrics = &room.shared.metrics;
-                    match dir.save_room_image(room_id, &server_id, epoch, &image, &sessions, ttl).await {
-                        Ok(true) => metrics.images_stored.inc(),
-                        Ok(false) => {
-                            metrics.images_fenced.inc();
-                            warn!(room = room_id, epoch, "the room moved to another server: this server no longer owns it");
-                        }
-                        Err(e) => {
-                            metrics.image_failures.inc();
-                            warn!(room = room_id, error = %e, "could not store the room's failover image; its failover is suspended until the directory is back");
-                        }
+                    if probe || !owned {
+                        let _ = room.pool.try_send(room_id, crate::room::RoomInput::Ownership { room_id, owned });
                     }
                 }
                 Some(RoomEvent::SeatsOpen { room_id, free }) => {

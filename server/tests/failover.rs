@@ -1,10 +1,10 @@
-//! Hot standby of state-sync rooms, multi-process: a real `redis-server`, two `tickroom room`
+//! Hot standby of state-sync rooms, multi-process: a real `redis-server`, `tickroom room`
 //! servers and a `tickroom gateway` sharing it, and a bot swarm in `duel` rooms. Once every
-//! bot plays and the rooms' failover images are stored, the server holding rooms is killed
-//! (`kill -9`). Its players ask the gateway, which moves each room to the live server; they
-//! resume their sessions there, in the same match: no bot queues again, none fails, and no
-//! match rolls back by more than one checkpoint interval. Children are ended by their own
-//! handles.
+//! bot plays and the rooms' failover images are stored, a room server is killed (`kill -9`)
+//! or frozen past its lease (SIGSTOP, then SIGCONT). Its players ask the gateway, which moves
+//! each room to a live server; they resume their sessions there, in the same match: no bot
+//! queues again, none fails, and no match rolls back by more than one checkpoint interval. A
+//! frozen server that wakes ends its stale copies. Children are ended by their own handles.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,13 +36,20 @@ async fn metric(p: &Proc, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_room_servers_matches_go_on_on_another_server() {
+/// Room servers and a gateway on one Redis, and the temp dir (fields drop in order).
+struct Cluster {
+    rooms: Vec<Proc>,
+    gateway: Proc,
+    _redis: Proc,
+    dir: TempDir,
+}
+
+async fn cluster(servers: usize) -> Cluster {
     let dir = TempDir::new("failover");
-    let (_redis, url) = start_redis(dir.path()).await;
+    let (redis, url) = start_redis(dir.path()).await;
     let prefix = format!("f{}:", free_port());
     let mut rooms = Vec::new();
-    for i in 1..=2 {
+    for i in 1..=servers {
         let id = format!("room-{i}");
         let args = [
             "room",
@@ -67,63 +74,71 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
         &[("TICKROOM_KEYS", KEYS)],
     )
     .await;
+    Cluster {
+        rooms,
+        gateway,
+        _redis: redis,
+        dir,
+    }
+}
 
-    const BOTS: f64 = 20.0;
+/// The bot swarm in `duel` rooms against the cluster's gateway, writing `swarm.json`.
+fn swarm(c: &Cluster, bots: u64, duration: &str) -> Proc {
     let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
     assert!(bot.exists(), "build the workspace first: {}", bot.display());
-    let report = dir.join("swarm.json");
-    let mut swarm = Proc {
+    Proc {
         child: Command::new(&bot)
-            .args(["swarm", "--server", &gateway.http()])
+            .args(["swarm", "--server", &c.gateway.http()])
             .args([
                 "--bots",
-                &BOTS.to_string(),
+                &bots.to_string(),
                 "--ramp",
                 "2s",
                 "--duration",
-                "12s",
+                duration,
             ])
             .args(["--mode", "duel", "--transport", "mixed", "--no-progress"])
             .args(["--max-errors", "0", "--report"])
-            .arg(&report)
+            .arg(c.dir.join("swarm.json"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
         ready: Value::Null,
-    };
+    }
+}
 
-    // Every bot plays, and each room server holding sessions stored images of them since.
+/// A metric summed over the cluster's room servers.
+async fn total(c: &Cluster, name: &str) -> f64 {
+    let mut sum = 0.0;
+    for r in &c.rooms {
+        sum += metric(r, name).await;
+    }
+    sum
+}
+
+/// Waits until `bots` bots are seated and every room stored an image since.
+async fn playing_with_images(c: &Cluster, bots: f64) {
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    let (mut seated, mut images) = (0.0, 0.0);
-    while seated < BOTS || images < 2.0 * BOTS / 2.0 {
+    loop {
+        let seated = total(c, "tickroom_sessions").await;
+        let images = total(c, "tickroom_images_stored").await;
+        if seated >= bots && images >= bots {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "{seated} seated, {images} images stored"
         );
         poll.tick().await;
-        seated = metric(&rooms[0], "tickroom_sessions").await
-            + metric(&rooms[1], "tickroom_sessions").await;
-        images = metric(&rooms[0], "tickroom_images_stored").await
-            + metric(&rooms[1], "tickroom_images_stored").await;
     }
-    // Kill the server with the most players.
-    let counts = [
-        metric(&rooms[0], "tickroom_sessions").await,
-        metric(&rooms[1], "tickroom_sessions").await,
-    ];
-    let (victim, survivor) = if counts[0] >= counts[1] {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    let moved = counts[victim];
-    assert!(moved >= 2.0, "sessions on the servers: {counts:?}");
-    rooms[victim].child.kill().unwrap();
-    let _ = rooms[victim].child.wait();
+}
 
+/// Waits for the swarm to exit and returns its report.
+async fn report_of(c: &Cluster, swarm: &mut Proc) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
     let status = loop {
         if let Some(status) = swarm.child.try_wait().unwrap() {
             break status;
@@ -131,14 +146,44 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
         assert!(Instant::now() < deadline, "the swarm did not finish");
         poll.tick().await;
     };
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let text = std::fs::read_to_string(c.dir.join("swarm.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
     eprintln!("swarm report: {r}");
-    let taken_over = metric(&rooms[survivor], "tickroom_rooms_taken_over").await;
+    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
+    r
+}
+
+/// The server of `c` with the most sessions, and that count.
+async fn busiest(c: &Cluster) -> (usize, f64) {
+    let mut best = (0, -1.0);
+    for (i, r) in c.rooms.iter().enumerate() {
+        let n = metric(r, "tickroom_sessions").await;
+        if n > best.1 {
+            best = (i, n);
+        }
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_room_servers_matches_go_on_on_another_server() {
+    const BOTS: f64 = 20.0;
+    let mut c = cluster(2).await;
+    let mut swarm = swarm(&c, BOTS as u64, "12s");
+    playing_with_images(&c, BOTS).await;
+    // Kill the server with the most players.
+    let (victim, moved) = busiest(&c).await;
+    let survivor = 1 - victim;
+    assert!(moved >= 2.0, "{moved} sessions on the busiest server");
+    c.rooms[victim].child.kill().unwrap();
+    let _ = c.rooms[victim].child.wait();
+
+    let r = report_of(&c, &mut swarm).await;
+    let taken_over = metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
     eprintln!(
         "failover: {moved} sessions on the killed server, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, most rolled back {} ms",
         r["resume_ms"]["p50"], r["resume_ms"]["p99"], r["max_rollback_ms"]
     );
-    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
     assert_eq!(r["joined"], BOTS as u64, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     // The same matches: nobody queued again, and each bot stayed in its one room.
@@ -159,4 +204,83 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
         p99 <= (REGISTRY_TTL + Duration::from_millis(1500)).as_secs_f64() * 1e3,
         "resume p99 {p99} ms"
     );
+}
+
+/// Split brain: one of three room servers is frozen (SIGSTOP) past its registry TTL while a
+/// swarm plays. Its players move to the others (the gateway takes the rooms over); once it
+/// goes on (SIGCONT) it notices the pause, holds its rooms, learns from the directory's
+/// fenced answer that they moved, and ends its copies: its rooms stop, their epochs in Redis
+/// are the new owners', and every player ends in the new owners' copies, with no error and
+/// no rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
+    const BOTS: f64 = 20.0;
+    let c = cluster(3).await;
+    let mut swarm = swarm(&c, BOTS as u64, "14s");
+    playing_with_images(&c, BOTS).await;
+    let (victim, sessions) = busiest(&c).await;
+    let rooms = metric(&c.rooms[victim], "tickroom_rooms").await;
+    assert!(
+        sessions >= 2.0 && rooms >= 1.0,
+        "{sessions} sessions, {rooms} rooms"
+    );
+    let pid = c.rooms[victim].child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {sig}");
+    };
+    let ticks_before = metric(&c.rooms[victim], "tickroom_ticks").await;
+    signal("-STOP");
+    // Its rooms move: the others take them over as their players ask.
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        let mut taken = 0.0;
+        for (i, r) in c.rooms.iter().enumerate() {
+            if i != victim {
+                taken += metric(r, "tickroom_rooms_taken_over").await;
+            }
+        }
+        if taken >= rooms {
+            break;
+        }
+        if Instant::now() >= deadline {
+            signal("-CONT");
+            panic!("only {taken} of {rooms} rooms taken over");
+        }
+        poll.tick().await;
+    }
+    signal("-CONT");
+    // Awake, it ends every copy that moved, and keeps no room.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stopped = metric(&c.rooms[victim], "tickroom_rooms_moved_away").await;
+        let running = metric(&c.rooms[victim], "tickroom_rooms").await;
+        if stopped >= rooms && running == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused server stopped {stopped} of {rooms} rooms and still runs {running}"
+        );
+        poll.tick().await;
+    }
+    // It noticed before it ticked again: the stale copies did not step (only the ticks of the
+    // moments between reading the counter and the SIGSTOP, a few per room, are allowed).
+    let ticks_after = metric(&c.rooms[victim], "tickroom_ticks").await;
+    eprintln!(
+        "ticks of the paused server after waking: {}",
+        ticks_after - ticks_before
+    );
+    assert!(
+        ticks_after - ticks_before <= 3.0 * rooms,
+        "the paused server ticked {} times after waking",
+        ticks_after - ticks_before
+    );
+    let r = report_of(&c, &mut swarm).await;
+    assert_eq!(r["joined"], BOTS as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["rejoins"], 0, "{r}");
+    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    assert!(r["room_moves"].as_f64().unwrap() >= sessions, "{r}");
 }

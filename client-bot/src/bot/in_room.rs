@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tickroom_protocol::connect::{RoomStatus, SessionDriver};
-use tickroom_protocol::{SessionEvent, SyncKind, Welcome};
+use tickroom_protocol::{ErrorCode, SessionEvent, SyncKind, Welcome};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -478,9 +478,13 @@ impl Bot {
             }
             SessionEvent::Pong { rtt } => record(&mut self.outcome.measurements.pong, rtt),
             SessionEvent::Reconnect { .. } => {}
-            SessionEvent::Disconnected { .. } => {
+            SessionEvent::Disconnected { code } => {
                 self.room.jitter.reset();
-                self.apply(Cue::Disconnected, now);
+                let cue = match code {
+                    Some(ErrorCode::RoomMoved) => Cue::RoomMoved,
+                    _ => Cue::Disconnected,
+                };
+                self.apply(cue, now);
             }
             SessionEvent::Closed { code } => {
                 self.closed_at = Some(now);

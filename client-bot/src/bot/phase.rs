@@ -72,6 +72,8 @@ pub(crate) enum Cue {
     Reconnected { started: bool },
     /// The connection was lost (or dropped on purpose).
     Disconnected,
+    /// The server said the room moved to another server (`RoomMoved`): ask the gateway now.
+    RoomMoved,
     /// A message came from the server.
     Heard,
     /// The started room has sent nothing since `last_heard`, for [`REJOIN_AFTER`].
@@ -157,6 +159,14 @@ impl Phase {
             (Waiting | Playing | CheckingServer { why: Silence, .. }, Cue::Disconnected) => {
                 (Reconnecting { lost_at: now }, None)
             }
+            (Waiting | Playing | CheckingServer { why: Silence, .. }, Cue::RoomMoved) => (
+                CheckingServer {
+                    why: ConnectionLost,
+                    lost_at: now,
+                    check_at: now,
+                },
+                None,
+            ),
             (CheckingServer { why: Silence, .. }, Cue::Heard) => (Playing, None),
             (Playing, Cue::Silent { last_heard }) => (
                 CheckingServer {
@@ -434,6 +444,10 @@ mod tests {
             );
             let gone = Rejoining { lost_at: t(5) };
             check(checking(why, 5, 1000), ServerGone, gone, Some(Note::Rejoin));
+        }
+        // The server says the room moved: the gateway is asked at once.
+        for from in [Waiting, Playing, checking(Silence, 0, 1000)] {
+            check(from, RoomMoved, checking(ConnectionLost, 1000, 1000), None);
         }
         // A moved room: a live session resumes on the new server; a closed one queues again.
         for why in [Silence, ConnectionLost] {

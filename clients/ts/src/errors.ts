@@ -34,6 +34,7 @@ export const ErrorCode = {
   ServerGone: 28,
   JoinRefused: 29,
   SpectatorReadOnly: 30,
+  RoomMoved: 31,
 } as const;
 
 /** A wire error code (a u16). Numbers this build does not know are kept as they came. */
@@ -72,6 +73,7 @@ export const ERROR_NAMES: readonly string[] = [
   'server_gone',
   'join_refused',
   'spectator_read_only',
+  'room_moved',
 ];
 
 /** WebSocket close codes for tickroom reasons start here: close code = base + error code. */

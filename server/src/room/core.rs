@@ -65,6 +65,9 @@ pub enum EndReason {
     GamePanicked,
     /// An operator closed it (admin API).
     Closed,
+    /// The room moved to another server: this one lost it (it was paused past its lease, or
+    /// cut off) and must not run it any more.
+    Moved,
 }
 
 /// A finished match: the game's result bytes and who played, (player id, slot).
@@ -125,6 +128,9 @@ pub struct RoomCore<C> {
     ended: bool,
     /// Failover images: how often, and when the next is due (`None`: not taken).
     checkpoints: Option<(Duration, Instant)>,
+    /// Held: the server was paused long enough that the room may have moved; it does not
+    /// tick until the directory says it still owns it.
+    held: bool,
 }
 
 /// What a room's image needs of a seat's session besides what the room knows: from the
@@ -162,6 +168,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             input_waits: Vec::new(),
             ended: false,
             checkpoints: None,
+            held: false,
         }
     }
 
@@ -200,6 +207,37 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// Takes a failover image every `every` from now on (see `checkpoint_due`).
     pub fn take_checkpoints(&mut self, every: Duration, now: Instant) {
         self.checkpoints = Some((every, now + every));
+    }
+
+    /// Whether the room takes failover images (it runs on a shared directory).
+    pub fn fails_over(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    /// Stops ticking until `release` (the server woke from a pause longer than its lease:
+    /// the room may belong to another server now).
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Ticks again (the directory says the room is still this server's); missed ticks are
+    /// skipped, not caught up.
+    pub fn release(&mut self, now: Instant) {
+        self.held = false;
+        self.skip_missed(now);
+    }
+
+    /// Held (see `hold`).
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// The room moved to another server: it ends now, its players told `RoomMoved` (they
+    /// resume on the new owner).
+    pub fn moved_away(&mut self) {
+        if !self.ended {
+            self.end(EndReason::Moved);
+        }
     }
 
     /// Whether an image is due at `now` (the next is then scheduled).
@@ -994,6 +1032,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         let code = match reason {
             EndReason::Shutdown => ErrorCode::ServerShutdown,
             EndReason::GamePanicked => ErrorCode::Internal,
+            EndReason::Moved => ErrorCode::RoomMoved,
             EndReason::Empty | EndReason::MatchOver | EndReason::TimeUp | EndReason::Closed => {
                 ErrorCode::RoomClosed
             }

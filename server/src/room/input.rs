@@ -180,6 +180,10 @@ pub enum RoomInput {
         image: Box<super::image::RoomImage>,
         reply: oneshot::Sender<Result<(), ErrorCode>>,
     },
+    /// Whether this server still owns a failover room, as the directory answered its image
+    /// (fenced by the room's epoch): a room that moved ends with `RoomMoved`; a held room that
+    /// is still ours ticks again.
+    Ownership { room_id: RoomId, owned: bool },
     /// Close every room (server shutdown) and stop the worker.
     Shutdown,
 }
@@ -241,6 +245,7 @@ impl RoomInput {
                 | RoomInput::Resume { .. }
                 | RoomInput::Admin { .. }
                 | RoomInput::Restore { .. }
+                | RoomInput::Ownership { .. }
                 | RoomInput::Shutdown
         )
     }
@@ -262,6 +267,7 @@ impl RoomInput {
             | RoomInput::Checksum { .. }
             | RoomInput::Admin { .. }
             | RoomInput::Restore { .. }
+            | RoomInput::Ownership { .. }
             | RoomInput::Shutdown => 0,
         };
         QUEUED_MESSAGE_OVERHEAD_BYTES + payload

@@ -27,6 +27,11 @@ use crate::{ClosedRoom, RoomEvent, Shared};
 
 /// How long a worker waits for input when it has no room at all.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
+/// A worker that did not run for longer than this was paused past the point where its
+/// server's registration may have expired (the TTL less one heartbeat interval).
+const PAUSE_LIMIT: Duration = Duration::from_secs(
+    crate::roles::HEARTBEAT_TTL.as_secs() - crate::roles::HEARTBEAT_INTERVAL.as_secs(),
+);
 /// The workers' tick grids are staggered by a share of this interval (a 30 Hz tick), so two
 /// workers' snapshot bursts do not reach the connections' writers at the same instant.
 const STAGGER_OVER: Duration = Duration::from_micros(33_333);
@@ -47,6 +52,9 @@ type Room = RoomCore<Conn>;
 struct Worker {
     index: usize,
     rooms: HashMap<RoomId, Room>,
+    /// When the worker last woke: a gap longer than `PAUSE_LIMIT` means the process was
+    /// paused (or starved) long enough to lose its rooms.
+    last_wake: Instant,
     shared: Arc<Shared>,
     /// The grid every room of this worker ticks on.
     epoch: Instant,
@@ -65,12 +73,14 @@ pub(super) fn run(
     let mut w = Worker {
         index,
         rooms: HashMap::new(),
+        last_wake: now,
         shared,
         epoch: now + STAGGER_OVER * index as u32 / workers,
         governor: SnapshotGovernor::new(now),
     };
     loop {
         let woke = Instant::now();
+        w.check_pause(woke);
         // Everything queued since the last pass, then the rooms that are due.
         loop {
             let msg = match rx.try_recv() {
@@ -97,6 +107,28 @@ pub(super) fn run(
 }
 
 impl Worker {
+    /// After a pause longer than `PAUSE_LIMIT` the server's registration may have expired and
+    /// its failover rooms moved to other servers: each is held (no tick, nothing sent) and its
+    /// image offered to the directory, whose fenced answer says whether it is still ours.
+    fn check_pause(&mut self, woke: Instant) {
+        let gap = woke.saturating_duration_since(self.last_wake);
+        self.last_wake = woke;
+        if gap <= PAUSE_LIMIT {
+            return;
+        }
+        let mut held = 0;
+        for room in self.rooms.values_mut().filter(|r| r.fails_over()) {
+            if !room.is_held() {
+                room.hold();
+                send_image(room, &self.shared, woke, true);
+                held += 1;
+            }
+        }
+        if held > 0 {
+            tracing::warn!(worker = self.index, paused_ms = gap.as_millis() as u64, rooms = held, "woke from a pause past the lease: holding the rooms until the directory says they are still ours");
+        }
+    }
+
     /// Ends every room (server shutdown).
     fn shut_down(&mut self) {
         for (_, mut room) in self.rooms.drain() {
@@ -157,6 +189,10 @@ fn tick_due_rooms(
     let stats = &shared.metrics.tick_stats[index];
     let mut ended = Vec::new();
     for (id, room) in rooms.iter_mut() {
+        if room.is_held() {
+            room.skip_missed(now);
+            continue;
+        }
         for _ in 0..room.due_ticks(now) {
             let started = Instant::now();
             let late = room.guarded(|r| r.tick(now)).unwrap_or_default();
@@ -180,7 +216,7 @@ fn tick_due_rooms(
             // Still behind after catching up: skip the missed ticks rather than spiral.
             shared.metrics.tick_overruns.add(room.skip_missed(now));
             if room.checkpoint_due(now) {
-                send_image(room, shared, now);
+                send_image(room, shared, now, false);
             }
         }
         let (pushed, conflated) = carry_out(room, shared);
@@ -260,7 +296,7 @@ fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
 
 /// Hands the room's failover image to the process role, which stores it in the directory
 /// (best effort: a full queue skips this one; the next follows one interval later).
-fn send_image(room: &Room, shared: &Shared, now: Instant) {
+fn send_image(room: &Room, shared: &Shared, now: Instant, probe: bool) {
     let Some(events) = shared.room_events.get() else {
         return;
     };
@@ -284,6 +320,7 @@ fn send_image(room: &Room, shared: &Shared, now: Instant) {
         sessions: image.seats.iter().map(|s| s.session_id).collect(),
         image: image.encode(),
         ttl,
+        probe,
     });
 }
 
@@ -415,6 +452,7 @@ fn handle(
         | RoomInput::Message { room_id, .. }
         | RoomInput::Admin { room_id, .. } => *room_id,
         RoomInput::Restore { .. } | RoomInput::Shutdown => return,
+        RoomInput::Ownership { room_id, .. } => *room_id,
     };
     if let RoomInput::Join {
         mode,
@@ -535,6 +573,20 @@ fn handle(
                 })
                 .unwrap_or(AdminAnswer::NoRoom);
             let _ = reply.send(answer);
+        }
+        RoomInput::Ownership { owned: true, .. } => {
+            if room.is_held() {
+                room.release(now);
+                info!(room = room_id, "still this server's room: ticking again");
+            }
+        }
+        RoomInput::Ownership { owned: false, .. } => {
+            shared.metrics.rooms_moved_away.inc();
+            info!(
+                room = room_id,
+                "the room moved to another server: ending this copy"
+            );
+            room.guarded(|r| r.moved_away());
         }
         RoomInput::Join { .. } | RoomInput::Restore { .. } | RoomInput::Shutdown => {}
     }

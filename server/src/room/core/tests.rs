@@ -1077,3 +1077,33 @@ fn a_room_restored_from_its_image_goes_on_and_its_players_resume() {
     let sim = StateSim::with_game(game, &setup);
     assert!(RoomCore::<u32>::restored(&broken, mode, Box::new(sim), t1).is_err());
 }
+
+/// A held room does not tick (its game does not step) until released; a room that moved
+/// away tells its players `RoomMoved` and ends.
+#[test]
+fn a_held_room_waits_and_a_moved_room_tells_its_players_to_follow_it() {
+    let t0 = Instant::now();
+    let mut room = full_probe_room(t0);
+    room.hold();
+    assert!(room.is_held());
+    let before = room.current_tick();
+    // The worker does not tick a held room; released, it skips what it missed.
+    room.release(t0 + Duration::from_secs(5));
+    assert!(!room.is_held());
+    assert_eq!(room.current_tick(), before);
+    assert!(room.next_tick_at() > t0 + Duration::from_secs(5));
+    room.moved_away();
+    let effects = seen(&mut room);
+    let code = ErrorCode::RoomMoved;
+    for conn in [1, 2] {
+        assert!(effects.contains(&Seen::Msg(conn, ServerMsg::Kicked { code })));
+        assert!(effects.contains(&Seen::Close(conn, code)));
+    }
+    assert_eq!(
+        effects.last(),
+        Some(&Seen::Room(RoomEnd {
+            reason: EndReason::Moved,
+            result: None
+        }))
+    );
+}
