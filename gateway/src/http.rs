@@ -37,10 +37,9 @@ pub use tickroom_protocol::api::{
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
-    normalise_code, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
+    normalise_code, pick_server, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
     EnqueueOutcome, MatchRecord, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
-    ReassignOutcome, RoomRecord, RoomServerInfo, TicketId, TicketRecord, TicketStatus,
-    MAX_OPEN_ROOMS_PER_PLAYER,
+    ReassignOutcome, RoomRecord, TicketId, TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
 use crate::metrics::LoginMethod;
 use crate::{millis, now_ms, Gateway, PLACEMENT_YES_REUSE_MS};
@@ -321,28 +320,16 @@ impl Gateway {
 
     /// Moves a room whose owner died to a live server, when the room has a failover image:
     /// of two live servers that take rooms, picked at random, the less loaded (power of two
-    /// choices), under the room's next epoch. Answers the room as it now is and whether its
+    /// choices, `pick_server`), under the room's next epoch. Answers the room as it now is and whether its
     /// owner lives; without an image or a live server, the dead owner's record as it was.
     async fn take_over(&self, record: RoomRecord) -> Result<(RoomRecord, bool), ApiError> {
         let room_id = record.room_id;
         if self.directory.room_image(room_id).await?.is_none() {
             return Ok((record, false));
         }
-        let servers = self.directory.live_servers().await?;
-        let mut open: Vec<&RoomServerInfo> = servers
-            .iter()
-            .filter(|s| {
-                !s.draining && s.load < s.capacity && s.server_id != record.server.server_id
-            })
-            .collect();
-        let chosen = {
-            let mut rng = rand::rng();
-            rand::seq::SliceRandom::shuffle(&mut open[..], &mut rng);
-            open.iter()
-                .take(2)
-                .min_by_key(|s| s.load)
-                .map(|s| s.server_id.clone())
-        };
+        let mut servers = self.directory.live_servers().await?;
+        servers.retain(|s| s.server_id != record.server.server_id);
+        let chosen = pick_server(&servers, &mut rand::rng()).map(|i| servers[i].server_id.clone());
         let Some(chosen) = chosen else {
             return Ok((record, false));
         };

@@ -68,6 +68,15 @@ impl ServerAgent {
         })
     }
 
+    /// Takes no new rooms from now on (a shutdown that hands its rooms over), and says so in
+    /// the directory at once.
+    pub async fn drain_now(&self) {
+        self.drain_requested.store(true, Ordering::Release);
+        if let Err(e) = self.heartbeat().await {
+            warn!(error = %e, "could not tell the directory this server drains");
+        }
+    }
+
     /// The registration now: an overloaded server takes no new rooms, so placement skips it
     /// as it skips a draining one.
     pub fn info(&self) -> RoomServerInfo {

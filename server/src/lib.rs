@@ -289,17 +289,29 @@ pub enum RoomEvent {
     /// A running match of a `backfill` mode has `free` seats for matchmaking to fill.
     SeatsOpen { room_id: RoomId, free: usize },
     /// A state-sync room's failover image, indexed by its seats' sessions, to store for
-    /// `ttl` (fenced by the room's epoch). A `probe` is the image of a held room: the answer
-    /// (`RoomInput::Ownership`) says whether it may tick again.
+    /// `ttl` (fenced by the room's epoch), and why it was taken.
     Image {
         room_id: RoomId,
         image: Vec<u8>,
         sessions: Vec<SessionId>,
         ttl: std::time::Duration,
-        probe: bool,
+        why: ImageWhy,
     },
     /// This server took the room over from a dead owner, at `epoch`.
     TakenOver { room_id: RoomId, epoch: u64 },
+}
+
+/// Why a room's image was taken, and what the process role does once it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageWhy {
+    /// The periodic checkpoint: stored; a fenced refusal ends the room (it moved).
+    Checkpoint,
+    /// The room is held after a pause: the answer (`RoomInput::Ownership`) says whether it
+    /// may tick again.
+    Probe,
+    /// The server shuts down: stored, then the room is moved to another server
+    /// (`RoomInput::HandedOff`), or released to finish here when it cannot be.
+    HandOff,
 }
 
 /// A room that ended, on its way to the directory.

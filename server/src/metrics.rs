@@ -139,6 +139,8 @@ pub struct Metrics {
     pub images_stored: Counter,
     /// Rooms this server stopped because they had moved to another server.
     pub rooms_moved_away: Counter,
+    /// Rooms this server handed to another server as it shut down.
+    pub rooms_handed_off: Counter,
     /// Failover images the directory refused: the room had moved to another owner.
     pub images_fenced: Counter,
     /// Failover images that could not be stored (the directory was unavailable).
@@ -270,7 +272,7 @@ impl Metrics {
     /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
     /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
     pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
-        let counters: [(&str, &str, &Counter); 27] = [
+        let counters: [(&str, &str, &Counter); 28] = [
             (
                 "tickroom_snapshot_degradations",
                 "times a room worker asked its state-sync rooms to halve their snapshot rate (late ticks, a busy worker or late snapshots; each room stops at its mode's min_snapshot_hz)",
@@ -285,6 +287,11 @@ impl Metrics {
                 "tickroom_rooms_taken_over",
                 "rooms this server took over from a dead owner's failover image",
                 &self.rooms_taken_over,
+            ),
+            (
+                "tickroom_rooms_handed_off",
+                "rooms this server handed to another server, live, as it shut down (players told room_moved resume there)",
+                &self.rooms_handed_off,
             ),
             (
                 "tickroom_rooms_moved_away",

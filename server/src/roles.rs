@@ -13,7 +13,7 @@ use rand::Rng;
 use tickroom_game::modes::Modes;
 use tickroom_gateway::{
     AdminTokens, Directory, ErrorLog, Gateway, GatewayConfig, InMemoryDirectory, MatchPlayer,
-    MatchRecord, RedisDirectory, RoomServerInfo, ServerControl,
+    MatchRecord, ReassignOutcome, RedisDirectory, RoomServerInfo, ServerControl,
 };
 use tickroom_protocol::{KeyRing, RoomKeys};
 use tokio::sync::watch;
@@ -22,13 +22,16 @@ use tracing::{info, warn};
 use crate::admin::ServerAgent;
 use crate::app::{serve_http, write_ready_file, ReadyInfo, RunningRoomServer, StartError};
 use crate::http::{health_router, metrics_router, HttpLimits, HttpStats, MetricsSource};
-use crate::room::GameRegistry;
+use crate::room::{GameRegistry, RoomInput};
 use crate::tls::TlsServer;
 use crate::transport::quic::CertAndKey;
-use crate::{RoomEvent, RoomServer, RoomServerConfig};
+use crate::{ImageWhy, RoomEvent, RoomServer, RoomServerConfig};
 
 /// How often a room server refreshes its directory entry.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a shutting-down room server on a shared directory waits for its rooms to be
+/// handed over or to end before it ends the rest.
+pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a directory entry lives without a heartbeat.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 
@@ -237,6 +240,9 @@ pub async fn run_server(
         info!(http = %http_addr, ws = %running.ws_addr, quic = %running.quic_addr, metrics = %metrics_addr, "tickroom room server ready");
     }
     let _ = shutdown.changed().await;
+    if let (Some(_), Some(agent)) = (room.shared.failover.get(), &agent) {
+        hand_off_rooms(&room, agent).await;
+    }
     info!("shutting down: refusing new connections, telling players, draining");
     let _ = stop_tx.send(true);
     if let Some(dir) = &dir {
@@ -364,6 +370,66 @@ const ROOM_EVENTS_QUEUE_LEN: usize = 4096;
 /// Tells the directory about this server's rooms: a room that seated a player is kept until
 /// it ends (rooms nobody joins are dropped after their join window), and an ended room's
 /// record is closed, fenced by the epoch the join reported, after storing its result.
+/// A shutdown of a room server on a shared directory keeps its matches: it takes no new rooms,
+/// hands every state-sync room to another server (its players resume there), and waits until
+/// no room is left here, or `HANDOFF_DEADLINE` (rooms that cannot move, lockstep ones, play on
+/// until then).
+async fn hand_off_rooms(room: &Arc<RoomServer>, agent: &ServerAgent) {
+    let rooms = || {
+        room.shared
+            .room_count
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    info!(
+        rooms = rooms(),
+        "shutting down: handing the rooms to other servers"
+    );
+    agent.drain_now().await;
+    room.pool.hand_off();
+    let deadline = tokio::time::Instant::now() + HANDOFF_DEADLINE;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while rooms() > 0 && tokio::time::Instant::now() < deadline {
+        poll.tick().await;
+    }
+    info!(left = rooms(), "rooms handed over");
+}
+
+/// Moves a room this server owns at `epoch` (its image just stored) to another live server,
+/// chosen by the power of two choices; false when none takes it (the room then finishes
+/// here, or ends at the shutdown).
+async fn hand_over(dir: &Arc<dyn Directory>, server_id: &str, room_id: u64, epoch: u64) -> bool {
+    let mut servers = match dir.live_servers().await {
+        Ok(servers) => servers,
+        Err(e) => {
+            warn!(room = room_id, error = %e, "cannot hand the room over: directory unavailable");
+            return false;
+        }
+    };
+    servers.retain(|s| s.server_id != server_id);
+    let Some(target) = tickroom_gateway::pick_server(&servers, &mut rand::rng()) else {
+        warn!(
+            room = room_id,
+            "no other room server takes rooms: the room finishes here"
+        );
+        return false;
+    };
+    let target = servers[target].server_id.clone();
+    match dir.reassign_room(room_id, epoch, &target).await {
+        Ok(ReassignOutcome::Reassigned(_)) => {
+            info!(room = room_id, to = %target, "room handed over");
+            true
+        }
+        Ok(other) => {
+            warn!(room = room_id, to = %target, outcome = ?other, "the room was not handed over");
+            false
+        }
+        Err(e) => {
+            warn!(room = room_id, error = %e, "cannot hand the room over: directory unavailable");
+            false
+        }
+    }
+}
+
 /// Stores a room's failover image as its owner at `epoch`; returns whether the room is still
 /// this server's. Only the directory's fenced refusal says it is not: an unreachable
 /// directory suspends failover and leaves the room running.
@@ -429,15 +495,24 @@ async fn report_rooms(
                 Some(RoomEvent::TakenOver { room_id, epoch }) => {
                     epochs.insert(room_id, epoch);
                 }
-                Some(RoomEvent::Image { room_id, image, sessions, ttl, probe }) => {
-                    let owned = match epochs.get(&room_id) {
-                        Some(&epoch) => store_image(&dir, &room, room_id, epoch, &image, &sessions, ttl).await,
+                Some(RoomEvent::Image { room_id, image, sessions, ttl, why }) => {
+                    let epoch = epochs.get(&room_id).copied();
+                    let owned = match epoch {
+                        Some(epoch) => store_image(&dir, &room, room_id, epoch, &image, &sessions, ttl).await,
                         // Not yet reported joined: nothing to fail over, and ours.
                         None => true,
                     };
-                    if probe || !owned {
-                        let _ = room.pool.try_send(room_id, crate::room::RoomInput::Ownership { room_id, owned });
-                    }
+                    let answer = match (why, epoch) {
+                        (ImageWhy::HandOff, Some(epoch)) if owned => {
+                            match hand_over(&dir, &server_id, room_id, epoch).await {
+                                true => RoomInput::HandedOff { room_id },
+                                false => RoomInput::Ownership { room_id, owned },
+                            }
+                        }
+                        (ImageWhy::Checkpoint, _) if owned => continue,
+                        _ => RoomInput::Ownership { room_id, owned },
+                    };
+                    let _ = room.pool.try_send(room_id, answer);
                 }
                 Some(RoomEvent::SeatsOpen { room_id, free }) => {
                     if let Err(e) = dir.open_seats(room_id, &server_id, free).await {

@@ -41,6 +41,8 @@ struct Cluster {
     rooms: Vec<Proc>,
     gateway: Proc,
     _redis: Proc,
+    url: String,
+    prefix: String,
     dir: TempDir,
 }
 
@@ -48,15 +50,40 @@ async fn cluster(servers: usize) -> Cluster {
     let dir = TempDir::new("failover");
     let (redis, url) = start_redis(dir.path()).await;
     let prefix = format!("f{}:", free_port());
-    let mut rooms = Vec::new();
-    for i in 1..=servers {
-        let id = format!("room-{i}");
+    let gateway = start_tickroom(
+        dir.path(),
+        "gateway",
+        &["gateway", "--redis", &url, "--redis-prefix", &prefix],
+        &[("TICKROOM_KEYS", KEYS)],
+    )
+    .await;
+    let mut c = Cluster {
+        rooms: Vec::new(),
+        gateway,
+        _redis: redis,
+        url,
+        prefix,
+        dir,
+    };
+    for i in 0..servers {
+        let room = c.start_room(i).await;
+        c.rooms.push(room);
+    }
+    c
+}
+
+impl Cluster {
+    /// Starts room server `i` (`room-{i+1}`), again after a restart.
+    async fn start_room(&self, i: usize) -> Proc {
+        let id = format!("room-{}", i + 1);
+        // A restart must not read the old process's ready file.
+        let _ = std::fs::remove_file(self.dir.join(&format!("{id}.json")));
         let args = [
             "room",
             "--redis",
-            &url,
+            &self.url,
             "--redis-prefix",
-            &prefix,
+            &self.prefix,
             "--server-id",
             &id,
             "--ws",
@@ -65,20 +92,7 @@ async fn cluster(servers: usize) -> Cluster {
             "127.0.0.1:0",
         ];
         let env = [("TICKROOM_ROOM_KEYS", room_keys())];
-        rooms.push(start_tickroom(dir.path(), &id, &args, &env).await);
-    }
-    let gateway = start_tickroom(
-        dir.path(),
-        "gateway",
-        &["gateway", "--redis", &url, "--redis-prefix", &prefix],
-        &[("TICKROOM_KEYS", KEYS)],
-    )
-    .await;
-    Cluster {
-        rooms,
-        gateway,
-        _redis: redis,
-        dir,
+        start_tickroom(self.dir.path(), &id, &args, &env).await
     }
 }
 
@@ -283,4 +297,53 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
     assert_eq!(r["rejoins"], 0, "{r}");
     assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
     assert!(r["room_moves"].as_f64().unwrap() >= sessions, "{r}");
+}
+
+/// A rolling restart: each of three room servers in turn gets SIGTERM under a swarm, hands its
+/// rooms to the others live, exits 0, and is started again. Every match survives: no error,
+/// no rejoin, every bot still in its first room at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_room_server_loses_no_match() {
+    const BOTS: f64 = 20.0;
+    let mut c = cluster(3).await;
+    let mut swarm = swarm(&c, BOTS as u64, "16s");
+    playing_with_images(&c, BOTS).await;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    for i in 0..c.rooms.len() {
+        let had = metric(&c.rooms[i], "tickroom_rooms").await;
+        let pid = c.rooms[i].child.id().to_string();
+        let stopped = Instant::now();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = loop {
+            if let Some(status) = c.rooms[i].child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(40),
+                "room-{} did not exit",
+                i + 1
+            );
+            poll.tick().await;
+        };
+        assert_eq!(status.code(), Some(0), "room-{} exit", i + 1);
+        eprintln!(
+            "room-{} handed {had} rooms over and exited in {:?}",
+            i + 1,
+            stopped.elapsed()
+        );
+        c.rooms[i] = c.start_room(i).await;
+    }
+    let r = report_of(&c, &mut swarm).await;
+    assert_eq!(r["joined"], BOTS as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["rejoins"], 0, "{r}");
+    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    assert!(
+        r["room_moves"].as_f64().unwrap() >= BOTS,
+        "every bot moved at least once: {r}"
+    );
 }

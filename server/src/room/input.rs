@@ -180,6 +180,11 @@ pub enum RoomInput {
         image: Box<super::image::RoomImage>,
         reply: oneshot::Sender<Result<(), ErrorCode>>,
     },
+    /// The server is shutting down: hand every failover room to another server (hold it and
+    /// send its image to the process role, which moves it).
+    HandOff,
+    /// The room was handed to another server: end this copy, its players told `RoomMoved`.
+    HandedOff { room_id: RoomId },
     /// Whether this server still owns a failover room, as the directory answered its image
     /// (fenced by the room's epoch): a room that moved ends with `RoomMoved`; a held room that
     /// is still ours ticks again.
@@ -246,6 +251,8 @@ impl RoomInput {
                 | RoomInput::Admin { .. }
                 | RoomInput::Restore { .. }
                 | RoomInput::Ownership { .. }
+                | RoomInput::HandOff
+                | RoomInput::HandedOff { .. }
                 | RoomInput::Shutdown
         )
     }
@@ -268,6 +275,8 @@ impl RoomInput {
             | RoomInput::Admin { .. }
             | RoomInput::Restore { .. }
             | RoomInput::Ownership { .. }
+            | RoomInput::HandOff
+            | RoomInput::HandedOff { .. }
             | RoomInput::Shutdown => 0,
         };
         QUEUED_MESSAGE_OVERHEAD_BYTES + payload

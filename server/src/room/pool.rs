@@ -106,6 +106,20 @@ impl RoomPool {
         self.queues.iter().map(|q| q.tx.len()).collect()
     }
 
+    /// Tells every worker to hand its failover rooms to other servers (a shutdown that keeps
+    /// the matches going). A full queue misses it: its rooms end at the shutdown.
+    pub fn hand_off(&self) {
+        for q in &self.queues {
+            let msg = RoomInput::HandOff;
+            if q.bytes.try_take(msg.weight()) {
+                if q.tx.try_send(msg).is_err() {
+                    q.bytes.give_back(RoomInput::HandOff.weight());
+                }
+                q.wake();
+            }
+        }
+    }
+
     /// Tells every worker to close its rooms and waits for the threads to end.
     pub fn shutdown(&self) {
         for q in &self.queues {

@@ -23,7 +23,7 @@ use super::input::{AdminAnswer, AdminOp, QueueBytes, RoomId, RoomInput, SeatRefu
 use super::load::{Change, SnapshotGovernor};
 use super::sim::Delivery;
 use crate::outbox::{Outbox, Pushed};
-use crate::{ClosedRoom, RoomEvent, Shared};
+use crate::{ClosedRoom, ImageWhy, RoomEvent, Shared};
 
 /// How long a worker waits for input when it has no room at all.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -120,7 +120,7 @@ impl Worker {
         for room in self.rooms.values_mut().filter(|r| r.fails_over()) {
             if !room.is_held() {
                 room.hold();
-                send_image(room, &self.shared, woke, true);
+                send_image(room, &self.shared, woke, ImageWhy::Probe);
                 held += 1;
             }
         }
@@ -216,7 +216,7 @@ fn tick_due_rooms(
             // Still behind after catching up: skip the missed ticks rather than spiral.
             shared.metrics.tick_overruns.add(room.skip_missed(now));
             if room.checkpoint_due(now) {
-                send_image(room, shared, now, false);
+                send_image(room, shared, now, ImageWhy::Checkpoint);
             }
         }
         let (pushed, conflated) = carry_out(room, shared);
@@ -296,7 +296,7 @@ fn carry_out(room: &mut Room, shared: &Shared) -> (u64, u64) {
 
 /// Hands the room's failover image to the process role, which stores it in the directory
 /// (best effort: a full queue skips this one; the next follows one interval later).
-fn send_image(room: &Room, shared: &Shared, now: Instant, probe: bool) {
+fn send_image(room: &Room, shared: &Shared, now: Instant, why: ImageWhy) {
     let Some(events) = shared.room_events.get() else {
         return;
     };
@@ -320,8 +320,20 @@ fn send_image(room: &Room, shared: &Shared, now: Instant, probe: bool) {
         sessions: image.seats.iter().map(|s| s.session_id).collect(),
         image: image.encode(),
         ttl,
-        probe,
+        why,
     });
+}
+
+/// The server shuts down: each failover room is held and its image sent to be stored and
+/// moved to another server; the other rooms play on until they end or the shutdown comes.
+fn hand_off(rooms: &mut HashMap<RoomId, Room>, shared: &Shared, now: Instant) {
+    for room in rooms
+        .values_mut()
+        .filter(|r| r.fails_over() && !r.is_ended())
+    {
+        room.hold();
+        send_image(room, shared, now, ImageWhy::HandOff);
+    }
 }
 
 /// Takes over a room from its image: the room, on this worker's grid, and its seats' sessions
@@ -452,7 +464,11 @@ fn handle(
         | RoomInput::Message { room_id, .. }
         | RoomInput::Admin { room_id, .. } => *room_id,
         RoomInput::Restore { .. } | RoomInput::Shutdown => return,
-        RoomInput::Ownership { room_id, .. } => *room_id,
+        RoomInput::HandOff => {
+            hand_off(rooms, shared, now);
+            return;
+        }
+        RoomInput::Ownership { room_id, .. } | RoomInput::HandedOff { room_id } => *room_id,
     };
     if let RoomInput::Join {
         mode,
@@ -580,6 +596,11 @@ fn handle(
                 info!(room = room_id, "still this server's room: ticking again");
             }
         }
+        RoomInput::HandedOff { .. } => {
+            shared.metrics.rooms_handed_off.inc();
+            info!(room = room_id, "handed to another server: ending this copy");
+            room.guarded(|r| r.moved_away());
+        }
         RoomInput::Ownership { owned: false, .. } => {
             shared.metrics.rooms_moved_away.inc();
             info!(
@@ -588,7 +609,10 @@ fn handle(
             );
             room.guarded(|r| r.moved_away());
         }
-        RoomInput::Join { .. } | RoomInput::Restore { .. } | RoomInput::Shutdown => {}
+        RoomInput::Join { .. }
+        | RoomInput::Restore { .. }
+        | RoomInput::HandOff
+        | RoomInput::Shutdown => {}
     }
     finish(rooms, room_id, shared);
 }
