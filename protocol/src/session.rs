@@ -671,6 +671,12 @@ impl ClientSession {
         self.first_loss = None;
         self.reconnect_at = None;
         self.attempt = 0;
+        if w.tick < self.last_snapshot_tick {
+            // The room went back in time (another server took it over from its last image):
+            // the snapshots past its tick are of a timeline that no longer exists, so none of
+            // them may be acknowledged as a delta baseline.
+            self.last_snapshot_tick = 0;
+        }
         let event = if self.resuming {
             self.reconnects = self.reconnects.saturating_add(1);
             SessionEvent::Reconnected(w.clone())
@@ -1235,6 +1241,35 @@ mod tests {
         s.reconnect_now(t0 + ms(5_000));
         s.handle_timeout(t0 + ms(5_000));
         assert_eq!(ev(&mut s), [SessionEvent::Reconnect { attempt: 1 }]);
+    }
+
+    /// A resume into a room that went back in time (taken over from an older image) forgets
+    /// the acknowledgement of the lost timeline: the next input acknowledges nothing until a
+    /// snapshot of the new one arrives.
+    #[test]
+    fn a_resume_back_in_time_forgets_the_lost_timelines_acknowledgement() {
+        let t0 = Instant::now();
+        let mut s = joined(t0, SyncKind::State);
+        let snapshot = |tick| ServerMsg::Snapshot {
+            tick,
+            ack_seq: 0,
+            baseline: 0,
+            payload: vec![],
+        };
+        s.handle_message(t0, snapshot(900));
+        assert_eq!(s.last_snapshot_tick(), 900);
+        s.connection_lost(t0, None);
+        s.handle_timeout(t0 + ms(200));
+        s.connected(t0 + ms(200));
+        s.handle_message(t0 + ms(200), ServerMsg::Challenge { nonce: [1; 32] });
+        let back = Welcome {
+            tick: 870,
+            ..welcome(1, 5, SyncKind::State, true)
+        };
+        s.handle_message(t0 + ms(200), ServerMsg::Welcome(back));
+        assert_eq!(s.last_snapshot_tick(), 0, "tick 900 is of a lost timeline");
+        s.handle_message(t0 + ms(210), snapshot(871));
+        assert_eq!(s.last_snapshot_tick(), 871);
     }
 
     /// A reconnect waiting for a long backoff (its room moved to another server) is due at

@@ -8,7 +8,7 @@
 
 import type { Welcome } from './codec.js';
 import { DecodeError, fromWsCloseCode, TransportError } from './errors.js';
-import type { MatchResult } from './gateway.js';
+import type { MatchResult, RoomStatus } from './gateway.js';
 import { joinSecretBytes } from './gateway.js';
 import { ClientSession, SessionConfig, SessionCrypto, SessionEvent, SessionState } from './session.js';
 
@@ -66,7 +66,9 @@ export class TickroomClient {
 
   private readonly WS: WebSocketConstructor;
   private readonly now: () => number;
-  private readonly url: string;
+  private url: string;
+  private readonly joinInfo: JoinInfo;
+  private readonly urlOf: (join: JoinInfo) => string;
   private readonly connectTimeoutMs: number;
   private ws: WebSocketLike | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -86,7 +88,9 @@ export class TickroomClient {
     }
     this.WS = WS;
     this.now = options.now ?? (() => performance.now());
-    this.url = (options.url ?? defaultWsUrl)(join);
+    this.joinInfo = join;
+    this.urlOf = options.url ?? defaultWsUrl;
+    this.url = this.urlOf(join);
     this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.session = new ClientSession(options.session ?? {}, join.join_ticket, joinSecretBytes(join), this.now(), options.crypto);
     this.session.onWake = () => this.flush();
@@ -179,6 +183,28 @@ export class TickroomClient {
       // Already closing.
     }
     this.session.connectionLost(this.now(), null);
+    this.flush();
+  }
+
+  /**
+   * The room moved to another server (`GatewayClient.roomStatus` names it after its owner
+   * died, or after the session was told `RoomMoved`): the session resumes there, the same
+   * session, at once.
+   */
+  moveTo(room: Pick<RoomStatus, 'ws_addr' | 'ws_tls'>): void {
+    this.url = this.urlOf({ ...this.joinInfo, ws_addr: room.ws_addr, ws_tls: room.ws_tls });
+    const ws = this.ws;
+    const now = this.now();
+    if (ws !== null) {
+      this.detach(ws);
+      try {
+        ws.close(4000, 'the room moved');
+      } catch {
+        // Already closing.
+      }
+      this.session.connectionLost(now, null);
+    }
+    this.session.reconnectNow(now);
     this.flush();
   }
 

@@ -153,6 +153,7 @@ export function isResumable(code: number | null | undefined): boolean {
     case ErrorCode.ServerBusy:
     case ErrorCode.RateLimited:
     case ErrorCode.Internal:
+    case ErrorCode.RoomMoved:
       return true;
     default:
       return false;
@@ -194,6 +195,8 @@ export class ClientSession {
   private srtt: number | undefined;
   private firstLoss: number | undefined;
   private reconnectAt: number | undefined;
+  /** The room moved (`RoomMoved`): reconnecting waits for `reconnectNow` (the window still bounds it). */
+  private parked = false;
   private attempt = 0;
   private _reconnects = 0;
   private readonly rng: SplitMix64;
@@ -234,6 +237,7 @@ export class ClientSession {
     this.generation++;
     this._state = 'connecting';
     this.reconnectAt = undefined;
+    this.parked = false;
     this.handshakeDeadline = now + this.config.handshakeTimeoutMs;
     this.lastReceived = now;
     this.outbox = [];
@@ -271,6 +275,8 @@ export class ClientSession {
 
   private lose(now: number, code: number | null, error: SessionError | undefined): void {
     if (this._state === 'closed') return;
+    // The moved room's old server closing what is left: still waiting to move.
+    if (this.parked && !this.transportUp) return;
     const wasUp = this.transportUp;
     this.transportUp = false;
     this.generation++;
@@ -292,7 +298,24 @@ export class ClientSession {
       return;
     }
     this._state = 'reconnecting';
+    if (code === ErrorCode.RoomMoved) {
+      this.parked = true;
+      return;
+    }
     this.reconnectAt = now + this.backoffDelay();
+  }
+
+  /**
+   * The room moved to another server (its owner died, or handed it over; `GET /v1/rooms/{id}`
+   * says where): a reconnect waiting for its backoff, or parked after `RoomMoved`, is due now,
+   * and the backoff starts over. Does nothing in any other state.
+   */
+  reconnectNow(now: number): void {
+    if (this._state === 'reconnecting' && (this.reconnectAt !== undefined || this.parked)) {
+      this.parked = false;
+      this.attempt = 0;
+      this.reconnectAt = now;
+    }
   }
 
   /** Drops the transport from the session's side: the driver must close it (see `pollClose`). */
@@ -351,6 +374,11 @@ export class ClientSession {
         this.close(msg.code, sessionError(msg.code, msg.detail || errorName(msg.code)));
         return;
       case 'Kicked':
+        if (msg.code === ErrorCode.RoomMoved) {
+          // The room moved: keep the session and wait to be pointed at its new server.
+          this.lose(now, msg.code, undefined);
+          return;
+        }
         this.close(msg.code, sessionError(msg.code, `kicked: ${errorName(msg.code)}`));
         return;
       default:
@@ -629,6 +657,12 @@ export class ClientSession {
     this.firstLoss = undefined;
     this.reconnectAt = undefined;
     this.attempt = 0;
+    if (w.tick < this._lastSnapshotTick) {
+      // The room went back in time (taken over from its last image): snapshots past its tick
+      // are of a lost timeline and may not be acknowledged as delta baselines.
+      this._lastSnapshotTick = 0n;
+      this.ackTick = 0n;
+    }
     const resumed = this.resuming;
     if (resumed) this._reconnects++;
     this.resuming = false;

@@ -281,6 +281,30 @@ test('resume after a drop: derived key per resume_counter, session id, and seqs 
   assert.deepEqual(seqs(tx(s)), [100n]);
 });
 
+test('a moved room: RoomMoved parks the session until reconnectNow; a resume back in time forgets the lost timeline', async () => {
+  const s = await joined();
+  s.handleMessage(0, { type: 'Snapshot', tick: 900n, ack_seq: 0n, baseline: 0n, payload: new Uint8Array(0) });
+  ev(s);
+  s.handleMessage(10, { type: 'Kicked', code: ErrorCode.RoomMoved });
+  assert.deepEqual(ev(s), [{ type: 'disconnected', code: ErrorCode.RoomMoved }]);
+  assert.equal(s.state, 'reconnecting');
+  // The old server closing the socket changes nothing, and no reconnect is due: only the window.
+  s.connectionLost(20, null);
+  assert.deepEqual(ev(s), []);
+  assert.equal(s.pollTimeout(), 10 + s.config.reconnectWindowMs);
+  s.handleTimeout(5000);
+  assert.deepEqual(ev(s), []);
+  s.reconnectNow(5000);
+  s.handleTimeout(5000);
+  assert.deepEqual(ev(s), [{ type: 'reconnect', attempt: 1 }]);
+  // The new server took the room over at tick 870: tick 900 is of a timeline that is gone.
+  await handshake(s, 5000, await resumeKey(JOIN, SID, 0), welcome({ resume_counter: 1, next_seq: 1n << 32n, resumed: true, tick: 870n }));
+  assert.equal(s.lastSnapshotTick, 0n);
+  assert.equal(s.ackedTick, 0n);
+  s.handleMessage(5010, { type: 'Snapshot', tick: 871n, ack_seq: 0n, baseline: 0n, payload: new Uint8Array(0) });
+  assert.equal(s.lastSnapshotTick, 871n);
+});
+
 test('backoff: ceilings double up to the cap, every delay within its ceiling, SessionExpired after the window', async () => {
   const s = await joined();
   assert.deepEqual([0, 1, 5, 6, 9, 40].map((a) => s.backoffCeilingMs(a)), [100, 200, 3200, 5000, 5000, 5000]);

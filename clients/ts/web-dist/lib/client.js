@@ -30,7 +30,9 @@ export class TickroomClient {
         }
         this.WS = WS;
         this.now = options.now ?? (() => performance.now());
-        this.url = (options.url ?? defaultWsUrl)(join);
+        this.joinInfo = join;
+        this.urlOf = options.url ?? defaultWsUrl;
+        this.url = this.urlOf(join);
         this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
         this.session = new ClientSession(options.session ?? {}, join.join_ticket, joinSecretBytes(join), this.now(), options.crypto);
         this.session.onWake = () => this.flush();
@@ -116,6 +118,28 @@ export class TickroomClient {
             // Already closing.
         }
         this.session.connectionLost(this.now(), null);
+        this.flush();
+    }
+    /**
+     * The room moved to another server (`GatewayClient.roomStatus` names it after its owner
+     * died, or after the session was told `RoomMoved`): the session resumes there, the same
+     * session, at once.
+     */
+    moveTo(room) {
+        this.url = this.urlOf({ ...this.joinInfo, ws_addr: room.ws_addr, ws_tls: room.ws_tls });
+        const ws = this.ws;
+        const now = this.now();
+        if (ws !== null) {
+            this.detach(ws);
+            try {
+                ws.close(4000, 'the room moved');
+            }
+            catch {
+                // Already closing.
+            }
+            this.session.connectionLost(now, null);
+        }
+        this.session.reconnectNow(now);
         this.flush();
     }
     /** The session state. */

@@ -33,6 +33,7 @@ export const ErrorCode = {
     ServerGone: 28,
     JoinRefused: 29,
     SpectatorReadOnly: 30,
+    RoomMoved: 31,
 };
 /** The machine names (the gateway's JSON `error` field), indexed by code. */
 export const ERROR_NAMES = [
@@ -67,6 +68,7 @@ export const ERROR_NAMES = [
     'server_gone',
     'join_refused',
     'spectator_read_only',
+    'room_moved',
 ];
 /** WebSocket close codes for tickroom reasons start here: close code = base + error code. */
 export const WS_CLOSE_CODE_BASE = 4000;

@@ -65,6 +65,7 @@ export function isResumable(code) {
         case ErrorCode.ServerBusy:
         case ErrorCode.RateLimited:
         case ErrorCode.Internal:
+        case ErrorCode.RoomMoved:
             return true;
         default:
             return false;
@@ -96,6 +97,8 @@ export class ClientSession {
         this.ackTick = 0n;
         this._lastFrame = 0n;
         this.pings = [];
+        /** The room moved (`RoomMoved`): reconnecting waits for `reconnectNow` (the window still bounds it). */
+        this.parked = false;
         this.attempt = 0;
         this._reconnects = 0;
         this.outbox = [];
@@ -124,6 +127,7 @@ export class ClientSession {
         this.generation++;
         this._state = 'connecting';
         this.reconnectAt = undefined;
+        this.parked = false;
         this.handshakeDeadline = now + this.config.handshakeTimeoutMs;
         this.lastReceived = now;
         this.outbox = [];
@@ -161,6 +165,9 @@ export class ClientSession {
     lose(now, code, error) {
         if (this._state === 'closed')
             return;
+        // The moved room's old server closing what is left: still waiting to move.
+        if (this.parked && !this.transportUp)
+            return;
         const wasUp = this.transportUp;
         this.transportUp = false;
         this.generation++;
@@ -184,7 +191,23 @@ export class ClientSession {
             return;
         }
         this._state = 'reconnecting';
+        if (code === ErrorCode.RoomMoved) {
+            this.parked = true;
+            return;
+        }
         this.reconnectAt = now + this.backoffDelay();
+    }
+    /**
+     * The room moved to another server (its owner died, or handed it over; `GET /v1/rooms/{id}`
+     * says where): a reconnect waiting for its backoff, or parked after `RoomMoved`, is due now,
+     * and the backoff starts over. Does nothing in any other state.
+     */
+    reconnectNow(now) {
+        if (this._state === 'reconnecting' && (this.reconnectAt !== undefined || this.parked)) {
+            this.parked = false;
+            this.attempt = 0;
+            this.reconnectAt = now;
+        }
     }
     /** Drops the transport from the session's side: the driver must close it (see `pollClose`). */
     dropTransport(now, code, reason) {
@@ -245,6 +268,11 @@ export class ClientSession {
                 this.close(msg.code, sessionError(msg.code, msg.detail || errorName(msg.code)));
                 return;
             case 'Kicked':
+                if (msg.code === ErrorCode.RoomMoved) {
+                    // The room moved: keep the session and wait to be pointed at its new server.
+                    this.lose(now, msg.code, undefined);
+                    return;
+                }
                 this.close(msg.code, sessionError(msg.code, `kicked: ${errorName(msg.code)}`));
                 return;
             default:
@@ -518,6 +546,12 @@ export class ClientSession {
         this.firstLoss = undefined;
         this.reconnectAt = undefined;
         this.attempt = 0;
+        if (w.tick < this._lastSnapshotTick) {
+            // The room went back in time (taken over from its last image): snapshots past its tick
+            // are of a lost timeline and may not be acknowledged as delta baselines.
+            this._lastSnapshotTick = 0n;
+            this.ackTick = 0n;
+        }
         const resumed = this.resuming;
         if (resumed)
             this._reconnects++;
