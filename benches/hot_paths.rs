@@ -175,6 +175,22 @@ fn room_core(c: &mut Criterion) {
             black_box(room.drain())
         })
     });
+    // The failover image a worker takes of the room every checkpoint interval (1 s by
+    // default): the game's save, the seats, the sessions, encoded.
+    let room = support::BenchRoom::arena(10);
+    let state = |session_id: u64| {
+        Some(tickroom::server::room::core::SessionState {
+            key_id: 1,
+            nonce: [session_id as u8; 16],
+            resume_counter: 0,
+            highest_seq: 1_000,
+        })
+    };
+    let image = room.room.image(room.now, state).encode();
+    println!("failover image of a 10-player arena: {} bytes", image.len());
+    c.bench_function("room/failover_image_10_players", |b| {
+        b.iter(|| black_box(room.room.image(room.now, state).encode()))
+    });
     // The same line on the wire: ClientMsg::Message encode + decode.
     let msg = tickroom::protocol::ClientMsg::Message {
         seq: 7,
