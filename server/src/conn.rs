@@ -479,13 +479,22 @@ async fn take_over(
         .await
         .map_err(busy)?
         .ok_or(HandshakeError::SessionExpired)?;
-    let image = crate::room::image::RoomImage::decode(&bytes, room_id).map_err(|e| {
-        tracing::error!(room = room_id, error = %e, "refusing the room's failover image");
-        HandshakeError::Seat(SeatRefusal {
-            code: ErrorCode::SessionExpired,
-            detail: format!("the room could not be taken over: {e}"),
-        })
-    })?;
+    let image = match crate::room::image::RoomImage::decode(&bytes, room_id) {
+        Ok(image) => image,
+        Err(e) => {
+            // The match cannot go on: its record is closed (at our epoch), so its players,
+            // told why, find it over and queue again.
+            tracing::error!(room = room_id, error = %e, "refusing the room's failover image; the room ends");
+            shared.metrics.images_refused.inc();
+            if let Err(e) = dir.close_room_at(room_id, record.epoch).await {
+                debug!(error = %e, "could not close the room that cannot be taken over");
+            }
+            return Err(HandshakeError::Seat(SeatRefusal {
+                code: ErrorCode::SessionExpired,
+                detail: format!("the room could not be taken over: {e}"),
+            }));
+        }
+    };
     let (reply, answer) = oneshot::channel();
     let restore = RoomInput::Restore {
         room_id,

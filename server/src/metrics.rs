@@ -141,6 +141,8 @@ pub struct Metrics {
     pub rooms_moved_away: Counter,
     /// Rooms this server handed to another server as it shut down.
     pub rooms_handed_off: Counter,
+    /// Failover images refused (corrupted, foreign or of a newer format): those rooms ended.
+    pub images_refused: Counter,
     /// Failover images the directory refused: the room had moved to another owner.
     pub images_fenced: Counter,
     /// Failover images that could not be stored (the directory was unavailable).
@@ -272,7 +274,7 @@ impl Metrics {
     /// `tickroom_gateway::prom`): counters, the per-mode counters, gauges, and the tick and
     /// handshake histograms (with buckets, so `histogram_quantile` aggregates over servers).
     pub fn encode(&self, e: &mut prom::Encoder, queue_depths: &[usize]) -> std::fmt::Result {
-        let counters: [(&str, &str, &Counter); 28] = [
+        let counters: [(&str, &str, &Counter); 29] = [
             (
                 "tickroom_snapshot_degradations",
                 "times a room worker asked its state-sync rooms to halve their snapshot rate (late ticks, a busy worker or late snapshots; each room stops at its mode's min_snapshot_hz)",
@@ -287,6 +289,11 @@ impl Metrics {
                 "tickroom_rooms_taken_over",
                 "rooms this server took over from a dead owner's failover image",
                 &self.rooms_taken_over,
+            ),
+            (
+                "tickroom_images_refused",
+                "failover images this server refused to take a room over from (corrupted, foreign or of a newer format); those rooms ended",
+                &self.images_refused,
             ),
             (
                 "tickroom_rooms_handed_off",

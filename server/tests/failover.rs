@@ -16,6 +16,10 @@ mod common;
 
 use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
 
+/// These tests run one at a time: each loads the 2-core machine with a swarm and several
+/// servers, and their figures (resume times, tick overruns) are only meaningful alone.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The modes' default checkpoint interval (`duel` keeps it).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 /// The registry's heartbeat TTL: a dead server's rooms can move only once it expired.
@@ -40,7 +44,7 @@ async fn metric(p: &Proc, name: &str) -> f64 {
 struct Cluster {
     rooms: Vec<Proc>,
     gateway: Proc,
-    _redis: Proc,
+    redis: Proc,
     url: String,
     prefix: String,
     dir: TempDir,
@@ -60,7 +64,7 @@ async fn cluster(servers: usize) -> Cluster {
     let mut c = Cluster {
         rooms: Vec::new(),
         gateway,
-        _redis: redis,
+        redis,
         url,
         prefix,
         dir,
@@ -181,6 +185,7 @@ async fn busiest(c: &Cluster) -> (usize, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_room_servers_matches_go_on_on_another_server() {
+    let _serial = SERIAL.lock().await;
     const BOTS: f64 = 20.0;
     let mut c = cluster(2).await;
     let mut swarm = swarm(&c, BOTS as u64, "12s");
@@ -189,15 +194,19 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
     let (victim, moved) = busiest(&c).await;
     let survivor = 1 - victim;
     assert!(moved >= 2.0, "{moved} sessions on the busiest server");
+    let overruns_before = metric(&c.rooms[survivor], "tickroom_tick_overruns").await;
     c.rooms[victim].child.kill().unwrap();
     let _ = c.rooms[victim].child.wait();
 
     let r = report_of(&c, &mut swarm).await;
     let taken_over = metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
+    let overruns = metric(&c.rooms[survivor], "tickroom_tick_overruns").await - overruns_before;
     eprintln!(
-        "failover: {moved} sessions on the killed server, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, most rolled back {} ms",
+        "failover: {moved} sessions on the killed server, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, most rolled back {} ms, {overruns} tick overruns on the new owner",
         r["resume_ms"]["p50"], r["resume_ms"]["p99"], r["max_rollback_ms"]
     );
+    // The resume burst did not make the new owner's ticks overrun.
+    assert_eq!(overruns, 0.0, "the takeover overran ticks");
     assert_eq!(r["joined"], BOTS as u64, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     // The same matches: nobody queued again, and each bot stayed in its one room.
@@ -228,6 +237,7 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
 /// no rejoin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
+    let _serial = SERIAL.lock().await;
     const BOTS: f64 = 20.0;
     let c = cluster(3).await;
     let mut swarm = swarm(&c, BOTS as u64, "14s");
@@ -304,6 +314,7 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
 /// no rejoin, every bot still in its first room at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_room_server_loses_no_match() {
+    let _serial = SERIAL.lock().await;
     const BOTS: f64 = 20.0;
     let mut c = cluster(3).await;
     let mut swarm = swarm(&c, BOTS as u64, "16s");
@@ -346,4 +357,105 @@ async fn a_rolling_restart_of_every_room_server_loses_no_match() {
         r["room_moves"].as_f64().unwrap() >= BOTS,
         "every bot moved at least once: {r}"
     );
+}
+
+/// A Redis outage while rooms run stops no room: it only suspends failover, which a metric
+/// (`tickroom_image_failures`) and a log line say. Redis is frozen (SIGSTOP) under a swarm
+/// until the room server has failed to store images, then goes on: no error, no move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_suspends_failover_and_stops_no_room() {
+    let _serial = SERIAL.lock().await;
+    const BOTS: f64 = 10.0;
+    let c = cluster(1).await;
+    let mut swarm = swarm(&c, BOTS as u64, "8s");
+    playing_with_images(&c, BOTS).await;
+    let pid = c.redis.child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {sig}");
+    };
+    let ticks_before = metric(&c.rooms[0], "tickroom_ticks").await;
+    signal("-STOP");
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while metric(&c.rooms[0], "tickroom_image_failures").await < 1.0 {
+        if Instant::now() >= deadline {
+            signal("-CONT");
+            panic!("no image failed while Redis was frozen");
+        }
+        poll.tick().await;
+    }
+    // The rooms ticked on meanwhile.
+    let ticks_frozen = metric(&c.rooms[0], "tickroom_ticks").await;
+    signal("-CONT");
+    assert!(
+        ticks_frozen > ticks_before,
+        "the rooms stopped while Redis was away"
+    );
+    let r = report_of(&c, &mut swarm).await;
+    assert_eq!(r["joined"], BOTS as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(
+        (r["rejoins"].as_u64(), r["room_moves"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    assert_eq!(metric(&c.rooms[0], "tickroom_rooms_moved_away").await, 0.0);
+}
+
+/// A corrupted failover image is refused, typed, and the room ends cleanly: its players are
+/// told (`SessionExpired`, with the reason) and find the room over; nothing panics, and the
+/// new owner goes on serving. The images of the killed server's rooms are overwritten with
+/// garbage before it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_image_ends_its_room_cleanly() {
+    let _serial = SERIAL.lock().await;
+    const BOTS: f64 = 10.0;
+    let mut c = cluster(2).await;
+    let mut swarm = swarm(&c, BOTS as u64, "10s");
+    playing_with_images(&c, BOTS).await;
+    let (victim, sessions) = busiest(&c).await;
+    let survivor = 1 - victim;
+    assert!(sessions >= 2.0, "{sessions} sessions on the busiest server");
+    // Overwrite every stored image (the survivor's own rooms never need theirs).
+    let port = c.url.rsplit(':').next().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .expect("redis-cli comes with redis-server");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let keys = cli(&["--scan", "--pattern", &format!("{}image:*", c.prefix)]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty(), "no image stored");
+    // A failed checkpoint refresh of the victim could undo the damage: freeze it first.
+    let pid = c.rooms[victim].child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    for key in &keys {
+        cli(&["SET", key, "not an image", "PX", "60000"]);
+    }
+    c.rooms[victim].child.kill().unwrap();
+    let _ = c.rooms[victim].child.wait();
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while metric(&c.rooms[survivor], "tickroom_images_refused").await < 1.0 {
+        assert!(Instant::now() < deadline, "no image was refused");
+        poll.tick().await;
+    }
+    let r = report_of(&c, &mut swarm).await;
+    assert_eq!(r["joined"], BOTS as u64, "{r}");
+    // The affected players were told their room is over; nobody failed.
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(
+        metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await,
+        0.0
+    );
+    // The new owner is still up (it answers) and still refuses nothing else.
+    assert!(c.rooms[survivor].child.try_wait().unwrap().is_none());
 }

@@ -27,6 +27,8 @@ mod uplink;
 
 /// How often chaos rolls the dice.
 const CHAOS_PERIOD: Duration = Duration::from_secs(1);
+/// Most a question to the gateway about the room is put off, at random (spreads a herd).
+const STATUS_JITTER: Duration = Duration::from_millis(200);
 /// Snapshots/frames counted locally before they are added to the shared live counter.
 const LIVE_MESSAGE_BATCH: u64 = 64;
 
@@ -247,7 +249,20 @@ impl Bot {
             return note;
         }
         debug!(bot = self.config.index, ?cue, from = ?before, to = ?phase, "phase");
-        self.phase = phase;
+        self.phase = match phase {
+            // Questions to the gateway are spread: the players of a dead server must not all
+            // ask (and then resume on the room's new server) in the same instant.
+            Phase::CheckingServer {
+                why,
+                lost_at,
+                check_at,
+            } => Phase::CheckingServer {
+                why,
+                lost_at,
+                check_at: check_at + self.rng.random_range(Duration::ZERO..=STATUS_JITTER),
+            },
+            other => other,
+        };
         match note {
             Some(Note::Resumed { after }) => record(&mut self.outcome.measurements.resume, after),
             Some(Note::Rejoined { after }) => {
