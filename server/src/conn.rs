@@ -364,6 +364,7 @@ async fn join(
         message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
         spectator: claims.spectator,
         ticket_key: (ticket.key_id(), claims.nonce),
+        taken_over: std::sync::atomic::AtomicBool::new(false),
     });
     let seating = Seating {
         session_id,

@@ -166,6 +166,10 @@ pub struct SessionRecord {
     /// The join ticket's key id and nonce: what the join secret is derived from (a server
     /// taking the room over derives it again; the secret is never stored).
     pub ticket_key: (u16, [u8; 16]),
+    /// Restored from a failover image and not resumed since: the image's resume count may be
+    /// one behind the client's (it resumed after the image was taken), so the next key is
+    /// accepted too. Keys are derived from the join secret, so this lets in nobody else.
+    pub taken_over: std::sync::atomic::AtomicBool,
 }
 
 impl SessionRecord {
@@ -173,7 +177,12 @@ impl SessionRecord {
     /// current one, and the previous one for a client that missed its last `Welcome`.
     pub fn resume_keys(&self) -> (u32, Vec<(u32, Secret)>) {
         let current = *self.resume_counter.lock();
-        let keys = [Some(current), current.checked_sub(1)]
+        let ahead = self
+            .taken_over
+            .load(Ordering::Acquire)
+            .then(|| current.checked_add(1))
+            .flatten();
+        let keys = [Some(current), current.checked_sub(1), ahead]
             .into_iter()
             .flatten()
             .map(|n| (n, token::resume_key(&self.join_secret, self.session_id, n)))
@@ -186,6 +195,7 @@ impl SessionRecord {
     pub fn rotate_resume(&self, seen: u32, used: u32) -> Option<u32> {
         let mut current = self.resume_counter.lock();
         (*current == seen).then(|| {
+            self.taken_over.store(false, Ordering::Release);
             *current = used + 1;
             *current
         })
@@ -275,6 +285,7 @@ impl SessionRecord {
             ),
             spectator: false,
             ticket_key: (seat.key_id, seat.nonce),
+            taken_over: std::sync::atomic::AtomicBool::new(true),
         })
     }
 }
@@ -519,6 +530,7 @@ mod tests {
             message_rate: limits::limiter(1, 1),
             spectator: false,
             ticket_key: (1, [0; 16]),
+            taken_over: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -547,5 +559,20 @@ mod tests {
         assert!(keys
             .iter()
             .all(|(_, k)| *k != token::resume_key(&[1; 32], 1, 0)));
+    }
+
+    /// A session restored from a failover image also takes the next count's key (the client
+    /// may have resumed after the image was taken), until its first resume here.
+    #[test]
+    fn a_taken_over_session_accepts_the_next_key_until_it_resumes() {
+        let r = record([1; 32]);
+        *r.resume_counter.lock() = 3;
+        r.taken_over.store(true, Ordering::Release);
+        let counts =
+            |r: &SessionRecord| -> Vec<u32> { r.resume_keys().1.iter().map(|(n, _)| *n).collect() };
+        assert_eq!(counts(&r), [3, 2, 4]);
+        let next = r.rotate_resume(3, 4).unwrap();
+        assert_eq!(next, 5);
+        assert_eq!(counts(&r), [5, 4], "an ordinary session again");
     }
 }
