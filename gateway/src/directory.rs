@@ -787,6 +787,22 @@ pub trait Directory: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, DirectoryError>;
 
+    /// Appends lockstep rooms' newly closed frames to their stored frame logs, each as its
+    /// owner `server_id` at the room's epoch (fenced), the logs living `ttl` (refreshed by
+    /// every append). One answer per append, in order. A log that does not end right before
+    /// the append's first frame (a batch was lost while the directory was away) is dropped
+    /// with the room's image: that room can no longer fail over (`Gap`).
+    async fn append_frames(
+        &self,
+        server_id: &str,
+        appends: &[FrameAppend],
+        ttl: Duration,
+    ) -> Result<Vec<FramesStored>, DirectoryError>;
+
+    /// Room `room_id`'s stored frame log (encoded `Frame` messages from frame 1), oldest
+    /// first; empty when none is stored.
+    async fn room_frames(&self, room_id: u64) -> Result<Vec<Vec<u8>>, DirectoryError>;
+
     /// Room `room_id`'s failover image, if one is stored.
     async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError>;
 
@@ -940,6 +956,29 @@ pub fn pick_server<R: Rng + ?Sized>(servers: &[RoomServerInfo], rng: &mut R) -> 
 /// `x.load / x.capacity < y.load / y.capacity`, in integers.
 fn less_loaded(x: &RoomServerInfo, y: &RoomServerInfo) -> bool {
     u64::from(x.load) * u64::from(y.capacity) < u64::from(y.load) * u64::from(x.capacity)
+}
+
+/// One lockstep room's newly closed frames (`Directory::append_frames`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameAppend {
+    pub room_id: u64,
+    /// The room's epoch as its owner knows it.
+    pub epoch: u64,
+    /// The number of the first frame in `frames`; the others follow it.
+    pub first: u64,
+    /// Encoded `Frame` messages.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// What `Directory::append_frames` did with one room's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramesStored {
+    /// Appended: they may be sent.
+    Stored,
+    /// The room belongs to another owner or epoch (or is gone): nothing written.
+    Fenced,
+    /// The stored log did not end right before them; it was dropped with the room's image.
+    Gap,
 }
 
 /// A fresh room id: random, non-zero, below 2^53.

@@ -81,10 +81,10 @@ pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use admin::{AdminTokens, ErrorLog, ServerControl};
 pub use directory::{
     pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
-    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchPlayer,
-    MatchRecord, MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord, PrivateRoomRequest,
-    QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, RoomStatus, SeatInfo,
-    ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
+    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, FrameAppend,
+    FramesStored, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord,
+    PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
+    RoomStatus, SeatInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;

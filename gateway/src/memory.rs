@@ -16,12 +16,12 @@ use tickroom_protocol::api::Grouping;
 
 use crate::directory::{
     pick_server, random_room_id, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
-    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, MatchRecord,
-    MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
-    ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo, ServerAbout, TicketChange, TicketId,
-    TicketRecord, TicketStatus, COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER,
-    MAX_PARTY_MEMBERS, MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL,
-    PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
+    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, FrameAppend,
+    FramesStored, MatchRecord, MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord,
+    PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
+    ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus, COMMAND_TTL,
+    MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_PARTY_MEMBERS, MAX_QUEUED_COMMANDS,
+    MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL, PLACEMENT_EPOCH, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
 use crate::millis;
@@ -83,6 +83,8 @@ struct State {
     /// an expired entry is dropped when read or overwritten).
     images: HashMap<u64, (Vec<u8>, Instant)>,
     session_rooms: HashMap<u64, (u64, Instant)>,
+    /// Lockstep frame logs by room id, with their expiry.
+    frame_logs: HashMap<u64, (Vec<Vec<u8>>, Instant)>,
 }
 
 /// What operators' calls keep: servers' self-descriptions, command queues and replies, and
@@ -1150,6 +1152,55 @@ impl Directory for InMemoryDirectory {
         }
         state.session_rooms.retain(|_, (_, e)| *e > Instant::now());
         Ok(true)
+    }
+
+    async fn append_frames(
+        &self,
+        server_id: &str,
+        appends: &[FrameAppend],
+        ttl: Duration,
+    ) -> Result<Vec<FramesStored>, DirectoryError> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        state.frame_logs.retain(|_, (_, e)| *e > now);
+        let mut answers = Vec::with_capacity(appends.len());
+        for append in appends {
+            let owner = state.rooms.get(&append.room_id).is_some_and(|r| {
+                r.record.server.server_id == server_id && r.record.epoch == append.epoch
+            });
+            if !owner {
+                answers.push(FramesStored::Fenced);
+                continue;
+            }
+            let stored = state
+                .frame_logs
+                .get(&append.room_id)
+                .map_or(0, |(frames, _)| frames.len() as u64);
+            if stored + 1 != append.first {
+                state.frame_logs.remove(&append.room_id);
+                state.images.remove(&append.room_id);
+                answers.push(FramesStored::Gap);
+                continue;
+            }
+            let log = state
+                .frame_logs
+                .entry(append.room_id)
+                .or_insert_with(|| (Vec::new(), now));
+            log.0.extend(append.frames.iter().cloned());
+            log.1 = now + ttl;
+            answers.push(FramesStored::Stored);
+        }
+        Ok(answers)
+    }
+
+    async fn room_frames(&self, room_id: u64) -> Result<Vec<Vec<u8>>, DirectoryError> {
+        let state = self.state.lock();
+        Ok(state
+            .frame_logs
+            .get(&room_id)
+            .filter(|(_, e)| *e > Instant::now())
+            .map(|(frames, _)| frames.clone())
+            .unwrap_or_default())
     }
 
     async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError> {

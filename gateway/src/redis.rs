@@ -25,6 +25,7 @@
 //! | `P recent_errors`     | list   | `ErrorRecord` JSON reported by room servers, newest first (at most `MAX_RECENT_ERRORS`) |
 //! | `P image:{room_id}`   | string | the room's failover image (written by its owner, fenced by epoch), `PX` = the owner's TTL |
 //! | `P session:{id}`      | string | the room id whose image holds the session, `PX` as the image |
+//! | `P frames:{room_id}`  | list   | a lockstep room's stored frames (encoded `Frame` messages from frame 1), appended by its owner once per tick (fenced), `PX` = the match's length |
 //!
 //! Ids that may exceed 2^53 (players, rooms) only ever cross Lua as strings: Lua numbers are
 //! doubles.
@@ -47,11 +48,11 @@ use tokio::task::AbortHandle;
 
 use crate::directory::{
     random_room_id, AdminCommand, AdminReply, CancelOutcome, CodeJoin, Directory, DirectoryError,
-    EnqueueOutcome, ErrorRecord, Formation, MatchRecord, MatchRequest, PartyAnswer, PartyRecord,
-    PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
-    RoomStatus, ServerAbout, TicketChange, TicketId, TicketRecord, COMMAND_TTL,
-    MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_PARTY_MEMBERS, MAX_QUEUED_COMMANDS,
-    MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL, TICKET_CHANGES_QUEUE_LEN,
+    EnqueueOutcome, ErrorRecord, Formation, FrameAppend, FramesStored, MatchRecord, MatchRequest,
+    PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage,
+    RoomRecord, RoomServerInfo, RoomStatus, ServerAbout, TicketChange, TicketId, TicketRecord,
+    COMMAND_TTL, MAX_MATCH_RESULT_TTL, MAX_OPEN_ROOMS_PER_PLAYER, MAX_PARTY_MEMBERS,
+    MAX_QUEUED_COMMANDS, MAX_RECENT_ERRORS, MAX_ROOMS_PAGE, PARTY_TTL, TICKET_CHANGES_QUEUE_LEN,
 };
 use crate::matching::{self, Candidate, Shape};
 use crate::memory::{MATCHED_TICKET_RETENTION_MS, ROOM_RECORD_MAX_AGE_MS};
@@ -167,6 +168,7 @@ struct Scripts {
     list_rooms: Script,
     push_command: Script,
     save_image: Script,
+    append_frames: Script,
 }
 
 impl Scripts {
@@ -189,6 +191,7 @@ impl Scripts {
             list_rooms: Script::new(include_str!("redis/list_rooms.lua")),
             push_command: Script::new(include_str!("redis/push_command.lua")),
             save_image: Script::new(include_str!("redis/save_image.lua")),
+            append_frames: Script::new(include_str!("redis/append_frames.lua")),
         }
     }
 }
@@ -825,6 +828,50 @@ impl Directory for RedisDirectory {
         let mut conn = self.conn();
         let saved: i64 = bounded(self.call_timeout, invocation.invoke_async(&mut conn)).await?;
         Ok(saved == 1)
+    }
+
+    async fn append_frames(
+        &self,
+        server_id: &str,
+        appends: &[FrameAppend],
+        ttl: Duration,
+    ) -> Result<Vec<FramesStored>, DirectoryError> {
+        let mut invocation = self.scripts.append_frames.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(server_id)
+            .arg(millis(ttl).max(1).to_string())
+            .arg(appends.len().to_string());
+        for append in appends {
+            invocation
+                .arg(append.room_id.to_string())
+                .arg(append.epoch.to_string())
+                .arg(append.first.to_string())
+                .arg(append.frames.len().to_string());
+            for frame in &append.frames {
+                invocation.arg(frame.as_slice());
+            }
+        }
+        let mut conn = self.conn();
+        let codes: Vec<i64> =
+            bounded(self.call_timeout, invocation.invoke_async(&mut conn)).await?;
+        if codes.len() != appends.len() {
+            return Err(malformed(&"append_frames reply"));
+        }
+        Ok(codes
+            .into_iter()
+            .map(|code| match code {
+                1 => FramesStored::Stored,
+                2 => FramesStored::Gap,
+                _ => FramesStored::Fenced,
+            })
+            .collect())
+    }
+
+    async fn room_frames(&self, room_id: u64) -> Result<Vec<Vec<u8>>, DirectoryError> {
+        let mut conn = self.conn();
+        let range = ::redis::Cmd::lrange(self.key("frames:", &room_id.to_string()), 0, -1);
+        bounded(self.call_timeout, range.query_async(&mut conn)).await
     }
 
     async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError> {

@@ -408,6 +408,17 @@ impl Directory for DownDirectory {
     async fn room_image(&self, _: u64) -> Result<Option<Vec<u8>>, DirectoryError> {
         Err(down())
     }
+    async fn append_frames(
+        &self,
+        _: &str,
+        _: &[tickroom_gateway::FrameAppend],
+        _: Duration,
+    ) -> Result<Vec<tickroom_gateway::FramesStored>, DirectoryError> {
+        Err(down())
+    }
+    async fn room_frames(&self, _: u64) -> Result<Vec<Vec<u8>>, DirectoryError> {
+        Err(down())
+    }
     async fn session_room(&self, _: u64) -> Result<Option<u64>, DirectoryError> {
         Err(down())
     }

@@ -182,6 +182,11 @@ struct Opts {
     /// Room role: take no new rooms; the running ones finish (for a planned shutdown).
     #[arg(long)]
     drain: bool,
+    /// With --redis: store no failover images, so when this server dies or stops its
+    /// players queue again instead of resuming their matches on another server (saves the
+    /// directory a write per room per second, and one per lockstep frame).
+    #[arg(long)]
+    no_failover: bool,
     /// Admission control: new rooms are refused while the last second's tick p99 is above
     /// this many milliseconds.
     #[arg(long, default_value_t = 10.0)]
@@ -505,6 +510,7 @@ fn resolve(
         redis: o.redis,
         redis_prefix: o.redis_prefix,
         drain: o.drain,
+        failover: !o.no_failover,
         match_result_ttl: std::time::Duration::from_secs(o.match_result_ttl_s),
         session_max_lifetime: std::time::Duration::from_secs(o.session_max_lifetime_s),
         allow_origins: o.allow_origin,

@@ -496,11 +496,38 @@ async fn take_over(
             }));
         }
     };
+    let lockstep = shared
+        .games
+        .get(&image.mode)
+        .is_some_and(|g| g.mode.sync == tickroom_game::modes::ModeSync::Lockstep);
+    let frames = match lockstep {
+        true => dir.room_frames(room_id).await.map_err(busy)?,
+        false => Vec::new(),
+    };
+    // The log must hold every frame closed before the image was taken; a shorter one (frames
+    // lost while the directory was away) cannot go on: its players saw frames it lacks.
+    if lockstep && (frames.len() as u64).saturating_add(1) < image.tick {
+        tracing::error!(
+            room = room_id,
+            frames = frames.len(),
+            image_frame = image.tick,
+            "the room's stored frames are incomplete; the room ends"
+        );
+        shared.metrics.images_refused.inc();
+        if let Err(e) = dir.close_room_at(room_id, record.epoch).await {
+            debug!(error = %e, "could not close the room that cannot be taken over");
+        }
+        return Err(HandshakeError::Seat(SeatRefusal {
+            code: ErrorCode::SessionExpired,
+            detail: "the room could not be taken over: its frame log is incomplete".into(),
+        }));
+    }
     let (reply, answer) = oneshot::channel();
     let restore = RoomInput::Restore {
         room_id,
         epoch: record.epoch,
         image: Box::new(image),
+        frames,
         reply,
     };
     if server.pool.try_send(room_id, restore).is_err() {

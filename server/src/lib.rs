@@ -310,6 +310,10 @@ pub enum RoomEvent {
     },
     /// This server took the room over from a dead owner, at `epoch`.
     TakenOver { room_id: RoomId, epoch: u64 },
+    /// Lockstep frames to store before they are sent, one worker tick's worth: per room, how
+    /// long its log is kept and its newly closed frames (encoded `Frame` messages), oldest
+    /// first.
+    Frames(Vec<(RoomId, std::time::Duration, Vec<(u64, Vec<u8>)>)>),
 }
 
 /// Why a room's image was taken, and what the process role does once it is stored.

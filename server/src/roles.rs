@@ -67,6 +67,8 @@ pub struct RoleConfig {
     pub redis_prefix: String,
     /// Room role: take no new rooms (drain), finish the running ones.
     pub drain: bool,
+    /// With a shared directory: rooms fail over (images, takeover, hand-off on shutdown).
+    pub failover: bool,
     /// The games this process can run, by the name modes give them.
     pub games: GameRegistry,
     /// How long a finished match's result is kept in the directory.
@@ -160,7 +162,7 @@ pub async fn run_server(
         if let Err(e) = server.heartbeat().await {
             warn!(error = %e, "first directory registration failed; the heartbeat retries");
         }
-        if cfg.redis.is_some() {
+        if cfg.redis.is_some() && cfg.failover {
             // Rooms fail over between room servers sharing a directory.
             let _ = room.shared.failover.set(crate::Failover(dir.clone()));
         }
@@ -430,6 +432,82 @@ async fn hand_over(dir: &Arc<dyn Directory>, server_id: &str, room_id: u64, epoc
     }
 }
 
+/// Stores a worker tick's closed lockstep frames (one directory call for every room of the
+/// batch) and lets each room send them: once stored, or at once when its frames cannot be
+/// stored (an unknown epoch, a gap, the directory away: that room's failover is suspended,
+/// its play is not). A room whose epoch moved on ends its copy (`RoomMoved`).
+async fn store_frames(
+    dir: &Arc<dyn Directory>,
+    room: &RoomServer,
+    epochs: &HashMap<u64, u64>,
+    batch: Vec<(u64, Duration, Vec<(u64, Vec<u8>)>)>,
+) {
+    let release = |room_id: u64, upto: u64| {
+        let _ = room
+            .pool
+            .try_send(room_id, RoomInput::FramesStored { room_id, upto });
+    };
+    let mut appends = Vec::with_capacity(batch.len());
+    let mut ttl = Duration::ZERO;
+    for (room_id, room_ttl, frames) in batch {
+        let (Some(&epoch), Some(&(first, _)), Some(&(upto, _))) =
+            (epochs.get(&room_id), frames.first(), frames.last())
+        else {
+            if let Some(&(upto, _)) = frames.last() {
+                release(room_id, upto);
+            }
+            continue;
+        };
+        ttl = ttl.max(room_ttl);
+        let frames = frames.into_iter().map(|(_, bytes)| bytes).collect();
+        appends.push((
+            upto,
+            tickroom_gateway::FrameAppend {
+                room_id,
+                epoch,
+                first,
+                frames,
+            },
+        ));
+    }
+    if appends.is_empty() {
+        return;
+    }
+    let server_id = &room.shared.config.server_id;
+    let only: Vec<tickroom_gateway::FrameAppend> = appends.iter().map(|(_, a)| a.clone()).collect();
+    let answers = match dir.append_frames(server_id, &only, ttl).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            room.shared.metrics.image_failures.inc();
+            warn!(error = %e, "could not store lockstep frames; their rooms' failover is suspended");
+            vec![tickroom_gateway::FramesStored::Stored; appends.len()]
+        }
+    };
+    for ((upto, append), answer) in appends.iter().zip(answers) {
+        let room_id = append.room_id;
+        match answer {
+            tickroom_gateway::FramesStored::Stored => release(room_id, *upto),
+            tickroom_gateway::FramesStored::Gap => {
+                warn!(
+                    room = room_id,
+                    "the room's stored frames have a gap: it can no longer fail over"
+                );
+                release(room_id, *upto);
+            }
+            tickroom_gateway::FramesStored::Fenced => {
+                room.shared.metrics.images_fenced.inc();
+                let _ = room.pool.try_send(
+                    room_id,
+                    RoomInput::Ownership {
+                        room_id,
+                        owned: false,
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// Stores a room's failover image as its owner at `epoch`; returns whether the room is still
 /// this server's. Only the directory's fenced refusal says it is not: an unreachable
 /// directory suspends failover and leaves the room running.
@@ -495,6 +573,7 @@ async fn report_rooms(
                 Some(RoomEvent::TakenOver { room_id, epoch }) => {
                     epochs.insert(room_id, epoch);
                 }
+                Some(RoomEvent::Frames(batch)) => store_frames(&dir, &room, &epochs, batch).await,
                 Some(RoomEvent::Image { room_id, image, sessions, ttl, why }) => {
                     let epoch = epochs.get(&room_id).copied();
                     let owned = match epoch {

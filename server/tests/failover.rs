@@ -25,19 +25,24 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 /// The registry's heartbeat TTL: a dead server's rooms can move only once it expired.
 const REGISTRY_TTL: Duration = Duration::from_secs(3);
 
-/// A counter or gauge of a process's /metrics (0 when absent or unreadable).
+/// A counter or gauge of a process's /metrics, summed over its labels (0 when absent or
+/// unreadable).
 async fn metric(p: &Proc, name: &str) -> f64 {
     let Ok(resp) = reqwest::get(p.metrics_url()).await else {
         return 0.0;
     };
     let text = resp.text().await.unwrap_or_default();
     text.lines()
-        .find_map(|l| {
+        .filter_map(|l| {
             let rest = l.strip_prefix(name)?;
             let rest = rest.strip_prefix("_total").unwrap_or(rest);
-            rest.strip_prefix(' ')?.trim().parse().ok()
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
         })
-        .unwrap_or(0.0)
+        .sum()
 }
 
 /// Room servers and a gateway on one Redis, and the temp dir (fields drop in order).
@@ -102,6 +107,11 @@ impl Cluster {
 
 /// The bot swarm in `duel` rooms against the cluster's gateway, writing `swarm.json`.
 fn swarm(c: &Cluster, bots: u64, duration: &str) -> Proc {
+    swarm_in(c, "duel", bots, duration)
+}
+
+/// The bot swarm in `mode`.
+fn swarm_in(c: &Cluster, mode: &str, bots: u64, duration: &str) -> Proc {
     let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
     assert!(bot.exists(), "build the workspace first: {}", bot.display());
     Proc {
@@ -115,7 +125,7 @@ fn swarm(c: &Cluster, bots: u64, duration: &str) -> Proc {
                 "--duration",
                 duration,
             ])
-            .args(["--mode", "duel", "--transport", "mixed", "--no-progress"])
+            .args(["--mode", mode, "--transport", "mixed", "--no-progress"])
             .args(["--max-errors", "0", "--report"])
             .arg(c.dir.join("swarm.json"))
             .env("RUST_LOG", "warn")
@@ -458,4 +468,46 @@ async fn a_corrupted_image_ends_its_room_cleanly() {
     );
     // The new owner is still up (it answers) and still refuses nothing else.
     assert!(c.rooms[survivor].child.try_wait().unwrap().is_none());
+}
+
+/// Lockstep hot standby: a lockstep room sends a frame only once it is stored, so when its
+/// server is killed the new owner has every frame any player saw. The players resume there
+/// in the same match, with no frame lost and no checksum disagreement after the move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_room_servers_lockstep_matches_go_on_with_no_frame_lost() {
+    let _serial = SERIAL.lock().await;
+    const BOTS: f64 = 20.0;
+    let mut c = cluster(2).await;
+    let mut swarm = swarm_in(&c, "duel-lockstep", BOTS as u64, "12s");
+    playing_with_images(&c, BOTS).await;
+    let (victim, moved) = busiest(&c).await;
+    let survivor = 1 - victim;
+    assert!(moved >= 2.0, "{moved} sessions on the busiest server");
+    c.rooms[victim].child.kill().unwrap();
+    let _ = c.rooms[victim].child.wait();
+    let r = report_of(&c, &mut swarm).await;
+    let taken_over = metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
+    let disagreements = metric(&c.rooms[survivor], "tickroom_checksum_disagreements").await;
+    let desyncs = metric(&c.rooms[survivor], "tickroom_desyncs").await;
+    eprintln!(
+        "lockstep failover: {moved} sessions moved, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, {} frames lost, {disagreements} checksum disagreements, {desyncs} desyncs",
+        r["resume_ms"]["p50"], r["resume_ms"]["p99"], r["lost_frames"]
+    );
+    assert_eq!(r["joined"], BOTS as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["rejoins"], 0, "{r}");
+    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    assert!(r["room_moves"].as_f64().unwrap() >= moved, "{r}");
+    assert!(taken_over >= moved / 2.0, "{taken_over} rooms taken over");
+    assert_eq!(r["lost_frames"], 0, "no frame a player saw was lost: {r}");
+    assert_eq!(
+        (disagreements, desyncs),
+        (0.0, 0.0),
+        "the same game after the move"
+    );
+    let p99 = r["resume_ms"]["p99"].as_f64().unwrap();
+    assert!(
+        p99 <= (REGISTRY_TTL + Duration::from_millis(1500)).as_secs_f64() * 1e3,
+        "resume p99 {p99} ms"
+    );
 }

@@ -2,8 +2,8 @@
 //! three `tickroom room` and two `tickroom gateway` processes sharing it. Players queue
 //! through both gateways: every player lands in exactly one match, rooms spread over all three
 //! servers; `kill -9` of one room server sends its players back through the gateway into new
-//! rooms within 5 s (p99) while the other players see no error. The killed rooms are lockstep
-//! rooms, which do not fail over (state-sync rooms move to another server: `failover.rs`).
+//! rooms within 5 s (p99) while the other players see no error. The room servers run
+//! `--no-failover`, so their rooms do not move to another server (that is `failover.rs`).
 //! Children are ended by their own handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,9 +17,9 @@ use tickroom_protocol::session::{SessionConfig, SessionEvent};
 
 /// How long the whole rejoin of the killed server's players may take at the 99th percentile.
 const REJOIN_P99_LIMIT: Duration = Duration::from_secs(5);
-/// The mode these tests kill a room server under: a lockstep duel, whose rooms do not fail
-/// over (state-sync rooms do: `tests/failover.rs`), so its players queue again.
-const REJOIN_MODE: &str = "duel-lockstep";
+/// The mode these tests kill a room server under. Its room servers run `--no-failover`, so
+/// their players queue again (the path these tests check; failover: `tests/failover.rs`).
+const REJOIN_MODE: &str = "duel";
 
 mod common;
 
@@ -56,6 +56,7 @@ async fn cluster() -> Cluster {
             &prefix,
             "--server-id",
             &id,
+            "--no-failover",
         ];
         let listen = ["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"];
         rooms.push(start_role(dir.path(), &id, &[&args[..], &listen[..]].concat()).await);

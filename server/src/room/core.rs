@@ -209,6 +209,22 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         self.checkpoints = Some((every, now + every));
     }
 
+    /// Lockstep on a shared directory: closed frames are sent only once stored.
+    pub fn gate_frames(&mut self) {
+        self.sim.gate_frames();
+    }
+
+    /// The frames closed since the last call, to store (gated lockstep rooms).
+    pub fn frames_to_persist(&mut self) -> Vec<(u64, Vec<u8>)> {
+        self.sim.frames_to_persist()
+    }
+
+    /// The frames up to `upto` are stored: they go out.
+    pub fn release_frames(&mut self, upto: u64) {
+        self.sim.release_frames(upto, &mut self.out);
+        self.flush();
+    }
+
     /// Whether the room takes failover images (it runs on a shared directory).
     pub fn fails_over(&self) -> bool {
         self.checkpoints.is_some()

@@ -178,8 +178,12 @@ pub enum RoomInput {
         room_id: RoomId,
         epoch: u64,
         image: Box<super::image::RoomImage>,
+        /// Lockstep: the stored frame log.
+        frames: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<(), ErrorCode>>,
     },
+    /// Lockstep: the room's frames up to `upto` are stored; send them.
+    FramesStored { room_id: RoomId, upto: u64 },
     /// The server is shutting down: hand every failover room to another server (hold it and
     /// send its image to the process role, which moves it).
     HandOff,
@@ -251,6 +255,7 @@ impl RoomInput {
                 | RoomInput::Admin { .. }
                 | RoomInput::Restore { .. }
                 | RoomInput::Ownership { .. }
+                | RoomInput::FramesStored { .. }
                 | RoomInput::HandOff
                 | RoomInput::HandedOff { .. }
                 | RoomInput::Shutdown
@@ -275,6 +280,7 @@ impl RoomInput {
             | RoomInput::Admin { .. }
             | RoomInput::Restore { .. }
             | RoomInput::Ownership { .. }
+            | RoomInput::FramesStored { .. }
             | RoomInput::HandOff
             | RoomInput::HandedOff { .. }
             | RoomInput::Shutdown => 0,

@@ -12,6 +12,11 @@
 //! Spectators get the same frame log, paced the same way, but only up to the mode's
 //! `spectator_delay_ms` behind the newest closed frame; once the match is over they get the
 //! rest at once.
+//!
+//! Gated (a room that fails over): a closed frame is sent to nobody until it is stored in the
+//! directory (`frames_to_persist`, then `release_frames`), so every frame a player ever saw
+//! is one the server taking the room over has too: no confirmed frame is lost, and nobody
+//! sees a frame number closed twice with other inputs.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -61,6 +66,12 @@ pub struct LockstepSim<G: LockstepGame> {
     watchers: Vec<Option<u64>>,
     /// How many frames behind the newest closed one spectators are kept.
     spectator_delay: u64,
+    /// Gated: frames are sent only once stored (see the module docs).
+    gated: bool,
+    /// Gated: the newest frame stored, which may be sent.
+    released: u64,
+    /// Gated: the first frame not yet handed out to be stored.
+    unstored: u64,
 }
 
 impl<G: LockstepGame> LockstepSim<G> {
@@ -83,6 +94,49 @@ impl<G: LockstepGame> LockstepSim<G> {
             decoded: Vec::with_capacity(players),
             watchers: Vec::new(),
             spectator_delay: 0,
+            gated: false,
+            released: 0,
+            unstored: 1,
+        }
+    }
+
+    /// A room taken over from another server: the frame log as it stored it (the encoded
+    /// `Frame` messages of frames 1, 2, ...), every frame of it already sent; with
+    /// `server_sim` the game is stepped through them again. Gated, as its owner was.
+    pub fn restored(
+        setup: &Setup<'_, G::Params>,
+        server_sim: bool,
+        frames: &[Vec<u8>],
+    ) -> Result<LockstepSim<G>, GameError> {
+        let mut sim = LockstepSim::new(setup, server_sim);
+        let mut ignored = Outbound::default();
+        for bytes in frames {
+            let Ok(ServerMsg::Frame { n, inputs }) = tickroom_protocol::codec::decode_server(bytes)
+            else {
+                return Err(GameError::Invalid("a stored frame does not decode"));
+            };
+            if n != sim.next_frame || inputs.len() != sim.pending.len() {
+                return Err(GameError::Invalid("the stored frame log has a gap"));
+            }
+            if sim.server_sim {
+                sim.step_server_copy(n, &inputs, &mut ignored);
+            }
+            sim.log.extend_from_slice(bytes);
+            sim.offsets.push(sim.log.len());
+            sim.next_frame += 1;
+        }
+        sim.gated = true;
+        sim.released = sim.next_frame - 1;
+        sim.unstored = sim.next_frame;
+        Ok(sim)
+    }
+
+    /// The newest frame that may be sent: the newest closed one, or when gated the newest
+    /// stored one.
+    fn sendable(&self) -> u64 {
+        match self.gated {
+            true => self.released,
+            false => self.next_frame - 1,
         }
     }
 
@@ -106,7 +160,7 @@ impl<G: LockstepGame> LockstepSim<G> {
     /// Sends `slot` its next chunk of the frame log: at least `CATCH_UP_MIN_FRAMES_PER_TICK`
     /// frames, then more up to `CATCH_UP_BYTES_PER_TICK`; done once it reaches the newest.
     fn send_catch_up_chunk(&mut self, slot: u8, out: &mut Outbound) {
-        let closed = self.next_frame - 1;
+        let closed = self.sendable();
         let Some(Some(from)) = self.catching_up.get(usize::from(slot)).copied() else {
             return;
         };
@@ -132,9 +186,36 @@ impl<G: LockstepGame> LockstepSim<G> {
         n
     }
 
+    /// Sends frames `from..=upto`, newly sendable: to every player that is live, from the log
+    /// to those still catching up (in order), and on to the spectators.
+    fn send_new(&mut self, from: u64, upto: u64, out: &mut Outbound) {
+        self.feed_spectators(out);
+        let live = self.catching_up.iter().all(Option::is_none);
+        for n in from..=upto {
+            let (start, end) = (self.offsets[(n - 1) as usize], self.offsets[n as usize]);
+            let bytes = Bytes::copy_from_slice(&self.log[start..end]);
+            if live {
+                out.sends.push((To::Players, bytes, Delivery::Reliable));
+                continue;
+            }
+            for slot in 0..self.catching_up.len() as u8 {
+                if self.catching_up[usize::from(slot)].is_none() {
+                    out.sends
+                        .push((To::Slot(slot), bytes.clone(), Delivery::Reliable));
+                }
+            }
+        }
+        // A player still catching up gets the new frames from the log, in order.
+        for slot in 0..self.catching_up.len() as u8 {
+            if self.catching_up[usize::from(slot)].is_some() {
+                self.send_catch_up_chunk(slot, out);
+            }
+        }
+    }
+
     /// Sends each spectator its next chunk of the log, up to the delay.
     fn feed_spectators(&mut self, out: &mut Outbound) {
-        let upto = (self.next_frame - 1).saturating_sub(self.spectator_delay);
+        let upto = self.sendable().saturating_sub(self.spectator_delay);
         for index in 0..self.watchers.len() {
             if let Some(from) = self.watchers[index] {
                 self.watchers[index] =
@@ -385,27 +466,49 @@ impl<G: LockstepGame> Sim for LockstepSim<G> {
         self.log.extend_from_slice(&bytes);
         self.offsets.push(self.log.len());
         self.next_frame += 1;
-        self.feed_spectators(out);
-        if self.catching_up.iter().all(Option::is_none) {
-            out.sends.push((To::Players, bytes, Delivery::Reliable));
+        if self.gated {
+            // Sent once stored (`release_frames`).
             return;
         }
-        // A player still catching up gets the new frame from the log, in order.
-        for slot in 0..self.catching_up.len() as u8 {
-            if self.catching_up[usize::from(slot)].is_some() {
-                self.send_catch_up_chunk(slot, out);
-            } else {
-                out.sends
-                    .push((To::Slot(slot), bytes.clone(), Delivery::Reliable));
-            }
+        self.send_new(frame, frame, out);
+    }
+
+    fn gate_frames(&mut self) {
+        self.gated = true;
+        self.released = self.next_frame - 1;
+        self.unstored = self.next_frame;
+    }
+
+    fn frames_to_persist(&mut self) -> Vec<(u64, Vec<u8>)> {
+        if !self.gated {
+            return Vec::new();
         }
+        let closed = self.next_frame - 1;
+        let frames = (self.unstored..=closed)
+            .map(|n| {
+                let (start, end) = (self.offsets[(n - 1) as usize], self.offsets[n as usize]);
+                (n, self.log[start..end].to_vec())
+            })
+            .collect();
+        self.unstored = closed + 1;
+        frames
+    }
+
+    fn release_frames(&mut self, upto: u64, out: &mut Outbound) {
+        let upto = upto.min(self.next_frame - 1);
+        if !self.gated || upto <= self.released {
+            return;
+        }
+        let from = self.released + 1;
+        self.released = upto;
+        self.send_new(from, upto, out);
     }
 
     fn watch(&mut self, index: usize, last_frame: u64, out: &mut Outbound) {
         if self.watchers.len() <= index {
             self.watchers.resize(index + 1, None);
         }
-        let upto = (self.next_frame - 1).saturating_sub(self.spectator_delay);
+        let upto = self.sendable().saturating_sub(self.spectator_delay);
         let from = last_frame.saturating_add(1);
         self.watchers[index] = Some(self.send_log(from, upto, To::Spectator(index), false, out));
     }

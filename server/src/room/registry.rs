@@ -16,10 +16,22 @@ use super::state::StateSim;
 /// Makes the sim of a new room of one mode from the room's seed.
 pub type RoomFactory = Arc<dyn Fn(u64) -> Box<dyn Sim> + Send + Sync>;
 
-/// Makes the sim of a room taken over from another server: from the game's save version and
-/// bytes, at the tick the image was taken (state-sync modes).
+/// What a room taken over from another server is restored from.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreFrom<'a> {
+    /// The room: its id seeds the game, as at its creation.
+    pub room_id: u64,
+    /// State sync: the game's save version and bytes, and the tick the image was taken at.
+    pub save_version: u16,
+    pub save: &'a [u8],
+    pub tick: u64,
+    /// Lockstep: the stored frame log (encoded `Frame` messages of frames 1, 2, ...).
+    pub frames: &'a [Vec<u8>],
+}
+
+/// Makes the sim of a room taken over from another server.
 pub type RoomRestorer =
-    Arc<dyn Fn(u16, &[u8], u64) -> Result<Box<dyn Sim>, GameError> + Send + Sync>;
+    Arc<dyn Fn(&RestoreFrom<'_>) -> Result<Box<dyn Sim>, GameError> + Send + Sync>;
 
 /// Turns a mode into its room factory (and restorer), decoding the mode's params into the
 /// game's type.
@@ -78,11 +90,11 @@ impl GameRegistry {
                     Box::new(StateSim::<G>::new(&setup(&for_new, seed, &params)));
                 sim
             }) as RoomFactory;
-            let restorer = Arc::new(move |version: u16, bytes: &[u8], tick: u64| {
-                let setup = setup(&for_restore, 0, &*restore_params);
-                let game = G::restore(&setup, version, bytes)?;
-                let sim: Box<dyn Sim> = Box::new(StateSim::with_game(game, &setup).at_tick(tick));
-                Ok(sim)
+            let restorer = Arc::new(move |from: &RestoreFrom<'_>| {
+                let setup = setup(&for_restore, from.room_id, &*restore_params);
+                let game = G::restore(&setup, from.save_version, from.save)?;
+                let sim = StateSim::with_game(game, &setup).at_tick(from.tick);
+                Ok(Box::new(sim) as Box<dyn Sim>)
             }) as RoomRestorer;
             Ok((factory, Some(restorer)))
         });
@@ -95,6 +107,7 @@ impl GameRegistry {
         let binder: Binder = Arc::new(|mode: &Arc<ModeConfig>| {
             let params: Arc<G::Params> = Arc::new(decode_params::<G::Params>(mode)?);
             let mode = mode.clone();
+            let (for_restore, restore_params) = (mode.clone(), params.clone());
             let factory = Arc::new(move |seed| {
                 let sim: Box<dyn Sim> = Box::new(
                     LockstepSim::<G>::new(&setup(&mode, seed, &params), mode.server_sim)
@@ -102,7 +115,15 @@ impl GameRegistry {
                 );
                 sim
             }) as RoomFactory;
-            Ok((factory, None))
+            // The game is created again from its seed and stepped through the stored frames.
+            let restorer = Arc::new(move |from: &RestoreFrom<'_>| {
+                let mode = &for_restore;
+                let setup = setup(mode, from.room_id, &*restore_params);
+                let sim = LockstepSim::<G>::restored(&setup, mode.server_sim, from.frames)?
+                    .with_spectator_delay(mode.spectator_delay_frames());
+                Ok(Box::new(sim) as Box<dyn Sim>)
+            }) as RoomRestorer;
+            Ok((factory, Some(restorer)))
         });
         self.games
             .insert(name.to_string(), (ModeSync::Lockstep, binder));

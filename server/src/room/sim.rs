@@ -121,6 +121,17 @@ pub trait Sim: Send {
     fn watch(&mut self, index: usize, last_frame: u64, out: &mut Outbound);
     /// Spectator `index` left or lost its connection: nothing more is sent to it.
     fn unwatch(&mut self, index: usize);
+    /// Lockstep in a room that fails over: from now on a closed frame is sent only once it is
+    /// stored (`frames_to_persist`, `release_frames`). Others ignore it.
+    fn gate_frames(&mut self) {}
+    /// The frames closed since the last call, to store (encoded `Frame` messages), when gated.
+    fn frames_to_persist(&mut self) -> Vec<(u64, Vec<u8>)> {
+        Vec::new()
+    }
+    /// The frames up to `upto` are stored: send them.
+    fn release_frames(&mut self, upto: u64, out: &mut Outbound) {
+        let _ = (upto, out);
+    }
     /// The match is over: spectators get what they were still owed (lockstep: the delayed
     /// frames; the delay no longer protects anything).
     fn release_spectators(&mut self, out: &mut Outbound) {

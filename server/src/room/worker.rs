@@ -188,6 +188,7 @@ fn tick_due_rooms(
     let now = Instant::now();
     let stats = &shared.metrics.tick_stats[index];
     let mut ended = Vec::new();
+    let mut frames = Vec::new();
     for (id, room) in rooms.iter_mut() {
         if room.is_held() {
             room.skip_missed(now);
@@ -218,6 +219,15 @@ fn tick_due_rooms(
             if room.checkpoint_due(now) {
                 send_image(room, shared, now, ImageWhy::Checkpoint);
             }
+            let closed = room.frames_to_persist();
+            if !closed.is_empty() {
+                // The log lives as long as the match can, and a grace period after.
+                let mode = room.mode();
+                let ttl = Duration::from_secs(
+                    u64::from(mode.match_duration_s) + u64::from(mode.grace_s) + 60,
+                );
+                frames.push((*id, ttl, closed));
+            }
         }
         let (pushed, conflated) = carry_out(room, shared);
         governor.record_snapshots(pushed, conflated);
@@ -227,6 +237,43 @@ fn tick_due_rooms(
     }
     for id in ended {
         rooms.remove(&id);
+    }
+    if !frames.is_empty() {
+        store_frames(rooms, shared, frames);
+    }
+}
+
+/// Hands a tick's closed lockstep frames to the process role to store; when the queue is
+/// full (or there is no role), they are released unstored: failover of those rooms is
+/// suspended, and they play on.
+fn store_frames(
+    rooms: &mut HashMap<RoomId, Room>,
+    shared: &Shared,
+    frames: Vec<(RoomId, Duration, Vec<(u64, Vec<u8>)>)>,
+) {
+    let Some(events) = shared.room_events.get() else {
+        return release_unstored(rooms, shared, frames);
+    };
+    if let Err(e) = events.try_send(RoomEvent::Frames(frames)) {
+        let RoomEvent::Frames(frames) = e.into_inner() else {
+            return;
+        };
+        shared.metrics.image_failures.inc();
+        release_unstored(rooms, shared, frames);
+    }
+}
+
+fn release_unstored(
+    rooms: &mut HashMap<RoomId, Room>,
+    shared: &Shared,
+    frames: Vec<(RoomId, Duration, Vec<(u64, Vec<u8>)>)>,
+) {
+    for (room_id, _, closed) in frames {
+        if let (Some(room), Some((upto, _))) = (rooms.get_mut(&room_id), closed.last()) {
+            let upto = *upto;
+            room.guarded(|r| r.release_frames(upto));
+            carry_out(room, shared);
+        }
     }
 }
 
@@ -343,7 +390,7 @@ fn restore(
     rooms: &mut HashMap<RoomId, Room>,
     room_id: RoomId,
     epoch: u64,
-    image: &super::image::RoomImage,
+    (image, frames): (&super::image::RoomImage, &[Vec<u8>]),
     shared: &Shared,
     placement: Placement,
 ) -> Result<(), ErrorCode> {
@@ -366,7 +413,13 @@ fn restore(
         return Err(ErrorCode::ServerBusy);
     }
     let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        restorer(image.save_version, &image.game, image.tick)
+        restorer(&super::registry::RestoreFrom {
+            room_id,
+            save_version: image.save_version,
+            save: &image.game,
+            tick: image.tick,
+            frames,
+        })
     }));
     let room = match made {
         Ok(Ok(sim)) => RoomCore::restored(image, mode.clone(), sim, now).map_err(|e| e.to_string()),
@@ -446,9 +499,11 @@ fn handle(
             room_id,
             epoch,
             image,
+            frames,
             reply,
         } => {
-            let _ = reply.send(restore(rooms, room_id, epoch, &image, shared, placement));
+            let restored = restore(rooms, room_id, epoch, (&image, &frames), shared, placement);
+            let _ = reply.send(restored);
             return;
         }
         other => other,
@@ -468,7 +523,9 @@ fn handle(
             hand_off(rooms, shared, now);
             return;
         }
-        RoomInput::Ownership { room_id, .. } | RoomInput::HandedOff { room_id } => *room_id,
+        RoomInput::Ownership { room_id, .. }
+        | RoomInput::HandedOff { room_id }
+        | RoomInput::FramesStored { room_id, .. } => *room_id,
     };
     if let RoomInput::Join {
         mode,
@@ -501,6 +558,10 @@ fn handle(
             // The session table's one writer: rooms add sessions when seated, end them here.
             shared.sessions.insert(session.session_id, session);
             shared.metrics.sessions.add(1);
+            if room.fails_over() {
+                // A newcomer must be in the image before its server can die under it.
+                send_image(room, shared, now, ImageWhy::Checkpoint);
+            }
         }
         let _ = reply.send(seated);
         finish(rooms, room_id, shared);
@@ -596,6 +657,9 @@ fn handle(
                 info!(room = room_id, "still this server's room: ticking again");
             }
         }
+        RoomInput::FramesStored { upto, .. } => {
+            room.guarded(|r| r.release_frames(upto));
+        }
         RoomInput::HandedOff { .. } => {
             shared.metrics.rooms_handed_off.inc();
             info!(room = room_id, "handed to another server: ending this copy");
@@ -662,14 +726,17 @@ fn room_for_join<'a>(
                 shared.metrics.game_panics.add(&mode.name, 1);
                 ErrorCode::Internal
             })?;
-            let checkpoints = shared.failover.get().is_some()
-                && mode.sync == tickroom_game::modes::ModeSync::State;
+            let fails_over = shared.failover.get().is_some();
+            let lockstep = mode.sync == tickroom_game::modes::ModeSync::Lockstep;
             let every = Duration::from_millis(u64::from(mode.checkpoint_interval_ms));
             let mut room = RoomCore::new(room_id, mode, sim, now);
             room.align_ticks_to(placement.epoch);
             room.set_snapshot_divisor(placement.snapshot_divisor);
-            if checkpoints {
+            if fails_over {
                 room.take_checkpoints(every, now);
+                if lockstep {
+                    room.gate_frames();
+                }
             }
             Ok(e.insert(room))
         }
