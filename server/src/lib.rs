@@ -313,8 +313,12 @@ pub enum RoomEvent {
     /// Lockstep frames to store before they are sent, one worker tick's worth: per room, how
     /// long its log is kept and its newly closed frames (encoded `Frame` messages), oldest
     /// first.
-    Frames(Vec<(RoomId, std::time::Duration, Vec<(u64, Vec<u8>)>)>),
+    Frames(FrameBatch),
 }
+
+/// One worker tick's closed lockstep frames to store: per room, how long its log is kept,
+/// and its new frames (number, encoded `Frame` message), oldest first.
+pub type FrameBatch = Vec<(RoomId, std::time::Duration, Vec<(u64, Vec<u8>)>)>;
 
 /// Why a room's image was taken, and what the process role does once it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -440,7 +440,7 @@ async fn store_frames(
     dir: &Arc<dyn Directory>,
     room: &RoomServer,
     epochs: &HashMap<u64, u64>,
-    batch: Vec<(u64, Duration, Vec<(u64, Vec<u8>)>)>,
+    batch: crate::FrameBatch,
 ) {
     let release = |room_id: u64, upto: u64| {
         let _ = room

@@ -246,11 +246,7 @@ fn tick_due_rooms(
 /// Hands a tick's closed lockstep frames to the process role to store; when the queue is
 /// full (or there is no role), they are released unstored: failover of those rooms is
 /// suspended, and they play on.
-fn store_frames(
-    rooms: &mut HashMap<RoomId, Room>,
-    shared: &Shared,
-    frames: Vec<(RoomId, Duration, Vec<(u64, Vec<u8>)>)>,
-) {
+fn store_frames(rooms: &mut HashMap<RoomId, Room>, shared: &Shared, frames: crate::FrameBatch) {
     let Some(events) = shared.room_events.get() else {
         return release_unstored(rooms, shared, frames);
     };
@@ -263,11 +259,7 @@ fn store_frames(
     }
 }
 
-fn release_unstored(
-    rooms: &mut HashMap<RoomId, Room>,
-    shared: &Shared,
-    frames: Vec<(RoomId, Duration, Vec<(u64, Vec<u8>)>)>,
-) {
+fn release_unstored(rooms: &mut HashMap<RoomId, Room>, shared: &Shared, frames: crate::FrameBatch) {
     for (room_id, _, closed) in frames {
         if let (Some(room), Some((upto, _))) = (rooms.get_mut(&room_id), closed.last()) {
             let upto = *upto;
