@@ -28,7 +28,6 @@ use tokio::sync::{oneshot, watch};
 use tracing::field::{Field, Visit};
 use tracing::{debug, info, warn};
 
-use crate::roles::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 use crate::room::{AdminAnswer, AdminOp, RoomInput};
 use crate::RoomServer;
 
@@ -104,15 +103,19 @@ impl ServerAgent {
             return Ok(());
         }
         self.dir
-            .register_server_about(self.info(), self.about(), HEARTBEAT_TTL)
+            .register_server_about(
+                self.info(),
+                self.about(),
+                self.room.shared.config.heartbeat_ttl,
+            )
             .await
     }
 
-    /// The heartbeat every `HEARTBEAT_INTERVAL` (which also reports handshake refusals), and
+    /// The heartbeat every third of the heartbeat TTL (which also reports handshake refusals), and
     /// with `take_commands` the operators' commands every `COMMAND_POLL_INTERVAL`, until
     /// `stop` fires.
     pub async fn run(self: Arc<Self>, take_commands: bool, mut stop: watch::Receiver<bool>) {
-        let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        let mut beat = tokio::time::interval(self.room.shared.config.heartbeat_ttl / 3);
         let mut poll = tokio::time::interval(COMMAND_POLL_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -161,6 +161,12 @@ struct Opts {
     /// clients ping rarely (lobbies, turn-based play on phones).
     #[arg(long, default_value_t = 15_000)]
     idle_timeout_ms: u64,
+    /// With --redis: how long this room server's registration lives without a heartbeat, in
+    /// milliseconds (500 to 60,000; heartbeats go every third of it). When the server dies its
+    /// rooms move to others once it expired; too short, and a loaded server loses rooms it
+    /// still runs (BENCHMARKS.md measures where).
+    #[arg(long, default_value_t = 3_000)]
+    heartbeat_ttl_ms: u64,
     /// When QUIC validates a client's address with a Retry before the handshake.
     #[arg(long, value_enum, default_value_t = QuicRetry::UnderLoad)]
     quic_retry: QuicRetry,
@@ -426,6 +432,9 @@ fn resolve(
     {
         return Err("--max-connections, --max-prelogin-connections, --max-connections-per-ip and --handshake-timeout-ms must be at least 1".into());
     }
+    if !(500..=60_000).contains(&o.heartbeat_ttl_ms) {
+        return Err("--heartbeat-ttl-ms must be from 500 to 60000".into());
+    }
     if !(MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&o.idle_timeout_ms) {
         return Err(format!(
             "--idle-timeout-ms must be from {MIN_IDLE_TIMEOUT_MS} to {MAX_IDLE_TIMEOUT_MS}"
@@ -476,6 +485,7 @@ fn resolve(
         max_connections_per_ip: o.max_connections_per_ip,
         handshake_timeout: std::time::Duration::from_millis(o.handshake_timeout_ms),
         idle_timeout: std::time::Duration::from_millis(o.idle_timeout_ms),
+        heartbeat_ttl: std::time::Duration::from_millis(o.heartbeat_ttl_ms),
         quic_retry: o.quic_retry,
         max_tick_p99_ms: o.max_tick_p99_ms,
         ..RoomServerConfig::default()

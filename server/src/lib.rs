@@ -72,6 +72,10 @@ pub struct RoomServerConfig {
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed (default 15 s).
     pub idle_timeout: Duration,
+    /// How long this server's registration in a shared directory lives without a heartbeat
+    /// (default 3 s; heartbeats go every third of it): how soon its rooms can move once it
+    /// dies, and how long a pause it survives without losing them.
+    pub heartbeat_ttl: Duration,
     /// Tolerated clock difference with the gateway that signed tickets (default 5 s).
     pub clock_skew: Duration,
     /// Unsent reliable bytes per connection before it is a slow consumer (default 1 MiB).
@@ -125,6 +129,7 @@ impl Default for RoomServerConfig {
             quic_retry: QuicRetry::UnderLoad,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
+            heartbeat_ttl: crate::roles::HEARTBEAT_TTL,
             clock_skew: Duration::from_secs(5),
             max_reliable_queue_bytes: outbox::DEFAULT_MAX_RELIABLE_QUEUE_BYTES,
             max_consecutive_replays: 32,

@@ -27,12 +27,11 @@ use crate::tls::TlsServer;
 use crate::transport::quic::CertAndKey;
 use crate::{ImageWhy, RoomEvent, RoomServer, RoomServerConfig};
 
-/// How often a room server refreshes its directory entry.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a shutting-down room server on a shared directory waits for its rooms to be
 /// handed over or to end before it ends the rest.
 pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a directory entry lives without a heartbeat.
+/// How long a directory entry lives without a heartbeat by default (`--heartbeat-ttl-ms`;
+/// heartbeats go every third of it).
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 
 /// Everything a role needs, resolved from flags by `main.rs`.

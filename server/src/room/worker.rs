@@ -27,11 +27,7 @@ use crate::{ClosedRoom, ImageWhy, RoomEvent, Shared};
 
 /// How long a worker waits for input when it has no room at all.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
-/// A worker that did not run for longer than this was paused past the point where its
-/// server's registration may have expired (the TTL less one heartbeat interval).
-const PAUSE_LIMIT: Duration = Duration::from_secs(
-    crate::roles::HEARTBEAT_TTL.as_secs() - crate::roles::HEARTBEAT_INTERVAL.as_secs(),
-);
+
 /// The workers' tick grids are staggered by a share of this interval (a 30 Hz tick), so two
 /// workers' snapshot bursts do not reach the connections' writers at the same instant.
 const STAGGER_OVER: Duration = Duration::from_micros(33_333);
@@ -52,7 +48,7 @@ type Room = RoomCore<Conn>;
 struct Worker {
     index: usize,
     rooms: HashMap<RoomId, Room>,
-    /// When the worker last woke: a gap longer than `PAUSE_LIMIT` means the process was
+    /// When the worker last woke: a gap longer than the heartbeat TTL less one heartbeat means the process was
     /// paused (or starved) long enough to lose its rooms.
     last_wake: Instant,
     shared: Arc<Shared>,
@@ -107,13 +103,16 @@ pub(super) fn run(
 }
 
 impl Worker {
-    /// After a pause longer than `PAUSE_LIMIT` the server's registration may have expired and
-    /// its failover rooms moved to other servers: each is held (no tick, nothing sent) and its
-    /// image offered to the directory, whose fenced answer says whether it is still ours.
+    /// After a pause longer than the heartbeat TTL less one heartbeat, the server's
+    /// registration may have expired and its failover rooms moved to other servers: each is
+    /// held (no tick, nothing sent) and its image offered to the directory, whose fenced
+    /// answer says whether it is still ours.
     fn check_pause(&mut self, woke: Instant) {
         let gap = woke.saturating_duration_since(self.last_wake);
         self.last_wake = woke;
-        if gap <= PAUSE_LIMIT {
+        // Past this, its server's registration may have expired (the TTL less one heartbeat).
+        let ttl = self.shared.config.heartbeat_ttl;
+        if gap <= ttl - ttl / 3 {
             return;
         }
         let mut held = 0;
