@@ -281,3 +281,34 @@ fn the_idle_sessions_script_seats_every_bot_and_reports_the_server() {
     assert!(figures.contains("KiB per session"), "{figures}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `scripts/failover-ttl.sh` (the heartbeat-TTL measurement of BENCHMARKS.md), at a size CI
+/// can afford: two room servers at a 1 s TTL under a small swarm, nothing killed, and the
+/// figures it leaves: every bot in, no false failover, the registration samples.
+#[test]
+fn the_failover_ttl_script_counts_false_failovers() {
+    let dir = common::unique_temp_dir("ttl-script");
+    let bin = common::server_binary();
+    let bin_dir = bin.parent().expect("a directory");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/failover-ttl.sh");
+    let child = Command::new("bash")
+        .arg(script)
+        .arg(bin_dir)
+        .arg(&dir)
+        .args(["1000", "20", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the script");
+    let out = wait_output(child, SWARM_TIMEOUT, "failover-ttl.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{errors}");
+    let figures = std::fs::read_to_string(dir.join("ttl-1000.txt")).expect("ttl-1000.txt");
+    assert!(
+        figures.contains("ttl 1000 ms: 20 of 20 bots, 0 errors, rooms taken over 0"),
+        "{figures}"
+    );
+    assert!(figures.contains("registration lapses "), "{figures}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
