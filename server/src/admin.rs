@@ -239,6 +239,10 @@ impl ServerControl for ServerAgent {
                 if let Err(e) = self.heartbeat().await {
                     warn!(error = %e, "drain: the directory was not told yet; the next heartbeat retries");
                 }
+                // With failover, a drain empties the server now: its rooms move, live.
+                if draining && self.room.shared.failover.get().is_some() {
+                    self.room.pool.hand_off();
+                }
                 AdminReply::Done
             }
             AdminAction::Seats { room_id } => self.room_op(room_id, AdminOp::Seats).await,

@@ -605,3 +605,99 @@ async fn drain_kick_and_close_reach_room_servers_in_other_processes() {
     })
     .await;
 }
+
+/// An operator's drain, across processes, empties a room server on a shared directory at
+/// once: its running match moves to the other server live. Its players are told
+/// `RoomMoved`, ask the gateway where the room is, and resume there: the same room, seats and
+/// sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_hands_a_room_servers_matches_to_another_server() {
+    let c = cluster().await;
+    let base = c.gateway.http();
+    let gw = GatewayClient::new(&base);
+    let mut players = Vec::new();
+    for i in 0..2 {
+        let device = tickroom_testkit::device_id(&format!("drained-{i}"));
+        let token = gw.login_device(&device).await.unwrap().session_token;
+        let ticket = gw.queue(&token, "duel").await.unwrap();
+        players.push((token, ticket));
+    }
+    let mut matched = Vec::new();
+    for (token, ticket) in &players {
+        matched.push(gw.wait_match(token, ticket, WAIT).await.unwrap());
+    }
+    let (room_id, owner) = (matched[0].room_id, matched[0].server_id.clone());
+    let (from, to) = match owner.as_str() {
+        "room-1" => (0, 1),
+        _ => (1, 0),
+    };
+    let mut sessions = Vec::new();
+    for m in &matched {
+        sessions.push(join(m).await.0);
+    }
+    // The room's image is stored before the drain (one at each join).
+    let stored = || async {
+        let text = c.rooms[from].metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix("tickroom_images_stored_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    while stored().await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no image stored");
+        poll.tick().await;
+    }
+    let answer = admin(
+        &base,
+        "POST",
+        &format!("/v1/admin/servers/{owner}/drain"),
+        None,
+    )
+    .await;
+    assert_eq!(answer["draining"], true);
+    for ((token, _), s) in players.iter().zip(sessions.iter_mut()) {
+        let code = tokio::time::timeout(WAIT, async {
+            loop {
+                match s.events.recv().await.expect("session events") {
+                    SessionEvent::Disconnected { code } => return code,
+                    SessionEvent::Closed { code } => panic!("closed: {code:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("told the room moved");
+        assert_eq!(code, Some(ErrorCode::RoomMoved));
+        let status = gw
+            .room_status(token, room_id)
+            .await
+            .unwrap()
+            .expect("the room");
+        assert_eq!(
+            status.server_id,
+            format!("room-{}", to + 1),
+            "moved to the other server"
+        );
+        assert!(s.handle.move_to(status).await);
+        let w = tokio::time::timeout(WAIT, async {
+            loop {
+                match s.events.recv().await.expect("session events") {
+                    SessionEvent::Reconnected(w) => return w,
+                    SessionEvent::Closed { code } => panic!("closed: {code:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("resumed on the other server");
+        assert_eq!(w.room_id, room_id);
+    }
+    let text = c.rooms[to].metrics_text().await;
+    assert!(
+        text.lines()
+            .any(|l| l == "tickroom_rooms_taken_over_total 1"),
+        "the other server took the room over"
+    );
+}

@@ -92,6 +92,8 @@ enum Command {
     DropConnection,
     /// Reconnect over this transport from now on.
     SwitchTransport(TransportKind),
+    /// The room moved to another server: resume there.
+    MoveTo(Box<super::RoomStatus>),
 }
 
 /// Sends inputs into a running session.
@@ -134,6 +136,12 @@ impl SessionHandle {
             .send(Command::SwitchTransport(transport))
             .await
             .is_ok()
+    }
+
+    /// The room moved to another server (`GatewayClient::room_status` names it, after
+    /// `RoomMoved` or a loss): the session resumes there (`SessionDriver::move_to`).
+    pub async fn move_to(&self, room: super::RoomStatus) -> bool {
+        self.tx.send(Command::MoveTo(Box::new(room))).await.is_ok()
     }
 }
 
@@ -247,6 +255,11 @@ async fn drive(
                 Some(Command::Leave) | None => driver.leave(),
                 Some(Command::DropConnection) => driver.drop_connection(),
                 Some(Command::SwitchTransport(t)) => driver.switch_transport(t),
+                Some(Command::MoveTo(room)) => {
+                    if let Err(e) = driver.move_to(&room) {
+                        tracing::warn!("cannot move the session: {e}");
+                    }
+                }
             },
         }
     }
