@@ -574,6 +574,54 @@ mod tests {
             .all(|(_, k)| *k != token::resume_key(&[1; 32], 1, 0)));
     }
 
+    /// A session taken over from an image refuses every sequence number up to 2^32 past the
+    /// image's highest: a message captured before the move (its seq at most a few thousand
+    /// past the image) cannot be replayed to the new owner. It keeps its resume count, and its
+    /// join secret is the one the ticket's key id and nonce derive.
+    #[test]
+    fn a_taken_over_session_refuses_every_seq_from_before_the_move() {
+        let ring = tickroom_protocol::KeyRing::single(1, [7; 32]);
+        let modes = Modes::embedded();
+        let server = RoomServer::new(
+            RoomServerConfig {
+                workers: 1,
+                ..RoomServerConfig::default()
+            },
+            ring.room_keys().clone(),
+            &modes,
+            &Server::with_sample_games().games(),
+        )
+        .unwrap();
+        let seat = room::image::SeatImage {
+            slot: 0,
+            player_id: 5,
+            session_id: 9,
+            metadata: Default::default(),
+            key_id: 1,
+            nonce: [3; 16],
+            resume_counter: 2,
+            highest_seq: 40,
+        };
+        let mode = Arc::new(modes.by_name("duel").unwrap().clone());
+        let r = SessionRecord::taken_over(&server.shared, 77, mode, &seat).unwrap();
+        let window = r.window.lock();
+        for captured in [1, 40, 41, 5_000, 40 + TAKEOVER_SEQ_JUMP] {
+            assert!(window.check(captured).is_err(), "seq {captured} replayed");
+        }
+        assert!(window.check(40 + TAKEOVER_SEQ_JUMP + 1).is_ok());
+        assert_eq!(*r.resume_counter.lock(), 2);
+        assert_eq!(
+            Some(r.join_secret),
+            ring.room_keys().join_secret_of(1, &[3; 16], 5)
+        );
+        // A key that left the ring cannot be taken over.
+        let gone = room::image::SeatImage { key_id: 9, ..seat };
+        let mode = Arc::new(modes.by_name("duel").unwrap().clone());
+        assert!(SessionRecord::taken_over(&server.shared, 77, mode, &gone).is_none());
+        drop(window);
+        server.pool.shutdown();
+    }
+
     /// A session restored from a failover image also takes the next count's key (the client
     /// may have resumed after the image was taken), until its first resume here.
     #[test]
