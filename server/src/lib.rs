@@ -589,7 +589,7 @@ mod tests {
             },
             ring.room_keys().clone(),
             &modes,
-            &Server::with_sample_games().games(),
+            Server::with_sample_games().games(),
         )
         .unwrap();
         let seat = room::image::SeatImage {
