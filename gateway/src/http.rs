@@ -678,16 +678,7 @@ async fn join_by_code(
     let not_found = || ApiError::not_found("room with this code");
     let code = normalise_code(&body.code).ok_or_else(not_found)?;
     match gw.directory.join_by_code(&code, player_id).await? {
-        CodeJoin::Joined(room) => {
-            let assignment = Assignment {
-                room_id: room.room_id,
-                mode: room.mode,
-                server: room.server,
-                metadata: Default::default(),
-                grouping: None,
-            };
-            gw.matched(player_id, assignment).map(Json)
-        }
+        CodeJoin::Joined(room) => gw.matched(player_id, entry_to(*room)).map(Json),
         CodeJoin::Full => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::RoomFull,
@@ -736,14 +727,19 @@ async fn watch(
         ));
     }
     tracing::debug!(player_id, room_id = room.room_id, "spectator ticket issued");
-    let assignment = Assignment {
+    gw.ticket_answer(player_id, entry_to(room), true).map(Json)
+}
+
+/// A way into `room` outside matchmaking (a code, a spectator's place): no metadata, no
+/// grouping.
+fn entry_to(room: RoomRecord) -> Assignment {
+    Assignment {
         room_id: room.room_id,
         mode: room.mode,
         server: room.server,
         metadata: Default::default(),
         grouping: None,
-    };
-    gw.ticket_answer(player_id, assignment, true).map(Json)
+    }
 }
 
 /// Queues the leader's whole party: one ticket per member with the leader's properties (the

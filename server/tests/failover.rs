@@ -14,7 +14,9 @@ use serde_json::Value;
 
 mod common;
 
-use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
+use common::{
+    free_port, room_keys, scraped, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT,
+};
 
 /// These tests run one at a time: each loads the 2-core machine with a swarm and several
 /// servers, and their figures (resume times, tick overruns) are only meaningful alone.
@@ -24,26 +26,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 /// The registry's heartbeat TTL: a dead server's rooms can move only once it expired.
 const REGISTRY_TTL: Duration = Duration::from_secs(3);
-
-/// A counter or gauge of a process's /metrics, summed over its labels (0 when absent or
-/// unreadable).
-async fn metric(p: &Proc, name: &str) -> f64 {
-    let Ok(resp) = reqwest::get(p.metrics_url()).await else {
-        return 0.0;
-    };
-    let text = resp.text().await.unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let rest = rest.strip_prefix("_total").unwrap_or(rest);
-            let value = match rest.strip_prefix('{') {
-                Some(labelled) => labelled.split_once("} ")?.1,
-                None => rest.strip_prefix(' ')?,
-            };
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
-}
 
 /// Room servers and a gateway on one Redis, and the temp dir (fields drop in order).
 struct Cluster {
@@ -140,7 +122,7 @@ fn swarm_in(c: &Cluster, mode: &str, bots: u64, duration: &str) -> Proc {
 async fn total(c: &Cluster, name: &str) -> f64 {
     let mut sum = 0.0;
     for r in &c.rooms {
-        sum += metric(r, name).await;
+        sum += scraped(r, name).await;
     }
     sum
 }
@@ -185,12 +167,39 @@ async fn report_of(c: &Cluster, swarm: &mut Proc) -> Value {
 async fn busiest(c: &Cluster) -> (usize, f64) {
     let mut best = (0, -1.0);
     for (i, r) in c.rooms.iter().enumerate() {
-        let n = metric(r, "tickroom_sessions").await;
+        let n = scraped(r, "tickroom_sessions").await;
         if n > best.1 {
             best = (i, n);
         }
     }
     best
+}
+
+/// Every bot got in and stayed in its first match: no error, no rejoin, each duel whole.
+fn same_matches(r: &Value, bots: f64) {
+    assert_eq!(r["joined"], bots as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["rejoins"], 0, "{r}");
+    assert_eq!(r["rooms"], bots as u64 / 2, "{r}");
+}
+
+/// The moved players were back within the registry TTL + 1.5 s of the kill (p99), counting
+/// from the lost connection.
+fn back_in_time(r: &Value) {
+    let p99 = r["resume_ms"]["p99"].as_f64().unwrap();
+    assert!(
+        p99 <= (REGISTRY_TTL + Duration::from_millis(1500)).as_secs_f64() * 1e3,
+        "resume p99 {p99} ms"
+    );
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-TERM`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let sent = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {sig} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,24 +213,21 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
     let (victim, moved) = busiest(&c).await;
     let survivor = 1 - victim;
     assert!(moved >= 2.0, "{moved} sessions on the busiest server");
-    let overruns_before = metric(&c.rooms[survivor], "tickroom_tick_overruns").await;
+    let overruns_before = scraped(&c.rooms[survivor], "tickroom_tick_overruns").await;
     c.rooms[victim].child.kill().unwrap();
     let _ = c.rooms[victim].child.wait();
 
     let r = report_of(&c, &mut swarm).await;
-    let taken_over = metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
-    let overruns = metric(&c.rooms[survivor], "tickroom_tick_overruns").await - overruns_before;
+    let taken_over = scraped(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
+    let overruns = scraped(&c.rooms[survivor], "tickroom_tick_overruns").await - overruns_before;
     eprintln!(
         "failover: {moved} sessions on the killed server, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, most rolled back {} ms, {overruns} tick overruns on the new owner",
         r["resume_ms"]["p50"], r["resume_ms"]["p99"], r["max_rollback_ms"]
     );
     // The resume burst did not make the new owner's ticks overrun.
     assert_eq!(overruns, 0.0, "the takeover overran ticks");
-    assert_eq!(r["joined"], BOTS as u64, "{r}");
-    assert_eq!(r["errors"], 0, "{r}");
     // The same matches: nobody queued again, and each bot stayed in its one room.
-    assert_eq!(r["rejoins"], 0, "{r}");
-    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    same_matches(&r, BOTS);
     assert!(r["room_moves"].as_f64().unwrap() >= moved, "{r}");
     assert!(taken_over >= moved / 2.0, "{taken_over} rooms taken over");
     // At most one checkpoint interval of the match was lost (plus a tick and the write).
@@ -230,13 +236,7 @@ async fn a_killed_room_servers_matches_go_on_on_another_server() {
         rollback <= CHECKPOINT_INTERVAL.as_secs_f64() * 1e3 + 100.0,
         "rolled back {rollback} ms"
     );
-    // Back within the registry TTL + 1.5 s of the kill (p99), counting from the lost
-    // connection.
-    let p99 = r["resume_ms"]["p99"].as_f64().unwrap();
-    assert!(
-        p99 <= (REGISTRY_TTL + Duration::from_millis(1500)).as_secs_f64() * 1e3,
-        "resume p99 {p99} ms"
-    );
+    back_in_time(&r);
 }
 
 /// Split brain: one of three room servers is frozen (SIGSTOP) past its registry TTL while a
@@ -253,18 +253,14 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
     let mut swarm = swarm(&c, BOTS as u64, "14s");
     playing_with_images(&c, BOTS).await;
     let (victim, sessions) = busiest(&c).await;
-    let rooms = metric(&c.rooms[victim], "tickroom_rooms").await;
+    let rooms = scraped(&c.rooms[victim], "tickroom_rooms").await;
     assert!(
         sessions >= 2.0 && rooms >= 1.0,
         "{sessions} sessions, {rooms} rooms"
     );
-    let pid = c.rooms[victim].child.id().to_string();
-    let signal = |sig: &str| {
-        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(sent.success(), "kill {sig}");
-    };
-    let ticks_before = metric(&c.rooms[victim], "tickroom_ticks").await;
-    signal("-STOP");
+    let pid = c.rooms[victim].child.id();
+    let ticks_before = scraped(&c.rooms[victim], "tickroom_ticks").await;
+    signal(pid, "-STOP");
     // Its rooms move: the others take them over as their players ask.
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
@@ -272,24 +268,24 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
         let mut taken = 0.0;
         for (i, r) in c.rooms.iter().enumerate() {
             if i != victim {
-                taken += metric(r, "tickroom_rooms_taken_over").await;
+                taken += scraped(r, "tickroom_rooms_taken_over").await;
             }
         }
         if taken >= rooms {
             break;
         }
         if Instant::now() >= deadline {
-            signal("-CONT");
+            signal(pid, "-CONT");
             panic!("only {taken} of {rooms} rooms taken over");
         }
         poll.tick().await;
     }
-    signal("-CONT");
+    signal(pid, "-CONT");
     // Awake, it ends every copy that moved, and keeps no room.
     let deadline = Instant::now() + WAIT;
     loop {
-        let stopped = metric(&c.rooms[victim], "tickroom_rooms_moved_away").await;
-        let running = metric(&c.rooms[victim], "tickroom_rooms").await;
+        let stopped = scraped(&c.rooms[victim], "tickroom_rooms_moved_away").await;
+        let running = scraped(&c.rooms[victim], "tickroom_rooms").await;
         if stopped >= rooms && running == 0.0 {
             break;
         }
@@ -301,7 +297,7 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
     }
     // It noticed before it ticked again: the stale copies did not step (only the ticks of the
     // moments between reading the counter and the SIGSTOP, a few per room, are allowed).
-    let ticks_after = metric(&c.rooms[victim], "tickroom_ticks").await;
+    let ticks_after = scraped(&c.rooms[victim], "tickroom_ticks").await;
     eprintln!(
         "ticks of the paused server after waking: {}",
         ticks_after - ticks_before
@@ -312,10 +308,7 @@ async fn a_paused_room_server_gives_up_the_rooms_that_moved_while_it_slept() {
         ticks_after - ticks_before
     );
     let r = report_of(&c, &mut swarm).await;
-    assert_eq!(r["joined"], BOTS as u64, "{r}");
-    assert_eq!(r["errors"], 0, "{r}");
-    assert_eq!(r["rejoins"], 0, "{r}");
-    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    same_matches(&r, BOTS);
     assert!(r["room_moves"].as_f64().unwrap() >= sessions, "{r}");
 }
 
@@ -331,14 +324,9 @@ async fn a_rolling_restart_of_every_room_server_loses_no_match() {
     playing_with_images(&c, BOTS).await;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     for i in 0..c.rooms.len() {
-        let had = metric(&c.rooms[i], "tickroom_rooms").await;
-        let pid = c.rooms[i].child.id().to_string();
+        let had = scraped(&c.rooms[i], "tickroom_rooms").await;
         let stopped = Instant::now();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(c.rooms[i].child.id(), "-TERM");
         let status = loop {
             if let Some(status) = c.rooms[i].child.try_wait().unwrap() {
                 break status;
@@ -359,10 +347,7 @@ async fn a_rolling_restart_of_every_room_server_loses_no_match() {
         c.rooms[i] = c.start_room(i).await;
     }
     let r = report_of(&c, &mut swarm).await;
-    assert_eq!(r["joined"], BOTS as u64, "{r}");
-    assert_eq!(r["errors"], 0, "{r}");
-    assert_eq!(r["rejoins"], 0, "{r}");
-    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    same_matches(&r, BOTS);
     assert!(
         r["room_moves"].as_f64().unwrap() >= BOTS,
         "every bot moved at least once: {r}"
@@ -379,25 +364,21 @@ async fn a_redis_outage_suspends_failover_and_stops_no_room() {
     let c = cluster(1).await;
     let mut swarm = swarm(&c, BOTS as u64, "8s");
     playing_with_images(&c, BOTS).await;
-    let pid = c.redis.child.id().to_string();
-    let signal = |sig: &str| {
-        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(sent.success(), "kill {sig}");
-    };
-    let ticks_before = metric(&c.rooms[0], "tickroom_ticks").await;
-    signal("-STOP");
+    let pid = c.redis.child.id();
+    let ticks_before = scraped(&c.rooms[0], "tickroom_ticks").await;
+    signal(pid, "-STOP");
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    while metric(&c.rooms[0], "tickroom_image_failures").await < 1.0 {
+    while scraped(&c.rooms[0], "tickroom_image_failures").await < 1.0 {
         if Instant::now() >= deadline {
-            signal("-CONT");
+            signal(pid, "-CONT");
             panic!("no image failed while Redis was frozen");
         }
         poll.tick().await;
     }
     // The rooms ticked on meanwhile.
-    let ticks_frozen = metric(&c.rooms[0], "tickroom_ticks").await;
-    signal("-CONT");
+    let ticks_frozen = scraped(&c.rooms[0], "tickroom_ticks").await;
+    signal(pid, "-CONT");
     assert!(
         ticks_frozen > ticks_before,
         "the rooms stopped while Redis was away"
@@ -410,7 +391,7 @@ async fn a_redis_outage_suspends_failover_and_stops_no_room() {
         (Some(0), Some(0)),
         "{r}"
     );
-    assert_eq!(metric(&c.rooms[0], "tickroom_rooms_moved_away").await, 0.0);
+    assert_eq!(scraped(&c.rooms[0], "tickroom_rooms_moved_away").await, 0.0);
 }
 
 /// A corrupted failover image is refused, typed, and the room ends cleanly: its players are
@@ -441,12 +422,7 @@ async fn a_corrupted_image_ends_its_room_cleanly() {
     let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
     assert!(!keys.is_empty(), "no image stored");
     // A failed checkpoint refresh of the victim could undo the damage: freeze it first.
-    let pid = c.rooms[victim].child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(c.rooms[victim].child.id(), "-STOP");
     for key in &keys {
         cli(&["SET", key, "not an image", "PX", "60000"]);
     }
@@ -454,7 +430,7 @@ async fn a_corrupted_image_ends_its_room_cleanly() {
     let _ = c.rooms[victim].child.wait();
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    while metric(&c.rooms[survivor], "tickroom_images_refused").await < 1.0 {
+    while scraped(&c.rooms[survivor], "tickroom_images_refused").await < 1.0 {
         assert!(Instant::now() < deadline, "no image was refused");
         poll.tick().await;
     }
@@ -463,7 +439,7 @@ async fn a_corrupted_image_ends_its_room_cleanly() {
     // The affected players were told their room is over; nobody failed.
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(
-        metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await,
+        scraped(&c.rooms[survivor], "tickroom_rooms_taken_over").await,
         0.0
     );
     // The new owner is still up (it answers) and still refuses nothing else.
@@ -486,17 +462,14 @@ async fn a_killed_room_servers_lockstep_matches_go_on_with_no_frame_lost() {
     c.rooms[victim].child.kill().unwrap();
     let _ = c.rooms[victim].child.wait();
     let r = report_of(&c, &mut swarm).await;
-    let taken_over = metric(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
-    let disagreements = metric(&c.rooms[survivor], "tickroom_checksum_disagreements").await;
-    let desyncs = metric(&c.rooms[survivor], "tickroom_desyncs").await;
+    let taken_over = scraped(&c.rooms[survivor], "tickroom_rooms_taken_over").await;
+    let disagreements = scraped(&c.rooms[survivor], "tickroom_checksum_disagreements").await;
+    let desyncs = scraped(&c.rooms[survivor], "tickroom_desyncs").await;
     eprintln!(
         "lockstep failover: {moved} sessions moved, {taken_over} rooms taken over, resume p50 {} ms p99 {} ms, {} frames lost, {disagreements} checksum disagreements, {desyncs} desyncs",
         r["resume_ms"]["p50"], r["resume_ms"]["p99"], r["lost_frames"]
     );
-    assert_eq!(r["joined"], BOTS as u64, "{r}");
-    assert_eq!(r["errors"], 0, "{r}");
-    assert_eq!(r["rejoins"], 0, "{r}");
-    assert_eq!(r["rooms"], BOTS as u64 / 2, "{r}");
+    same_matches(&r, BOTS);
     assert!(r["room_moves"].as_f64().unwrap() >= moved, "{r}");
     assert!(taken_over >= moved / 2.0, "{taken_over} rooms taken over");
     assert_eq!(r["lost_frames"], 0, "no frame a player saw was lost: {r}");
@@ -505,9 +478,5 @@ async fn a_killed_room_servers_lockstep_matches_go_on_with_no_frame_lost() {
         (0.0, 0.0),
         "the same game after the move"
     );
-    let p99 = r["resume_ms"]["p99"].as_f64().unwrap();
-    assert!(
-        p99 <= (REGISTRY_TTL + Duration::from_millis(1500)).as_secs_f64() * 1e3,
-        "resume p99 {p99} ms"
-    );
+    back_in_time(&r);
 }

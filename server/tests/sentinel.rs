@@ -15,7 +15,7 @@ use tickroom_protocol::connect::{ConnectError, GatewayClient};
 
 mod common;
 
-use common::{free_port, room_keys, start_tickroom, wait_for, Proc, TempDir, KEYS, WAIT};
+use common::{free_port, room_keys, scraped, start_tickroom, wait_for, Proc, TempDir, KEYS, WAIT};
 
 /// The Sentinels' master name.
 const MASTER: &str = "tickroom";
@@ -31,13 +31,10 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn redis_server(dir: &Path, port: u16, extra: &[&str]) -> Proc {
-    std::fs::create_dir_all(dir).unwrap();
+/// `redis-server ARGS`, its output dropped.
+fn spawn_redis(args: &[&std::ffi::OsStr]) -> Proc {
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir)
-        .args(extra)
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is needed: apt-get install -y redis-server");
@@ -45,6 +42,19 @@ fn redis_server(dir: &Path, port: u16, extra: &[&str]) -> Proc {
         child,
         ready: Value::Null,
     }
+}
+
+fn redis_server(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = port.to_string();
+    let mut args: Vec<&std::ffi::OsStr> = ["--port", &port, "--bind", "127.0.0.1"]
+        .into_iter()
+        .chain(["--save", "", "--appendonly", "no", "--dir"])
+        .map(std::ffi::OsStr::new)
+        .collect();
+    args.push(dir.as_os_str());
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    spawn_redis(&args)
 }
 
 /// A Sentinel on `port` watching the primary on `primary` (quorum 2, down after 1 s).
@@ -62,16 +72,7 @@ fn sentinel(dir: &Path, port: u16, primary: u16) -> Proc {
         ),
     )
     .unwrap();
-    let child = Command::new("redis-server")
-        .arg(&conf)
-        .arg("--sentinel")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed: apt-get install -y redis-server");
-    Proc {
-        child,
-        ready: Value::Null,
-    }
+    spawn_redis(&[conf.as_os_str(), std::ffi::OsStr::new("--sentinel")])
 }
 
 /// The primary's port as the first Sentinel that answers names it.
@@ -83,17 +84,10 @@ fn primary_port(sentinels: &[u16]) -> Option<u16> {
 }
 
 /// Sum of `tickroom_sessions` over the room servers' /metrics.
-async fn sessions_on(rooms: &[Proc]) -> i64 {
-    let mut total = 0;
+async fn sessions_on(rooms: &[Proc]) -> f64 {
+    let mut total = 0.0;
     for r in rooms {
-        if let Ok(resp) = reqwest::get(r.metrics_url()).await {
-            let text = resp.text().await.unwrap_or_default();
-            total += text
-                .lines()
-                .find_map(|l| l.strip_prefix("tickroom_sessions "))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .unwrap_or(0);
-        }
+        total += scraped(r, "tickroom_sessions").await;
     }
     total
 }
@@ -193,7 +187,7 @@ async fn a_killed_redis_primary_fails_over_and_arriving_players_get_in() {
     // Kill the primary while the swarm is still arriving: a quarter of the bots seated.
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    while sessions_on(&rooms).await < BOTS / 4 {
+    while sessions_on(&rooms).await < (BOTS / 4) as f64 {
         assert!(Instant::now() < deadline, "the bots never sat down");
         poll.tick().await;
     }

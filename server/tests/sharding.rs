@@ -23,7 +23,9 @@ const REJOIN_MODE: &str = "duel";
 
 mod common;
 
-use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
+use common::{
+    free_port, room_keys, scraped, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT,
+};
 
 /// Fields drop in order: gateways and room servers first, Redis last, the temp dir at the end.
 struct Cluster {
@@ -312,18 +314,11 @@ async fn measure_login_to_room_redis_versus_in_memory() {
 
 /// Sum of a gauge over the room servers' /metrics.
 async fn sessions_on(rooms: &[&Proc]) -> i64 {
-    let mut total = 0;
+    let mut total = 0.0;
     for r in rooms {
-        if let Ok(resp) = reqwest::get(r.metrics_url()).await {
-            let text = resp.text().await.unwrap_or_default();
-            total += text
-                .lines()
-                .find_map(|l| l.strip_prefix("tickroom_sessions "))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .unwrap_or(0);
-        }
+        total += scraped(r, "tickroom_sessions").await;
     }
-    total
+    total as i64
 }
 
 /// The real bot swarm through both gateways; one room server is killed under load. Every bot

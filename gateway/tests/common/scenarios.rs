@@ -16,15 +16,12 @@ use super::{config, expect_error, keys, server, start};
 
 const TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Three players are matched on `room-a`; `GET /v1/rooms/{id}` shows it alive to them (404
-/// to others); `room-a` dies, the route says so, and the same players queue again (no 409)
-/// and land on `room-b`.
-pub async fn dead_owner_is_reported_and_players_queue_again(dir: Arc<dyn Directory>) {
-    dir.register_server(server("room-a", 0), TTL).await.unwrap();
-    let t = start(config(), dir.clone(), true).await;
+/// Three players (`tag-0`..`tag-2`) queued for `trio` and matched: their (token, ticket) and
+/// their room.
+async fn trio(t: &super::TestGateway, tag: &str) -> (Vec<(String, String)>, u64) {
     let mut players = Vec::new();
     for i in 0..3 {
-        let (_, token) = t.login(&format!("p-{i}")).await;
+        let (_, token) = t.login(&format!("{tag}-{i}")).await;
         let ticket = t.enqueue(&token, "trio").await;
         players.push((token, ticket));
     }
@@ -35,6 +32,16 @@ pub async fn dead_owner_is_reported_and_players_queue_again(dir: Arc<dyn Directo
             other => panic!("not matched: {other:?}"),
         }
     }
+    (players, room_id)
+}
+
+/// Three players are matched on `room-a`; `GET /v1/rooms/{id}` shows it alive to them (404
+/// to others); `room-a` dies, the route says so, and the same players queue again (no 409)
+/// and land on `room-b`.
+pub async fn dead_owner_is_reported_and_players_queue_again(dir: Arc<dyn Directory>) {
+    dir.register_server(server("room-a", 0), TTL).await.unwrap();
+    let t = start(config(), dir.clone(), true).await;
+    let (players, room_id) = trio(&t, "p").await;
     let room = |token: String, id: u64| {
         let req = t.http.get(t.url(&format!("/v1/rooms/{id}")));
         async move { req.bearer_auth(token).send().await.expect("request") }
@@ -390,19 +397,7 @@ pub async fn private_rooms_are_joined_by_code(dir: Arc<dyn Directory>) {
 pub async fn a_dead_owners_room_with_an_image_moves_to_a_live_server(dir: Arc<dyn Directory>) {
     dir.register_server(server("room-a", 0), TTL).await.unwrap();
     let t = start(config(), dir.clone(), true).await;
-    let mut players = Vec::new();
-    for i in 0..3 {
-        let (_, token) = t.login(&format!("moved-{i}")).await;
-        let ticket = t.enqueue(&token, "trio").await;
-        players.push((token, ticket));
-    }
-    let mut room_id = 0;
-    for (token, ticket) in &players {
-        match t.poll_until_matched(token, ticket).await {
-            PollResponse::Matched(m) => room_id = m.room_id,
-            other => panic!("not matched: {other:?}"),
-        }
-    }
+    let (players, room_id) = trio(&t, "moved").await;
     let status = |token: String| {
         let req = t.http.get(t.url(&format!("/v1/rooms/{room_id}")));
         async move {
@@ -446,19 +441,7 @@ pub async fn a_dead_owners_room_with_an_image_moves_to_a_live_server(dir: Arc<dy
 pub async fn spectators_watch_by_room_id_or_code(dir: Arc<dyn Directory>) {
     dir.register_server(server("room-a", 0), TTL).await.unwrap();
     let t = start(config(), dir.clone(), true).await;
-    let mut queued = Vec::new();
-    for i in 0..3 {
-        let (_, token) = t.login(&format!("p-{i}")).await;
-        let ticket = t.enqueue(&token, "trio").await;
-        queued.push((token, ticket));
-    }
-    let mut room_id = 0;
-    for (token, ticket) in &queued {
-        match t.poll_until_matched(token, ticket).await {
-            PollResponse::Matched(m) => room_id = m.room_id,
-            other => panic!("not matched: {other:?}"),
-        }
-    }
+    let (_, room_id) = trio(&t, "p").await;
     let (watcher_id, watcher) = t.login("watcher").await;
     let watch = |body: Value| {
         let (t, watcher) = (&t, watcher.clone());

@@ -55,6 +55,26 @@ impl Proc {
     }
 }
 
+/// A counter or gauge of a process's /metrics, summed over its labels (0 when absent or
+/// unreadable).
+pub async fn scraped(p: &Proc, name: &str) -> f64 {
+    let Ok(resp) = reqwest::get(p.metrics_url()).await else {
+        return 0.0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = rest.strip_prefix("_total").unwrap_or(rest);
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// Polls `ready` every 20 ms until it holds, failing after `WAIT`.
 pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
