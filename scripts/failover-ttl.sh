@@ -9,7 +9,10 @@
 #   scripts/failover-ttl.sh target/release out 1000 400 60
 #
 # BIN_DIR holds `tickroom` and `tickroom-bot`; OUT_DIR gets the logs, the swarm's report and
-# ttl-TTL.txt (the figures). The swarm plays `arena` (state sync, 30 Hz) over both transports.
+# ttl-TTL.txt (the figures). The swarm plays MODE (default `arena`: state sync, 30 Hz) over
+# both transports; ROOM_ARGS adds room-server flags (`--no-failover` to compare).
+#
+#   MODE=duel-lockstep ROOM_ARGS=--no-failover scripts/failover-ttl.sh target/release out 3000 200 30
 set -euo pipefail
 
 if [ "$#" -lt 5 ]; then
@@ -56,9 +59,10 @@ start() { # NAME ARGS...: starts a role, waits for its ready file
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
 for i in 1 2; do
+  # shellcheck disable=SC2086 # ROOM_ARGS is a list of flags
   TICKROOM_ROOM_KEYS=$room_keys start "room-$i" "$bin/tickroom" room --redis "$url" \
     --server-id "room-$i" --ws 127.0.0.1:0 --quic 127.0.0.1:0 --heartbeat-ttl-ms "$ttl" \
-    --max-connections-per-ip 1024 --max-tick-p99-ms 1000
+    --max-connections-per-ip 1024 --max-tick-p99-ms 1000 ${ROOM_ARGS:-}
 done
 TICKROOM_KEYS=$keys start gateway "$bin/tickroom" gateway --redis "$url" \
   --gateway-rate-per-ip 100000 --gateway-rate-burst 100000
@@ -82,7 +86,7 @@ metrics_urls="http://$(field "$out/room-1.json" metrics)/metrics,http://$(field 
 pids+=($!)
 rm -f "$out/done"
 "$bin/tickroom-bot" swarm --server "http://$http" --metrics-url "$metrics_urls" --bots "$bots" \
-  --ramp 10s --duration "${duration}s" --transport mixed --mode arena --no-progress \
+  --ramp 10s --duration "${duration}s" --transport mixed --mode "${MODE:-arena}" --no-progress \
   --report "$out/report-$ttl.json" >"$out/swarm-$ttl.txt" 2>"$out/swarm-$ttl.log" || true
 touch "$out/done"
 read -r samples lapses <"$out/lapses"
