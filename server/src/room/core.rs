@@ -77,26 +77,61 @@ pub struct MatchOutcome {
     pub players: Vec<(u64, u8)>,
 }
 
-/// A player's place in a room.
+/// A session's place in a room: a player's seat, or a spectator's place (read-only, outside
+/// the seats: never a participant, never counted as occupying the room; no metadata).
 #[derive(Debug)]
 struct Seat<C> {
     session_id: SessionId,
     player_id: u64,
     metadata: PlayerMetadata,
-    /// None while the player is disconnected (in grace).
+    /// None while the session is disconnected (in grace).
     conn: Option<C>,
     detached_at: Option<Instant>,
 }
 
-/// A spectator: watches the room read-only, outside the seats (never a participant, never
-/// counted as occupying the room).
-#[derive(Debug)]
-struct Watcher<C> {
-    session_id: SessionId,
-    player_id: u64,
-    /// None while the spectator is disconnected (in grace).
-    conn: Option<C>,
-    detached_at: Option<Instant>,
+impl<C: PartialEq> Seat<C> {
+    /// The session is back on `conn`: no longer in grace. Returns the connection it replaces
+    /// (a half-open old one), to close.
+    fn reattach(&mut self, conn: C) -> Option<C> {
+        self.detached_at = None;
+        self.conn.replace(conn)
+    }
+
+    /// The connection `conn` dropped at `now`: the place is kept for the grace period. False
+    /// for a stale detach (the session already moved to a newer connection).
+    fn detach(&mut self, conn: &C, now: Instant) -> bool {
+        if self.conn.as_ref() != Some(conn) {
+            return false;
+        }
+        self.conn = None;
+        self.detached_at = Some(now);
+        true
+    }
+
+    /// Disconnected for `grace` or longer at `now`.
+    fn grace_over(&self, now: Instant, grace: Duration) -> bool {
+        self.detached_at
+            .is_some_and(|t| now.duration_since(t) >= grace)
+    }
+}
+
+/// The index of the place held by `session_id`.
+fn place_of_session<C>(places: &[Option<Seat<C>>], session_id: SessionId) -> Option<usize> {
+    places
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| p.session_id == session_id))
+}
+
+/// The index of the place held by `player_id`.
+fn place_of_player<C>(places: &[Option<Seat<C>>], player_id: u64) -> Option<usize> {
+    places
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| p.player_id == player_id))
+}
+
+/// The connection of place `index`, when it has one.
+fn conn_at<C: Clone>(places: &[Option<Seat<C>>], index: usize) -> Option<C> {
+    places.get(index)?.as_ref()?.conn.clone()
 }
 
 /// One room: seats, lifecycle and schedule around a game's `Sim`.
@@ -107,7 +142,7 @@ pub struct RoomCore<C> {
     seats: Vec<Option<Seat<C>>>,
     /// Spectators by index (the sim's spectator index); grows up to the mode's `spectators`,
     /// and a freed place is reused.
-    watchers: Vec<Option<Watcher<C>>>,
+    watchers: Vec<Option<Seat<C>>>,
     /// Everyone who took a seat, for the stored result.
     participants: Vec<(u64, u8)>,
     created: Instant,
@@ -402,10 +437,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         if seating.spectator {
             return self.watch(seating, conn);
         }
-        let same_player = self
-            .seats
-            .iter()
-            .position(|s| matches!(s, Some(seat) if seat.player_id == seating.player_id));
+        let same_player = place_of_player(&self.seats, seating.player_id);
         let slot = same_player
             .or_else(|| self.seats.iter().position(Option::is_none))
             .ok_or(ErrorCode::RoomFull)?;
@@ -470,10 +502,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// old one (its old connection is closed). Refused with `RoomFull` when every place of
     /// the mode's `spectators` is taken.
     fn watch(&mut self, seating: Seating, conn: C) -> Result<Seated, SeatRefusal> {
-        let same = self
-            .watchers
-            .iter()
-            .position(|w| matches!(w, Some(w) if w.player_id == seating.player_id));
+        let same = place_of_player(&self.watchers, seating.player_id);
         let index = same
             .or_else(|| self.watchers.iter().position(Option::is_none))
             .or_else(|| {
@@ -491,9 +520,10 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         }
         let welcome = self.welcome(usize::from(SPECTATOR_SLOT), &seating, false);
         self.send_to(&conn, welcome, Delivery::Reliable);
-        self.watchers[index] = Some(Watcher {
+        self.watchers[index] = Some(Seat {
             session_id: seating.session_id,
             player_id: seating.player_id,
+            metadata: PlayerMetadata::default(),
             conn: Some(conn.clone()),
             detached_at: None,
         });
@@ -538,13 +568,12 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             .ok_or(ErrorCode::SessionExpired)?;
         let welcome = self.welcome(usize::from(SPECTATOR_SLOT), &seating, true);
         let watcher = self.watchers[index].as_mut().expect("watcher_of found it");
-        if let Some(old) = watcher.conn.replace(conn.clone()) {
+        if let Some(old) = watcher.reattach(conn.clone()) {
             self.effects.push(Effect::Close {
                 to: old,
                 code: ErrorCode::Kicked,
             });
         }
-        watcher.detached_at = None;
         self.send_to(&conn, welcome, Delivery::Reliable);
         self.send_started_to(&conn);
         self.sim.watch(index, last_frame, &mut self.out);
@@ -566,14 +595,13 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         };
         let welcome = self.welcome(slot, &seating, true);
         let seat = self.seats[slot].as_mut().expect("slot_of found it");
-        if let Some(old) = seat.conn.replace(conn.clone()) {
+        if let Some(old) = seat.reattach(conn.clone()) {
             // A half-open old connection is replaced by the new one.
             self.effects.push(Effect::Close {
                 to: old,
                 code: ErrorCode::Kicked,
             });
         }
-        seat.detached_at = None;
         self.send_to(&conn, welcome, Delivery::Reliable);
         self.send_started_to(&conn);
         self.sim.resume(slot as u8, last_frame, &mut self.out);
@@ -586,9 +614,7 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     pub fn detach(&mut self, now: Instant, session_id: SessionId, conn: &C) {
         if let Some(index) = self.watcher_of(session_id) {
             let watcher = self.watchers[index].as_mut().expect("watcher_of found it");
-            if watcher.conn.as_ref() == Some(conn) {
-                watcher.conn = None;
-                watcher.detached_at = Some(now);
+            if watcher.detach(conn, now) {
                 self.sim.unwatch(index);
             }
             return;
@@ -597,11 +623,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
             return;
         };
         let seat = self.seats[slot].as_mut().expect("slot_of found it");
-        if seat.conn.as_ref() != Some(conn) {
+        if !seat.detach(conn, now) {
             return;
         }
-        seat.conn = None;
-        seat.detached_at = Some(now);
         self.sim.drop_connection(slot as u8, &mut self.out);
         self.flush();
     }
@@ -791,15 +815,8 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// on its connection, its session ends and the game sees it leave. False when no such
     /// player is seated. An emptied room ends at its next tick, as when players leave.
     pub fn kick(&mut self, player_id: u64, code: ErrorCode) -> bool {
-        let Some(slot) = self
-            .seats
-            .iter()
-            .position(|s| matches!(s, Some(seat) if seat.player_id == player_id))
-        else {
-            let watcher = self
-                .watchers
-                .iter()
-                .position(|w| matches!(w, Some(w) if w.player_id == player_id));
+        let Some(slot) = place_of_player(&self.seats, player_id) else {
+            let watcher = place_of_player(&self.watchers, player_id);
             if let Some(index) = watcher {
                 self.unwatch(index, code, true);
             }
@@ -846,15 +863,11 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     }
 
     fn watcher_of(&self, session_id: SessionId) -> Option<usize> {
-        self.watchers
-            .iter()
-            .position(|w| w.as_ref().is_some_and(|w| w.session_id == session_id))
+        place_of_session(&self.watchers, session_id)
     }
 
     fn slot_of(&self, session_id: SessionId) -> Option<usize> {
-        self.seats
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.session_id == session_id))
+        place_of_session(&self.seats, session_id)
     }
 
     fn welcome(&mut self, slot: usize, seating: &Seating, resumed: bool) -> Bytes {
@@ -921,20 +934,18 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     fn expire_grace(&mut self, now: Instant) {
         let grace = Duration::from_secs(u64::from(self.mode.grace_s));
         for slot in 0..self.seats.len() {
-            let expired = self.seats[slot].as_ref().is_some_and(|s| {
-                s.detached_at
-                    .is_some_and(|t| now.duration_since(t) >= grace)
-            });
-            if expired {
+            if self.seats[slot]
+                .as_ref()
+                .is_some_and(|s| s.grace_over(now, grace))
+            {
                 self.vacate(slot);
             }
         }
         for index in 0..self.watchers.len() {
-            let expired = self.watchers[index].as_ref().is_some_and(|w| {
-                w.detached_at
-                    .is_some_and(|t| now.duration_since(t) >= grace)
-            });
-            if expired {
+            if self.watchers[index]
+                .as_ref()
+                .is_some_and(|w| w.grace_over(now, grace))
+            {
                 self.unwatch(index, ErrorCode::Kicked, false);
             }
         }
@@ -984,35 +995,9 @@ impl<C: Clone + PartialEq> RoomCore<C> {
     /// Turns what the sim queued into effects, and ends the room if the game ended the match.
     fn flush(&mut self) {
         for (to, bytes, delivery) in self.out.sends.drain(..) {
-            match to {
-                To::Slot(slot) => {
-                    let conn = self
-                        .seats
-                        .get(usize::from(slot))
-                        .and_then(|s| s.as_ref())
-                        .and_then(|s| s.conn.clone());
-                    if let Some(conn) = conn {
-                        self.effects.push(Effect::Send {
-                            to: conn,
-                            bytes,
-                            delivery,
-                        });
-                    }
-                }
-                To::Spectator(index) => {
-                    let conn = self
-                        .watchers
-                        .get(index)
-                        .and_then(|w| w.as_ref())
-                        .and_then(|w| w.conn.clone());
-                    if let Some(conn) = conn {
-                        self.effects.push(Effect::Send {
-                            to: conn,
-                            bytes,
-                            delivery,
-                        });
-                    }
-                }
+            let conn = match to {
+                To::Slot(slot) => conn_at(&self.seats, usize::from(slot)),
+                To::Spectator(index) => conn_at(&self.watchers, index),
                 To::Players => {
                     for seat in self.seats.iter().flatten() {
                         if let Some(conn) = &seat.conn {
@@ -1023,7 +1008,15 @@ impl<C: Clone + PartialEq> RoomCore<C> {
                             });
                         }
                     }
+                    continue;
                 }
+            };
+            if let Some(conn) = conn {
+                self.effects.push(Effect::Send {
+                    to: conn,
+                    bytes,
+                    delivery,
+                });
             }
         }
         if self.out.result.is_some() && !self.ended {
