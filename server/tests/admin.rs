@@ -20,7 +20,9 @@ use tickroom_protocol::{protocol_hash, ClientMsg, ErrorCode, ServerMsg, PROTOCOL
 
 mod common;
 
-use common::{free_port, room_keys, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT};
+use common::{
+    free_port, start_redis, start_room_server, start_tickroom, Proc, TempDir, KEYS, WAIT,
+};
 
 const TOKEN: &str = "ops-token-0123456789abcdef";
 
@@ -476,23 +478,10 @@ async fn cluster() -> Cluster {
     let dir = TempDir::new("admin-redis");
     let (redis, url) = start_redis(dir.path()).await;
     let prefix = format!("a{}:", free_port());
-    let keys = room_keys();
     let mut rooms = Vec::new();
     for id in ["room-1", "room-2"] {
-        let args = [
-            "room",
-            "--redis",
-            &url,
-            "--redis-prefix",
-            &prefix,
-            "--server-id",
-            id,
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-        ];
-        rooms.push(start_tickroom(dir.path(), id, &args, &[("TICKROOM_ROOM_KEYS", keys)]).await);
+        let prefix = ["--redis-prefix", &prefix];
+        rooms.push(start_room_server(dir.path(), id, &url, &prefix).await);
     }
     let tokens = token_file(dir.path(), &format!("ops:{TOKEN}\n"));
     let args = [

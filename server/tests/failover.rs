@@ -6,8 +6,7 @@
 //! queues again, none fails, and no match rolls back by more than one checkpoint interval. A
 //! frozen server that wakes ends its stale copies. Children are ended by their own handles.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +14,8 @@ use serde_json::Value;
 mod common;
 
 use common::{
-    free_port, room_keys, scraped, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT,
+    free_port, scraped, start_redis, start_room_server, start_swarm, start_tickroom, swarm_report,
+    Proc, TempDir, KEYS, WAIT,
 };
 
 /// These tests run one at a time: each loads the 2-core machine with a swarm and several
@@ -69,21 +69,8 @@ impl Cluster {
         let id = format!("room-{}", i + 1);
         // A restart must not read the old process's ready file.
         let _ = std::fs::remove_file(self.dir.join(&format!("{id}.json")));
-        let args = [
-            "room",
-            "--redis",
-            &self.url,
-            "--redis-prefix",
-            &self.prefix,
-            "--server-id",
-            &id,
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-        ];
-        let env = [("TICKROOM_ROOM_KEYS", room_keys())];
-        start_tickroom(self.dir.path(), &id, &args, &env).await
+        let prefix = ["--redis-prefix", &self.prefix];
+        start_room_server(self.dir.path(), &id, &self.url, &prefix).await
     }
 }
 
@@ -94,28 +81,21 @@ fn swarm(c: &Cluster, bots: u64, duration: &str) -> Proc {
 
 /// The bot swarm in `mode`.
 fn swarm_in(c: &Cluster, mode: &str, bots: u64, duration: &str) -> Proc {
-    let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
-    assert!(bot.exists(), "build the workspace first: {}", bot.display());
-    Proc {
-        child: Command::new(&bot)
-            .args(["swarm", "--server", &c.gateway.http()])
-            .args([
-                "--bots",
-                &bots.to_string(),
-                "--ramp",
-                "2s",
-                "--duration",
-                duration,
-            ])
-            .args(["--mode", mode, "--transport", "mixed", "--no-progress"])
-            .args(["--max-errors", "0", "--report"])
-            .arg(c.dir.join("swarm.json"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-        ready: Value::Null,
-    }
+    let args = [
+        "--server",
+        &c.gateway.http(),
+        "--bots",
+        &bots.to_string(),
+        "--ramp",
+        "2s",
+        "--duration",
+        duration,
+        "--mode",
+        mode,
+        "--transport",
+        "mixed",
+    ];
+    start_swarm(&args, &c.dir.join("swarm.json"))
 }
 
 /// A metric summed over the cluster's room servers.
@@ -147,20 +127,7 @@ async fn playing_with_images(c: &Cluster, bots: f64) {
 
 /// Waits for the swarm to exit and returns its report.
 async fn report_of(c: &Cluster, swarm: &mut Proc) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    let status = loop {
-        if let Some(status) = swarm.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the swarm did not finish");
-        poll.tick().await;
-    };
-    let text = std::fs::read_to_string(c.dir.join("swarm.json")).unwrap();
-    let r: Value = serde_json::from_str(&text).unwrap();
-    eprintln!("swarm report: {r}");
-    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
-    r
+    swarm_report(swarm, &c.dir.join("swarm.json")).await
 }
 
 /// The server of `c` with the most sessions, and that count.

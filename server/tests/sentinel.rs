@@ -15,7 +15,10 @@ use tickroom_protocol::connect::{ConnectError, GatewayClient};
 
 mod common;
 
-use common::{free_port, room_keys, scraped, start_tickroom, wait_for, Proc, TempDir, KEYS, WAIT};
+use common::{
+    free_port, scraped, start_room_server, start_swarm, start_tickroom, swarm_report, wait_for,
+    Proc, TempDir, KEYS, WAIT,
+};
 
 /// The Sentinels' master name.
 const MASTER: &str = "tickroom";
@@ -136,20 +139,7 @@ async fn a_killed_redis_primary_fails_over_and_arriving_players_get_in() {
     );
     let mut rooms = Vec::new();
     for i in 1..=2 {
-        let id = format!("room-{i}");
-        let args = [
-            "room",
-            "--redis",
-            &url,
-            "--server-id",
-            &id,
-            "--ws",
-            "127.0.0.1:0",
-            "--quic",
-            "127.0.0.1:0",
-        ];
-        let env = [("TICKROOM_ROOM_KEYS", room_keys())];
-        rooms.push(start_tickroom(dir.path(), &id, &args, &env).await);
+        rooms.push(start_room_server(dir.path(), &format!("room-{i}"), &url, &[]).await);
     }
     let gateway = start_tickroom(
         dir.path(),
@@ -160,29 +150,22 @@ async fn a_killed_redis_primary_fails_over_and_arriving_players_get_in() {
     .await;
 
     const BOTS: i64 = 40;
-    let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
-    assert!(bot.exists(), "build the workspace first: {}", bot.display());
     let report = dir.join("swarm.json");
-    let mut swarm = Proc {
-        child: Command::new(&bot)
-            .args(["swarm", "--server", &gateway.http()])
-            .args([
-                "--bots",
-                &BOTS.to_string(),
-                "--ramp",
-                "6s",
-                "--duration",
-                "5s",
-            ])
-            .args(["--mode", "duel", "--transport", "ws", "--no-progress"])
-            .args(["--max-errors", "0", "--report"])
-            .arg(&report)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-        ready: Value::Null,
-    };
+    let args = [
+        "--server",
+        &gateway.http(),
+        "--bots",
+        &BOTS.to_string(),
+        "--ramp",
+        "6s",
+        "--duration",
+        "5s",
+        "--mode",
+        "duel",
+        "--transport",
+        "ws",
+    ];
+    let mut swarm = start_swarm(&args, &report);
 
     // Kill the primary while the swarm is still arriving: a quarter of the bots seated.
     let deadline = Instant::now() + WAIT;
@@ -224,17 +207,7 @@ async fn a_killed_redis_primary_fails_over_and_arriving_players_get_in() {
         served.as_secs_f64()
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = swarm.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the swarm did not finish");
-        poll.tick().await;
-    };
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    eprintln!("swarm report: {r}");
-    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
+    let r = swarm_report(&mut swarm, &report).await;
     // Everyone got in, the late ones after the failover; running matches were untouched.
     assert_eq!(r["joined"], BOTS, "{r}");
     assert_eq!(r["errors"], 0, "{r}");

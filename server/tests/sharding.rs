@@ -7,8 +7,6 @@
 //! Children are ended by their own handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,7 +22,8 @@ const REJOIN_MODE: &str = "duel";
 mod common;
 
 use common::{
-    free_port, room_keys, scraped, start_redis, start_tickroom, Proc, TempDir, KEYS, WAIT,
+    free_port, scraped, start_redis, start_room_server, start_swarm, start_tickroom, swarm_report,
+    Proc, TempDir, KEYS, WAIT,
 };
 
 /// Fields drop in order: gateways and room servers first, Redis last, the temp dir at the end.
@@ -35,38 +34,20 @@ struct Cluster {
     dir: TempDir,
 }
 
-async fn start_role(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    if args.first() == Some(&"room") {
-        start_tickroom(dir, name, args, &[("TICKROOM_ROOM_KEYS", room_keys())]).await
-    } else {
-        start_tickroom(dir, name, args, &[("TICKROOM_KEYS", KEYS)]).await
-    }
-}
-
 async fn cluster() -> Cluster {
     let dir = TempDir::new("shard");
     let (redis, url) = start_redis(dir.path()).await;
     let prefix = format!("t{}:", free_port());
     let mut rooms = Vec::new();
     for i in 1..=3 {
-        let id = format!("room-{i}");
-        let args = [
-            "room",
-            "--redis",
-            &url,
-            "--redis-prefix",
-            &prefix,
-            "--server-id",
-            &id,
-            "--no-failover",
-        ];
-        let listen = ["--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0"];
-        rooms.push(start_role(dir.path(), &id, &[&args[..], &listen[..]].concat()).await);
+        let flags = ["--redis-prefix", &prefix, "--no-failover"];
+        rooms.push(start_room_server(dir.path(), &format!("room-{i}"), &url, &flags).await);
     }
     let mut gateways = Vec::new();
     for i in 1..=2 {
         let args = ["gateway", "--redis", &url, "--redis-prefix", &prefix];
-        gateways.push(start_role(dir.path(), &format!("gateway-{i}"), &args).await);
+        let env = [("TICKROOM_KEYS", KEYS)];
+        gateways.push(start_tickroom(dir.path(), &format!("gateway-{i}"), &args, &env).await);
     }
     Cluster {
         gateways,
@@ -326,12 +307,6 @@ async fn sessions_on(rooms: &[&Proc]) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_swarm_through_two_gateways_survives_kill_9() {
     let mut c = cluster().await;
-    let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
-    assert!(
-        bot.exists(),
-        "build the workspace first (cargo build --workspace --bins): {}",
-        bot.display()
-    );
     let report = c.dir.join("swarm.json");
     let servers = format!(
         "http://{},http://{}",
@@ -341,38 +316,25 @@ async fn bot_swarm_through_two_gateways_survives_kill_9() {
     const BOTS: i64 = 60;
     // The figures that matter (tick p99, overruns) are the room servers'.
     let metrics_urls: Vec<String> = c.rooms.iter().map(Proc::metrics_url).collect();
-    let mut swarm = Proc {
-        child: Command::new(&bot)
-            .args([
-                "swarm",
-                "--server",
-                &servers,
-                "--bots",
-                &BOTS.to_string(),
-                "--ramp",
-                "2s",
-                "--duration",
-                "12s",
-            ])
-            .args([
-                "--mode",
-                REJOIN_MODE,
-                "--transport",
-                "mixed",
-                "--no-progress",
-                "--max-errors",
-                "0",
-                "--metrics-url",
-                &metrics_urls.join(","),
-                "--report",
-            ])
-            .arg(&report)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-        ready: Value::Null,
-    };
+    let bots = BOTS.to_string();
+    let metrics = metrics_urls.join(",");
+    let args = [
+        "--server",
+        &servers,
+        "--bots",
+        &bots,
+        "--ramp",
+        "2s",
+        "--duration",
+        "12s",
+        "--mode",
+        REJOIN_MODE,
+        "--transport",
+        "mixed",
+        "--metrics-url",
+        &metrics,
+    ];
+    let mut swarm = start_swarm(&args, &report);
     // Kill room-1 once every bot is seated somewhere.
     let deadline = Instant::now() + WAIT;
     let mut poll = tokio::time::interval(Duration::from_millis(100));
@@ -389,17 +351,7 @@ async fn bot_swarm_through_two_gateways_survives_kill_9() {
     }
     c.rooms[0].child.kill().unwrap();
     let _ = c.rooms[0].child.wait();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = swarm.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the swarm did not finish");
-        poll.tick().await;
-    };
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    eprintln!("swarm report: {r}");
-    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
+    let r = swarm_report(&mut swarm, &report).await;
     assert_eq!(r["joined"], BOTS);
     assert_eq!(r["errors"], 0);
     assert!(

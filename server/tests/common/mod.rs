@@ -196,6 +196,64 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `tickroom room` with id `id` on the directory at `url` (`redis://` or `redis+sentinel://`),
+/// its listeners on port 0, the room keys of `KEYS`, and `extra` flags (`--redis-prefix`, ...).
+pub async fn start_room_server(dir: &Path, id: &str, url: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "room",
+        "--redis",
+        url,
+        "--server-id",
+        id,
+        "--ws",
+        "127.0.0.1:0",
+        "--quic",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    start_tickroom(dir, id, &args, &[("TICKROOM_ROOM_KEYS", room_keys())]).await
+}
+
+/// The bot swarm, `tickroom-bot swarm ARGS --no-progress --max-errors 0 --report REPORT`
+/// (this build's, beside `tickroom`), its output dropped.
+pub fn start_swarm(args: &[&str], report: &Path) -> Proc {
+    let bot = Path::new(env!("CARGO_BIN_EXE_tickroom")).with_file_name("tickroom-bot");
+    assert!(
+        bot.exists(),
+        "build the workspace first (cargo build --workspace --bins): {}",
+        bot.display()
+    );
+    Proc {
+        child: Command::new(&bot)
+            .arg("swarm")
+            .args(args)
+            .args(["--no-progress", "--max-errors", "0", "--report"])
+            .arg(report)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        ready: Value::Null,
+    }
+}
+
+/// Waits (60 s at most) for the swarm to exit 0, and returns its report.
+pub async fn swarm_report(swarm: &mut Proc, report: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let status = loop {
+        if let Some(status) = swarm.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the swarm did not finish");
+        poll.tick().await;
+    };
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    eprintln!("swarm report: {r}");
+    assert_eq!(status.code(), Some(0), "swarm failed: {r}");
+    r
+}
+
 /// A `redis-server` of the test's own on a free loopback port (no persistence), and its URL.
 pub async fn start_redis(dir: &Path) -> (Proc, String) {
     let port = free_port();
