@@ -115,7 +115,7 @@ impl ServerAgent {
     /// with `take_commands` the operators' commands every `COMMAND_POLL_INTERVAL`, until
     /// `stop` fires.
     pub async fn run(self: Arc<Self>, take_commands: bool, mut stop: watch::Receiver<bool>) {
-        let mut beat = tokio::time::interval(self.room.shared.config.heartbeat_ttl / 3);
+        let mut beat = tokio::time::interval(self.room.shared.config.heartbeat_interval());
         let mut poll = tokio::time::interval(COMMAND_POLL_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

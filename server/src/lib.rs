@@ -145,6 +145,14 @@ impl Default for RoomServerConfig {
     }
 }
 
+impl RoomServerConfig {
+    /// How often the server refreshes its registration: a third of its TTL, so two missed
+    /// heartbeats do not yet lose it.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_ttl / 3
+    }
+}
+
 /// A player's session on this server: it outlives connections (resume) and owns the
 /// anti-replay window, so a reconnect continues the window instead of resetting it.
 #[derive(Debug)]

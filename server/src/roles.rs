@@ -368,13 +368,9 @@ async fn serve_metrics(
 /// Capacity of the queue of room events waiting for the directory.
 const ROOM_EVENTS_QUEUE_LEN: usize = 4096;
 
-/// Tells the directory about this server's rooms: a room that seated a player is kept until
-/// it ends (rooms nobody joins are dropped after their join window), and an ended room's
-/// record is closed, fenced by the epoch the join reported, after storing its result.
 /// A shutdown of a room server on a shared directory keeps its matches: it takes no new rooms,
-/// hands every state-sync room to another server (its players resume there), and waits until
-/// no room is left here, or `HANDOFF_DEADLINE` (rooms that cannot move, lockstep ones, play on
-/// until then).
+/// hands every room to another server (its players resume there), and waits until no room is
+/// left here, or `HANDOFF_DEADLINE` (rooms no other server takes play on until then).
 async fn hand_off_rooms(room: &Arc<RoomServer>, agent: &ServerAgent) {
     let rooms = || {
         room.shared
@@ -446,7 +442,8 @@ async fn store_frames(
             .pool
             .try_send(room_id, RoomInput::FramesStored { room_id, upto });
     };
-    let mut appends = Vec::with_capacity(batch.len());
+    // Each append, and the newest frame it lets the room send.
+    let (mut appends, mut uptos) = (Vec::with_capacity(batch.len()), Vec::new());
     let mut ttl = Duration::ZERO;
     for (room_id, room_ttl, frames) in batch {
         let (Some(&epoch), Some(&(first, _)), Some(&(upto, _))) =
@@ -459,22 +456,19 @@ async fn store_frames(
         };
         ttl = ttl.max(room_ttl);
         let frames = frames.into_iter().map(|(_, bytes)| bytes).collect();
-        appends.push((
-            upto,
-            tickroom_gateway::FrameAppend {
-                room_id,
-                epoch,
-                first,
-                frames,
-            },
-        ));
+        appends.push(tickroom_gateway::FrameAppend {
+            room_id,
+            epoch,
+            first,
+            frames,
+        });
+        uptos.push(upto);
     }
     if appends.is_empty() {
         return;
     }
     let server_id = &room.shared.config.server_id;
-    let only: Vec<tickroom_gateway::FrameAppend> = appends.iter().map(|(_, a)| a.clone()).collect();
-    let answers = match dir.append_frames(server_id, &only, ttl).await {
+    let answers = match dir.append_frames(server_id, &appends, ttl).await {
         Ok(answers) => answers,
         Err(e) => {
             room.shared.metrics.image_failures.inc();
@@ -482,16 +476,16 @@ async fn store_frames(
             vec![tickroom_gateway::FramesStored::Stored; appends.len()]
         }
     };
-    for ((upto, append), answer) in appends.iter().zip(answers) {
+    for ((append, upto), answer) in appends.iter().zip(uptos).zip(answers) {
         let room_id = append.room_id;
         match answer {
-            tickroom_gateway::FramesStored::Stored => release(room_id, *upto),
+            tickroom_gateway::FramesStored::Stored => release(room_id, upto),
             tickroom_gateway::FramesStored::Gap => {
                 warn!(
                     room = room_id,
                     "the room's stored frames have a gap: it can no longer fail over"
                 );
-                release(room_id, *upto);
+                release(room_id, upto);
             }
             tickroom_gateway::FramesStored::Fenced => {
                 room.shared.metrics.images_fenced.inc();
@@ -545,6 +539,10 @@ async fn store_image(
     }
 }
 
+/// Tells the directory about this server's rooms: a room that seated a player is kept until
+/// it ends (rooms nobody joins are dropped after their join window), and an ended room's
+/// record is closed, fenced by the epoch the join reported, after storing its result. It also
+/// stores failover images and lockstep frames (fenced), and moves rooms on hand-off.
 async fn report_rooms(
     dir: Arc<dyn Directory>,
     room: Arc<RoomServer>,

@@ -239,13 +239,12 @@ impl<C: Clone + PartialEq> RoomCore<C> {
         Ok(room)
     }
 
-    /// Takes a failover image every `every` from now on (see `checkpoint_due`).
-    pub fn take_checkpoints(&mut self, every: Duration, now: Instant) {
+    /// The room fails over from now on (it runs on a shared directory): it takes a failover
+    /// image every `checkpoint_interval_ms` of its mode (see `checkpoint_due`), and a lockstep
+    /// room sends a closed frame only once it is stored.
+    pub fn fail_over(&mut self, now: Instant) {
+        let every = Duration::from_millis(u64::from(self.mode.checkpoint_interval_ms));
         self.checkpoints = Some((every, now + every));
-    }
-
-    /// Lockstep on a shared directory: closed frames are sent only once stored.
-    pub fn gate_frames(&mut self) {
         self.sim.gate_frames();
     }
 

@@ -102,7 +102,8 @@ impl<G: LockstepGame> LockstepSim<G> {
 
     /// A room taken over from another server: the frame log as it stored it (the encoded
     /// `Frame` messages of frames 1, 2, ...), every frame of it already sent; with
-    /// `server_sim` the game is stepped through them again. Gated, as its owner was.
+    /// `server_sim` the game is stepped through them again. (Its new owner gates it, as the
+    /// old one did: `RoomCore::fail_over`.)
     pub fn restored(
         setup: &Setup<'_, G::Params>,
         server_sim: bool,
@@ -125,9 +126,6 @@ impl<G: LockstepGame> LockstepSim<G> {
             sim.offsets.push(sim.log.len());
             sim.next_frame += 1;
         }
-        sim.gated = true;
-        sim.released = sim.next_frame - 1;
-        sim.unstored = sim.next_frame;
         Ok(sim)
     }
 

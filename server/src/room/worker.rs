@@ -48,8 +48,8 @@ type Room = RoomCore<Conn>;
 struct Worker {
     index: usize,
     rooms: HashMap<RoomId, Room>,
-    /// When the worker last woke: a gap longer than the heartbeat TTL less one heartbeat means the process was
-    /// paused (or starved) long enough to lose its rooms.
+    /// When the worker last woke: a gap longer than the heartbeat TTL less one heartbeat means
+    /// the process was paused (or starved) long enough to lose its rooms.
     last_wake: Instant,
     shared: Arc<Shared>,
     /// The grid every room of this worker ticks on.
@@ -111,8 +111,8 @@ impl Worker {
         let gap = woke.saturating_duration_since(self.last_wake);
         self.last_wake = woke;
         // Past this, its server's registration may have expired (the TTL less one heartbeat).
-        let ttl = self.shared.config.heartbeat_ttl;
-        if gap <= ttl - ttl / 3 {
+        let config = &self.shared.config;
+        if gap <= config.heartbeat_ttl - config.heartbeat_interval() {
             return;
         }
         let mut held = 0;
@@ -429,10 +429,7 @@ fn restore(
     shared.metrics.rooms_taken_over.inc();
     room.align_ticks_to(placement.epoch);
     room.set_snapshot_divisor(placement.snapshot_divisor);
-    room.take_checkpoints(
-        Duration::from_millis(u64::from(mode.checkpoint_interval_ms)),
-        now,
-    );
+    room.fail_over(now);
     for seat in &image.seats {
         let Some(record) = crate::SessionRecord::taken_over(shared, room_id, mode.clone(), seat)
         else {
@@ -717,17 +714,11 @@ fn room_for_join<'a>(
                 shared.metrics.game_panics.add(&mode.name, 1);
                 ErrorCode::Internal
             })?;
-            let fails_over = shared.failover.get().is_some();
-            let lockstep = mode.sync == tickroom_game::modes::ModeSync::Lockstep;
-            let every = Duration::from_millis(u64::from(mode.checkpoint_interval_ms));
             let mut room = RoomCore::new(room_id, mode, sim, now);
             room.align_ticks_to(placement.epoch);
             room.set_snapshot_divisor(placement.snapshot_divisor);
-            if fails_over {
-                room.take_checkpoints(every, now);
-                if lockstep {
-                    room.gate_frames();
-                }
+            if shared.failover.get().is_some() {
+                room.fail_over(now);
             }
             Ok(e.insert(room))
         }
