@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
-use parking_lot::Mutex;
 use rand::Rng;
 use tickroom_protocol::{
-    codec, protocol_hash, token, ClientMsg, ErrorCode, ReplayWindow, Secret, ServerMsg, TokenError,
+    codec, protocol_hash, token, ClientMsg, ErrorCode, Secret, ServerMsg, TokenError,
     PROTOCOL_VERSION,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, instrument};
 
-use crate::limits::{self, ConnectionSlot, IpGuard, SlotError};
+use crate::limits::{ConnectionSlot, IpGuard, SlotError};
 use crate::outbox::Outbox;
 use crate::room::{RoomId, RoomInput, SeatRefusal, Seated, Seating, SessionId};
 use crate::transport::{Reader, TransportKind};
@@ -349,22 +348,11 @@ async fn join(
             break id;
         }
     };
+    let ids = (session_id, claims.player_id, claims.room_id);
+    let ticket_key = (ticket.key_id(), claims.nonce);
     let record = Arc::new(SessionRecord {
-        session_id,
-        player_id: claims.player_id,
-        room_id: claims.room_id,
-        mode: mode.clone(),
-        join_secret,
-        resume_counter: Mutex::new(0),
-        window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
-        message_limit: limits::limiter(
-            shared.config.session_message_rate_per_s,
-            shared.config.session_message_burst,
-        ),
-        message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
         spectator: claims.spectator,
-        ticket_key: (ticket.key_id(), claims.nonce),
-        taken_over: std::sync::atomic::AtomicBool::new(false),
+        ..SessionRecord::new(shared, ids, mode.clone(), join_secret, ticket_key)
     });
     let seating = Seating {
         session_id,
@@ -480,21 +468,25 @@ async fn take_over(
         .await
         .map_err(busy)?
         .ok_or(HandshakeError::SessionExpired)?;
+    // A room that cannot go on: its record is closed (at our epoch), so its players, told
+    // why, find it over and queue again.
+    let ends = |why: String| async move {
+        tracing::error!(
+            room = room_id,
+            "the room cannot be taken over and ends: {why}"
+        );
+        shared.metrics.images_refused.inc();
+        if let Err(e) = dir.close_room_at(room_id, record.epoch).await {
+            debug!(error = %e, "could not close the room that cannot be taken over");
+        }
+        Err(HandshakeError::Seat(SeatRefusal {
+            code: ErrorCode::SessionExpired,
+            detail: format!("the room could not be taken over: {why}"),
+        }))
+    };
     let image = match crate::room::image::RoomImage::decode(&bytes, room_id) {
         Ok(image) => image,
-        Err(e) => {
-            // The match cannot go on: its record is closed (at our epoch), so its players,
-            // told why, find it over and queue again.
-            tracing::error!(room = room_id, error = %e, "refusing the room's failover image; the room ends");
-            shared.metrics.images_refused.inc();
-            if let Err(e) = dir.close_room_at(room_id, record.epoch).await {
-                debug!(error = %e, "could not close the room that cannot be taken over");
-            }
-            return Err(HandshakeError::Seat(SeatRefusal {
-                code: ErrorCode::SessionExpired,
-                detail: format!("the room could not be taken over: {e}"),
-            }));
-        }
+        Err(e) => return ends(e.to_string()).await,
     };
     let lockstep = shared
         .games
@@ -507,20 +499,12 @@ async fn take_over(
     // The log must hold every frame closed before the image was taken; a shorter one (frames
     // lost while the directory was away) cannot go on: its players saw frames it lacks.
     if lockstep && (frames.len() as u64).saturating_add(1) < image.tick {
-        tracing::error!(
-            room = room_id,
-            frames = frames.len(),
-            image_frame = image.tick,
-            "the room's stored frames are incomplete; the room ends"
+        let why = format!(
+            "its frame log is incomplete ({} frames, the image is at frame {})",
+            frames.len(),
+            image.tick
         );
-        shared.metrics.images_refused.inc();
-        if let Err(e) = dir.close_room_at(room_id, record.epoch).await {
-            debug!(error = %e, "could not close the room that cannot be taken over");
-        }
-        return Err(HandshakeError::Seat(SeatRefusal {
-            code: ErrorCode::SessionExpired,
-            detail: "the room could not be taken over: its frame log is incomplete".into(),
-        }));
+        return ends(why).await;
     }
     let (reply, answer) = oneshot::channel();
     let restore = RoomInput::Restore {

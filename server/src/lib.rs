@@ -245,9 +245,9 @@ pub struct Shared {
     /// Rooms that ended, for the process role to close in the directory and store their
     /// result (set when there is a directory).
     pub room_events: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoomEvent>>,
-    /// The shared directory when rooms fail over (a room server on Redis): state-sync rooms
-    /// store their images in it, and a resume of an unknown session looks there for a room
-    /// this server took over.
+    /// The shared directory when rooms fail over (a room server on Redis): rooms store their
+    /// images (and lockstep rooms their frames) in it, and a resume of an unknown session
+    /// looks there for a room this server took over.
     pub failover: std::sync::OnceLock<Failover>,
 }
 
@@ -268,6 +268,35 @@ impl std::fmt::Debug for Failover {
 pub const TAKEOVER_SEQ_JUMP: u64 = 1 << 32;
 
 impl SessionRecord {
+    /// A fresh session of `player_id` in `room_id`, a player's (not resumed yet, an empty
+    /// replay window, the server's and the mode's rate limits), joined with the ticket that
+    /// key `ticket_key.0` signed with nonce `ticket_key.1`.
+    pub fn new(
+        shared: &Shared,
+        (session_id, player_id, room_id): (SessionId, u64, RoomId),
+        mode: Arc<tickroom_game::modes::ModeConfig>,
+        join_secret: Secret,
+        ticket_key: (u16, [u8; 16]),
+    ) -> SessionRecord {
+        SessionRecord {
+            session_id,
+            player_id,
+            room_id,
+            message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
+            mode,
+            join_secret,
+            resume_counter: Mutex::new(0),
+            window: Mutex::new(ReplayWindow::new(shared.config.replay_window, false)),
+            message_limit: limits::limiter(
+                shared.config.session_message_rate_per_s,
+                shared.config.session_message_burst,
+            ),
+            spectator: false,
+            ticket_key,
+            taken_over: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     /// The session of a seat in a room this server took over: its join secret derived again
     /// from the ticket's key id and nonce (`None` when that key left the ring), its resume
     /// count as the image kept it, and a replay window that accepts nothing at or below
@@ -281,25 +310,16 @@ impl SessionRecord {
         let join_secret = shared
             .keys
             .join_secret_of(seat.key_id, &seat.nonce, seat.player_id)?;
-        let mut window = ReplayWindow::new(shared.config.replay_window, false);
-        window.commit(seat.highest_seq.saturating_add(TAKEOVER_SEQ_JUMP));
-        Some(SessionRecord {
-            session_id: seat.session_id,
-            player_id: seat.player_id,
-            room_id,
-            message_rate: limits::limiter(mode.message_rate_per_s, mode.message_burst),
-            mode,
-            join_secret,
-            resume_counter: Mutex::new(seat.resume_counter),
-            window: Mutex::new(window),
-            message_limit: limits::limiter(
-                shared.config.session_message_rate_per_s,
-                shared.config.session_message_burst,
-            ),
-            spectator: false,
-            ticket_key: (seat.key_id, seat.nonce),
-            taken_over: std::sync::atomic::AtomicBool::new(true),
-        })
+        let ids = (seat.session_id, seat.player_id, room_id);
+        let mut record =
+            SessionRecord::new(shared, ids, mode, join_secret, (seat.key_id, seat.nonce));
+        *record.resume_counter.get_mut() = seat.resume_counter;
+        record
+            .window
+            .get_mut()
+            .commit(seat.highest_seq.saturating_add(TAKEOVER_SEQ_JUMP));
+        *record.taken_over.get_mut() = true;
+        Some(record)
     }
 }
 
@@ -312,7 +332,7 @@ pub enum RoomEvent {
     Closed(ClosedRoom),
     /// A running match of a `backfill` mode has `free` seats for matchmaking to fill.
     SeatsOpen { room_id: RoomId, free: usize },
-    /// A state-sync room's failover image, indexed by its seats' sessions, to store for
+    /// A room's failover image, indexed by its seats' sessions, to store for
     /// `ttl` (fenced by the room's epoch), and why it was taken.
     Image {
         room_id: RoomId,
