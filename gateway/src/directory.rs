@@ -920,6 +920,26 @@ pub trait Directory: Send + Sync + 'static {
     }
 }
 
+/// Moves room `room_id`, at `epoch` on server `from` (dead, or handing it over), to another
+/// live server that takes rooms, chosen by the power of two choices (`pick_server`), under the
+/// next epoch. `None` when no other server takes rooms; otherwise what the fenced
+/// `reassign_room` did.
+pub async fn move_room(
+    dir: &dyn Directory,
+    room_id: u64,
+    epoch: u64,
+    from: &str,
+) -> Result<Option<(String, ReassignOutcome)>, DirectoryError> {
+    let mut servers = dir.live_servers().await?;
+    servers.retain(|s| s.server_id != from);
+    let Some(target) = pick_server(&servers, &mut rand::rng()) else {
+        return Ok(None);
+    };
+    let target = servers.swap_remove(target).server_id;
+    let outcome = dir.reassign_room(room_id, epoch, &target).await?;
+    Ok(Some((target, outcome)))
+}
+
 /// Power of two choices: among servers that are not draining and have headroom
 /// (`load < capacity`), draws two at random and returns the index (into `servers`) of the one
 /// with the lower `load / capacity`, the first drawn on a tie. `None` if no server qualifies.

@@ -37,7 +37,7 @@ pub use tickroom_protocol::api::{
 
 use crate::auth::{self, check_device_id, BearerError, Session, CUSTOM_ID_LABEL, DEVICE_ID_LABEL};
 use crate::directory::{
-    normalise_code, pick_server, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
+    move_room, normalise_code, private_code, Assignment, CancelOutcome, CodeJoin, DirectoryError,
     EnqueueOutcome, MatchRecord, PartyAnswer, PartyRecord, PrivateRoomRequest, QueueEntry,
     ReassignOutcome, RoomRecord, TicketId, TicketRecord, TicketStatus, MAX_OPEN_ROOMS_PER_PLAYER,
 };
@@ -318,26 +318,20 @@ impl Gateway {
         })
     }
 
-    /// Moves a room whose owner died to a live server, when the room has a failover image:
-    /// of two live servers that take rooms, picked at random, the less loaded (power of two
-    /// choices, `pick_server`), under the room's next epoch. Answers the room as it now is and whether its
-    /// owner lives; without an image or a live server, the dead owner's record as it was.
+    /// Moves a room whose owner died to a live server (`move_room`), when the room has a
+    /// failover image. Answers the room as it now is and whether its owner lives; without an
+    /// image or a live server, the dead owner's record as it was.
     async fn take_over(&self, record: RoomRecord) -> Result<(RoomRecord, bool), ApiError> {
         let room_id = record.room_id;
         if self.directory.room_image(room_id).await?.is_none() {
             return Ok((record, false));
         }
-        let mut servers = self.directory.live_servers().await?;
-        servers.retain(|s| s.server_id != record.server.server_id);
-        let chosen = pick_server(&servers, &mut rand::rng()).map(|i| servers[i].server_id.clone());
-        let Some(chosen) = chosen else {
+        let from = &record.server.server_id;
+        let moved = move_room(&*self.directory, room_id, record.epoch, from).await?;
+        let Some((chosen, outcome)) = moved else {
             return Ok((record, false));
         };
-        match self
-            .directory
-            .reassign_room(room_id, record.epoch, &chosen)
-            .await?
-        {
+        match outcome {
             ReassignOutcome::Reassigned(moved) => {
                 tracing::info!(room = room_id, from = %record.server.server_id, to = %chosen, epoch = moved.epoch, "room taken over");
                 Ok((*moved, true))

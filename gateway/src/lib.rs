@@ -80,11 +80,12 @@ use tickroom_protocol::KeyRing;
 pub use crate::redis::{RedisConfig, RedisDirectory};
 pub use admin::{AdminTokens, ErrorLog, ServerControl};
 pub use directory::{
-    pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome, CodeJoin,
-    Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch, FrameAppend,
-    FramesStored, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, PartyAnswer, PartyRecord,
-    PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord, RoomServerInfo,
-    RoomStatus, SeatInfo, ServerAbout, TicketChange, TicketId, TicketRecord, TicketStatus,
+    move_room, pick_server, AdminAction, AdminCommand, AdminReply, Assignment, CancelOutcome,
+    CodeJoin, Directory, DirectoryError, EnqueueOutcome, ErrorRecord, Formation, FormedMatch,
+    FrameAppend, FramesStored, MatchPlayer, MatchRecord, MatchRequest, MatchedPlayer, PartyAnswer,
+    PartyRecord, PrivateRoomRequest, QueueEntry, ReassignOutcome, RoomPage, RoomRecord,
+    RoomServerInfo, RoomStatus, SeatInfo, ServerAbout, TicketChange, TicketId, TicketRecord,
+    TicketStatus,
 };
 pub use http::router;
 pub use matchmaker::run_matchmaker;

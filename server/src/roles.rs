@@ -395,29 +395,20 @@ async fn hand_off_rooms(room: &Arc<RoomServer>, agent: &ServerAgent) {
 /// chosen by the power of two choices; false when none takes it (the room then finishes
 /// here, or ends at the shutdown).
 async fn hand_over(dir: &Arc<dyn Directory>, server_id: &str, room_id: u64, epoch: u64) -> bool {
-    let mut servers = match dir.live_servers().await {
-        Ok(servers) => servers,
-        Err(e) => {
-            warn!(room = room_id, error = %e, "cannot hand the room over: directory unavailable");
-            return false;
-        }
-    };
-    servers.retain(|s| s.server_id != server_id);
-    let Some(target) = tickroom_gateway::pick_server(&servers, &mut rand::rng()) else {
-        warn!(
-            room = room_id,
-            "no other room server takes rooms: the room finishes here"
-        );
-        return false;
-    };
-    let target = servers[target].server_id.clone();
-    match dir.reassign_room(room_id, epoch, &target).await {
-        Ok(ReassignOutcome::Reassigned(_)) => {
+    match tickroom_gateway::move_room(&**dir, room_id, epoch, server_id).await {
+        Ok(Some((target, ReassignOutcome::Reassigned(_)))) => {
             info!(room = room_id, to = %target, "room handed over");
             true
         }
-        Ok(other) => {
+        Ok(Some((target, other))) => {
             warn!(room = room_id, to = %target, outcome = ?other, "the room was not handed over");
+            false
+        }
+        Ok(None) => {
+            warn!(
+                room = room_id,
+                "no other room server takes rooms: the room finishes here"
+            );
             false
         }
         Err(e) => {
