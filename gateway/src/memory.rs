@@ -914,6 +914,14 @@ impl State {
     }
 }
 
+/// The value under `key` of a table whose entries carry their expiry, unless it expired.
+fn unexpired<V: Clone>(table: &HashMap<u64, (V, Instant)>, key: u64) -> Option<V> {
+    table
+        .get(&key)
+        .filter(|(_, expires)| *expires > Instant::now())
+        .map(|(value, _)| value.clone())
+}
+
 #[async_trait]
 impl Directory for InMemoryDirectory {
     async fn register_server(
@@ -1194,31 +1202,15 @@ impl Directory for InMemoryDirectory {
     }
 
     async fn room_frames(&self, room_id: u64) -> Result<Vec<Vec<u8>>, DirectoryError> {
-        let state = self.state.lock();
-        Ok(state
-            .frame_logs
-            .get(&room_id)
-            .filter(|(_, e)| *e > Instant::now())
-            .map(|(frames, _)| frames.clone())
-            .unwrap_or_default())
+        Ok(unexpired(&self.state.lock().frame_logs, room_id).unwrap_or_default())
     }
 
     async fn room_image(&self, room_id: u64) -> Result<Option<Vec<u8>>, DirectoryError> {
-        let state = self.state.lock();
-        Ok(state
-            .images
-            .get(&room_id)
-            .filter(|(_, e)| *e > Instant::now())
-            .map(|(image, _)| image.clone()))
+        Ok(unexpired(&self.state.lock().images, room_id))
     }
 
     async fn session_room(&self, session_id: u64) -> Result<Option<u64>, DirectoryError> {
-        let state = self.state.lock();
-        Ok(state
-            .session_rooms
-            .get(&session_id)
-            .filter(|(_, e)| *e > Instant::now())
-            .map(|(room, _)| *room))
+        Ok(unexpired(&self.state.lock().session_rooms, session_id))
     }
 
     async fn rooms_on_server(&self, server_id: &str) -> Result<Vec<u64>, DirectoryError> {
